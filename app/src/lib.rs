@@ -1,0 +1,79 @@
+//! The Vigil console: every page, component and server function. Server-only code sits behind `ssr`.
+
+pub mod api;
+pub mod names;
+pub mod pages;
+pub mod timefmt;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes, A},
+    path,
+};
+
+/// The HTML document around the app, rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects run only in the browser, so this marks the moment the page became interactive.
+    // End-to-end tests wait for it instead of racing hydration.
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+    view! {
+        <Stylesheet id="leptos" href="/pkg/vigil.css"/>
+        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
+        <Title formatter=|t: String| if t.is_empty() { "Vigil".to_string() } else { format!("{t} · Vigil") }/>
+        <Router>
+            <div class="layout">
+                <Nav/>
+                <main class="content">
+                    <Routes fallback=|| view! { <pages::NotFound/> }>
+                        <Route path=path!("/") view=pages::projects::ProjectsPage/>
+                        <Route path=path!("/projects") view=pages::projects::ProjectsPage/>
+                        <Route path=path!("/projects/:name") view=pages::project::ProjectPage/>
+                        <Route path=path!("/dashboard") view=pages::dashboard::DashboardPage/>
+                    </Routes>
+                </main>
+            </div>
+        </Router>
+    }
+}
+
+#[component]
+fn Nav() -> impl IntoView {
+    view! {
+        <nav class="sidebar" aria-label="Main">
+            <a class="brand" href="/">
+                <span class="brand-mark" aria-hidden="true">"◉"</span>
+                <span class="brand-name">"Vigil"</span>
+            </a>
+            <ul class="nav-links">
+                <li><A href="/projects">"Projects"</A></li>
+                <li><A href="/dashboard">"Dashboard"</A></li>
+            </ul>
+            <p class="nav-foot">"Visual anomaly detection"</p>
+        </nav>
+    }
+}

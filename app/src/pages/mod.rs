@@ -1,0 +1,17 @@
+//! One module per console page.
+
+pub mod dashboard;
+pub mod project;
+pub mod projects;
+
+use leptos::prelude::*;
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    view! {
+        <section class="page">
+            <h1>"Page not found"</h1>
+            <p class="muted">"There is nothing at this address. " <a href="/projects">"Go to your projects"</a> "."</p>
+        </section>
+    }
+}

@@ -1,0 +1,132 @@
+//! The projects page: every project, and the form that creates one.
+
+use crate::api::{error_text, list_projects, CreateProject, ProjectSummary};
+use crate::names::validate_project_name;
+use crate::timefmt::format_utc;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn ProjectsPage() -> impl IntoView {
+    let create = ServerAction::<CreateProject>::new();
+    let projects = Resource::new(move || create.version().get(), |_| list_projects());
+
+    view! {
+        <Title text="Projects"/>
+        <section class="page">
+            <header class="page-head">
+                <h1>"Projects"</h1>
+                <p class="muted">"A project holds the images, labels and models for one part or product."</p>
+            </header>
+            <CreateProjectForm action=create/>
+            <div class="card">
+                <Transition fallback=|| view! { <p class="muted">"Loading projects…"</p> }>
+                    {move || Suspend::new(async move {
+                        match projects.await {
+                            Ok(list) => view! { <ProjectTable projects=list/> }.into_any(),
+                            Err(e) => view! { <p class="error" role="alert">{error_text(&e)}</p> }.into_any(),
+                        }
+                    })}
+                </Transition>
+            </div>
+        </section>
+    }
+}
+
+#[component]
+fn CreateProjectForm(action: ServerAction<CreateProject>) -> impl IntoView {
+    let (name, set_name) = signal(String::new());
+    let (touched, set_touched) = signal(false);
+    // The local check runs as the user types; the server checks again (and catches duplicates).
+    let local_error = move || {
+        if touched.get() {
+            validate_project_name(name.get().trim()).err()
+        } else {
+            None
+        }
+    };
+    let server_error = move || action.value().get().and_then(|r| r.err()).map(|e| error_text(&e));
+    let error = move || local_error().or_else(server_error);
+
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = action.value().get() {
+            set_name.set(String::new());
+            set_touched.set(false);
+        }
+    });
+
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        set_touched.set(true);
+        let value = name.get_untracked().trim().to_string();
+        if validate_project_name(&value).is_ok() {
+            action.dispatch(CreateProject { name: value });
+        }
+    };
+
+    view! {
+        <form class="card create-form" on:submit=on_submit novalidate>
+            <label for="project-name">"New project"</label>
+            <div class="form-row">
+                <input
+                    id="project-name"
+                    name="name"
+                    type="text"
+                    autocomplete="off"
+                    placeholder="e.g. cookie-line-3"
+                    maxlength="300"
+                    aria-describedby="project-name-help project-name-error"
+                    aria-invalid=move || error().is_some().to_string()
+                    prop:value=name
+                    on:input=move |ev| {
+                        set_name.set(event_target_value(&ev));
+                        set_touched.set(true);
+                        action.value().set(None);
+                    }
+                />
+                <button type="submit" class="primary" disabled=move || action.pending().get()>
+                    {move || if action.pending().get() { "Creating…" } else { "Create project" }}
+                </button>
+            </div>
+            <p id="project-name-help" class="hint">
+                "1–255 characters: letters, digits, hyphens and underscores, starting with a letter or digit."
+            </p>
+            <p id="project-name-error" class="error field-error" role="alert">{error}</p>
+        </form>
+    }
+}
+
+#[component]
+fn ProjectTable(projects: Vec<ProjectSummary>) -> impl IntoView {
+    if projects.is_empty() {
+        return view! {
+            <p class="empty">"No projects yet. Create one above to start adding images."</p>
+        }
+        .into_any();
+    }
+    let count = projects.len();
+    view! {
+        <table class="table projects-table">
+            <caption class="muted">{format!("{count} project{}", if count == 1 { "" } else { "s" })}</caption>
+            <thead>
+                <tr><th scope="col">"Name"</th><th scope="col">"Created"</th><th scope="col">"ARN"</th></tr>
+            </thead>
+            <tbody>
+                {projects
+                    .into_iter()
+                    .map(|p| {
+                        let href = format!("/projects/{}", p.name);
+                        view! {
+                            <tr>
+                                <td><a href=href class="project-link">{p.name.clone()}</a></td>
+                                <td class="nowrap">{format_utc(p.created_at_ms)}</td>
+                                <td class="mono muted">{p.arn.clone()}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}

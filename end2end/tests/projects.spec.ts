@@ -1,0 +1,82 @@
+import { expect, Page, test } from "@playwright/test";
+
+// Interactions before hydration are lost, so every test waits for the app to mark the body.
+async function open(page: Page, path: string) {
+  await page.goto(path);
+  await expect(page.locator("body[data-hydrated=true]")).toBeAttached();
+}
+
+test.beforeEach(async ({ page }) => {
+  page.on("console", (msg) => {
+    if (msg.type() === "error") throw new Error(`console error: ${msg.text()}`);
+  });
+  page.on("pageerror", (err) => {
+    throw err;
+  });
+});
+
+test("create a project, see it listed after a reload, then delete it", async ({ page }) => {
+  const name = `e2e-${Date.now()}`;
+  await open(page, "/projects");
+  await expect(page.getByRole("heading", { name: "Projects", level: 1 })).toBeVisible();
+
+  await page.getByLabel("New project").fill(name);
+  await page.getByRole("button", { name: "Create project" }).click();
+  const link = page.getByRole("link", { name, exact: true });
+  await expect(link).toBeVisible();
+  await expect(page.getByLabel("New project")).toHaveValue("");
+
+  await page.reload();
+  await expect(page.locator("body[data-hydrated=true]")).toBeAttached();
+  await expect(page.getByRole("link", { name, exact: true })).toBeVisible();
+
+  await page.getByRole("link", { name, exact: true }).click();
+  await expect(page).toHaveURL(new RegExp(`/projects/${name}$`));
+  await expect(page.getByRole("heading", { name, level: 1 })).toBeVisible();
+  await expect(page.getByText(`project/${name}`)).toBeVisible();
+
+  await page.getByRole("button", { name: "Delete project…" }).click();
+  await expect(page.getByText(`Delete ${name} permanently?`)).toBeVisible();
+  // Cancelling keeps it.
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await page.getByRole("button", { name: "Delete project…" }).click();
+  await page.getByRole("button", { name: "Delete permanently" }).click();
+
+  await expect(page).toHaveURL(/\/projects$/);
+  await expect(page.getByRole("link", { name, exact: true })).toHaveCount(0);
+  await page.reload();
+  await expect(page.getByRole("heading", { name: "Projects", level: 1 })).toBeVisible();
+  await expect(page.getByRole("link", { name, exact: true })).toHaveCount(0);
+});
+
+test("a bad name shows the validation message and creates nothing", async ({ page }) => {
+  await open(page, "/projects");
+  const input = page.getByLabel("New project");
+  await input.fill("bad name!");
+  await expect(page.getByRole("alert").filter({ hasText: "only letters, digits, hyphens and underscores" })).toBeVisible();
+  await expect(input).toHaveAttribute("aria-invalid", "true");
+  await page.getByRole("button", { name: "Create project" }).click();
+  await expect(page.getByRole("link", { name: "bad name!" })).toHaveCount(0);
+
+  await input.fill("-leading");
+  await expect(page.getByRole("alert").filter({ hasText: "must start with a letter or a digit" })).toBeVisible();
+
+  // The server's own answer is shown too: a duplicate name.
+  const name = `dup-${Date.now()}`;
+  await input.fill(name);
+  await expect(input).toHaveAttribute("aria-invalid", "false");
+  await page.getByRole("button", { name: "Create project" }).click();
+  await expect(page.getByRole("link", { name, exact: true })).toBeVisible();
+  await input.fill(name);
+  await page.getByRole("button", { name: "Create project" }).click();
+  await expect(page.getByRole("alert").filter({ hasText: "already exists" })).toBeVisible();
+});
+
+test("navigation and the dashboard placeholder", async ({ page }) => {
+  await open(page, "/");
+  await page.getByRole("link", { name: "Dashboard" }).click();
+  await expect(page.getByRole("heading", { name: "Dashboard", level: 1 })).toBeVisible();
+  await expect(page.getByText("The dashboard will summarise every project")).toBeVisible();
+  await page.getByRole("link", { name: "Projects" }).first().click();
+  await expect(page.getByRole("heading", { name: "Projects", level: 1 })).toBeVisible();
+});

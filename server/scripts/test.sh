@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs every test: unit, integration (on SQLite and on PostgreSQL) and end-to-end (Playwright in Debian's
+# Chromium). Installs what the tests need first, skipping what is there.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$VIGIL_ROOT"
+"$VIGIL_ROOT/server/scripts/setup.sh"
+
+step() { printf '\033[1;36m[test]\033[0m %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  step "installing Debian packages: $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null ||
+    { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+}
+
+command -v chromium >/dev/null || apt_install chromium
+
+# PostgreSQL: use one on loopback if it answers, otherwise start a private one on port 55432.
+PG_TMP=""
+cleanup() {
+  [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true
+  if [ -n "$PG_TMP" ]; then
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -m fast stop >/dev/null 2>&1 || true
+    else "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -m fast stop >/dev/null 2>&1 || true; fi
+    rm -rf "$PG_TMP"
+  fi
+}
+trap cleanup EXIT
+if [ -z "${VIGIL_TEST_POSTGRES:-}" ]; then
+  if command -v psql >/dev/null && psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'select 1' >/dev/null 2>&1; then
+    export VIGIL_TEST_POSTGRES="postgres://postgres@127.0.0.1:5432/postgres"
+  else
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+    PG_BIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
+    PG_TMP=$(mktemp -d /tmp/vigil-pg.XXXXXX)
+    step "starting a private PostgreSQL in $PG_TMP on port 55432"
+    run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+    [ "$(id -u)" = 0 ] && chown postgres "$PG_TMP"
+    run_pg "$PG_BIN/initdb" -D "$PG_TMP/data" -U postgres -A trust >/dev/null
+    run_pg "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/log" -w \
+      -o "-p 55432 -k $PG_TMP -c listen_addresses=127.0.0.1" start >/dev/null
+    export VIGIL_TEST_POSTGRES="postgres://postgres@127.0.0.1:55432/postgres"
+  fi
+fi
+export VIGIL_REQUIRE_POSTGRES=1
+
+step "unit and integration tests (SQLite and PostgreSQL at $VIGIL_TEST_POSTGRES)"
+cargo test -p app -p server
+
+step "building the console for the browser tests"
+cargo leptos build
+E2E_DIR=$(mktemp -d /tmp/vigil-e2e.XXXXXX)
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+VIGIL_ADDR="127.0.0.1:$PORT" DATABASE_URL="sqlite://$E2E_DIR/vigil.db" VIGIL_DATA_DIR="$E2E_DIR/data" \
+  VIGIL_TORCH_THREADS=1 target/debug/vigil serve >"$E2E_DIR/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 120); do
+  curl -fsS "http://127.0.0.1:$PORT/2020-11-20/projects" >/dev/null 2>&1 && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$E2E_DIR/server.log"; exit 1; }
+  sleep 0.5
+done
+step "browser tests against http://127.0.0.1:$PORT"
+(cd end2end && VIGIL_E2E_URL="http://127.0.0.1:$PORT" npx playwright test) || { tail -n 50 "$E2E_DIR/server.log"; exit 1; }
+step "all tests passed"

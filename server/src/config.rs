@@ -1,0 +1,70 @@
+//! Command line and environment: one typed configuration for every role of the binary.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "vigil", version, about = "Self-hosted visual anomaly detection, compatible with the Lookout for Vision API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the console and the LFV-compatible API, with the embedded worker.
+    Serve(Config),
+}
+
+/// Settings of a running server. Every field can come from the command line or the environment.
+#[derive(Args, Debug, Clone)]
+pub struct Config {
+    /// Address the console and the API listen on (port 0 picks a free port).
+    #[arg(long, env = "VIGIL_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// Database: `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/vigil.db")]
+    pub database_url: String,
+
+    /// Local directory for images, masks and model artifacts.
+    #[arg(long, env = "VIGIL_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Frozen TorchScript file of the pretrained backbone, written by `server/scripts/setup.sh`.
+    #[arg(long, env = "VIGIL_BACKBONE", default_value = ".venv/share/vigil/efficientnet-lite0-s8s16.pt")]
+    pub backbone: PathBuf,
+
+    /// libtorch intra-op threads; defaults to the number of cores. Two processes that each use every core
+    /// slow each other down badly, so lower it when several share a machine.
+    #[arg(long, env = "VIGIL_TORCH_THREADS")]
+    pub torch_threads: Option<usize>,
+
+    /// Region written into ARNs (LFV clients also sign requests for a region).
+    #[arg(long, env = "VIGIL_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// Twelve-digit account id written into ARNs.
+    #[arg(long, env = "VIGIL_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+
+    /// Directory holding the built console (`pkg/` with the WASM bundle, CSS and static files).
+    #[arg(long, env = "VIGIL_SITE_ROOT", default_value = "target/site")]
+    pub site_root: String,
+}
+
+impl Config {
+    /// A configuration with every default, for tests and embedding.
+    pub fn defaults() -> Self {
+        Cli::parse_from(["vigil", "serve"]).into_serve()
+    }
+}
+
+impl Cli {
+    fn into_serve(self) -> Config {
+        match self.command {
+            Command::Serve(c) => c,
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Decoding untrusted image bytes into RGB with hard limits: JPEG and PNG only, 64–4096 px a side (LFV's
+//! rule), dimensions checked from the header before any pixel is decoded, EXIF orientation applied.
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+use std::io::Cursor;
+
+pub const MIN_SIDE: u32 = 64;
+pub const MAX_SIDE: u32 = 4096;
+/// Largest decoder allocation: a 4096² RGBA image at 16 bits per channel, with room to spare.
+const MAX_ALLOC: u64 = 4096 * 4096 * 8 + (64 << 20);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not a JPEG or PNG image")]
+    UnsupportedFormat,
+    #[error("the image is {width}×{height} px; each side must be from {MIN_SIDE} to {MAX_SIDE} px")]
+    BadDimensions { width: u32, height: u32 },
+    #[error("the image could not be decoded: {0}")]
+    Corrupt(String),
+}
+
+/// Decodes JPEG or PNG bytes into 8-bit RGB, upright.
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let format = image::guess_format(bytes).map_err(|_| ImageError::UnsupportedFormat)?;
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
+        return Err(ImageError::UnsupportedFormat);
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let (width, height) = reader.into_dimensions().map_err(|e| corrupt_or_size(e, bytes, format))?;
+    check_side(width, height)?;
+
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    img.apply_orientation(orientation);
+    Ok(img.to_rgb8())
+}
+
+fn check_side(width: u32, height: u32) -> Result<(), ImageError> {
+    let ok = |s: u32| (MIN_SIDE..=MAX_SIDE).contains(&s);
+    if ok(width) && ok(height) {
+        Ok(())
+    } else {
+        Err(ImageError::BadDimensions { width, height })
+    }
+}
+
+/// A limits error on the header means the image is too large; say so with its size when we can read it.
+fn corrupt_or_size(e: image::ImageError, bytes: &[u8], format: ImageFormat) -> ImageError {
+    if let image::ImageError::Limits(_) = e {
+        if let Ok((w, h)) = ImageReader::with_format(Cursor::new(bytes), format).into_dimensions() {
+            return ImageError::BadDimensions { width: w, height: h };
+        }
+    }
+    ImageError::Corrupt(e.to_string())
+}

@@ -1,0 +1,158 @@
+//! Vigil's server: configuration, state, the LFV-compatible API, the console's backend and the engine.
+//! `main.rs` only parses the command line; everything else is here so integration tests can import it.
+
+pub mod config;
+pub mod console;
+pub mod engine;
+pub mod http;
+pub mod projects;
+pub mod state;
+pub mod store;
+
+use anyhow::Context;
+use app::api::SharedBackend;
+use axum::Router;
+use config::Config;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use state::AppState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Builds the state: database (migrated), backbone (loaded and warmed up) and console settings.
+pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<AppState> {
+    let db = store::Db::connect(&config.database_url).await?;
+    tracing::info!(engine = ?db.engine, "database ready");
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+
+    let threads = config
+        .torch_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let path = config.backbone.clone();
+    let backbone = tokio::task::spawn_blocking(move || -> anyhow::Result<engine::Backbone> {
+        engine::set_threads(threads);
+        let started = Instant::now();
+        let b = engine::Backbone::load(&path).with_context(|| format!("loading the backbone {}", path.display()))?;
+        let loaded = started.elapsed();
+        b.warm_up(224, 224, 3)?;
+        tracing::info!(
+            path = %path.display(),
+            load_ms = loaded.as_millis() as u64,
+            warm_up_ms = (started.elapsed() - loaded).as_millis() as u64,
+            threads,
+            "backbone loaded"
+        );
+        Ok(b)
+    })
+    .await??;
+
+    let leptos_options = LeptosOptions::builder()
+        .output_name("vigil")
+        .site_root(config.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .env(leptos::config::Env::PROD)
+        .build();
+    Ok(AppState { db, config: Arc::new(config), backbone: Arc::new(backbone), leptos_options })
+}
+
+/// The whole HTTP surface: the LFV API under `/2020-11-20`, the console and its server functions.
+pub fn router(state: AppState) -> Router {
+    let backend: SharedBackend = Arc::new(console::ConsoleBackend { state: state.clone() });
+    let routes = generate_route_list(app::App);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .nest("/2020-11-20", http::router())
+        .leptos_routes_with_context(&state, routes, move || provide_context(backend.clone()), {
+            let options = options.clone();
+            move || app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A server running in the background (tests, embedding).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets requests in flight finish, and waits.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.handle.await??;
+        Ok(())
+    }
+}
+
+/// Binds `config.addr` (port 0 picks one), builds the state and serves until `stop`.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("binding {}", config.addr))?;
+    let addr = listener.local_addr()?;
+    let state = build_state(config, addr).await?;
+    spawn_maintenance(state.clone());
+    let app = router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(Running { addr, state, shutdown: Some(tx), handle })
+}
+
+/// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    tracing::info!("Vigil is listening on http://{}", running.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await
+}
+
+fn spawn_maintenance(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = http::idempotency::purge_expired(&state.db).await {
+                tracing::warn!(error = %e, "purging expired client tokens failed");
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
