@@ -40,13 +40,28 @@ mod backend {
 
     pub type SharedBackend = Arc<dyn Backend>;
 
-    /// A failure the console can show as it is; internal details stay in the server log.
+    /// A failure the console can show as it is, with the HTTP status it deserves (400 bad input, 404 missing,
+    /// 409 conflict, 500 internal); internal details stay in the server log.
     #[derive(Debug, Clone)]
-    pub struct BackendError(pub String);
+    pub struct BackendError {
+        pub status: u16,
+        pub message: String,
+    }
+
+    impl BackendError {
+        pub fn new(status: u16, message: impl Into<String>) -> Self {
+            BackendError { status, message: message.into() }
+        }
+    }
 
     impl From<BackendError> for ServerFnError {
         fn from(e: BackendError) -> Self {
-            ServerFnError::ServerError(e.0)
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                response.set_status(
+                    http::StatusCode::from_u16(e.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+                );
+            }
+            ServerFnError::ServerError(e.message)
         }
     }
 
@@ -78,7 +93,7 @@ pub async fn get_project(name: String) -> Result<ProjectDetail, ServerFnError> {
 pub async fn create_project(name: String) -> Result<ProjectSummary, ServerFnError> {
     let name = name.trim().to_string();
     if let Err(message) = crate::names::validate_project_name(&name) {
-        return Err(ServerFnError::ServerError(message));
+        return Err(backend::BackendError::new(400, message).into());
     }
     Ok(backend::backend()?.create_project(&name).await?)
 }

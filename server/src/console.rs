@@ -18,14 +18,16 @@ impl From<ProjectError> for BackendError {
     fn from(e: ProjectError) -> Self {
         match e {
             ProjectError::Db(e) => internal(e),
-            other => BackendError(other.to_string()),
+            ProjectError::InvalidName(_) => BackendError::new(400, e.to_string()),
+            ProjectError::NotFound(_) => BackendError::new(404, e.to_string()),
+            ProjectError::Exists(_) => BackendError::new(409, e.to_string()),
         }
     }
 }
 
 fn internal(e: impl std::fmt::Display) -> BackendError {
     tracing::error!(error = %e, "console backend error");
-    BackendError("Vigil had an internal error. Try again.".into())
+    BackendError::new(500, "Vigil had an internal error. Try again.")
 }
 
 
@@ -50,7 +52,7 @@ impl Backend for ConsoleBackend {
     }
 
     async fn create_project(&self, name: &str) -> Result<ProjectSummary, BackendError> {
-        let mut tx = self.state.db.pool.begin().await.map_err(internal)?;
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let p = projects::create(&mut tx, name).await?;
         tx.commit().await.map_err(internal)?;
         Ok(self.summary(&p))
@@ -66,7 +68,7 @@ impl Backend for ConsoleBackend {
     }
 
     async fn delete_project(&self, name: &str) -> Result<(), BackendError> {
-        let mut tx = self.state.db.pool.begin().await.map_err(internal)?;
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         projects::delete(&mut tx, name).await?;
         tx.commit().await.map_err(internal)?;
         Ok(())

@@ -48,6 +48,18 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Starts a transaction that will write. On SQLite it takes the write lock up front (`begin immediate`):
+    /// a deferred transaction that reads and then writes fails at once with "database is locked" when another
+    /// writer got in between, whereas an immediate one waits its turn (busy timeout).
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.engine {
+            Engine::Sqlite => self.pool.begin_with("begin immediate").await,
+            Engine::Postgres => self.pool.begin().await,
+        }
+    }
+}
+
 /// Makes sure the SQLite file's directory exists and asks sqlx to create the file.
 fn sqlite_url(url: &str) -> anyhow::Result<String> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");

@@ -57,7 +57,7 @@ where
     F: for<'c> FnOnce(&'c mut AnyConnection) -> Work<'c>,
 {
     let Some(token) = token else {
-        let mut tx = db.pool.begin().await?;
+        let mut tx = db.begin_write().await?;
         let value = work(&mut tx).await?;
         tx.commit().await?;
         return Ok(value);
@@ -65,7 +65,7 @@ where
     if let Some(answer) = replay(db, operation, token, hash).await? {
         return Ok(answer);
     }
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let outcome = match work(&mut tx).await {
         Ok(value) => record(&mut tx, operation, token, hash, &value).await.map(|_| value),
         Err(e) => Err(e),
