@@ -16,6 +16,13 @@ apt_install() {
 
 command -v chromium >/dev/null || apt_install chromium
 
+# A real S3-compatible server that checks signatures (s3s-fs 0.14.1; 0.15 needs a newer rustc).
+if ! s3s-fs --version 2>/dev/null | grep -q "0.14.1"; then
+  step "installing s3s-fs 0.14.1 (S3-compatible test server)"
+  cargo install --locked s3s-fs --version 0.14.1 --features binary
+fi
+export VIGIL_REQUIRE_S3=1
+
 # PostgreSQL: use one on loopback if it answers, otherwise start a private one on port 55432.
 PG_TMP=""
 cleanup() {

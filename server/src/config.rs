@@ -49,12 +49,43 @@ pub struct Config {
     #[arg(long, env = "VIGIL_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
 
+    /// S3-compatible endpoint for imports (MinIO, Garage, ...). Unset: `AWS_ENDPOINT_URL_S3` /
+    /// `AWS_ENDPOINT_URL`, or AWS itself.
+    #[arg(long, env = "VIGIL_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Region for S3 requests. Unset: `AWS_REGION`, else us-east-1.
+    #[arg(long, env = "VIGIL_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Access key for S3. Unset: the standard AWS credential chain (`AWS_ACCESS_KEY_ID`, profiles, ...).
+    #[arg(long, env = "VIGIL_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+
+    /// Secret key for S3, with `--s3-access-key-id`.
+    #[arg(long, env = "VIGIL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Path-style S3 addressing (`endpoint/bucket/key`), which most self-hosted servers need.
+    #[arg(long, env = "VIGIL_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_force_path_style: bool,
+
     /// Directory holding the built console (`pkg/` with the WASM bundle, CSS and static files).
     #[arg(long, env = "VIGIL_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
 }
 
 impl Config {
+    pub fn s3_settings(&self) -> crate::s3::S3Settings {
+        crate::s3::S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+            force_path_style: self.s3_force_path_style,
+        }
+    }
+
     /// A configuration with every default, for tests and embedding.
     pub fn defaults() -> Self {
         Cli::parse_from(["vigil", "serve"]).into_serve()

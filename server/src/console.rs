@@ -64,11 +64,21 @@ impl Backend for ConsoleBackend {
             .await
             .map_err(internal)?
             .ok_or_else(|| BackendError::from(ProjectError::NotFound(name.to_string())))?;
-        Ok(ProjectDetail { project: self.summary(&p), datasets: Vec::new() })
+        let datasets = crate::datasets::list_for_project(&mut conn, &p.id).await.map_err(internal)?;
+        Ok(ProjectDetail {
+            project: self.summary(&p),
+            datasets: datasets.into_iter().map(|d| format!("{} ({})", d.dataset_type, d.status)).collect(),
+        })
     }
 
     async fn delete_project(&self, name: &str) -> Result<(), BackendError> {
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        // The console deletes a project with everything in it (the API asks for datasets to go first, as LFV's).
+        if let Some(p) = projects::find(&mut tx, name).await.map_err(internal)? {
+            for d in crate::datasets::list_for_project(&mut tx, &p.id).await.map_err(internal)? {
+                crate::datasets::delete(&mut tx, &d.id).await.map_err(internal)?;
+            }
+        }
         projects::delete(&mut tx, name).await?;
         tx.commit().await.map_err(internal)?;
         Ok(())

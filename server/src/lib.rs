@@ -1,11 +1,14 @@
 //! Vigil's server: configuration, state, the LFV-compatible API, the console's backend and the engine.
 //! `main.rs` only parses the command line; everything else is here so integration tests can import it.
 
+pub mod blobs;
 pub mod config;
 pub mod console;
+pub mod datasets;
 pub mod engine;
 pub mod http;
 pub mod projects;
+pub mod s3;
 pub mod state;
 pub mod store;
 
@@ -28,6 +31,12 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
     tracing::info!(engine = ?db.engine, "database ready");
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let blobs = blobs::Blobs::open(&config.data_dir)?;
+    let s3 = s3::S3::connect(&config.s3_settings()).await;
+    let interrupted = datasets::fail_interrupted(&mut *db.pool.acquire().await?).await?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "dataset jobs interrupted by the last shutdown were marked failed");
+    }
 
     let threads = config
         .torch_threads
@@ -57,7 +66,7 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
         .site_addr(addr)
         .env(leptos::config::Env::PROD)
         .build();
-    Ok(AppState { db, config: Arc::new(config), backbone: Arc::new(backbone), leptos_options })
+    Ok(AppState { db, config: Arc::new(config), backbone: Arc::new(backbone), blobs, s3, leptos_options })
 }
 
 /// The whole HTTP surface: the LFV API under `/2020-11-20`, the console and its server functions.

@@ -1,6 +1,9 @@
 //! `AppState`: everything a request handler or server function needs, built once at start-up.
 
+use crate::blobs::Blobs;
 use crate::config::Config;
+use crate::datasets::import::Importer;
+use crate::s3::S3;
 use crate::engine::Backbone;
 use crate::store::Db;
 use axum::extract::FromRef;
@@ -12,10 +15,16 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub backbone: Arc<Backbone>,
+    pub blobs: Blobs,
+    pub s3: S3,
     pub leptos_options: LeptosOptions,
 }
 
 impl AppState {
+    pub fn importer(&self) -> Importer {
+        Importer { db: self.db.clone(), s3: self.s3.clone(), blobs: self.blobs.clone() }
+    }
+
     pub fn project_arn(&self, name: &str) -> String {
         crate::projects::project_arn(&self.config.region, &self.config.account_id, name)
     }

@@ -36,6 +36,15 @@ impl Db {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // LIKE is case-sensitive on PostgreSQL; make SQLite agree (sourceRefContains).
+                        sqlx::Executor::execute(&mut *conn, "pragma case_sensitive_like = true").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .with_context(|| format!("connecting to the database at {}", redact(&url)))?;

@@ -56,14 +56,30 @@ pub async fn run<F>(db: &Db, operation: &str, token: Option<&str>, hash: &str, w
 where
     F: for<'c> FnOnce(&'c mut AnyConnection) -> Work<'c>,
 {
+    Ok(run_detailed(db, operation, token, hash, work).await?.value)
+}
+
+/// The answer, and whether it is a replay (the work did not run now), for callers that start a job after
+/// the transaction commits and must not start it twice.
+pub struct Outcome {
+    pub value: Value,
+    pub replayed: bool,
+}
+
+pub async fn run_detailed<F>(db: &Db, operation: &str, token: Option<&str>, hash: &str, work: F) -> Result<Outcome, ApiError>
+where
+    F: for<'c> FnOnce(&'c mut AnyConnection) -> Work<'c>,
+{
+    let fresh = |value| Outcome { value, replayed: false };
+    let replayed = |value| Outcome { value, replayed: true };
     let Some(token) = token else {
         let mut tx = db.begin_write().await?;
         let value = work(&mut tx).await?;
         tx.commit().await?;
-        return Ok(value);
+        return Ok(fresh(value));
     };
     if let Some(answer) = replay(db, operation, token, hash).await? {
-        return Ok(answer);
+        return Ok(replayed(answer));
     }
     let mut tx = db.begin_write().await?;
     let outcome = match work(&mut tx).await {
@@ -71,17 +87,15 @@ where
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(value) => {
-            match tx.commit().await {
-                Ok(()) => Ok(value),
-                Err(e) if is_unique_violation(&e) => settle(db, operation, token, hash, e.into()).await,
-                Err(e) => Err(e.into()),
-            }
-        }
+        Ok(value) => match tx.commit().await {
+            Ok(()) => Ok(fresh(value)),
+            Err(e) if is_unique_violation(&e) => settle(db, operation, token, hash, e.into()).await.map(replayed),
+            Err(e) => Err(e.into()),
+        },
         Err(e) => {
             drop(tx); // rolls back
             // A concurrent call with the same token may have won the race: answer as it did.
-            settle(db, operation, token, hash, e).await
+            settle(db, operation, token, hash, e).await.map(replayed)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The LFV-compatible REST API under `/2020-11-20`: one router per resource, LFV's error shapes.
 
+pub mod datasets;
 pub mod error;
 pub mod idempotency;
 pub mod paging;
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 
 /// Every LFV route; mounted at `/2020-11-20`.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(projects::router()).fallback(unknown_operation)
+    Router::new().merge(projects::router()).merge(datasets::router()).fallback(unknown_operation)
 }
 
 async fn unknown_operation(method: Method, uri: Uri) -> ApiError {

@@ -102,8 +102,10 @@ async fn describe_project(State(state): State<AppState>, Path(name): Path<String
     path_name(&name)?;
     let mut conn = state.db.pool.acquire().await?;
     let p = projects::find(&mut conn, &name).await?.ok_or_else(|| ApiError::project_not_found(&name))?;
+    let list: Vec<Value> =
+        crate::datasets::list_for_project(&mut conn, &p.id).await?.iter().map(super::datasets::metadata).collect();
     let mut description = metadata(&state, &p);
-    description["Datasets"] = json!([]);
+    description["Datasets"] = json!(list);
     Ok(Json(json!({ "ProjectDescription": description })))
 }
 
@@ -118,6 +120,16 @@ async fn delete_project(
     let st = state.clone();
     let value = idempotency::run(&state.db, "DeleteProject", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
+            let p = projects::find(conn, &name).await?.ok_or_else(|| ApiError::project_not_found(&name))?;
+            let datasets = crate::datasets::list_for_project(conn, &p.id).await?;
+            if !datasets.is_empty() {
+                let types: Vec<&str> = datasets.iter().map(|d| d.dataset_type.as_str()).collect();
+                return Err(ApiError::Conflict {
+                    message: format!("The project {name} still has datasets ({}); delete them first.", types.join(", ")),
+                    resource_id: name.clone(),
+                    resource_type: super::error::ResourceType::Project,
+                });
+            }
             let p = projects::delete(conn, &name).await?;
             Ok(json!({ "ProjectArn": st.project_arn(&p.name) }))
         })

@@ -52,8 +52,95 @@ fn with_database(admin: &str, db: &str) -> String {
     format!("{}/{db}{query}", &base[..cut])
 }
 
+/// A real S3-compatible server (s3s-fs, which verifies SigV4) on a free loopback port, storing buckets as
+/// folders of a temporary directory. The test command installs it; with `VIGIL_REQUIRE_S3=1` a missing binary
+/// is a failure.
+pub struct S3Server {
+    pub endpoint: String,
+    pub client: aws_sdk_s3::Client,
+    child: std::process::Child,
+    pub root: tempfile::TempDir,
+}
+
+pub const S3_KEY: &str = "vigiltestkey";
+pub const S3_SECRET: &str = "vigiltestsecret";
+
+impl S3Server {
+    pub async fn start() -> Option<S3Server> {
+        let bin = match which("s3s-fs") {
+            Some(b) => b,
+            None => {
+                if std::env::var("VIGIL_REQUIRE_S3").as_deref() == Ok("1") {
+                    panic!("VIGIL_REQUIRE_S3=1 but s3s-fs is not on PATH");
+                }
+                eprintln!("s3s-fs is not installed: skipping (server/scripts/test.sh installs it)");
+                return None;
+            }
+        };
+        let root = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3_KEY, "--secret-key", S3_SECRET])
+            .arg(root.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting s3s-fs");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(S3_KEY, S3_SECRET, None, None, "tests"))
+            .build();
+        Some(S3Server { endpoint, client: aws_sdk_s3::Client::from_conf(conf), child, root })
+    }
+
+    pub fn bucket(&self, name: &str) {
+        std::fs::create_dir_all(self.root.path().join(name)).unwrap();
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>) {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join(name))
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin").join(name)))
+        .find(|p| p.is_file())
+}
+
 impl Harness {
     pub async fn start(backend: Backend) -> Option<Harness> {
+        Self::start_with(backend, None).await
+    }
+
+    pub async fn start_with(backend: Backend, s3: Option<&S3Server>) -> Option<Harness> {
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg) = match backend {
             Backend::Sqlite => (format!("sqlite://{}", dir.path().join("vigil.db").display()), None),
@@ -71,6 +158,12 @@ impl Harness {
         config.data_dir = dir.path().join("data");
         config.backbone = backbone_path();
         config.torch_threads = Some(1);
+        if let Some(s3) = s3 {
+            config.s3_endpoint = Some(s3.endpoint.clone());
+            config.s3_access_key_id = Some(S3_KEY.into());
+            config.s3_secret_access_key = Some(S3_SECRET.into());
+            config.s3_region = Some("us-east-1".into());
+        }
         let running = vigil::start(config).await.expect("server starts");
         let base = format!("http://{}", running.addr);
         let conf = lfv::Config::builder()

@@ -1,0 +1,193 @@
+//! SageMaker Ground Truth manifest lines, as LFV accepts them.
+//!
+//! A line is a JSON object with `source-ref`, a classification label under a free attribute name `<name>`
+//! with `<name>-metadata` (`class-name` `normal` / `anomaly`; anything else means unlabelled), and optionally
+//! a mask under `<name>-ref` with `<name>-ref-metadata` holding an `internal-color-map`.
+
+use serde_json::{Map, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Label {
+    Normal,
+    Anomaly,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Normal => "normal",
+            Label::Anomaly => "anomaly",
+        }
+    }
+}
+
+/// One anomaly class of a mask's colour map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaskClass {
+    pub name: String,
+    pub color: [u8; 3],
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManifestLine {
+    pub source_ref: String,
+    pub label: Option<Label>,
+    pub mask_ref: Option<String>,
+    /// The colour map's classes, `BACKGROUND` excluded.
+    pub classes: Vec<MaskClass>,
+    /// The line as given, kept to answer ListDatasetEntries with it.
+    pub raw: Map<String, Value>,
+}
+
+/// Parses `#rrggbb` (either case).
+pub fn parse_hex_color(s: &str) -> Option<[u8; 3]> {
+    let h = s.strip_prefix('#')?;
+    if h.len() != 6 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let v = u32::from_str_radix(h, 16).ok()?;
+    Some([(v >> 16) as u8, (v >> 8) as u8, v as u8])
+}
+
+pub fn hex_color(c: [u8; 3]) -> String {
+    format!("#{:02X}{:02X}{:02X}", c[0], c[1], c[2])
+}
+
+/// Parses one manifest line; the error says what is wrong with it.
+pub fn parse_line(line: &str) -> Result<ManifestLine, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
+    let Value::Object(raw) = value else { return Err("not a JSON object".into()) };
+    let source_ref = match raw.get("source-ref") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(_) => return Err("source-ref must be a non-empty string".into()),
+        None => return Err("no source-ref".into()),
+    };
+
+    let mut label = None;
+    let mut mask_ref = None;
+    let mut classes = Vec::new();
+    for (key, meta) in raw.iter().filter_map(|(k, v)| k.strip_suffix("-metadata").map(|base| (base, v))) {
+        let Value::Object(meta) = meta else { return Err(format!("{key}-metadata must be an object")) };
+        if key == "source-ref" {
+            continue;
+        }
+        let is_mask = key.ends_with("-ref") || meta.contains_key("internal-color-map");
+        if is_mask {
+            let Some(Value::String(r)) = raw.get(key) else {
+                return Err(format!("{key}-metadata has no matching {key} string"));
+            };
+            if !key.ends_with("-ref") {
+                return Err(format!("the mask attribute {key} must end with -ref"));
+            }
+            mask_ref = Some(r.clone());
+            classes = color_map(meta, key)?;
+        } else if let Some(class) = meta.get("class-name") {
+            if !raw.contains_key(key) {
+                return Err(format!("{key}-metadata has no matching {key} attribute"));
+            }
+            label = match class.as_str() {
+                Some("normal") => Some(Label::Normal),
+                Some("anomaly") => Some(Label::Anomaly),
+                _ => None,
+            };
+        }
+    }
+    if mask_ref.is_some() && label == Some(Label::Normal) && !classes.is_empty() {
+        // LFV ignores masks on normal images; keep the line but drop the mask.
+        mask_ref = None;
+        classes.clear();
+    }
+    Ok(ManifestLine { source_ref, label, mask_ref, classes, raw })
+}
+
+fn color_map(meta: &Map<String, Value>, key: &str) -> Result<Vec<MaskClass>, String> {
+    let Some(Value::Object(map)) = meta.get("internal-color-map") else {
+        return Err(format!("{key}-metadata has no internal-color-map"));
+    };
+    let mut classes = Vec::new();
+    for (index, entry) in map {
+        let name = entry.get("class-name").and_then(Value::as_str).ok_or_else(|| {
+            format!("internal-color-map entry {index:?} has no class-name")
+        })?;
+        let color = entry
+            .get("hex-color")
+            .and_then(Value::as_str)
+            .and_then(parse_hex_color)
+            .ok_or_else(|| format!("internal-color-map entry {index:?} has no valid hex-color (#rrggbb)"))?;
+        if name.eq_ignore_ascii_case("background") {
+            continue;
+        }
+        if name.is_empty() || name.len() > 255 {
+            return Err(format!("anomaly label {name:?} must have 1-255 characters"));
+        }
+        if classes.iter().any(|c: &MaskClass| c.color == color) {
+            return Err(format!("two anomaly labels share the colour {}", hex_color(color)));
+        }
+        classes.push(MaskClass { name: name.to_string(), color });
+    }
+    Ok(classes)
+}
+
+/// Splits `s3://bucket/key` into its parts.
+pub fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, key) = rest.split_once('/')?;
+    if bucket.is_empty() || key.is_empty() {
+        return None;
+    }
+    Some((bucket.to_string(), key.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COOKIE_SEG: &str = r##"{"source-ref": "s3://b/getting-started/training-images/anomaly-1.jpg", "anomaly-label-metadata": {"job-name": "anomaly-label", "class-name": "anomaly", "human-annotated": "yes", "creation-date": "2022-08-22T20:52:51.851Z", "type": "groundtruth/image-classification"}, "anomaly-label": 1, "anomaly-mask-ref-metadata": {"internal-color-map": {"0": {"class-name": "cracked", "hex-color": "#23A436"}}, "job-name": "labeling-job/object-mask-ref", "human-annotated": "yes", "creation-date": "Mon Aug 22 2022", "type": "groundtruth/semantic-segmentation"}, "anomaly-mask-ref": "s3://b/getting-started/mask-images/anomaly-1.png"}"##;
+
+    #[test]
+    fn cookie_segmentation_line() {
+        let l = parse_line(COOKIE_SEG).unwrap();
+        assert_eq!(l.source_ref, "s3://b/getting-started/training-images/anomaly-1.jpg");
+        assert_eq!(l.label, Some(Label::Anomaly));
+        assert_eq!(l.mask_ref.as_deref(), Some("s3://b/getting-started/mask-images/anomaly-1.png"));
+        assert_eq!(l.classes, vec![MaskClass { name: "cracked".into(), color: [0x23, 0xA4, 0x36] }]);
+    }
+
+    #[test]
+    fn free_attribute_names_and_unlabelled() {
+        let l = parse_line(r#"{"source-ref":"s3://b/k.jpg","my-job":0,"my-job-metadata":{"class-name":"normal"}}"#).unwrap();
+        assert_eq!(l.label, Some(Label::Normal));
+        let l = parse_line(r#"{"source-ref":"s3://b/k.jpg","x":0,"x-metadata":{"class-name":"scratch"}}"#).unwrap();
+        assert_eq!(l.label, None, "other class names import unlabelled");
+        let l = parse_line(r#"{"source-ref":"s3://b/k.jpg"}"#).unwrap();
+        assert_eq!(l.label, None);
+    }
+
+    #[test]
+    fn background_is_not_a_class() {
+        let l = parse_line(r##"{"source-ref":"s3://b/k.jpg","a":1,"a-metadata":{"class-name":"anomaly"},"m-ref":"s3://b/m.png","m-ref-metadata":{"internal-color-map":{"0":{"class-name":"BACKGROUND","hex-color":"#ffffff"},"1":{"class-name":"scratch","hex-color":"#2ca02c"}}}}"##).unwrap();
+        assert_eq!(l.classes, vec![MaskClass { name: "scratch".into(), color: [0x2c, 0xa0, 0x2c] }]);
+    }
+
+    #[test]
+    fn malformed_lines_say_why() {
+        assert!(parse_line("{").unwrap_err().contains("JSON"));
+        assert!(parse_line("[1]").unwrap_err().contains("object"));
+        assert!(parse_line(r#"{"a":1}"#).unwrap_err().contains("source-ref"));
+        assert!(parse_line(r#"{"source-ref":""}"#).is_err());
+        let bad_colour = r##"{"source-ref":"s3://b/k.jpg","m-ref":"s3://b/m.png","m-ref-metadata":{"internal-color-map":{"1":{"class-name":"x","hex-color":"green"}}}}"##;
+        assert!(parse_line(bad_colour).unwrap_err().contains("hex-color"));
+    }
+
+    #[test]
+    fn colours_and_uris() {
+        assert_eq!(parse_hex_color("#23A436"), Some([35, 164, 54]));
+        assert_eq!(parse_hex_color("#ffffff"), Some([255, 255, 255]));
+        assert_eq!(parse_hex_color("23A436"), None);
+        assert_eq!(parse_hex_color("#23A43"), None);
+        assert_eq!(hex_color([35, 164, 54]), "#23A436");
+        assert_eq!(parse_s3_uri("s3://bucket/a/b.jpg"), Some(("bucket".into(), "a/b.jpg".into())));
+        assert_eq!(parse_s3_uri("s3://bucket/"), None);
+        assert_eq!(parse_s3_uri("https://x/y"), None);
+    }
+}

@@ -1,0 +1,405 @@
+//! Datasets: a project's `train` and `test` image sets, their entries (LFV JSON lines with labels and
+//! masks), and the imports that fill them. Queries here; the import jobs in `import`.
+
+pub mod import;
+pub mod manifest;
+pub mod mask;
+
+use crate::store::{is_unique_violation, now_ms};
+use manifest::Label;
+use sqlx::AnyConnection;
+
+pub const CREATE_IN_PROGRESS: &str = "CREATE_IN_PROGRESS";
+pub const CREATE_COMPLETE: &str = "CREATE_COMPLETE";
+pub const CREATE_FAILED: &str = "CREATE_FAILED";
+pub const UPDATE_IN_PROGRESS: &str = "UPDATE_IN_PROGRESS";
+pub const UPDATE_COMPLETE: &str = "UPDATE_COMPLETE";
+pub const UPDATE_FAILED_ROLLBACK_COMPLETE: &str = "UPDATE_FAILED_ROLLBACK_COMPLETE";
+
+/// Statuses in which a dataset's entries can be changed.
+pub fn is_settled(status: &str) -> bool {
+    matches!(status, CREATE_COMPLETE | UPDATE_COMPLETE | UPDATE_FAILED_ROLLBACK_COMPLETE)
+}
+
+pub fn validate_dataset_type(t: &str) -> Result<(), String> {
+    if t == "train" || t == "test" {
+        Ok(())
+    } else {
+        Err(format!("DatasetType must be train or test, not {t:?}."))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dataset {
+    pub id: String,
+    pub project_id: String,
+    pub dataset_type: String,
+    pub status: String,
+    pub status_message: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageStats {
+    pub total: i64,
+    pub labeled: i64,
+    pub normal: i64,
+    pub anomaly: i64,
+}
+
+/// A stored image or mask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub hash: String,
+    pub size: i64,
+    pub content_type: String,
+    pub width: i64,
+    pub height: i64,
+}
+
+/// An entry ready to be written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEntry {
+    pub source_ref: String,
+    pub image: BlobInfo,
+    pub label: Option<Label>,
+    pub mask: Option<BlobInfo>,
+    /// The JSON line.
+    pub entry: String,
+}
+
+/// An existing entry, as updates and the console need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub id: String,
+    pub source_ref: String,
+    pub image_hash: String,
+    pub label: Option<String>,
+    pub mask_hash: Option<String>,
+    pub entry: String,
+    pub created_at: i64,
+}
+
+/// Something an import skipped, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issue {
+    pub line: Option<i64>,
+    pub source_ref: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Issue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.line, &self.source_ref) {
+            (Some(l), Some(r)) => write!(f, "line {l} ({r}): {}", self.reason),
+            (Some(l), None) => write!(f, "line {l}: {}", self.reason),
+            (None, Some(r)) => write!(f, "{r}: {}", self.reason),
+            (None, None) => write!(f, "{}", self.reason),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("The project already has a {0} dataset.")]
+    Exists(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+type DatasetRow = (String, String, String, String, Option<String>, i64, i64);
+
+fn dataset_from((id, project_id, dataset_type, status, status_message, created_at, updated_at): DatasetRow) -> Dataset {
+    Dataset { id, project_id, dataset_type, status, status_message, created_at, updated_at }
+}
+
+const DATASET_COLUMNS: &str = "id, project_id, dataset_type, status, status_message, created_at, updated_at";
+
+fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+pub async fn create(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    dataset_type: &str,
+    status: &str,
+) -> Result<Dataset, DatasetError> {
+    if find(conn, project_id, dataset_type).await?.is_some() {
+        return Err(DatasetError::Exists(dataset_type.to_string()));
+    }
+    let now = now_ms();
+    let d = Dataset {
+        id: new_id(),
+        project_id: project_id.to_string(),
+        dataset_type: dataset_type.to_string(),
+        status: status.to_string(),
+        status_message: None,
+        created_at: now,
+        updated_at: now,
+    };
+    sqlx::query(
+        "insert into dataset (id, project_id, dataset_type, status, status_message, created_at, updated_at) \
+         values ($1, $2, $3, $4, null, $5, $5)",
+    )
+    .bind(&d.id)
+    .bind(&d.project_id)
+    .bind(&d.dataset_type)
+    .bind(&d.status)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| if is_unique_violation(&e) { DatasetError::Exists(dataset_type.to_string()) } else { e.into() })?;
+    Ok(d)
+}
+
+pub async fn find(conn: &mut AnyConnection, project_id: &str, dataset_type: &str) -> Result<Option<Dataset>, sqlx::Error> {
+    let row: Option<DatasetRow> = sqlx::query_as(&format!(
+        "select {DATASET_COLUMNS} from dataset where project_id = $1 and dataset_type = $2"
+    ))
+    .bind(project_id)
+    .bind(dataset_type)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(dataset_from))
+}
+
+pub async fn list_for_project(conn: &mut AnyConnection, project_id: &str) -> Result<Vec<Dataset>, sqlx::Error> {
+    let rows: Vec<DatasetRow> = sqlx::query_as(&format!(
+        "select {DATASET_COLUMNS} from dataset where project_id = $1 order by dataset_type desc"
+    ))
+    .bind(project_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(dataset_from).collect())
+}
+
+pub async fn set_status(conn: &mut AnyConnection, id: &str, status: &str, message: Option<&str>) -> Result<(), sqlx::Error> {
+    sqlx::query("update dataset set status = $1, status_message = $2, updated_at = $3 where id = $4")
+        .bind(status)
+        .bind(message)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+    // Children first, so neither engine needs cascading deletes switched on.
+    sqlx::query("delete from import_issue where dataset_id = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("delete from dataset_entry where dataset_id = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("delete from dataset where id = $1").bind(id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+pub async fn stats(conn: &mut AnyConnection, dataset_id: &str) -> Result<ImageStats, sqlx::Error> {
+    let rows: Vec<(Option<String>, i64)> =
+        sqlx::query_as("select label, count(*) from dataset_entry where dataset_id = $1 group by label")
+            .bind(dataset_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut s = ImageStats::default();
+    for (label, n) in rows {
+        s.total += n;
+        match label.as_deref() {
+            Some("normal") => s.normal += n,
+            Some("anomaly") => s.anomaly += n,
+            _ => {}
+        }
+    }
+    s.labeled = s.normal + s.anomaly;
+    Ok(s)
+}
+
+async fn upsert_blob(conn: &mut AnyConnection, b: &BlobInfo, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into blob (hash, size, content_type, width, height, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $6) on conflict (hash) do nothing",
+    )
+    .bind(&b.hash)
+    .bind(b.size)
+    .bind(&b.content_type)
+    .bind(b.width)
+    .bind(b.height)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes entries; one whose source-ref is already in the dataset replaces it (keeping its creation time).
+pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries: &[NewEntry]) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    for e in entries {
+        upsert_blob(conn, &e.image, now).await?;
+        if let Some(m) = &e.mask {
+            upsert_blob(conn, m, now).await?;
+        }
+        let updated = sqlx::query(
+            "update dataset_entry set image_hash = $1, label = $2, mask_hash = $3, entry = $4, updated_at = $5 \
+             where dataset_id = $6 and source_ref = $7",
+        )
+        .bind(&e.image.hash)
+        .bind(e.label.map(Label::as_str))
+        .bind(e.mask.as_ref().map(|m| m.hash.as_str()))
+        .bind(&e.entry)
+        .bind(now)
+        .bind(dataset_id)
+        .bind(&e.source_ref)
+        .execute(&mut *conn)
+        .await?;
+        if updated.rows_affected() == 0 {
+            sqlx::query(
+                "insert into dataset_entry (id, dataset_id, source_ref, image_hash, label, mask_hash, entry, created_at, updated_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            )
+            .bind(new_id())
+            .bind(dataset_id)
+            .bind(&e.source_ref)
+            .bind(&e.image.hash)
+            .bind(e.label.map(Label::as_str))
+            .bind(e.mask.as_ref().map(|m| m.hash.as_str()))
+            .bind(&e.entry)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// ListDatasetEntries' filters.
+#[derive(Clone, Debug, Default)]
+pub struct EntryFilter {
+    pub labeled: Option<bool>,
+    pub label: Option<Label>,
+    pub created_before: Option<i64>,
+    pub created_after: Option<i64>,
+    pub source_ref_contains: Option<String>,
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+type EntryRow = (String, String, String, Option<String>, Option<String>, String, i64);
+
+const ENTRY_COLUMNS: &str = "id, source_ref, image_hash, label, mask_hash, entry, created_at";
+
+/// A page of entries in creation order, after the given (created_at, id) key.
+pub async fn list_entries(
+    conn: &mut AnyConnection,
+    dataset_id: &str,
+    filter: &EntryFilter,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> Result<Vec<StoredEntry>, sqlx::Error> {
+    let mut sql = format!("select {ENTRY_COLUMNS} from dataset_entry where dataset_id = $1");
+    let mut binds = vec![Bind::Text(dataset_id.to_string())];
+    let mut push = |clause: &str, b: Bind, sql: &mut String| {
+        binds.push(b);
+        sql.push_str(&clause.replace("$?", &format!("${}", binds.len())));
+    };
+    match filter.labeled {
+        Some(true) => sql.push_str(" and label is not null"),
+        Some(false) => sql.push_str(" and label is null"),
+        None => {}
+    }
+    if let Some(l) = filter.label {
+        push(" and label = $?", Bind::Text(l.as_str().into()), &mut sql);
+    }
+    if let Some(t) = filter.created_before {
+        push(" and created_at < $?", Bind::Int(t), &mut sql);
+    }
+    if let Some(t) = filter.created_after {
+        push(" and created_at > $?", Bind::Int(t), &mut sql);
+    }
+    if let Some(s) = &filter.source_ref_contains {
+        let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        push(" and source_ref like $? escape '\\'", Bind::Text(format!("%{escaped}%")), &mut sql);
+    }
+    if let Some((created, id)) = after {
+        push(" and (created_at > $?", Bind::Int(created), &mut sql);
+        push(" or (created_at = $?", Bind::Int(created), &mut sql);
+        push(" and id > $?))", Bind::Text(id.to_string()), &mut sql);
+    }
+    push(" order by created_at, id limit $?", Bind::Int(limit), &mut sql);
+    let mut q = sqlx::query_as::<_, EntryRow>(&sql);
+    for b in binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s),
+            Bind::Int(i) => q.bind(i),
+        };
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().map(entry_from).collect())
+}
+
+fn entry_from((id, source_ref, image_hash, label, mask_hash, entry, created_at): EntryRow) -> StoredEntry {
+    StoredEntry { id, source_ref, image_hash, label, mask_hash, entry, created_at }
+}
+
+/// Every entry of a dataset (updates reuse the images they already hold).
+pub async fn all_entries(conn: &mut AnyConnection, dataset_id: &str) -> Result<Vec<StoredEntry>, sqlx::Error> {
+    let rows: Vec<EntryRow> = sqlx::query_as(&format!(
+        "select {ENTRY_COLUMNS} from dataset_entry where dataset_id = $1 order by created_at, id"
+    ))
+    .bind(dataset_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(entry_from).collect())
+}
+
+/// Replaces the dataset's import report.
+pub async fn record_issues(conn: &mut AnyConnection, dataset_id: &str, issues: &[Issue]) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from import_issue where dataset_id = $1").bind(dataset_id).execute(&mut *conn).await?;
+    let now = now_ms();
+    for i in issues {
+        sqlx::query(
+            "insert into import_issue (id, dataset_id, line, source_ref, reason, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(new_id())
+        .bind(dataset_id)
+        .bind(i.line)
+        .bind(i.source_ref.as_deref())
+        .bind(&i.reason)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn issues(conn: &mut AnyConnection, dataset_id: &str) -> Result<Vec<Issue>, sqlx::Error> {
+    let rows: Vec<(Option<i64>, Option<String>, String)> = sqlx::query_as(
+        "select line, source_ref, reason from import_issue where dataset_id = $1 order by line, created_at",
+    )
+    .bind(dataset_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|(line, source_ref, reason)| Issue { line, source_ref, reason }).collect())
+}
+
+/// At start-up: jobs that were running when the server stopped will not finish; say so.
+pub async fn fail_interrupted(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
+    let now = now_ms();
+    let a = sqlx::query("update dataset set status = $1, status_message = $2, updated_at = $3 where status = $4")
+        .bind(CREATE_FAILED)
+        .bind("The import was interrupted by a server restart. Delete the dataset and create it again.")
+        .bind(now)
+        .bind(CREATE_IN_PROGRESS)
+        .execute(&mut *conn)
+        .await?;
+    let b = sqlx::query("update dataset set status = $1, status_message = $2, updated_at = $3 where status = $4")
+        .bind(UPDATE_FAILED_ROLLBACK_COMPLETE)
+        .bind("The update was interrupted by a server restart; no entry was changed. Send it again.")
+        .bind(now)
+        .bind(UPDATE_IN_PROGRESS)
+        .execute(&mut *conn)
+        .await?;
+    Ok(a.rows_affected() + b.rows_affected())
+}

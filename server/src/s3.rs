@@ -1,0 +1,111 @@
+//! S3-compatible object storage through `aws-sdk-s3`: reading import sources (manifests, images, masks,
+//! folder prefixes). Endpoint, region, path-style and credentials come from the server's configuration and
+//! otherwise from the standard AWS variables (`AWS_ENDPOINT_URL_S3`, `AWS_ACCESS_KEY_ID`, ...) via `aws-config`,
+//! so MinIO, Garage, s3s and AWS itself all work.
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::Client;
+
+#[derive(Clone, Debug, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub force_path_style: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct S3 {
+    client: Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("object not found")]
+    NotFound,
+    #[error("the object is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("access denied")]
+    AccessDenied,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl S3 {
+    pub async fn connect(settings: &S3Settings) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let (Some(id), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key) {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                id.clone(),
+                secret.clone(),
+                None,
+                None,
+                "vigil-config",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
+        if shared.region().is_none() {
+            builder = builder.region(aws_config::Region::new("us-east-1"));
+        }
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        S3 { client: Client::from_conf(builder.build()) }
+    }
+
+    /// Reads a whole object, refusing one larger than `max_bytes`.
+    pub async fn get(&self, bucket: &str, key: &str, version: Option<&str>, max_bytes: u64) -> Result<Vec<u8>, FetchError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| {
+                let e = e.into_service_error();
+                match e.code() {
+                    Some("NoSuchKey" | "NoSuchBucket" | "NotFound") => FetchError::NotFound,
+                    Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => FetchError::AccessDenied,
+                    _ if e.is_no_such_key() => FetchError::NotFound,
+                    _ => FetchError::Other(e.message().unwrap_or("S3 request failed").to_string()),
+                }
+            })?;
+        if out.content_length().is_some_and(|n| n as u64 > max_bytes) {
+            return Err(FetchError::TooLarge(max_bytes));
+        }
+        let mut body = out.body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.try_next().await.map_err(|e| FetchError::Other(e.to_string()))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max_bytes {
+                return Err(FetchError::TooLarge(max_bytes));
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Every object key under a prefix.
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, FetchError> {
+        let mut keys = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                let e = e.into_service_error();
+                match e.code() {
+                    Some("NoSuchBucket") => FetchError::NotFound,
+                    Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => FetchError::AccessDenied,
+                    _ => FetchError::Other(e.message().unwrap_or("S3 request failed").to_string()),
+                }
+            })?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        }
+        Ok(keys)
+    }
+}

@@ -1,0 +1,343 @@
+//! The LFV dataset API through the official Rust client, importing from a real S3-compatible server.
+
+mod common;
+
+use aws_sdk_lookoutvision as lfv;
+use aws_sdk_lookoutvision::error::ProvideErrorMetadata;
+use aws_sdk_lookoutvision::primitives::Blob;
+use aws_sdk_lookoutvision::types::{DatasetGroundTruthManifest, DatasetSource, DatasetStatus, InputS3Object};
+use common::{Backend, Harness, S3Server};
+use std::time::Duration;
+
+/// The bucket the real LFV cookie manifests name.
+const BUCKET: &str = "lookoutvision-us-east-1-0e205be246";
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(common::repo_root().join("server/tests/fixtures/cookies").join(name)).unwrap()
+}
+
+fn manifest_source(bucket: &str, key: &str) -> DatasetSource {
+    DatasetSource::builder()
+        .ground_truth_manifest(
+            DatasetGroundTruthManifest::builder()
+                .s3_object(InputS3Object::builder().bucket(bucket).key(key).build())
+                .build(),
+        )
+        .build()
+}
+
+/// Polls DescribeDataset until the dataset leaves its *_IN_PROGRESS state.
+async fn settle(c: &lfv::Client, project: &str, dataset_type: &str) -> lfv::types::DatasetDescription {
+    for _ in 0..600 {
+        let d = c.describe_dataset().project_name(project).dataset_type(dataset_type).send().await.unwrap();
+        let d = d.dataset_description.unwrap();
+        match d.status() {
+            Some(DatasetStatus::CreateInProgress | DatasetStatus::UpdateInProgress) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            _ => return d,
+        }
+    }
+    panic!("the dataset never settled");
+}
+
+async fn entries(c: &lfv::Client, project: &str, f: impl Fn(lfv::operation::list_dataset_entries::builders::ListDatasetEntriesFluentBuilder) -> lfv::operation::list_dataset_entries::builders::ListDatasetEntriesFluentBuilder) -> Vec<serde_json::Value> {
+    let out = f(c.list_dataset_entries().project_name(project).dataset_type("train")).send().await.unwrap();
+    out.dataset_entries.unwrap_or_default().iter().map(|e| serde_json::from_str(e).unwrap()).collect()
+}
+
+/// Uploads the two cookie images and the mask at the paths the real manifests name, and the manifests.
+async fn stage_cookies(s3: &S3Server) {
+    s3.bucket(BUCKET);
+    s3.put(BUCKET, "getting-started/training-images/normal-1.jpg", fixture("normal-1.jpg")).await;
+    s3.put(BUCKET, "getting-started/training-images/anomaly-1.jpg", fixture("anomaly-1.jpg")).await;
+    s3.put(BUCKET, "getting-started/mask-images/anomaly-1.png", fixture("mask-anomaly-1.png")).await;
+    s3.put(BUCKET, "manifests/train_segmentation.manifest", fixture("train_segmentation.manifest")).await;
+    s3.put(BUCKET, "manifests/train_class.manifest", fixture("train_class.manifest")).await;
+}
+
+async fn cookie_manifest_import(backend: Backend) {
+    let Some(s3) = S3Server::start().await else { return };
+    stage_cookies(&s3).await;
+    let Some(h) = Harness::start_with(backend, Some(&s3)).await else { return };
+    let c = &h.client;
+    c.create_project().project_name("cookies").send().await.unwrap();
+
+    // The real LFV segmentation manifest, as-is: 63 lines, of which only the 2 staged images exist.
+    let created = c
+        .create_dataset()
+        .project_name("cookies")
+        .dataset_type("train")
+        .dataset_source(manifest_source(BUCKET, "manifests/train_segmentation.manifest"))
+        .send()
+        .await
+        .unwrap();
+    let meta = created.dataset_metadata.unwrap();
+    assert_eq!(meta.status(), Some(&DatasetStatus::CreateInProgress));
+    assert_eq!(meta.dataset_type(), Some("train"));
+
+    let d = settle(c, "cookies", "train").await;
+    assert_eq!(d.status(), Some(&DatasetStatus::CreateComplete), "{:?}", d.status_message());
+    let msg = d.status_message().unwrap();
+    assert!(msg.starts_with("Imported 2 of 63 manifest lines. Skipped 61:"), "{msg}");
+    assert!(msg.contains("object not found"), "{msg}");
+    let stats = d.image_stats.unwrap();
+    assert_eq!((stats.total, stats.labeled, stats.normal, stats.anomaly), (Some(2), Some(2), Some(1), Some(1)));
+
+    // Entries are the manifest's own lines.
+    let manifest = String::from_utf8(fixture("train_segmentation.manifest")).unwrap();
+    let original: Vec<serde_json::Value> = manifest
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| {
+            let r = v["source-ref"].as_str().unwrap();
+            r.ends_with("/normal-1.jpg") || r.ends_with("/anomaly-1.jpg")
+        })
+        .collect();
+    let mut listed = entries(c, "cookies", |b| b).await;
+    listed.sort_by_key(|v| v["source-ref"].as_str().unwrap().to_string());
+    let mut expected = original.clone();
+    expected.sort_by_key(|v| v["source-ref"].as_str().unwrap().to_string());
+    assert_eq!(listed, expected);
+
+    // Every filter.
+    let anomalies = entries(c, "cookies", |b| b.anomaly_class("anomaly")).await;
+    assert_eq!(anomalies.len(), 1);
+    assert!(anomalies[0]["source-ref"].as_str().unwrap().ends_with("anomaly-1.jpg"));
+    assert_eq!(entries(c, "cookies", |b| b.anomaly_class("normal")).await.len(), 1);
+    assert_eq!(entries(c, "cookies", |b| b.labeled(true)).await.len(), 2);
+    assert_eq!(entries(c, "cookies", |b| b.labeled(false)).await.len(), 0);
+    assert_eq!(entries(c, "cookies", |b| b.source_ref_contains("normal-1")).await.len(), 1);
+    assert_eq!(entries(c, "cookies", |b| b.source_ref_contains("NORMAL-1")).await.len(), 0, "case-sensitive");
+    assert_eq!(entries(c, "cookies", |b| b.source_ref_contains("%")).await.len(), 0, "% is literal");
+    let future = lfv::primitives::DateTime::from_secs(4_102_444_800); // 2100-01-01
+    let past = lfv::primitives::DateTime::from_secs(946_684_800); // 2000-01-01
+    assert_eq!(entries(c, "cookies", |b| b.after_creation_date(future)).await.len(), 0);
+    assert_eq!(entries(c, "cookies", |b| b.before_creation_date(future)).await.len(), 2);
+    assert_eq!(entries(c, "cookies", |b| b.after_creation_date(past).anomaly_class("anomaly")).await.len(), 1);
+    let err = c.list_dataset_entries().project_name("cookies").dataset_type("train").max_results(101).send().await.unwrap_err();
+    assert!(err.into_service_error().is_validation_exception());
+
+    // Pagination, one entry per page.
+    let first = c.list_dataset_entries().project_name("cookies").dataset_type("train").max_results(1).send().await.unwrap();
+    assert_eq!(first.dataset_entries().len(), 1);
+    let token = first.next_token.clone().expect("a second page");
+    let second = c
+        .list_dataset_entries()
+        .project_name("cookies")
+        .dataset_type("train")
+        .max_results(1)
+        .next_token(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.dataset_entries().len(), 1);
+    assert_ne!(first.dataset_entries()[0], second.dataset_entries()[0]);
+    assert!(second.next_token.is_none());
+
+    // DescribeProject lists the dataset; DeleteProject refuses while it exists.
+    let p = c.describe_project().project_name("cookies").send().await.unwrap().project_description.unwrap();
+    let ds = p.datasets();
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0].dataset_type(), Some("train"));
+    assert_eq!(ds[0].status(), Some(&DatasetStatus::CreateComplete));
+    let err = c.delete_project().project_name("cookies").send().await.unwrap_err().into_service_error();
+    assert!(err.is_conflict_exception(), "{err:?}");
+
+    // A second train dataset is a conflict; a classification manifest as the test dataset works.
+    let err = c.create_dataset().project_name("cookies").dataset_type("train").send().await.unwrap_err().into_service_error();
+    assert!(err.is_conflict_exception(), "{err:?}");
+    c.create_dataset()
+        .project_name("cookies")
+        .dataset_type("test")
+        .dataset_source(manifest_source(BUCKET, "manifests/train_class.manifest"))
+        .send()
+        .await
+        .unwrap();
+    let t = settle(c, "cookies", "test").await;
+    assert_eq!(t.status(), Some(&DatasetStatus::CreateComplete));
+    assert_eq!(t.image_stats.unwrap().total, Some(2));
+
+    update_entries(c, &s3).await;
+
+    // Delete both datasets, then the project.
+    for t in ["train", "test"] {
+        c.delete_dataset().project_name("cookies").dataset_type(t).send().await.unwrap();
+        let err = c.describe_dataset().project_name("cookies").dataset_type(t).send().await.unwrap_err().into_service_error();
+        assert!(err.is_resource_not_found_exception(), "{err:?}");
+    }
+    c.delete_project().project_name("cookies").send().await.unwrap();
+    h.stop().await;
+}
+
+/// UpdateDatasetEntries: relabel, replace a line entirely, add an image; a failing update changes nothing.
+async fn update_entries(c: &lfv::Client, s3: &S3Server) {
+    let line = |key: &str, class: &str| {
+        serde_json::json!({
+            "source-ref": format!("s3://{BUCKET}/{key}"),
+            "anomaly-label": if class == "anomaly" { 1 } else { 0 },
+            "anomaly-label-metadata": {"class-name": class, "human-annotated": "yes", "type": "groundtruth/image-classification"}
+        })
+        .to_string()
+    };
+    s3.put(BUCKET, "extra/normal-copy.jpg", fixture("normal-1.jpg")).await;
+    let changes = [
+        line("getting-started/training-images/normal-1.jpg", "anomaly"),
+        line("getting-started/training-images/anomaly-1.jpg", "anomaly"),
+        line("extra/normal-copy.jpg", "normal"),
+    ]
+    .join("\n");
+    let out = c
+        .update_dataset_entries()
+        .project_name("cookies")
+        .dataset_type("train")
+        .changes(Blob::new(changes))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), Some(&DatasetStatus::UpdateInProgress));
+    let d = settle(c, "cookies", "train").await;
+    assert_eq!(d.status(), Some(&DatasetStatus::UpdateComplete), "{:?}", d.status_message());
+    let s = d.image_stats.unwrap();
+    assert_eq!((s.total, s.normal, s.anomaly), (Some(3), Some(1), Some(2)));
+    // The replaced anomaly line no longer has its mask: a line replaces the entry entirely.
+    let anomaly = entries(c, "cookies", |b| b.source_ref_contains("anomaly-1.jpg")).await;
+    assert!(anomaly[0].get("anomaly-mask-ref").is_none());
+
+    // One missing object fails the whole update, and nothing changes.
+    let before = entries(c, "cookies", |b| b).await;
+    let changes = [line("extra/normal-copy.jpg", "anomaly"), line("extra/missing.jpg", "normal")].join("\n");
+    c.update_dataset_entries().project_name("cookies").dataset_type("train").changes(Blob::new(changes)).send().await.unwrap();
+    let d = settle(c, "cookies", "train").await;
+    assert_eq!(d.status(), Some(&DatasetStatus::UpdateFailedRollbackComplete));
+    assert!(d.status_message().unwrap().contains("extra/missing.jpg"), "{:?}", d.status_message());
+    assert_eq!(entries(c, "cookies", |b| b).await, before);
+
+    // Malformed changes are refused at once.
+    let err = c
+        .update_dataset_entries()
+        .project_name("cookies")
+        .dataset_type("train")
+        .changes(Blob::new("{\"source-ref\": \"s3://b/x.jpg\"}\nnot json"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_validation_exception());
+    assert!(err.message().unwrap().contains("line 2"), "{:?}", err.message());
+}
+
+#[tokio::test]
+async fn cookie_manifests_on_sqlite() {
+    cookie_manifest_import(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn cookie_manifests_on_postgres() {
+    cookie_manifest_import(Backend::Postgres).await;
+}
+
+fn png(img: image::RgbaImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A bucket full of bad objects: every one is reported with its reason, the good one is kept.
+#[tokio::test]
+async fn bad_objects_are_reported_and_good_ones_kept() {
+    let Some(s3) = S3Server::start().await else { return };
+    s3.bucket("bad");
+    let normal = fixture("normal-1.jpg");
+    s3.put("bad", "good.jpg", normal.clone()).await;
+    s3.put("bad", "text.jpg", b"this is not an image".to_vec()).await;
+    s3.put("bad", "empty.jpg", Vec::new()).await;
+    s3.put("bad", "truncated.jpg", normal[..normal.len() / 3].to_vec()).await;
+    s3.put("bad", "tiny.png", png(image::RgbaImage::new(16, 16))).await;
+    s3.put("bad", "anomaly.jpg", fixture("anomaly-1.jpg")).await;
+    s3.put("bad", "wrong-colour.png", png(image::RgbaImage::from_pixel(576, 768, image::Rgba([200, 0, 0, 255])))).await;
+    let lines = [
+        r#"{"source-ref":"s3://bad/good.jpg","a":0,"a-metadata":{"class-name":"normal"}}"#.to_string(),
+        r#"{"source-ref":"s3://bad/text.jpg","a":0,"a-metadata":{"class-name":"normal"}}"#.to_string(),
+        r#"{"source-ref":"s3://bad/empty.jpg"}"#.to_string(),
+        r#"{"source-ref":"s3://bad/truncated.jpg"}"#.to_string(),
+        r#"{"source-ref":"s3://bad/tiny.png"}"#.to_string(),
+        "{broken".to_string(),
+        r##"{"source-ref":"s3://bad/anomaly.jpg","a":1,"a-metadata":{"class-name":"anomaly"},"m-ref":"s3://bad/wrong-colour.png","m-ref-metadata":{"internal-color-map":{"0":{"class-name":"BACKGROUND","hex-color":"#ffffff"},"1":{"class-name":"cracked","hex-color":"#23A436"}}}}"##.to_string(),
+        r#"{"source-ref":"https://example.com/x.jpg"}"#.to_string(),
+    ];
+    s3.put("bad", "m.manifest", lines.join("\n").into_bytes()).await;
+
+    let h = Harness::start_with(Backend::Sqlite, Some(&s3)).await.unwrap();
+    let c = &h.client;
+    c.create_project().project_name("bad").send().await.unwrap();
+    c.create_dataset().project_name("bad").dataset_type("train").dataset_source(manifest_source("bad", "m.manifest")).send().await.unwrap();
+    let d = settle(c, "bad", "train").await;
+    assert_eq!(d.status(), Some(&DatasetStatus::CreateComplete));
+    assert_eq!(d.image_stats.as_ref().unwrap().total, Some(1));
+    let msg = d.status_message().unwrap();
+    assert!(msg.starts_with("Imported 1 of 8 manifest lines. Skipped 7:"), "{msg}");
+
+    // The full report, line by line.
+    let report = vigil::datasets::issues(
+        &mut h.running.as_ref().unwrap().state.db.pool.acquire().await.unwrap(),
+        &dataset_id(&h, "bad").await,
+    )
+    .await
+    .unwrap();
+    let reasons: Vec<(i64, String)> = report.iter().map(|i| (i.line.unwrap(), i.reason.clone())).collect();
+    let find = |n: i64| reasons.iter().find(|(l, _)| *l == n).map(|(_, r)| r.clone()).unwrap_or_default();
+    assert!(find(2).contains("not a JPEG or PNG"), "{reasons:?}");
+    assert!(find(3).contains("empty"), "{reasons:?}");
+    assert!(find(4).contains("could not be decoded"), "{reasons:?}");
+    assert!(find(5).contains("16×16"), "{reasons:?}");
+    assert!(find(6).contains("malformed"), "{reasons:?}");
+    assert!(find(7).contains("not in its colour map"), "{reasons:?}");
+    assert!(find(8).contains("not an s3://"), "{reasons:?}");
+
+    // A missing manifest fails the dataset with a reason; it can be deleted and created again.
+    c.create_dataset().project_name("bad").dataset_type("test").dataset_source(manifest_source("bad", "nope.manifest")).send().await.unwrap();
+    let t = settle(c, "bad", "test").await;
+    assert_eq!(t.status(), Some(&DatasetStatus::CreateFailed));
+    assert!(t.status_message().unwrap().contains("object not found"), "{:?}", t.status_message());
+    c.delete_dataset().project_name("bad").dataset_type("test").send().await.unwrap();
+    h.stop().await;
+}
+
+async fn dataset_id(h: &Harness, project: &str) -> String {
+    let mut conn = h.running.as_ref().unwrap().state.db.pool.acquire().await.unwrap();
+    let p = vigil::projects::find(&mut conn, project).await.unwrap().unwrap();
+    vigil::datasets::find(&mut conn, &p.id, "train").await.unwrap().unwrap().id
+}
+
+/// Empty datasets, names and types, idempotency.
+#[tokio::test]
+async fn dataset_validation_and_idempotency() {
+    let h = Harness::start(Backend::Sqlite).await.unwrap();
+    let c = &h.client;
+    let err = c.create_dataset().project_name("nope").dataset_type("train").send().await.unwrap_err().into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    c.create_project().project_name("p").send().await.unwrap();
+    let err = c.create_dataset().project_name("p").dataset_type("validation").send().await.unwrap_err().into_service_error();
+    assert!(err.is_validation_exception(), "{err:?}");
+
+    let a = c.create_dataset().project_name("p").dataset_type("train").client_token("ds-1").send().await.unwrap();
+    assert_eq!(a.dataset_metadata().unwrap().status(), Some(&DatasetStatus::CreateComplete));
+    let b = c.create_dataset().project_name("p").dataset_type("train").client_token("ds-1").send().await.unwrap();
+    assert_eq!(a.dataset_metadata, b.dataset_metadata, "same token, same answer");
+    let err = c.create_dataset().project_name("p").dataset_type("test").client_token("ds-1").send().await.unwrap_err().into_service_error();
+    assert!(err.is_conflict_exception(), "same token, other parameters: {err:?}");
+
+    let d = c.describe_dataset().project_name("p").dataset_type("train").send().await.unwrap().dataset_description.unwrap();
+    let s = d.image_stats.clone().unwrap();
+    assert_eq!((s.total, s.labeled, s.normal, s.anomaly), (Some(0), Some(0), Some(0), Some(0)));
+    assert_eq!(d.project_name(), Some("p"));
+    let err = c.describe_dataset().project_name("p").dataset_type("test").send().await.unwrap_err().into_service_error();
+    assert!(err.is_resource_not_found_exception());
+    let err = c.list_dataset_entries().project_name("p").dataset_type("train").next_token("bad").send().await.unwrap_err();
+    assert!(err.into_service_error().is_validation_exception());
+    c.delete_dataset().project_name("p").dataset_type("train").send().await.unwrap();
+    let err = c.delete_dataset().project_name("p").dataset_type("train").send().await.unwrap_err().into_service_error();
+    assert!(err.is_resource_not_found_exception());
+    h.stop().await;
+}
