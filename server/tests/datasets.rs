@@ -52,6 +52,7 @@ async fn stage_cookies(s3: &S3Server) {
     s3.put(BUCKET, "getting-started/training-images/normal-1.jpg", fixture("normal-1.jpg")).await;
     s3.put(BUCKET, "getting-started/training-images/anomaly-1.jpg", fixture("anomaly-1.jpg")).await;
     s3.put(BUCKET, "getting-started/mask-images/anomaly-1.png", fixture("mask-anomaly-1.png")).await;
+    s3.put(BUCKET, "getting-started/mask-images/dummy_anomaly_mask.png", png(image::RgbaImage::from_pixel(16, 16, image::Rgba([255, 255, 255, 255])))).await;
     s3.put(BUCKET, "manifests/train_segmentation.manifest", fixture("train_segmentation.manifest")).await;
     s3.put(BUCKET, "manifests/train_class.manifest", fixture("train_class.manifest")).await;
 }
@@ -274,8 +275,8 @@ async fn bad_objects_are_reported_and_good_ones_kept() {
     c.create_dataset().project_name("bad").dataset_type("train").dataset_source(manifest_source("bad", "m.manifest")).send().await.unwrap();
     let d = settle(c, "bad", "train").await;
     assert_eq!(d.status(), Some(&DatasetStatus::CreateComplete));
-    assert_eq!(d.image_stats.as_ref().unwrap().total, Some(1));
     let msg = d.status_message().unwrap();
+    assert_eq!(d.image_stats.as_ref().unwrap().total, Some(1), "{msg}");
     assert!(msg.starts_with("Imported 1 of 8 manifest lines. Skipped 7:"), "{msg}");
 
     // The full report, line by line.

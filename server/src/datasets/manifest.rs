@@ -92,8 +92,9 @@ pub fn parse_line(line: &str) -> Result<ManifestLine, String> {
             };
         }
     }
-    if mask_ref.is_some() && label == Some(Label::Normal) && !classes.is_empty() {
-        // LFV ignores masks on normal images; keep the line but drop the mask.
+    if label == Some(Label::Normal) {
+        // Masks on normal images carry nothing (LFV's segmentation manifests give them a dummy 16×16 mask);
+        // the line is kept as it is, the mask is neither fetched nor stored.
         mask_ref = None;
         classes.clear();
     }
@@ -161,6 +162,14 @@ mod tests {
         assert_eq!(l.label, None, "other class names import unlabelled");
         let l = parse_line(r#"{"source-ref":"s3://b/k.jpg"}"#).unwrap();
         assert_eq!(l.label, None);
+    }
+
+    #[test]
+    fn normal_images_ignore_their_dummy_masks() {
+        let l = parse_line(r##"{"source-ref":"s3://b/n.jpg","anomaly-label":0,"anomaly-label-metadata":{"class-name":"normal"},"anomaly-mask-ref":"s3://b/dummy_anomaly_mask.png","anomaly-mask-ref-metadata":{"internal-color-map":{"0":{"class-name":"BACKGROUND","hex-color":"#ffffff"}}}}"##).unwrap();
+        assert_eq!(l.label, Some(Label::Normal));
+        assert_eq!(l.mask_ref, None);
+        assert!(l.raw.contains_key("anomaly-mask-ref"), "the line itself is kept");
     }
 
     #[test]

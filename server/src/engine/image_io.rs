@@ -30,6 +30,10 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
         return Err(ImageError::UnsupportedFormat);
     }
+    if format == ImageFormat::Jpeg && !has_jpeg_end(bytes) {
+        // The JPEG decoder pads a cut-off file with grey instead of failing; such an image must not be trained on.
+        return Err(ImageError::Corrupt("the JPEG file is truncated (no end-of-image marker)".into()));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -50,6 +54,16 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| ImageError::Corrupt(e.to_string()))?;
     img.apply_orientation(orientation);
     Ok(img.to_rgb8())
+}
+
+/// Whether a JPEG's last scan is followed by an end-of-image marker (FF D9). Looking after the last
+/// start-of-scan (FF DA) skips an EXIF thumbnail's own end marker; trailers some cameras append are allowed.
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (last(0xDA), last(0xD9)) {
+        (Some(scan), Some(end)) => end > scan,
+        _ => false,
+    }
 }
 
 fn check_side(width: u32, height: u32) -> Result<(), ImageError> {
