@@ -16,8 +16,60 @@ pub struct ProjectSummary {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectDetail {
     pub project: ProjectSummary,
-    /// Dataset types present (`train`, `test`); empty until datasets exist.
-    pub datasets: Vec<String>,
+    /// The project's datasets (`train`, then `test`); empty until one is created.
+    pub datasets: Vec<DatasetSummary>,
+}
+
+/// A dataset's status and image counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    pub dataset_type: String,
+    pub status: String,
+    pub status_message: Option<String>,
+    pub total: i64,
+    pub labeled: i64,
+    pub normal: i64,
+    pub anomaly: i64,
+}
+
+/// A dataset page: its summary and what its last import skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetDetail {
+    pub project: String,
+    pub summary: DatasetSummary,
+    pub issues: Vec<String>,
+}
+
+/// One image in the gallery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryView {
+    pub id: String,
+    /// The file name part of the source-ref.
+    pub name: String,
+    pub source_ref: String,
+    /// `normal`, `anomaly`, or none.
+    pub label: Option<String>,
+    /// Blob name of the image, for `/media/{hash}`.
+    pub image: String,
+    pub has_mask: bool,
+}
+
+/// One page of the gallery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryPage {
+    pub entries: Vec<EntryView>,
+    /// Whether a further page exists.
+    pub more: bool,
+}
+
+/// Images per gallery page.
+pub const GALLERY_PAGE: usize = 48;
+
+/// What an upload kept and skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadReport {
+    pub added: usize,
+    pub skipped: Vec<String>,
 }
 
 #[cfg(feature = "ssr")]
@@ -36,6 +88,28 @@ mod backend {
         async fn create_project(&self, name: &str) -> Result<ProjectSummary, BackendError>;
         async fn describe_project(&self, name: &str) -> Result<ProjectDetail, BackendError>;
         async fn delete_project(&self, name: &str) -> Result<(), BackendError>;
+        async fn dataset(&self, project: &str, dataset_type: &str) -> Result<DatasetDetail, BackendError>;
+        /// A page of entries, newest last, filtered by label (`all`, `normal`, `anomaly`, `unlabeled`).
+        async fn entries(
+            &self,
+            project: &str,
+            dataset_type: &str,
+            filter: &str,
+            page: usize,
+        ) -> Result<EntryPage, BackendError>;
+        /// Adds uploaded files (name, bytes), creating the dataset if needed; `label` is `normal`,
+        /// `anomaly` or empty for unlabelled.
+        async fn upload(
+            &self,
+            project: &str,
+            dataset_type: &str,
+            label: &str,
+            files: Vec<(String, Vec<u8>)>,
+        ) -> Result<UploadReport, BackendError>;
+        /// Labels entries: `normal`, `anomaly`, or empty to remove the label.
+        async fn set_labels(&self, project: &str, dataset_type: &str, ids: Vec<String>, label: &str) -> Result<usize, BackendError>;
+        /// Starts importing a Ground Truth manifest at an `s3://bucket/key` URI into a new dataset.
+        async fn import_manifest(&self, project: &str, dataset_type: &str, uri: &str) -> Result<(), BackendError>;
     }
 
     pub type SharedBackend = Arc<dyn Backend>;
@@ -102,4 +176,58 @@ pub async fn create_project(name: String) -> Result<ProjectSummary, ServerFnErro
 pub async fn delete_project(name: String) -> Result<(), ServerFnError> {
     backend::backend()?.delete_project(&name).await?;
     Ok(())
+}
+
+#[server]
+pub async fn get_dataset(project: String, dataset_type: String) -> Result<DatasetDetail, ServerFnError> {
+    Ok(backend::backend()?.dataset(&project, &dataset_type).await?)
+}
+
+#[server]
+pub async fn list_entries(
+    project: String,
+    dataset_type: String,
+    filter: String,
+    page: usize,
+) -> Result<EntryPage, ServerFnError> {
+    Ok(backend::backend()?.entries(&project, &dataset_type, &filter, page).await?)
+}
+
+#[server]
+pub async fn set_labels(
+    project: String,
+    dataset_type: String,
+    ids: Vec<String>,
+    label: String,
+) -> Result<usize, ServerFnError> {
+    Ok(backend::backend()?.set_labels(&project, &dataset_type, ids, &label).await?)
+}
+
+#[server]
+pub async fn import_manifest(project: String, dataset_type: String, uri: String) -> Result<(), ServerFnError> {
+    Ok(backend::backend()?.import_manifest(&project, &dataset_type, uri.trim()).await?)
+}
+
+/// Uploads images as multipart form data: text fields `project`, `dataset_type`, `label`, then the files.
+#[server(input = leptos::server_fn::codec::MultipartFormData)]
+pub async fn upload_images(data: leptos::server_fn::codec::MultipartData) -> Result<UploadReport, ServerFnError> {
+    fn bad(m: String) -> ServerFnError {
+        ServerFnError::ServerError(m)
+    }
+    let mut data = data.into_inner().ok_or_else(|| bad("no form data".into()))?;
+    let (mut project, mut dataset_type, mut label) = (String::new(), String::new(), String::new());
+    let mut files = Vec::new();
+    while let Some(field) = data.next_field().await.map_err(|e| bad(format!("upload: {e}")))? {
+        let name = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let bytes = field.bytes().await.map_err(|e| bad(format!("upload: {e}")))?;
+        match (name.as_str(), file_name) {
+            ("project", _) => project = String::from_utf8_lossy(&bytes).into_owned(),
+            ("dataset_type", _) => dataset_type = String::from_utf8_lossy(&bytes).into_owned(),
+            ("label", _) => label = String::from_utf8_lossy(&bytes).into_owned(),
+            (_, Some(f)) => files.push((f, bytes.to_vec())),
+            _ => {}
+        }
+    }
+    Ok(backend::backend()?.upload(&project, &dataset_type, &label, files).await?)
 }

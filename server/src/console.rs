@@ -1,8 +1,16 @@
 //! The console's backend: implements `app::api::Backend` over the same domain code as the LFV API.
 
+use crate::datasets::{self, manifest, Dataset};
 use crate::projects::{self, Project, ProjectError};
 use crate::state::AppState;
-use app::api::{Backend, BackendError, ProjectDetail, ProjectSummary};
+use app::api::{
+    Backend, BackendError, DatasetDetail, DatasetSummary, EntryPage, EntryView, ProjectDetail, ProjectSummary,
+    UploadReport, GALLERY_PAGE,
+};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sqlx::AnyConnection;
 
 pub struct ConsoleBackend {
     pub state: AppState,
@@ -64,11 +72,11 @@ impl Backend for ConsoleBackend {
             .await
             .map_err(internal)?
             .ok_or_else(|| BackendError::from(ProjectError::NotFound(name.to_string())))?;
-        let datasets = crate::datasets::list_for_project(&mut conn, &p.id).await.map_err(internal)?;
-        Ok(ProjectDetail {
-            project: self.summary(&p),
-            datasets: datasets.into_iter().map(|d| format!("{} ({})", d.dataset_type, d.status)).collect(),
-        })
+        let mut summaries = Vec::new();
+        for d in datasets::list_for_project(&mut conn, &p.id).await.map_err(internal)? {
+            summaries.push(dataset_summary(&mut conn, &d).await?);
+        }
+        Ok(ProjectDetail { project: self.summary(&p), datasets: summaries })
     }
 
     async fn delete_project(&self, name: &str) -> Result<(), BackendError> {
@@ -82,5 +90,228 @@ impl Backend for ConsoleBackend {
         projects::delete(&mut tx, name).await?;
         tx.commit().await.map_err(internal)?;
         Ok(())
+    }
+
+    async fn dataset(&self, project: &str, dataset_type: &str) -> Result<DatasetDetail, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let (_, d) = find_dataset(&mut conn, project, dataset_type).await?;
+        let summary = dataset_summary(&mut conn, &d).await?;
+        let issues = datasets::issues(&mut conn, &d.id).await.map_err(internal)?.iter().map(ToString::to_string).collect();
+        Ok(DatasetDetail { project: project.to_string(), summary, issues })
+    }
+
+    async fn entries(&self, project: &str, dataset_type: &str, filter: &str, page: usize) -> Result<EntryPage, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let d = match find_dataset(&mut conn, project, dataset_type).await {
+            Ok((_, d)) => d,
+            Err(e) if e.status == 404 => return Ok(EntryPage { entries: Vec::new(), more: false }),
+            Err(e) => return Err(e),
+        };
+        let mut f = datasets::EntryFilter::default();
+        match filter {
+            "normal" => f.label = Some(manifest::Label::Normal),
+            "anomaly" => f.label = Some(manifest::Label::Anomaly),
+            "unlabeled" => f.labeled = Some(false),
+            _ => {}
+        }
+        let n = GALLERY_PAGE as i64;
+        let mut rows = datasets::list_entries(&mut conn, &d.id, &f, None, n + 1, page as i64 * n).await.map_err(internal)?;
+        let more = rows.len() as i64 > n;
+        rows.truncate(GALLERY_PAGE);
+        let entries = rows
+            .into_iter()
+            .map(|e| EntryView {
+                name: e.source_ref.rsplit('/').next().unwrap_or(&e.source_ref).to_string(),
+                id: e.id,
+                source_ref: e.source_ref,
+                label: e.label,
+                image: e.image_hash,
+                has_mask: e.mask_hash.is_some(),
+            })
+            .collect();
+        Ok(EntryPage { entries, more })
+    }
+
+    async fn upload(
+        &self,
+        project: &str,
+        dataset_type: &str,
+        label: &str,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<UploadReport, BackendError> {
+        let label = parse_label(label)?;
+        datasets::validate_dataset_type(dataset_type).map_err(|m| BackendError::new(400, m))?;
+        // Check and store the images first (blocking work), then write every entry in one transaction.
+        let blobs = self.state.blobs.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            files
+                .into_iter()
+                .map(|(name, bytes)| {
+                    let name = sanitize_file_name(&name);
+                    if bytes.len() as u64 > datasets::import::MAX_IMAGE_BYTES {
+                        return Err(format!("{name}: the file is larger than 8 MB"));
+                    }
+                    datasets::import::store_image(&blobs, bytes).map(|info| (name.clone(), info)).map_err(|r| format!("{name}: {r}"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(internal)?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut entries = Vec::new();
+        let mut skipped = Vec::new();
+        for c in checked {
+            match c {
+                Ok((name, image)) => {
+                    let source_ref = format!("vigil://upload/{}/{}", &image.hash[..16], name);
+                    let mut raw = serde_json::Map::new();
+                    raw.insert("source-ref".into(), serde_json::Value::String(source_ref.clone()));
+                    let raw = manifest::with_label(&raw, label, &now);
+                    entries.push(datasets::NewEntry { source_ref, image, label, mask: None, entry: serde_json::Value::Object(raw).to_string() });
+                }
+                Err(reason) => skipped.push(reason),
+            }
+        }
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let p = projects::find(&mut tx, project).await.map_err(internal)?.ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))?;
+        let d = match datasets::find(&mut tx, &p.id, dataset_type).await.map_err(internal)? {
+            Some(d) => d,
+            None => datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_COMPLETE).await.map_err(internal)?,
+        };
+        if !datasets::is_settled(&d.status) {
+            return Err(BackendError::new(409, format!("The {dataset_type} dataset is busy ({}); try again when it has finished.", d.status)));
+        }
+        datasets::upsert_entries(&mut tx, &d.id, &entries).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        Ok(UploadReport { added: entries.len(), skipped })
+    }
+
+    async fn set_labels(&self, project: &str, dataset_type: &str, ids: Vec<String>, label: &str) -> Result<usize, BackendError> {
+        let label = parse_label(label)?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let (_, d) = find_dataset(&mut tx, project, dataset_type).await?;
+        if !datasets::is_settled(&d.status) {
+            return Err(BackendError::new(409, format!("The {dataset_type} dataset is busy ({}); try again when it has finished.", d.status)));
+        }
+        let mut changed = 0;
+        for id in ids {
+            let Some(e) = datasets::entry_by_id(&mut tx, &d.id, &id).await.map_err(internal)? else { continue };
+            let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&e.entry).map_err(internal)?;
+            let line = serde_json::Value::Object(manifest::with_label(&raw, label, &now)).to_string();
+            if datasets::set_entry_label(&mut tx, &d.id, &id, label, &line).await.map_err(internal)? {
+                changed += 1;
+            }
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(changed)
+    }
+
+    async fn import_manifest(&self, project: &str, dataset_type: &str, uri: &str) -> Result<(), BackendError> {
+        datasets::validate_dataset_type(dataset_type).map_err(|m| BackendError::new(400, m))?;
+        let (bucket, key) = manifest::parse_s3_uri(uri)
+            .ok_or_else(|| BackendError::new(400, format!("{uri:?} is not an s3://bucket/key URI.")))?;
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let p = projects::find(&mut tx, project).await.map_err(internal)?.ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))?;
+        let d = datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_IN_PROGRESS).await.map_err(|e| match e {
+            datasets::DatasetError::Exists(t) => BackendError::new(409, format!("The project already has a {t} dataset.")),
+            datasets::DatasetError::Db(e) => internal(e),
+        })?;
+        tx.commit().await.map_err(internal)?;
+        let importer = self.state.importer();
+        tokio::spawn(async move { importer.import_manifest(&d.id, &bucket, &key, None).await });
+        Ok(())
+    }
+}
+
+fn parse_label(label: &str) -> Result<Option<manifest::Label>, BackendError> {
+    match label {
+        "" => Ok(None),
+        "normal" => Ok(Some(manifest::Label::Normal)),
+        "anomaly" => Ok(Some(manifest::Label::Anomaly)),
+        other => Err(BackendError::new(400, format!("{other:?} is not a label: use normal or anomaly."))),
+    }
+}
+
+/// A file name safe inside a URI path: its last path component, with only harmless characters.
+fn sanitize_file_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let clean: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .take(200)
+        .collect();
+    if clean.is_empty() { "image".into() } else { clean }
+}
+
+async fn find_dataset(conn: &mut AnyConnection, project: &str, dataset_type: &str) -> Result<(Project, Dataset), BackendError> {
+    let p = projects::find(conn, project)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| BackendError::from(ProjectError::NotFound(project.to_string())))?;
+    let d = datasets::find(conn, &p.id, dataset_type)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| BackendError::new(404, format!("The project {project} has no {dataset_type} dataset.")))?;
+    Ok((p, d))
+}
+
+async fn dataset_summary(conn: &mut AnyConnection, d: &Dataset) -> Result<DatasetSummary, BackendError> {
+    let s = datasets::stats(conn, &d.id).await.map_err(internal)?;
+    Ok(DatasetSummary {
+        dataset_type: d.dataset_type.clone(),
+        status: d.status.clone(),
+        status_message: d.status_message.clone(),
+        total: s.total,
+        labeled: s.labeled,
+        normal: s.normal,
+        anomaly: s.anomaly,
+    })
+}
+
+#[derive(serde::Deserialize)]
+pub struct MediaQuery {
+    thumb: Option<u8>,
+}
+
+/// Longest side of a gallery thumbnail.
+const THUMB_SIDE: u32 = 320;
+
+/// `GET /media/{hash}`: an image or mask from the blob store; `?thumb=1` gives a cached JPEG thumbnail.
+/// Blobs are content-addressed, so responses never change and can be cached forever.
+pub async fn get_media(State(state): State<AppState>, Path(hash): Path<String>, Query(q): Query<MediaQuery>) -> Response {
+    let blobs = state.blobs.clone();
+    let thumbs = state.config.data_dir.join("thumbs");
+    let thumb = q.thumb.unwrap_or(0) == 1;
+    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<u8>, &'static str)> {
+        if !thumb {
+            let bytes = blobs.get(&hash)?;
+            let ct = if bytes.starts_with(b"\x89PNG") { "image/png" } else { "image/jpeg" };
+            return Ok((bytes, ct));
+        }
+        let cached = thumbs.join(format!("{hash}.jpg"));
+        if let Ok(bytes) = std::fs::read(&cached) {
+            return Ok((bytes, "image/jpeg"));
+        }
+        let bytes = blobs.get(&hash)?;
+        let img = crate::engine::image_io::decode_rgb(&bytes)?;
+        let small = image::imageops::thumbnail(&img, THUMB_SIDE, THUMB_SIDE);
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(small).write_to(&mut out, image::ImageFormat::Jpeg)?;
+        let out = out.into_inner();
+        std::fs::create_dir_all(&thumbs)?;
+        let tmp = thumbs.join(format!("{hash}.{}.tmp", hex::encode(rand::random::<[u8; 4]>())));
+        std::fs::write(&tmp, &out)?;
+        std::fs::rename(&tmp, &cached)?;
+        Ok((out, "image/jpeg"))
+    })
+    .await;
+    match result {
+        Ok(Ok((bytes, ct))) => (
+            [(header::CONTENT_TYPE, ct), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")],
+            bytes,
+        )
+            .into_response(),
+        _ => (StatusCode::NOT_FOUND, "no such image").into_response(),
     }
 }

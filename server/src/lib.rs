@@ -25,6 +25,9 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 80 * 1024 * 1024;
+
 /// Builds the state: database (migrated), backbone (loaded and warmed up) and console settings.
 pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<AppState> {
     let db = store::Db::connect(&config.database_url).await?;
@@ -76,11 +79,15 @@ pub fn router(state: AppState) -> Router {
     let options = state.leptos_options.clone();
     Router::new()
         .nest("/2020-11-20", http::router())
+        .route("/media/{hash}", axum::routing::get(console::get_media))
         .leptos_routes_with_context(&state, routes, move || provide_context(backend.clone()), {
             let options = options.clone();
             move || app::shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        // UpdateDatasetEntries carries up to 10 MiB of JSON lines as base64, and console uploads batches of
+        // images of up to 8 MB each; axum's 2 MB default would refuse both.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -35,9 +35,15 @@ pub enum FetchError {
 impl S3 {
     pub async fn connect(settings: &S3Settings) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &settings.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
+        // An explicit region keeps aws-config from asking the EC2 metadata service, which off EC2 only
+        // costs time and log noise.
+        let region = settings
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".into());
+        loader = loader.region(aws_config::Region::new(region));
         if let (Some(id), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key) {
             loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
                 id.clone(),
@@ -49,9 +55,6 @@ impl S3 {
         }
         let shared = loader.load().await;
         let mut builder = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
-        if shared.region().is_none() {
-            builder = builder.region(aws_config::Region::new("us-east-1"));
-        }
         if let Some(endpoint) = &settings.endpoint {
             builder = builder.endpoint_url(endpoint);
         }

@@ -1,6 +1,7 @@
 //! One module per console page.
 
 pub mod dashboard;
+pub mod dataset;
 pub mod project;
 pub mod projects;
 

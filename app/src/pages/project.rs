@@ -1,6 +1,6 @@
 //! One project's page: what it holds, and deleting it.
 
-use crate::api::{error_text, get_project, DeleteProject, ProjectDetail};
+use crate::api::{error_text, get_project, DatasetSummary, DeleteProject, ImportManifest, ProjectDetail};
 use crate::timefmt::format_utc;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -45,16 +45,9 @@ fn ProjectView(detail: ProjectDetail) -> impl IntoView {
         <div class="card">
             <dl class="facts">
                 <dt>"ARN"</dt><dd class="mono">{p.arn.clone()}</dd>
-                <dt>"Datasets"</dt>
-                <dd>
-                    {if detail.datasets.is_empty() {
-                        "None yet: add a training dataset to start.".to_string()
-                    } else {
-                        detail.datasets.join(", ")
-                    }}
-                </dd>
             </dl>
         </div>
+        <DatasetsCard project=p.name.clone() datasets=detail.datasets/>
         <DeleteProjectPanel name=p.name/>
     }
 }
@@ -104,5 +97,90 @@ fn DeleteProjectPanel(name: String) -> impl IntoView {
             </Show>
             <p class="error" role="alert">{error}</p>
         </div>
+    }
+}
+
+/// A dataset's status as a coloured badge.
+#[component]
+pub fn StatusBadge(status: String) -> impl IntoView {
+    let class = if status.ends_with("FAILED") || status.contains("ROLLBACK") {
+        "badge bad"
+    } else if status.ends_with("IN_PROGRESS") {
+        "badge busy"
+    } else {
+        "badge good"
+    };
+    view! { <span class=class>{status.replace('_', " ").to_lowercase()}</span> }
+}
+
+#[component]
+fn DatasetsCard(project: String, datasets: Vec<DatasetSummary>) -> impl IntoView {
+    let missing: Vec<&str> =
+        ["train", "test"].into_iter().filter(|t| !datasets.iter().any(|d| d.dataset_type == *t)).collect();
+    let rows = datasets
+        .into_iter()
+        .map(|d| {
+            let href = format!("/projects/{}/datasets/{}", project, d.dataset_type);
+            view! {
+                <tr>
+                    <td><a href=href class="project-link">{d.dataset_type.clone()}</a></td>
+                    <td><StatusBadge status=d.status.clone()/></td>
+                    <td class="num">{d.total}</td>
+                    <td class="num">{d.normal}</td>
+                    <td class="num">{d.anomaly}</td>
+                    <td class="num">{d.total - d.labeled}</td>
+                    <td class="muted small">{d.status_message.clone().unwrap_or_default()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let add_links = missing
+        .into_iter()
+        .map(|t| {
+            let href = format!("/projects/{project}/datasets/{t}");
+            view! { <a class="button" href=href>{format!("Add {t} images")}</a> }
+        })
+        .collect_view();
+    view! {
+        <div class="card">
+            <h2>"Datasets"</h2>
+            <table class="table">
+                <thead>
+                    <tr>
+                        <th>"Dataset"</th><th>"Status"</th><th class="num">"Images"</th><th class="num">"Normal"</th>
+                        <th class="num">"Anomaly"</th><th class="num">"Unlabelled"</th><th>"Last import"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <div class="form-row spaced">{add_links}</div>
+            <ImportManifestForm project=project.clone()/>
+        </div>
+    }
+}
+
+#[component]
+fn ImportManifestForm(project: String) -> impl IntoView {
+    let import = ServerAction::<ImportManifest>::new();
+    let error = move || import.value().get().and_then(|r| r.err()).map(|e| error_text(&e));
+    let started = move || matches!(import.value().get(), Some(Ok(())));
+    view! {
+        <details class="import">
+            <summary>"Import a Ground Truth manifest from S3"</summary>
+            <ActionForm action=import>
+                <input type="hidden" name="project" value=project/>
+                <div class="form-row">
+                    <input type="text" name="uri" placeholder="s3://bucket/path/train.manifest" aria-label="Manifest S3 URI"/>
+                    <select name="dataset_type" aria-label="Dataset">
+                        <option value="train">"train"</option>
+                        <option value="test">"test"</option>
+                    </select>
+                    <button type="submit" class="primary">"Import"</button>
+                </div>
+                <p class="hint">"Images and masks are copied from the bucket; lines that cannot be imported are listed on the dataset page. Reload to follow progress."</p>
+                <p class="error" role="alert">{error}</p>
+                <Show when=started><p class="ok">"Import started."</p></Show>
+            </ActionForm>
+        </details>
     }
 }

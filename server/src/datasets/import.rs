@@ -67,7 +67,7 @@ fn fetch_reason(e: FetchError) -> String {
 }
 
 /// Decodes an image (proving it is usable) and stores it. Blocking.
-fn store_image(blobs: &Blobs, bytes: Vec<u8>) -> Result<BlobInfo, String> {
+pub fn store_image(blobs: &Blobs, bytes: Vec<u8>) -> Result<BlobInfo, String> {
     let img = image_io::decode_rgb(&bytes).map_err(|e| e.to_string())?;
     let content_type = if bytes.starts_with(b"\x89PNG") { "image/png" } else { "image/jpeg" };
     let hash = blobs.put(&bytes).map_err(|e| {

@@ -129,6 +129,37 @@ fn color_map(meta: &Map<String, Value>, key: &str) -> Result<Vec<MaskClass>, Str
     Ok(classes)
 }
 
+/// The line with its classification replaced: any existing label attribute is removed, and `label` (if any)
+/// is written as LFV writes it (`anomaly-label` 1/0 with its metadata). Masks and other attributes stay.
+pub fn with_label(raw: &Map<String, Value>, label: Option<Label>, now_iso: &str) -> Map<String, Value> {
+    let mut out = raw.clone();
+    let label_keys: Vec<String> = raw
+        .iter()
+        .filter_map(|(k, v)| {
+            let base = k.strip_suffix("-metadata")?;
+            (v.get("class-name").is_some() && v.get("internal-color-map").is_none()).then(|| base.to_string())
+        })
+        .collect();
+    for k in label_keys {
+        out.remove(&k);
+        out.remove(&format!("{k}-metadata"));
+    }
+    if let Some(l) = label {
+        out.insert("anomaly-label".into(), Value::from(i64::from(l == Label::Anomaly)));
+        out.insert(
+            "anomaly-label-metadata".into(),
+            serde_json::json!({
+                "class-name": l.as_str(),
+                "human-annotated": "yes",
+                "creation-date": now_iso,
+                "type": "groundtruth/image-classification",
+                "job-name": "vigil-console",
+            }),
+        );
+    }
+    out
+}
+
 /// Splits `s3://bucket/key` into its parts.
 pub fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
     let rest = uri.strip_prefix("s3://")?;
@@ -186,6 +217,19 @@ mod tests {
         assert!(parse_line(r#"{"source-ref":""}"#).is_err());
         let bad_colour = r##"{"source-ref":"s3://b/k.jpg","m-ref":"s3://b/m.png","m-ref-metadata":{"internal-color-map":{"1":{"class-name":"x","hex-color":"green"}}}}"##;
         assert!(parse_line(bad_colour).unwrap_err().contains("hex-color"));
+    }
+
+    #[test]
+    fn relabelling_replaces_the_classification_only() {
+        let l = parse_line(COOKIE_SEG).unwrap();
+        let normal = with_label(&l.raw, Some(Label::Normal), "2026-11-25T00:00:00Z");
+        let again = parse_line(&Value::Object(normal.clone()).to_string()).unwrap();
+        assert_eq!(again.label, Some(Label::Normal));
+        assert_eq!(normal["anomaly-label"], 0);
+        assert!(normal.contains_key("anomaly-mask-ref"));
+        let none = with_label(&l.raw, None, "x");
+        assert!(!none.contains_key("anomaly-label") && !none.contains_key("anomaly-label-metadata"));
+        assert_eq!(parse_line(&Value::Object(none).to_string()).unwrap().label, None);
     }
 
     #[test]

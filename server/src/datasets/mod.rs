@@ -289,13 +289,15 @@ type EntryRow = (String, String, String, Option<String>, Option<String>, String,
 
 const ENTRY_COLUMNS: &str = "id, source_ref, image_hash, label, mask_hash, entry, created_at";
 
-/// A page of entries in creation order, after the given (created_at, id) key.
+/// A page of entries in creation order, after the given (created_at, id) key (the API's keyset paging) and
+/// after skipping `offset` rows (the console's numbered pages).
 pub async fn list_entries(
     conn: &mut AnyConnection,
     dataset_id: &str,
     filter: &EntryFilter,
     after: Option<(i64, &str)>,
     limit: i64,
+    offset: i64,
 ) -> Result<Vec<StoredEntry>, sqlx::Error> {
     let mut sql = format!("select {ENTRY_COLUMNS} from dataset_entry where dataset_id = $1");
     let mut binds = vec![Bind::Text(dataset_id.to_string())];
@@ -327,6 +329,7 @@ pub async fn list_entries(
         push(" and id > $?))", Bind::Text(id.to_string()), &mut sql);
     }
     push(" order by created_at, id limit $?", Bind::Int(limit), &mut sql);
+    push(" offset $?", Bind::Int(offset), &mut sql);
     let mut q = sqlx::query_as::<_, EntryRow>(&sql);
     for b in binds {
         q = match b {
@@ -351,6 +354,35 @@ pub async fn all_entries(conn: &mut AnyConnection, dataset_id: &str) -> Result<V
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(entry_from).collect())
+}
+
+/// Rewrites one entry's line and label column.
+pub async fn set_entry_label(
+    conn: &mut AnyConnection,
+    dataset_id: &str,
+    id: &str,
+    label: Option<Label>,
+    entry: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("update dataset_entry set label = $1, entry = $2, updated_at = $3 where dataset_id = $4 and id = $5")
+        .bind(label.map(Label::as_str))
+        .bind(entry)
+        .bind(now_ms())
+        .bind(dataset_id)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn entry_by_id(conn: &mut AnyConnection, dataset_id: &str, id: &str) -> Result<Option<StoredEntry>, sqlx::Error> {
+    let row: Option<EntryRow> =
+        sqlx::query_as(&format!("select {ENTRY_COLUMNS} from dataset_entry where dataset_id = $1 and id = $2"))
+            .bind(dataset_id)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(row.map(entry_from))
 }
 
 /// Replaces the dataset's import report.

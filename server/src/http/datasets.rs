@@ -274,6 +274,7 @@ async fn list_dataset_entries(
         &filter,
         cursor.as_ref().map(|c| (c.created_at, c.id.as_str())),
         limit + 1,
+        0,
     )
     .await?;
     let next = if rows.len() as i64 > limit {

@@ -1,0 +1,324 @@
+//! A dataset's page: counts, import report, upload from the browser, and the gallery where images are
+//! labelled with the mouse or the keyboard (N normal, A anomaly, U unlabelled, arrows to move, space to select).
+
+use crate::api::{
+    error_text, get_dataset, list_entries, set_labels, upload_images, DatasetDetail, EntryView, UploadReport,
+    GALLERY_PAGE,
+};
+use crate::pages::project::StatusBadge;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+use std::collections::HashSet;
+
+/// Files sent per request: a failed batch loses little, and the progress bar moves.
+const UPLOAD_BATCH: usize = 8;
+
+#[component]
+pub fn DatasetPage() -> impl IntoView {
+    let params = use_params_map();
+    let project = move || params.read().get("name").unwrap_or_default();
+    let dataset_type = move || params.read().get("type").unwrap_or_default();
+    // Bumped after every change so the counts and the gallery reload.
+    let version = RwSignal::new(0u32);
+    let detail = Resource::new(
+        move || (project(), dataset_type(), version.get()),
+        |(p, t, _)| get_dataset(p, t),
+    );
+
+    view! {
+        <Title text=move || format!("{} · {}", dataset_type(), project())/>
+        <section class="page">
+            <nav class="crumbs" aria-label="Breadcrumb">
+                <a href="/projects">"Projects"</a> " / "
+                <a href=move || format!("/projects/{}", project())>{project}</a> " / " {dataset_type}
+            </nav>
+            <header class="page-head">
+                <h1>{move || format!("{} dataset", dataset_type())}</h1>
+            </header>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match detail.await {
+                        Ok(d) => view! { <DatasetSummaryCard detail=d/> }.into_any(),
+                        Err(_) => view! {
+                            <div class="card">
+                                <p class="muted">"This dataset is empty. Upload images below to create it."</p>
+                            </div>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+            <Uploader project=Signal::derive(project) dataset_type=Signal::derive(dataset_type) version/>
+            <Gallery project=Signal::derive(project) dataset_type=Signal::derive(dataset_type) version/>
+        </section>
+    }
+}
+
+#[component]
+fn DatasetSummaryCard(detail: DatasetDetail) -> impl IntoView {
+    let s = detail.summary;
+    let issues = detail.issues;
+    let n_issues = issues.len();
+    view! {
+        <div class="card">
+            <div class="stats">
+                <div class="stat"><span class="stat-n">{s.total}</span><span class="stat-l">"images"</span></div>
+                <div class="stat"><span class="stat-n">{s.normal}</span><span class="stat-l">"normal"</span></div>
+                <div class="stat"><span class="stat-n">{s.anomaly}</span><span class="stat-l">"anomaly"</span></div>
+                <div class="stat"><span class="stat-n">{s.total - s.labeled}</span><span class="stat-l">"unlabelled"</span></div>
+                <div class="stat"><StatusBadge status=s.status.clone()/></div>
+            </div>
+            {s.status_message.clone().map(|m| view! { <p class="muted small">{m}</p> })}
+            <Show when=move || { n_issues > 0 }>
+                <details class="report">
+                    <summary>{format!("Import report: {n_issues} skipped")}</summary>
+                    <ul>{issues.iter().map(|i| view! { <li>{i.clone()}</li> }).collect_view()}</ul>
+                </details>
+            </Show>
+        </div>
+    }
+}
+
+#[component]
+fn Uploader(project: Signal<String>, dataset_type: Signal<String>, version: RwSignal<u32>) -> impl IntoView {
+    let label = RwSignal::new(String::new());
+    let progress = RwSignal::new(None::<(usize, usize)>);
+    let report = RwSignal::new(None::<UploadReport>);
+    let error = RwSignal::new(None::<String>);
+    let dragging = RwSignal::new(false);
+
+    let send = move |files: Vec<web_sys::File>| {
+        if files.is_empty() || progress.get_untracked().is_some() {
+            return;
+        }
+        let total = files.len();
+        progress.set(Some((0, total)));
+        report.set(None);
+        error.set(None);
+        let (p, t, l) = (project.get_untracked(), dataset_type.get_untracked(), label.get_untracked());
+        spawn_local(async move {
+            let mut all = UploadReport { added: 0, skipped: Vec::new() };
+            let mut done = 0;
+            for batch in files.chunks(UPLOAD_BATCH) {
+                let Ok(form) = web_sys::FormData::new() else { break };
+                let _ = form.append_with_str("project", &p);
+                let _ = form.append_with_str("dataset_type", &t);
+                let _ = form.append_with_str("label", &l);
+                for f in batch {
+                    let _ = form.append_with_blob_and_filename("file", f, &f.name());
+                }
+                match upload_images(form.into()).await {
+                    Ok(r) => {
+                        all.added += r.added;
+                        all.skipped.extend(r.skipped);
+                    }
+                    Err(e) => {
+                        error.set(Some(error_text(&e)));
+                        break;
+                    }
+                }
+                done += batch.len();
+                progress.set(Some((done, total)));
+            }
+            report.set(Some(all));
+            progress.set(None);
+            version.update(|v| *v += 1);
+        });
+    };
+    let files_of = |list: Option<web_sys::FileList>| -> Vec<web_sys::File> {
+        let Some(list) = list else { return Vec::new() };
+        (0..list.length()).filter_map(|i| list.get(i)).collect()
+    };
+
+    view! {
+        <div class="card">
+            <h2>"Add images"</h2>
+            <div
+                class="dropzone"
+                class:dragging=move || dragging.get()
+                on:dragover=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); dragging.set(true); }
+                on:dragleave=move |_| dragging.set(false)
+                on:drop=move |ev: leptos::ev::DragEvent| {
+                    ev.prevent_default();
+                    dragging.set(false);
+                    send(files_of(ev.data_transfer().and_then(|d| d.files())));
+                }
+            >
+                <p>"Drop JPEG or PNG images here, or"</p>
+                <label class="button">
+                    "choose files…"
+                    <input
+                        type="file"
+                        multiple
+                        accept="image/jpeg,image/png"
+                        class="visually-hidden"
+                        aria-label="Choose images to upload"
+                        on:change=move |ev| {
+                            let input = event_target::<web_sys::HtmlInputElement>(&ev);
+                            send(files_of(input.files()));
+                            input.set_value("");
+                        }
+                    />
+                </label>
+                <div class="form-row">
+                    <label for="upload-label" class="inline">"Label them as"</label>
+                    <select id="upload-label" on:change=move |ev| label.set(event_target_value(&ev))>
+                        <option value="">"unlabelled (label later)"</option>
+                        <option value="normal">"normal"</option>
+                        <option value="anomaly">"anomaly"</option>
+                    </select>
+                </div>
+            </div>
+            {move || progress.get().map(|(done, total)| view! {
+                <div class="progress-wrap">
+                    <progress max=total value=done aria-label="Upload progress"></progress>
+                    <span class="muted small">{format!("{done} of {total} uploaded")}</span>
+                </div>
+            })}
+            <p class="error" role="alert">{move || error.get()}</p>
+            {move || report.get().map(|r| view! {
+                <div class="upload-report" role="status">
+                    <p>{format!("Added {} image{}.", r.added, if r.added == 1 { "" } else { "s" })}</p>
+                    <Show when={let n = r.skipped.len(); move || n > 0}>
+                        <ul class="skipped">{r.skipped.iter().map(|s| view! { <li>{s.clone()}</li> }).collect_view()}</ul>
+                    </Show>
+                </div>
+            })}
+        </div>
+    }
+}
+
+#[component]
+fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSignal<u32>) -> impl IntoView {
+    let filter = RwSignal::new("all".to_string());
+    let page = RwSignal::new(0usize);
+    let entries = Resource::new(
+        move || (project.get(), dataset_type.get(), filter.get(), page.get(), version.get()),
+        |(p, t, f, n, _)| list_entries(p, t, f, n),
+    );
+    let selected = RwSignal::new(HashSet::<String>::new());
+    let focus = RwSignal::new(0usize);
+    let error = RwSignal::new(None::<String>);
+    // The entries currently shown, for the keyboard handler.
+    let shown = RwSignal::new(Vec::<EntryView>::new());
+
+    let apply = move |ids: Vec<String>, label: &'static str| {
+        if ids.is_empty() {
+            return;
+        }
+        let (p, t) = (project.get_untracked(), dataset_type.get_untracked());
+        spawn_local(async move {
+            match set_labels(p, t, ids, label.to_string()).await {
+                Ok(_) => {
+                    error.set(None);
+                    version.update(|v| *v += 1);
+                }
+                Err(e) => error.set(Some(error_text(&e))),
+            }
+        });
+    };
+    let targets = move || {
+        let sel = selected.get_untracked();
+        if sel.is_empty() {
+            shown.get_untracked().get(focus.get_untracked()).map(|e| vec![e.id.clone()]).unwrap_or_default()
+        } else {
+            sel.into_iter().collect()
+        }
+    };
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        let n = shown.get_untracked().len();
+        let key = ev.key();
+        match key.as_str() {
+            "n" | "N" => apply(targets(), "normal"),
+            "a" | "A" => apply(targets(), "anomaly"),
+            "u" | "U" => apply(targets(), ""),
+            "ArrowRight" | "ArrowDown" if n > 0 => focus.update(|f| *f = (*f + 1).min(n - 1)),
+            "ArrowLeft" | "ArrowUp" => focus.update(|f| *f = f.saturating_sub(1)),
+            " " => {
+                if let Some(e) = shown.get_untracked().get(focus.get_untracked()) {
+                    let id = e.id.clone();
+                    selected.update(|s| {
+                        if !s.remove(&id) {
+                            s.insert(id);
+                        }
+                    });
+                }
+            }
+            "Escape" => selected.update(|s| s.clear()),
+            _ => return,
+        }
+        ev.prevent_default();
+    };
+
+    view! {
+        <div class="card">
+            <div class="gallery-head">
+                <h2>"Images"</h2>
+                <div class="form-row">
+                    <label for="gallery-filter" class="inline">"Show"</label>
+                    <select id="gallery-filter" on:change=move |ev| { filter.set(event_target_value(&ev)); page.set(0); selected.update(|s| s.clear()); }>
+                        <option value="all">"all"</option>
+                        <option value="normal">"normal"</option>
+                        <option value="anomaly">"anomaly"</option>
+                        <option value="unlabeled">"unlabelled"</option>
+                    </select>
+                    <button type="button" on:click=move |_| apply(targets(), "normal")>"Normal (N)"</button>
+                    <button type="button" on:click=move |_| apply(targets(), "anomaly")>"Anomaly (A)"</button>
+                    <button type="button" on:click=move |_| apply(targets(), "")>"Unlabel (U)"</button>
+                </div>
+            </div>
+            <p class="hint">"Click or press space to select; N, A and U label the selection (or the focused image); arrows move."</p>
+            <p class="error" role="alert">{move || error.get()}</p>
+            <Transition fallback=|| view! { <p class="muted">"Loading images…"</p> }>
+                {move || Suspend::new(async move {
+                    match entries.await {
+                        Err(e) => view! { <p class="error">{error_text(&e)}</p> }.into_any(),
+                        Ok(p) if p.entries.is_empty() => {
+                            shown.set(Vec::new());
+                            view! { <p class="empty">"No images here yet."</p> }.into_any()
+                        }
+                        Ok(p) => {
+                            let more = p.more;
+                            shown.set(p.entries.clone());
+                            let items = p.entries.into_iter().enumerate().map(|(i, e)| {
+                                let id = e.id.clone();
+                                let id_sel = e.id.clone();
+                                let id_aria = e.id.clone();
+                                let label = e.label.clone().unwrap_or_else(|| "unlabelled".into());
+                                let class = format!("badge label-{label}");
+                                view! {
+                                    <li
+                                        class="tile"
+                                        class:selected=move || selected.with(|s| s.contains(&id_sel))
+                                        class:focused=move || focus.get() == i
+                                        data-label=label.clone()
+                                        aria-selected=move || selected.with(|s| s.contains(&id_aria)).to_string()
+                                        on:click=move |_| {
+                                            focus.set(i);
+                                            selected.update(|s| { if !s.remove(&id) { s.insert(id.clone()); } });
+                                        }
+                                    >
+                                        <img src=format!("/media/{}?thumb=1", e.image) alt=e.name.clone() loading="lazy" width="160" height="160"/>
+                                        <span class="tile-name" title=e.source_ref.clone()>{e.name.clone()}</span>
+                                        <span class=class>{label.clone()}</span>
+                                        {e.has_mask.then(|| view! { <span class="badge mask">"mask"</span> })}
+                                    </li>
+                                }
+                            }).collect_view();
+                            view! {
+                                <ul class="gallery" tabindex="0" aria-label="Images" on:keydown=on_key>{items}</ul>
+                                <div class="form-row spaced">
+                                    <button type="button" disabled=move || page.get() == 0 on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"← Previous"</button>
+                                    <span class="muted small">{move || format!("Page {}", page.get() + 1)}</span>
+                                    <button type="button" disabled=!more on:click=move |_| page.update(|p| *p += 1)>"Next →"</button>
+                                    <span class="muted small">{format!("{GALLERY_PAGE} per page")}</span>
+                                </div>
+                            }.into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </div>
+    }
+}

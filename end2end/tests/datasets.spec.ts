@@ -1,0 +1,71 @@
+import { expect, Page, test } from "@playwright/test";
+import * as fs from "fs";
+import * as path from "path";
+
+const fixtures = path.join(__dirname, "..", "..", "server", "tests", "fixtures", "cookies");
+
+async function open(page: Page, url: string) {
+  await page.goto(url);
+  await expect(page.locator("body[data-hydrated=true]")).toBeAttached();
+}
+
+test.beforeEach(async ({ page }) => {
+  page.on("pageerror", (err) => {
+    throw err;
+  });
+});
+
+test("upload images with a progress bar, label them by keyboard, and keep the labels", async ({ page }) => {
+  const name = `ds-${Date.now()}`;
+  const created = await page.request.post("/2020-11-20/projects", { data: { ProjectName: name } });
+  expect(created.ok()).toBeTruthy();
+
+  await open(page, `/projects/${name}`);
+  await page.getByRole("link", { name: "Add train images" }).click();
+  await expect(page).toHaveURL(new RegExp(`/projects/${name}/datasets/train$`));
+  await expect(page.getByRole("heading", { name: "train dataset" })).toBeVisible();
+
+  const progress = page.waitForSelector("progress", { state: "attached" });
+  const file = (name: string) => ({ name, mimeType: "image/jpeg", buffer: fs.readFileSync(path.join(fixtures, name)) });
+  await page.getByLabel("Choose images to upload").setInputFiles([
+    file("normal-1.jpg"),
+    file("anomaly-1.jpg"),
+    { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not an image") },
+  ]);
+  await progress;
+  await expect(page.getByText("Added 2 images.")).toBeVisible();
+  await expect(page.getByText("notes.txt: not a JPEG or PNG image")).toBeVisible();
+
+  const tiles = page.locator(".gallery .tile");
+  await expect(tiles).toHaveCount(2);
+  await expect(tiles.nth(0)).toHaveAttribute("data-label", "unlabelled");
+
+  // Keyboard labelling: N on the focused image, arrow to the next, A.
+  await page.locator(".gallery").focus();
+  await page.keyboard.press("n");
+  await expect(tiles.nth(0)).toHaveAttribute("data-label", "normal");
+  await page.locator(".gallery").focus();
+  await page.keyboard.press("ArrowRight");
+  await page.keyboard.press("a");
+  await expect(tiles.nth(1)).toHaveAttribute("data-label", "anomaly");
+
+  // Kept after a reload, and visible through the LFV API.
+  await page.reload();
+  await expect(page.locator("body[data-hydrated=true]")).toBeAttached();
+  await expect(page.locator(".gallery .tile").nth(0)).toHaveAttribute("data-label", "normal");
+  await expect(page.locator(".gallery .tile").nth(1)).toHaveAttribute("data-label", "anomaly");
+  await page.getByLabel("Show").selectOption("anomaly");
+  await expect(page.locator(".gallery .tile")).toHaveCount(1);
+
+  const listed = await page.request.get(`/2020-11-20/projects/${name}/datasets/train/entries?anomalyClass=normal`);
+  const body = await listed.json();
+  expect(body.DatasetEntries).toHaveLength(1);
+  const line = JSON.parse(body.DatasetEntries[0]);
+  expect(line["anomaly-label-metadata"]["class-name"]).toBe("normal");
+  expect(line["source-ref"]).toContain("normal-1.jpg");
+
+  // Thumbnails are served.
+  const src = await page.locator(".gallery .tile img").first().getAttribute("src");
+  const thumb = await page.request.get(src!);
+  expect(thumb.headers()["content-type"]).toBe("image/jpeg");
+});
