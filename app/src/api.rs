@@ -108,8 +108,13 @@ mod backend {
         ) -> Result<UploadReport, BackendError>;
         /// Labels entries: `normal`, `anomaly`, or empty to remove the label.
         async fn set_labels(&self, project: &str, dataset_type: &str, ids: Vec<String>, label: &str) -> Result<usize, BackendError>;
-        /// Starts importing a Ground Truth manifest at an `s3://bucket/key` URI into a new dataset.
-        async fn import_manifest(&self, project: &str, dataset_type: &str, uri: &str) -> Result<(), BackendError>;
+        /// Starts an import into a new dataset from S3: `kind` `manifest` (a Ground Truth manifest at
+        /// `s3://bucket/key`) or `folder` (`s3://bucket/prefix/` with `normal/` and `anomaly/` sub-folders).
+        async fn import_s3(&self, project: &str, dataset_type: &str, uri: &str, kind: &str) -> Result<(), BackendError>;
+        /// Deletes images from a dataset.
+        async fn delete_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError>;
+        /// Moves images to the project's other dataset (train ↔ test), creating it if needed.
+        async fn move_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError>;
     }
 
     pub type SharedBackend = Arc<dyn Backend>;
@@ -204,8 +209,18 @@ pub async fn set_labels(
 }
 
 #[server]
-pub async fn import_manifest(project: String, dataset_type: String, uri: String) -> Result<(), ServerFnError> {
-    Ok(backend::backend()?.import_manifest(&project, &dataset_type, uri.trim()).await?)
+pub async fn import_s3(project: String, dataset_type: String, uri: String, kind: String) -> Result<(), ServerFnError> {
+    Ok(backend::backend()?.import_s3(&project, &dataset_type, uri.trim(), &kind).await?)
+}
+
+#[server]
+pub async fn delete_entries(project: String, dataset_type: String, ids: Vec<String>) -> Result<usize, ServerFnError> {
+    Ok(backend::backend()?.delete_entries(&project, &dataset_type, ids).await?)
+}
+
+#[server]
+pub async fn move_entries(project: String, dataset_type: String, ids: Vec<String>) -> Result<usize, ServerFnError> {
+    Ok(backend::backend()?.move_entries(&project, &dataset_type, ids).await?)
 }
 
 /// Uploads images as multipart form data: text fields `project`, `dataset_type`, `label`, then the files.

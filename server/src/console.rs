@@ -207,10 +207,48 @@ impl Backend for ConsoleBackend {
         Ok(changed)
     }
 
-    async fn import_manifest(&self, project: &str, dataset_type: &str, uri: &str) -> Result<(), BackendError> {
+    async fn delete_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError> {
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let (_, d) = find_dataset(&mut tx, project, dataset_type).await?;
+        ensure_settled(&d)?;
+        let n = datasets::delete_entries(&mut tx, &d.id, &ids).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        Ok(n as usize)
+    }
+
+    async fn move_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError> {
+        let target = if dataset_type == "train" { "test" } else { "train" };
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let (p, from) = find_dataset(&mut tx, project, dataset_type).await?;
+        ensure_settled(&from)?;
+        let to = match datasets::find(&mut tx, &p.id, target).await.map_err(internal)? {
+            Some(d) => d,
+            None => datasets::create(&mut tx, &p.id, target, datasets::CREATE_COMPLETE).await.map_err(internal)?,
+        };
+        ensure_settled(&to)?;
+        let n = datasets::move_entries(&mut tx, &from.id, &to.id, &ids).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        Ok(n as usize)
+    }
+
+    async fn import_s3(&self, project: &str, dataset_type: &str, uri: &str, kind: &str) -> Result<(), BackendError> {
         datasets::validate_dataset_type(dataset_type).map_err(|m| BackendError::new(400, m))?;
-        let (bucket, key) = manifest::parse_s3_uri(uri)
-            .ok_or_else(|| BackendError::new(400, format!("{uri:?} is not an s3://bucket/key URI.")))?;
+        let folder = match kind {
+            "manifest" => false,
+            "folder" => true,
+            other => return Err(BackendError::new(400, format!("{other:?} is not an import kind: use manifest or folder."))),
+        };
+        let parsed = if folder {
+            uri.strip_prefix("s3://").and_then(|r| {
+                let (b, p) = r.split_once('/').unwrap_or((r, ""));
+                (!b.is_empty()).then(|| (b.to_string(), p.to_string()))
+            })
+        } else {
+            manifest::parse_s3_uri(uri)
+        };
+        let (bucket, key) = parsed.ok_or_else(|| {
+            BackendError::new(400, format!("{uri:?} is not an s3://bucket/{} URI.", if folder { "prefix/" } else { "key" }))
+        })?;
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let p = projects::find(&mut tx, project).await.map_err(internal)?.ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))?;
         let d = datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_IN_PROGRESS).await.map_err(|e| match e {
@@ -219,9 +257,88 @@ impl Backend for ConsoleBackend {
         })?;
         tx.commit().await.map_err(internal)?;
         let importer = self.state.importer();
-        tokio::spawn(async move { importer.import_manifest(&d.id, &bucket, &key, None).await });
+        tokio::spawn(async move {
+            if folder {
+                importer.import_folder(&d.id, &bucket, &key).await
+            } else {
+                importer.import_manifest(&d.id, &bucket, &key, None).await
+            }
+        });
         Ok(())
     }
+}
+
+fn ensure_settled(d: &Dataset) -> Result<(), BackendError> {
+    if datasets::is_settled(&d.status) {
+        Ok(())
+    } else {
+        Err(BackendError::new(409, format!("The {} dataset is busy ({}); try again when it has finished.", d.dataset_type, d.status)))
+    }
+}
+
+/// `GET /export/{project}/{type}.zip`: the dataset as an LFV manifest with relative references
+/// (`images/…`, `masks/…`) beside the files, ready for `vigil train` or for uploading to a bucket.
+pub async fn export_dataset(State(state): State<AppState>, Path((project, file)): Path<(String, String)>) -> Response {
+    let Some(dataset_type) = file.strip_suffix(".zip").map(str::to_string) else {
+        return (StatusCode::NOT_FOUND, "no such export").into_response();
+    };
+    let entries = async {
+        let mut conn = state.db.pool.acquire().await.map_err(internal)?;
+        let (_, d) = find_dataset(&mut conn, &project, &dataset_type).await?;
+        datasets::all_entries(&mut conn, &d.id).await.map_err(internal)
+    }
+    .await;
+    let entries = match entries {
+        Ok(e) => e,
+        Err(e) => return (StatusCode::from_u16(e.status).unwrap_or(StatusCode::NOT_FOUND), e.message).into_response(),
+    };
+    let blobs = state.blobs.clone();
+    let name = format!("{project}-{dataset_type}");
+    let built = tokio::task::spawn_blocking(move || build_export(&blobs, &dataset_type, entries)).await;
+    match built {
+        Ok(Ok(bytes)) => (
+            [
+                (header::CONTENT_TYPE, "application/zip".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.zip\"")),
+            ],
+            bytes,
+        )
+            .into_response(),
+        other => {
+            tracing::error!(?other, "export failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the export failed").into_response()
+        }
+    }
+}
+
+fn build_export(blobs: &crate::blobs::Blobs, dataset_type: &str, entries: Vec<datasets::StoredEntry>) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    // JPEG and PNG are compressed already.
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut manifest = String::new();
+    for e in entries {
+        let mut raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&e.entry)?;
+        let base = sanitize_file_name(e.source_ref.rsplit('/').next().unwrap_or("image"));
+        let image_path = format!("images/{}-{base}", &e.image_hash[..12]);
+        zip.start_file(image_path.as_str(), opts)?;
+        zip.write_all(&blobs.get(&e.image_hash)?)?;
+        raw.insert("source-ref".into(), serde_json::Value::String(image_path));
+        if let Some(mask) = &e.mask_hash {
+            let mask_key = raw.keys().find(|k| k.ends_with("-ref") && *k != "source-ref").cloned();
+            if let Some(k) = mask_key {
+                let mask_path = format!("masks/{}.png", &mask[..12]);
+                zip.start_file(mask_path.as_str(), opts)?;
+                zip.write_all(&blobs.get(mask)?)?;
+                raw.insert(k, serde_json::Value::String(mask_path));
+            }
+        }
+        manifest.push_str(&serde_json::Value::Object(raw).to_string());
+        manifest.push('\n');
+    }
+    zip.start_file(format!("{dataset_type}.manifest"), opts)?;
+    zip.write_all(manifest.as_bytes())?;
+    Ok(zip.finish()?.into_inner())
 }
 
 fn parse_label(label: &str) -> Result<Option<manifest::Label>, BackendError> {

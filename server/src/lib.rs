@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/2020-11-20", http::router())
         .route("/media/{hash}", axum::routing::get(console::get_media))
+        .route("/export/{project}/{file}", axum::routing::get(console::export_dataset))
         .leptos_routes_with_context(&state, routes, move || provide_context(backend.clone()), {
             let options = options.clone();
             move || app::shell(options.clone())

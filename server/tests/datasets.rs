@@ -342,3 +342,115 @@ async fn dataset_validation_and_idempotency() {
     assert!(err.is_resource_not_found_exception());
     h.stop().await;
 }
+
+/// The console's S3 folder import, deleting and moving images, and export → re-import through a manifest.
+#[tokio::test]
+async fn folder_import_edit_export_reimport() {
+    use app::api::Backend as _;
+    let Some(s3) = S3Server::start().await else { return };
+    s3.bucket("boards");
+    s3.put("boards", "circuit/train/normal/n1.jpg", fixture("normal-1.jpg")).await;
+    s3.put("boards", "circuit/train/anomaly/a1.jpg", fixture("anomaly-1.jpg")).await;
+    s3.put("boards", "circuit/train/extra.jpg", fixture("normal-1.jpg")).await;
+    s3.put("boards", "circuit/train/readme.txt", b"hello".to_vec()).await;
+    let h = Harness::start_with(Backend::Sqlite, Some(&s3)).await.unwrap();
+    let c = &h.client;
+    let console = vigil::console::ConsoleBackend { state: h.running.as_ref().unwrap().state.clone() };
+    c.create_project().project_name("boards").send().await.unwrap();
+
+    let err = console.import_s3("boards", "train", "not-a-uri", "folder").await.unwrap_err();
+    assert_eq!(err.status, 400);
+    console.import_s3("boards", "train", "s3://boards/circuit/train/", "folder").await.unwrap();
+    let d = settle(c, "boards", "train").await;
+    assert_eq!(d.status(), Some(&DatasetStatus::CreateComplete), "{:?}", d.status_message());
+    let s = d.image_stats.clone().unwrap();
+    assert_eq!((s.total, s.normal, s.anomaly), (Some(3), Some(1), Some(1)));
+    assert!(d.status_message().unwrap().contains("readme.txt"), "{:?}", d.status_message());
+
+    // Move the unlabelled image to a new test dataset, then delete it there.
+    let page = console.entries("boards", "train", "unlabeled", 0).await.unwrap();
+    assert_eq!(page.entries.len(), 1);
+    let id = page.entries[0].id.clone();
+    assert_eq!(console.move_entries("boards", "train", vec![id.clone()]).await.unwrap(), 1);
+    let t = c.describe_dataset().project_name("boards").dataset_type("test").send().await.unwrap();
+    assert_eq!(t.dataset_description.unwrap().image_stats.unwrap().total, Some(1));
+    assert_eq!(console.delete_entries("boards", "test", vec![id]).await.unwrap(), 1);
+    let t = c.describe_dataset().project_name("boards").dataset_type("test").send().await.unwrap();
+    assert_eq!(t.dataset_description.unwrap().image_stats.unwrap().total, Some(0));
+
+    // Relabel through the console; the LFV line follows.
+    let anomaly = console.entries("boards", "train", "anomaly", 0).await.unwrap().entries;
+    assert_eq!(console.set_labels("boards", "train", vec![anomaly[0].id.clone()], "normal").await.unwrap(), 1);
+    let lines = entries(c, "boards", |b| b.anomaly_class("normal")).await;
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["anomaly-label"] == 0 && l["anomaly-label-metadata"]["class-name"] == "normal"));
+
+    // Export: a manifest with relative references beside the images.
+    let zip_bytes = reqwest::get(format!("{}/export/boards/train.zip", h.base)).await.unwrap().bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes.to_vec())).unwrap();
+    let mut manifest = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("train.manifest").unwrap(), &mut manifest).unwrap();
+    let lines: Vec<serde_json::Value> = manifest.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+
+    // Re-import: upload the files and the manifest (references made absolute) to the bucket.
+    let mut reimport = String::new();
+    for l in &lines {
+        let rel = l["source-ref"].as_str().unwrap().to_string();
+        assert!(rel.starts_with("images/"), "{rel}");
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_name(&rel).unwrap(), &mut bytes).unwrap();
+        s3.put("boards", &format!("export/{rel}"), bytes).await;
+        let mut l = l.clone();
+        l["source-ref"] = serde_json::json!(format!("s3://boards/export/{rel}"));
+        reimport.push_str(&format!("{l}\n"));
+    }
+    s3.put("boards", "export/train.manifest", reimport.into_bytes()).await;
+    c.delete_dataset().project_name("boards").dataset_type("test").send().await.unwrap();
+    c.create_dataset()
+        .project_name("boards")
+        .dataset_type("test")
+        .dataset_source(manifest_source("boards", "export/train.manifest"))
+        .send()
+        .await
+        .unwrap();
+    let t = settle(c, "boards", "test").await;
+    assert_eq!(t.status(), Some(&DatasetStatus::CreateComplete), "{:?}", t.status_message());
+    let s = t.image_stats.unwrap();
+    assert_eq!((s.total, s.normal, s.anomaly), (Some(2), Some(2), Some(0)));
+    h.stop().await;
+}
+
+/// A segmentation dataset exports its masks and they come back identical.
+#[tokio::test]
+async fn masks_round_trip_through_export() {
+    let Some(s3) = S3Server::start().await else { return };
+    stage_cookies(&s3).await;
+    let h = Harness::start_with(Backend::Sqlite, Some(&s3)).await.unwrap();
+    let c = &h.client;
+    c.create_project().project_name("seg").send().await.unwrap();
+    c.create_dataset()
+        .project_name("seg")
+        .dataset_type("train")
+        .dataset_source(manifest_source(BUCKET, "manifests/train_segmentation.manifest"))
+        .send()
+        .await
+        .unwrap();
+    settle(c, "seg", "train").await;
+    let zip_bytes = reqwest::get(format!("{}/export/seg/train.zip", h.base)).await.unwrap().bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes.to_vec())).unwrap();
+    let mut manifest = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("train.manifest").unwrap(), &mut manifest).unwrap();
+    let anomaly: serde_json::Value =
+        manifest.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|l| l["anomaly-label"] == 1).unwrap();
+    let mask_path = anomaly["anomaly-mask-ref"].as_str().unwrap();
+    assert!(mask_path.starts_with("masks/"), "{mask_path}");
+    let mut mask = Vec::new();
+    std::io::Read::read_to_end(&mut zip.by_name(mask_path).unwrap(), &mut mask).unwrap();
+    assert_eq!(mask, fixture("mask-anomaly-1.png"), "the mask bytes are kept exactly");
+    assert_eq!(
+        anomaly["anomaly-mask-ref-metadata"]["internal-color-map"]["0"]["hex-color"], "#23A436",
+        "the colour map is kept"
+    );
+    h.stop().await;
+}

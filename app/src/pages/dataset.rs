@@ -2,7 +2,7 @@
 //! labelled with the mouse or the keyboard (N normal, A anomaly, U unlabelled, arrows to move, space to select).
 
 use crate::api::{
-    error_text, get_dataset, list_entries, set_labels, upload_images, DatasetDetail, EntryView, UploadReport,
+    delete_entries, error_text, get_dataset, list_entries, move_entries, set_labels, upload_images, DatasetDetail, EntryView, UploadReport,
     GALLERY_PAGE,
 };
 use crate::pages::project::StatusBadge;
@@ -203,6 +203,27 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
     // The entries currently shown, for the keyboard handler.
     let shown = RwSignal::new(Vec::<EntryView>::new());
 
+    let other = move || if dataset_type.get() == "train" { "test" } else { "train" };
+    let run = move |kind: &'static str, ids: Vec<String>| {
+        if ids.is_empty() {
+            return;
+        }
+        let (p, t) = (project.get_untracked(), dataset_type.get_untracked());
+        spawn_local(async move {
+            let r = match kind {
+                "delete" => delete_entries(p, t, ids).await,
+                _ => move_entries(p, t, ids).await,
+            };
+            match r {
+                Ok(_) => {
+                    error.set(None);
+                    selected.update(|s| s.clear());
+                    version.update(|v| *v += 1);
+                }
+                Err(e) => error.set(Some(error_text(&e))),
+            }
+        });
+    };
     let apply = move |ids: Vec<String>, label: &'static str| {
         if ids.is_empty() {
             return;
@@ -246,6 +267,7 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                 }
             }
             "Escape" => selected.update(|s| s.clear()),
+            "Delete" => run("delete", targets()),
             _ => return,
         }
         ev.prevent_default();
@@ -268,7 +290,29 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                     <button type="button" on:click=move |_| apply(targets(), "")>"Unlabel (U)"</button>
                 </div>
             </div>
-            <p class="hint">"Click or press space to select; N, A and U label the selection (or the focused image); arrows move."</p>
+            <div class="gallery-actions">
+                <button type="button" on:click=move |_| run("move", targets())>{move || format!("Move to {}", other())}</button>
+                <button
+                    type="button"
+                    class="danger"
+                    on:click=move |_| {
+                        let ids = targets();
+                        let n = ids.len();
+                        let ok = window()
+                            .confirm_with_message(&format!("Delete {n} image{} from this dataset?", if n == 1 { "" } else { "s" }))
+                            .unwrap_or(false);
+                        if ok {
+                            run("delete", ids);
+                        }
+                    }
+                >
+                    "Delete (Del)"
+                </button>
+                <a class="button" href=move || format!("/export/{}/{}.zip", project.get(), dataset_type.get()) download>
+                    "Export manifest + images (zip)"
+                </a>
+            </div>
+            <p class="hint">"Click or press space to select; N, A and U label the selection (or the focused image); Delete removes it; arrows move."</p>
             <p class="error" role="alert">{move || error.get()}</p>
             <Transition fallback=|| view! { <p class="muted">"Loading images…"</p> }>
                 {move || Suspend::new(async move {

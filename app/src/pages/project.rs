@@ -1,6 +1,6 @@
 //! One project's page: what it holds, and deleting it.
 
-use crate::api::{error_text, get_project, DatasetSummary, DeleteProject, ImportManifest, ProjectDetail};
+use crate::api::{error_text, get_project, DatasetSummary, DeleteProject, ImportS3, ProjectDetail};
 use crate::timefmt::format_utc;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -161,23 +161,27 @@ fn DatasetsCard(project: String, datasets: Vec<DatasetSummary>) -> impl IntoView
 
 #[component]
 fn ImportManifestForm(project: String) -> impl IntoView {
-    let import = ServerAction::<ImportManifest>::new();
+    let import = ServerAction::<ImportS3>::new();
     let error = move || import.value().get().and_then(|r| r.err()).map(|e| error_text(&e));
     let started = move || matches!(import.value().get(), Some(Ok(())));
     view! {
         <details class="import">
-            <summary>"Import a Ground Truth manifest from S3"</summary>
+            <summary>"Import from S3 (a Ground Truth manifest, or a folder with normal/ and anomaly/)"</summary>
             <ActionForm action=import>
                 <input type="hidden" name="project" value=project/>
                 <div class="form-row">
-                    <input type="text" name="uri" placeholder="s3://bucket/path/train.manifest" aria-label="Manifest S3 URI"/>
+                    <select name="kind" aria-label="Source">
+                        <option value="manifest">"manifest"</option>
+                        <option value="folder">"folder"</option>
+                    </select>
+                    <input type="text" name="uri" placeholder="s3://bucket/path/train.manifest or s3://bucket/circuitboard/train/" aria-label="S3 URI"/>
                     <select name="dataset_type" aria-label="Dataset">
                         <option value="train">"train"</option>
                         <option value="test">"test"</option>
                     </select>
                     <button type="submit" class="primary">"Import"</button>
                 </div>
-                <p class="hint">"Images and masks are copied from the bucket; lines that cannot be imported are listed on the dataset page. Reload to follow progress."</p>
+                <p class="hint">"Images and masks are copied into Vigil, so later changes to the bucket do not affect the dataset. What cannot be imported is listed on the dataset page with the reason. Reload to follow progress."</p>
                 <p class="error" role="alert">{error}</p>
                 <Show when=started><p class="ok">"Import started."</p></Show>
             </ActionForm>

@@ -162,7 +162,7 @@ impl Importer {
         let results: Vec<Result<NewEntry, Issue>> = stream::iter(lines)
             .map(|(n, line)| {
                 let old = existing.get(&line.source_ref);
-                self.materialize(Some(n), line, old)
+                self.materialize((n > 0).then_some(n), line, old)
             })
             .buffered(PARALLEL_FETCHES)
             .collect()
@@ -226,6 +226,44 @@ impl Importer {
         Ok(message)
     }
 
+    /// Imports an S3 folder: images under `PREFIX/normal/` are labelled normal, under `PREFIX/anomaly/` anomaly
+    /// (deeper sub-folders keep their top folder's label, as in LFV), any other image is unlabelled.
+    pub async fn import_folder(&self, dataset_id: &str, bucket: &str, prefix: &str) {
+        let outcome = self.try_import_folder(dataset_id, bucket, prefix).await;
+        let (status, message) = match outcome {
+            Ok(message) => (super::CREATE_COMPLETE, message),
+            Err(message) => (super::CREATE_FAILED, message),
+        };
+        if let Err(e) = self.set_status(dataset_id, status, &message).await {
+            tracing::error!(error = %e, dataset_id, "could not record the import's outcome");
+        }
+    }
+
+    async fn try_import_folder(&self, dataset_id: &str, bucket: &str, prefix: &str) -> Result<String, String> {
+        let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+        let keys = self
+            .s3
+            .list(bucket, &prefix)
+            .await
+            .map_err(|e| format!("The folder s3://{bucket}/{prefix} could not be listed: {e}."))?;
+        let (lines, mut issues) = folder_lines(bucket, &prefix, &keys);
+        let total = lines.len() + issues.len();
+        if lines.is_empty() {
+            return Err(format!("The folder s3://{bucket}/{prefix} holds no .jpg, .jpeg or .png images."));
+        }
+        let (entries, fetch_issues) = self.materialize_all(lines, &HashMap::new()).await;
+        issues.extend(fetch_issues);
+        let mut tx = self.db.begin_write().await.map_err(internal)?;
+        super::upsert_entries(&mut tx, dataset_id, &entries).await.map_err(internal)?;
+        super::record_issues(&mut tx, dataset_id, &issues).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        let mut message = format!("Imported {} of {} objects from s3://{bucket}/{prefix}.", entries.len(), total);
+        if !issues.is_empty() {
+            message.push_str(&format!(" Skipped {}: {}", issues.len(), quote(&issues)));
+        }
+        Ok(message)
+    }
+
     /// The UpdateDatasetEntries job: every line must succeed, or nothing changes.
     pub async fn update_entries(&self, dataset_id: &str, lines: Vec<(i64, ManifestLine)>) {
         let outcome = self.try_update_entries(dataset_id, lines).await;
@@ -263,6 +301,35 @@ impl Importer {
     }
 }
 
+/// Manifest lines for the objects of an S3 folder, labelled by their top sub-folder; other files are issues.
+pub fn folder_lines(bucket: &str, prefix: &str, keys: &[String]) -> (Vec<(i64, ManifestLine)>, Vec<Issue>) {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut lines = Vec::new();
+    let mut issues = Vec::new();
+    for key in keys {
+        let rest = key.strip_prefix(prefix).unwrap_or(key);
+        if rest.is_empty() || rest.ends_with('/') {
+            continue;
+        }
+        let uri = format!("s3://{bucket}/{key}");
+        let lower = rest.to_ascii_lowercase();
+        if !(lower.ends_with(".jpg") || lower.ends_with(".jpeg") || lower.ends_with(".png")) {
+            issues.push(Issue { line: None, source_ref: Some(uri), reason: "not a .jpg, .jpeg or .png file".into() });
+            continue;
+        }
+        let label = match rest.split('/').next() {
+            Some("normal") if rest.contains('/') => Some(super::manifest::Label::Normal),
+            Some("anomaly") if rest.contains('/') => Some(super::manifest::Label::Anomaly),
+            _ => None,
+        };
+        let mut raw = serde_json::Map::new();
+        raw.insert("source-ref".into(), serde_json::Value::String(uri.clone()));
+        let raw = super::manifest::with_label(&raw, label, &now);
+        lines.push((0, ManifestLine { source_ref: uri, label, mask_ref: None, classes: Vec::new(), raw }));
+    }
+    (lines, issues)
+}
+
 fn internal(e: impl std::fmt::Display) -> String {
     tracing::error!(error = %e, "import failed");
     "Vigil had an internal error while importing; try again.".to_string()
@@ -297,6 +364,29 @@ mod tests {
         assert!(issues[0].reason.contains("malformed"));
         assert_eq!(issues[1].line, Some(4));
         assert!(issues[1].reason.contains("duplicate source-ref (first on line 1)"));
+    }
+
+    #[test]
+    fn folders_label_by_their_top_folder() {
+        let keys: Vec<String> = ["p/normal/a.jpg", "p/anomaly/deep/b.PNG", "p/c.jpeg", "p/normal/notes.txt", "p/normal/"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (lines, issues) = folder_lines("b", "p/", &keys);
+        let got: Vec<(String, Option<&str>)> =
+            lines.iter().map(|(_, l)| (l.source_ref.clone(), l.label.map(|x| x.as_str()))).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("s3://b/p/normal/a.jpg".to_string(), Some("normal")),
+                ("s3://b/p/anomaly/deep/b.PNG".to_string(), Some("anomaly")),
+                ("s3://b/p/c.jpeg".to_string(), None),
+            ]
+        );
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].source_ref.as_deref().unwrap().ends_with("notes.txt"));
+        // The lines carry LFV's classification attributes.
+        assert_eq!(lines[1].1.raw["anomaly-label-metadata"]["class-name"], "anomaly");
     }
 
     #[test]

@@ -385,6 +385,42 @@ pub async fn entry_by_id(conn: &mut AnyConnection, dataset_id: &str, id: &str) -
     Ok(row.map(entry_from))
 }
 
+/// Deletes entries by id; returns how many went.
+pub async fn delete_entries(conn: &mut AnyConnection, dataset_id: &str, ids: &[String]) -> Result<u64, sqlx::Error> {
+    let mut n = 0;
+    for id in ids {
+        n += sqlx::query("delete from dataset_entry where dataset_id = $1 and id = $2")
+            .bind(dataset_id)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(n)
+}
+
+/// Moves entries to another dataset of the same project; an entry with the same source-ref there is replaced.
+pub async fn move_entries(conn: &mut AnyConnection, from: &str, to: &str, ids: &[String]) -> Result<u64, sqlx::Error> {
+    let mut n = 0;
+    for id in ids {
+        let Some(e) = entry_by_id(conn, from, id).await? else { continue };
+        sqlx::query("delete from dataset_entry where dataset_id = $1 and source_ref = $2")
+            .bind(to)
+            .bind(&e.source_ref)
+            .execute(&mut *conn)
+            .await?;
+        n += sqlx::query("update dataset_entry set dataset_id = $1, updated_at = $2 where dataset_id = $3 and id = $4")
+            .bind(to)
+            .bind(now_ms())
+            .bind(from)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(n)
+}
+
 /// Replaces the dataset's import report.
 pub async fn record_issues(conn: &mut AnyConnection, dataset_id: &str, issues: &[Issue]) -> Result<(), sqlx::Error> {
     sqlx::query("delete from import_issue where dataset_id = $1").bind(dataset_id).execute(&mut *conn).await?;
