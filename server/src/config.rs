@@ -15,6 +15,108 @@ pub struct Cli {
 pub enum Command {
     /// Serve the console and the LFV-compatible API, with the embedded worker.
     Serve(Config),
+    /// Train a model from a folder of labelled images or an LFV manifest.
+    Train(TrainArgs),
+    /// Evaluate a trained model on labelled images.
+    Eval(EvalArgs),
+    /// Detect anomalies in images; prints one LFV DetectAnomalyResult JSON per image.
+    Detect(DetectArgs),
+    /// Benchmark the engine on every data set of a folder (accuracy, fit time, latency, memory).
+    Bench(BenchArgs),
+}
+
+/// Settings shared by the engine commands.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Frozen TorchScript file of the pretrained backbone, written by `server/scripts/setup.sh`.
+    #[arg(long, env = "VIGIL_BACKBONE", default_value = ".venv/share/vigil/efficientnet-lite0-s8s16.pt")]
+    pub backbone: PathBuf,
+    /// libtorch intra-op threads; defaults to the number of cores.
+    #[arg(long, env = "VIGIL_TORCH_THREADS")]
+    pub torch_threads: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// A folder with `normal/` and `anomaly/` (optional `masks/`, `labels.json`), or `train/` + `test/` each
+    /// like that, or the MVTec AD layout, or an LFV manifest (JSON lines) whose refs are local files.
+    pub data: PathBuf,
+    /// Where to write the model file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A separate test set (any layout above); without it the data is split automatically.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Long side of the model input in px (multiple of 32); default: chosen from the images.
+    #[arg(long)]
+    pub input_size: Option<u32>,
+    /// Fraction of normal patches kept in the memory bank.
+    #[arg(long)]
+    pub coreset_ratio: Option<f64>,
+    /// Largest memory bank (rows).
+    #[arg(long)]
+    pub max_bank: Option<usize>,
+    /// Seed of every random choice (split, folds, coreset).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Never use the supervised image score.
+    #[arg(long)]
+    pub no_supervised: bool,
+    /// Never train a segmentation head.
+    #[arg(long)]
+    pub no_segmentation: bool,
+    /// Print the evaluation as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// The model file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled images (any layout `vigil train` reads; for `train/` + `test/` the test part is used).
+    pub data: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DetectArgs {
+    /// The model file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// JPEG or PNG images.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Also write each anomaly mask (segmentation models) as `<image stem>.png` here.
+    #[arg(long)]
+    pub mask_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Folder holding the data sets (`lfv-cookies`, `lfv-circuitboard`, `lfv-aliens`, or any folder layout).
+    #[arg(long, default_value = "../shared/datasets")]
+    pub datasets: PathBuf,
+    /// Only the data sets whose name contains this.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Single-image detections timed per data set.
+    #[arg(long, default_value_t = 40)]
+    pub repeats: usize,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// Settings of a running server. Every field can come from the command line or the environment.
@@ -96,6 +198,8 @@ impl Cli {
     fn into_serve(self) -> Config {
         match self.command {
             Command::Serve(c) => c,
+            // `defaults()` parses `vigil serve`, so no other command reaches here.
+            _ => unreachable!("into_serve is only called on `vigil serve`"),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The `vigil` binary: parses the command line, sets up logging and runs the chosen role.
 
+mod cli;
+
 use clap::Parser;
 use vigil::config::{Cli, Command};
 
@@ -13,5 +15,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(config) => vigil::serve(config).await,
+        other => cli::run(other),
     }
 }

@@ -84,3 +84,53 @@ fn corrupt_or_size(e: image::ImageError, bytes: &[u8], format: ImageFormat) -> I
     }
     ImageError::Corrupt(e.to_string())
 }
+
+/// Largest side of a label mask. Masks may be tiny placeholders (LFV's `dummy_anomaly_mask.png` is 16×16).
+pub const MAX_MASK_SIDE: u32 = 8192;
+
+/// Decodes a label mask (PNG, or JPEG though lossy colours are discouraged) into RGBA, with the same
+/// header-first size limits as images but no minimum side.
+pub fn decode_mask(bytes: &[u8]) -> Result<image::RgbaImage, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let format = image::guess_format(bytes).map_err(|_| ImageError::UnsupportedFormat)?;
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
+        return Err(ImageError::UnsupportedFormat);
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_MASK_SIDE);
+    limits.max_image_height = Some(MAX_MASK_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC * 4);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => ImageError::BadDimensions { width: 0, height: 0 },
+        e => ImageError::Corrupt(e.to_string()),
+    })?;
+    Ok(img.to_rgba8())
+}
+
+/// Width and height from the header only.
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let format = image::guess_format(bytes).map_err(|_| ImageError::UnsupportedFormat)?;
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
+        return Err(ImageError::UnsupportedFormat);
+    }
+    let (mut w, mut h) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    // EXIF rotation by 90° swaps the sides; decode_rgb applies it, so report what it will return.
+    if format == ImageFormat::Jpeg {
+        if let Ok(mut dec) = ImageReader::with_format(Cursor::new(bytes), format).into_decoder() {
+            use image::metadata::Orientation::*;
+            if matches!(dec.orientation(), Ok(Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH)) {
+                std::mem::swap(&mut w, &mut h);
+            }
+        }
+    }
+    Ok((w, h))
+}

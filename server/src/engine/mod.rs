@@ -1,10 +1,40 @@
 //! The anomaly engine: libtorch through `tch`, with no knowledge of HTTP, databases or async.
 //! Every forward pass runs under `no_grad` on the caller's (blocking) thread.
+//!
+//! Modules follow the literature: [`backbone`] (pretrained feature extractor), [`patchcore`] (patch
+//! embedding, memory bank, nearest-neighbour scores), [`coreset`] (greedy k-center), [`anomaly_map`]
+//! (upsampling and Gaussian smoothing), [`segmentation`] (supervised heads and label masks), [`threshold`]
+//! and [`metrics`], [`artifact`] (the model file), [`model`] (training, detection, evaluation).
+//!
+//! The API the server calls (all synchronous, CPU-bound: run it on blocking threads, after [`set_threads`]):
+//!
+//! ```ignore
+//! let backbone = Backbone::load(path)?;                        // once per process; then warm_up
+//! let set = TrainSet { train: samples, test: None, labels };   // Sample { id, image, anomalous, mask }
+//! let (model, evaluation) = train(&backbone, &set, &TrainOptions::default(), &mut |p: Progress| ...)?;
+//! model.save(path)?;                                            // or model.to_bytes()
+//! let model = Model::load(path)?;                               // or Model::from_bytes(&bytes)
+//! let detection = model.detect(&backbone, &image_io::decode_rgb(&bytes)?)?;
+//! let json = detection.to_lfv_json();                           // {"DetectAnomalyResult": {...}}
+//! let ev = model.evaluate(&backbone, &test_samples, &mut |done, total| ...)?;
+//! ```
 
+pub mod anomaly_map;
+pub mod artifact;
 pub mod backbone;
+pub mod coreset;
 pub mod image_io;
+pub mod metrics;
+pub mod model;
+pub mod patchcore;
+pub mod segmentation;
+pub mod threshold;
 
 pub use backbone::{Backbone, Features};
+pub use model::{
+    train, Anomaly, AnomalyLabel, Detection, Evaluation, ImageResult, ImageSource, LabelMetrics, Model, ModelHeader,
+    PixelAnomaly, Progress, Sample, Stage, TrainOptions, TrainSet,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -16,11 +46,19 @@ pub enum Error {
     Shape(String),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// Unusable training or evaluation input (too few images, a bad label colour, an undecodable file).
+    #[error("{0}")]
+    Input(String),
+    /// A model file that cannot be read.
+    #[error("model file: {0}")]
+    Artifact(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Sets libtorch's intra-op thread count; call once per process, before the first forward pass.
+/// Sets libtorch's intra-op thread count; call once per process, before the first forward pass. Two
+/// processes (or two threads each running libtorch) with every core each slow each other down badly; give
+/// each user of libtorch its share of the cores.
 pub fn set_threads(n: usize) {
     tch::set_num_threads(n.max(1) as i32);
 }

@@ -1,0 +1,205 @@
+//! `vigil bench`: accuracy and speed of the engine on every data set of a folder.
+//!
+//! Per data set: image AUROC, AP, F1 on its test images; pixel AUROC and per-label IoU by k-fold over the
+//! masked training anomalies (when there are masks); fit time; single-image detection latency (p50 / p99);
+//! batched throughput; the bare backbone forward at the same input size; peak memory (VmHWM, process-wide,
+//! so it only grows from one data set to the next).
+
+use super::data;
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use vigil::config::BenchArgs;
+use vigil::engine::{self, Backbone, Sample, TrainOptions, TrainSet};
+
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Finds how to train and test on a data set folder.
+fn plan(dir: &Path) -> Result<(TrainSet, bool)> {
+    // The LFV cookie set: the relative-path manifest for training (with masks), test-images for testing.
+    let cookies = dir.join("computer-vision-defect-detection/cookie-dataset");
+    if cookies.is_dir() {
+        let manifest = cookies.join("dataset-files/manifests/template.manifest");
+        let set = data::load_train(&manifest, Some(&cookies.join("test-images")))?;
+        return Ok((set, true));
+    }
+    // Otherwise the first folder (breadth-first, 4 levels) with a layout `vigil train` reads.
+    let mut queue = vec![(dir.to_path_buf(), 0)];
+    while !queue.is_empty() {
+        let (d, depth) = queue.remove(0);
+        let has = |n: &str| d.join(n).is_dir();
+        if (has("train") && has("test")) || (has("normal") && has("anomaly")) || d.join("train/good").is_dir() {
+            let set = data::load_train(&d, None)?;
+            let masks = set.train.iter().any(|s| s.mask.is_some());
+            return Ok((set, masks));
+        }
+        if depth < 4 {
+            let mut subs: Vec<PathBuf> = std::fs::read_dir(&d)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+            subs.sort();
+            queue.extend(subs.into_iter().map(|p| (p, depth + 1)));
+        }
+    }
+    bail!("{}: no data set layout found", dir.display())
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let b = super::backbone(&a.engine)?;
+    let threads = tch::get_num_threads();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&a.datasets)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.datasets.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    if let Some(o) = &a.only {
+        dirs.retain(|d| d.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(o.as_str())));
+    }
+    println!("vigil bench: {} data sets, {} torch threads", dirs.len(), threads);
+    let mut report = Vec::new();
+    for dir in dirs {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let (set, masks) = match plan(&dir) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("{name}: skipped ({e:#})");
+                continue;
+            }
+        };
+        println!("== {name}: {} training images, {} test images", set.train.len(), set.test.as_ref().map_or(0, |t| t.len()));
+        let opts = TrainOptions::default();
+        let started = Instant::now();
+        let (model, ev) = engine::train(&b, &set, &opts, &mut |_| {})?;
+        let train_wall = started.elapsed().as_secs_f64();
+        let fit = model.header.training.fit_seconds;
+        let (w, h) = model.input_size();
+        println!(
+            "  input {w}×{h}, bank {}, score {}, threshold rule {:?}, segmentation {}",
+            model.header.patchcore.bank_size, model.header.score.kind, model.header.threshold_rule, model.header.segmentation
+        );
+        println!(
+            "  image AUROC {:.4}  AP {:.4}  F1 {:.4}  precision {:.4}  recall {:.4}  ({} normal / {} anomalous, {})",
+            ev.image_auroc.unwrap_or(f64::NAN),
+            ev.average_precision.unwrap_or(f64::NAN),
+            ev.f1,
+            ev.precision,
+            ev.recall,
+            ev.n_normal,
+            ev.n_anomaly,
+            ev.source
+        );
+        println!("  fit {fit:.2}s (train() with evaluation {train_wall:.2}s)");
+
+        // Pixel figures by k-fold over the training set (whose anomalies have masks).
+        let mut pixel = serde_json::Value::Null;
+        if masks {
+            let k = 4;
+            let (mut pa, mut sa, mut ious) = (Vec::new(), Vec::new(), Vec::new());
+            let all: Vec<Sample> = set.train.clone();
+            for f in 0..k {
+                let tr: Vec<Sample> = all.iter().enumerate().filter(|(i, _)| i % k != f).map(|(_, s)| s.clone()).collect();
+                let te: Vec<Sample> = all.iter().enumerate().filter(|(i, _)| i % k == f).map(|(_, s)| s.clone()).collect();
+                let fold = TrainSet { train: tr, test: Some(te), labels: set.labels.clone() };
+                let (_, fev) = engine::train(&b, &fold, &opts, &mut |_| {})?;
+                pa.extend(fev.pixel_auroc);
+                sa.extend(fev.segmentation_pixel_auroc);
+                ious.push(fev.labels.iter().map(|l| (l.name.clone(), l.iou, l.f1)).collect::<Vec<_>>());
+            }
+            let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+            println!("  pixel AUROC ({k}-fold over training images): heat map {:.4}, segmentation head {:.4}", mean(&pa), mean(&sa));
+            let mut per_label = serde_json::Map::new();
+            for l in &set.labels {
+                let v: Vec<f64> = ious.iter().flat_map(|f| f.iter().filter(|x| x.0 == l.name).map(|x| x.1)).collect();
+                let f1: Vec<f64> = ious.iter().flat_map(|f| f.iter().filter(|x| x.0 == l.name).map(|x| x.2)).collect();
+                println!("  label {}: IoU {:.4}, F1 {:.4}", l.name, mean(&v), mean(&f1));
+                per_label.insert(l.name.clone(), serde_json::json!({"iou": mean(&v), "f1": mean(&f1)}));
+            }
+            pixel = serde_json::json!({"pixel_auroc": mean(&pa), "segmentation_pixel_auroc": mean(&sa), "per_label": per_label});
+        }
+
+        // Speed.
+        let test: Vec<Sample> = set.test.clone().unwrap_or_else(|| set.train.clone());
+        let imgs: Vec<image::RgbImage> = test.iter().take(16).map(|s| s.image.load()).collect::<Result<_, _>>()?;
+        b.warm_up(w, h, 5)?;
+        for img in imgs.iter().take(5) {
+            model.detect(&b, img)?;
+        }
+        let mut single = Vec::new();
+        let mut prep = Vec::new();
+        for i in 0..a.repeats.max(1) {
+            let img = &imgs[i % imgs.len()];
+            let t = Instant::now();
+            let _ = Backbone::preprocess(img, w, h)?;
+            prep.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            model.detect(&b, img)?;
+            single.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let x = Backbone::preprocess(&imgs[0], w, h)?;
+        let mut bare = Vec::new();
+        for _ in 0..a.repeats.max(1) {
+            let t = Instant::now();
+            b.forward(&x)?;
+            bare.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let batch: Vec<&image::RgbImage> = imgs.iter().take(8).collect();
+        let t = Instant::now();
+        let rounds = 3;
+        for _ in 0..rounds {
+            model.detect_batch(&b, &batch)?;
+        }
+        let throughput = (rounds * batch.len()) as f64 / t.elapsed().as_secs_f64();
+        let (p50, p99) = (percentile(&mut single.clone(), 0.5), percentile(&mut single, 0.99));
+        let bare50 = percentile(&mut bare, 0.5);
+        let prep50 = percentile(&mut prep, 0.5);
+        let peak = peak_rss_mib().unwrap_or(f64::NAN);
+        println!(
+            "  detect p50 {p50:.1} ms, p99 {p99:.1} ms (of which resize + normalise {prep50:.1} ms); bare backbone forward {bare50:.1} ms → ratio {:.2}",
+            p50 / bare50
+        );
+        println!("  batched throughput {throughput:.1} images/s (batches of {}); peak memory (VmHWM) {peak:.0} MiB", batch.len());
+        report.push(serde_json::json!({
+            "dataset": name,
+            "input": [w, h],
+            "bank": model.header.patchcore.bank_size,
+            "score": model.header.score.kind,
+            "segmentation": model.header.segmentation,
+            "image_auroc": ev.image_auroc,
+            "average_precision": ev.average_precision,
+            "f1": ev.f1,
+            "precision": ev.precision,
+            "recall": ev.recall,
+            "n_normal": ev.n_normal,
+            "n_anomaly": ev.n_anomaly,
+            "evaluation": ev.source,
+            "pixel": pixel,
+            "fit_seconds": fit,
+            "train_images": set.train.len(),
+            "detect_p50_ms": p50,
+            "detect_p99_ms": p99,
+            "preprocess_p50_ms": prep50,
+            "backbone_p50_ms": bare50,
+            "overhead_ratio": p50 / bare50,
+            "batched_images_per_s": throughput,
+            "peak_rss_mib": peak,
+            "threads": threads,
+        }));
+    }
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}

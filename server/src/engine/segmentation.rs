@@ -1,0 +1,270 @@
+//! Supervised heads over frozen features, in the spirit of linear probing of pretrained networks (Alain &
+//! Bengio, 2016, "Understanding intermediate layers using linear classifier probes") and of PatchCore's
+//! successors that add a supervised stage on top of its anomaly map (e.g. Zhang et al., 2023, "PRN:
+//! Prototypical Residual Networks for Anomaly Detection and Localization"): a softmax (multinomial logistic)
+//! regression trained with class-balanced cross-entropy and Adam on closed-form gradients.
+//!
+//! Used twice: per stride-8 cell for segmentation (classes = background + anomaly labels; features = the
+//! patch embedding and the PatchCore patch score), and per image for the supervised image-level score
+//! (two classes over pooled backbone features).
+//!
+//! Also: label masks (colour PNGs, LFV's format) to class maps and back.
+
+use super::{Error, Result};
+use image::{Rgb, RgbImage, RgbaImage};
+use tch::{Kind, Tensor};
+
+/// A linear softmax classifier with input standardisation: `logits = ((x − mean) / std) · W + b`.
+pub struct LinearHead {
+    /// `(F,)`
+    pub mean: Tensor,
+    /// `(F,)`
+    pub std: Tensor,
+    /// `(F, C)`
+    pub weight: Tensor,
+    /// `(C,)`
+    pub bias: Tensor,
+}
+
+/// Training settings for [`LinearHead::fit`].
+#[derive(Debug, Clone, Copy)]
+pub struct FitOptions {
+    pub steps: usize,
+    pub learning_rate: f64,
+    /// L2 penalty on the weights (not the bias), per sample-weight unit.
+    pub l2: f64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions { steps: 300, learning_rate: 0.05, l2: 1e-3 }
+    }
+}
+
+impl LinearHead {
+    /// Fits the head. `x: (N, F)` features, `targets: (N, C)` class probabilities (rows sum to 1),
+    /// `sample_weight: (N,)` non-negative weights. Full-batch Adam on the exact gradient of the weighted
+    /// cross-entropy plus L2; deterministic.
+    pub fn fit(x: &Tensor, targets: &Tensor, sample_weight: &Tensor, opts: FitOptions) -> Result<Self> {
+        let (xs, ts, ws) = (x.size(), targets.size(), sample_weight.size());
+        if xs.len() != 2 || ts.len() != 2 || ws.len() != 1 || xs[0] != ts[0] || xs[0] != ws[0] || xs[0] == 0 {
+            return Err(Error::Shape(format!("head fit: x {xs:?}, targets {ts:?}, weights {ws:?}")));
+        }
+        let (f, c) = (xs[1], ts[1]);
+        tch::no_grad(|| {
+            let x = x.f_to_kind(Kind::Float)?;
+            let mean = x.f_mean_dim([0i64].as_slice(), false, Kind::Float)?;
+            let std = x.f_std_dim([0i64].as_slice(), false, false)?.f_clamp_min(1e-4)?;
+            let z = x.f_sub(&mean)?.f_div(&std)?;
+            let y = targets.f_to_kind(Kind::Float)?;
+            let w = sample_weight.f_to_kind(Kind::Float)?;
+            let w = w.f_div(&w.f_sum(Kind::Float)?.f_clamp_min(1e-12)?)?.f_unsqueeze(1)?; // (N,1), sums to 1
+            let zt = z.f_tr()?.f_contiguous()?;
+            let opts_ = (Kind::Float, tch::Device::Cpu);
+            let mut weight = Tensor::f_zeros([f, c], opts_)?;
+            let mut bias = Tensor::f_zeros([c], opts_)?;
+            let (mut mw, mut vw) = (Tensor::f_zeros([f, c], opts_)?, Tensor::f_zeros([f, c], opts_)?);
+            let (mut mb, mut vb) = (Tensor::f_zeros([c], opts_)?, Tensor::f_zeros([c], opts_)?);
+            let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+            for step in 1..=opts.steps {
+                let logits = z.f_matmul(&weight)?.f_add(&bias)?;
+                let p = logits.f_softmax(1, Kind::Float)?;
+                let g = p.f_sub(&y)?.f_mul(&w)?; // (N, C)
+                let gw = zt.f_matmul(&g)?.f_add(&weight.f_mul_scalar(opts.l2)?)?;
+                let gb = g.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Float)?;
+                let lr_t = opts.learning_rate * (1.0 - b2.powi(step as i32)).sqrt() / (1.0 - b1.powi(step as i32));
+                mw = mw.f_mul_scalar(b1)?.f_add(&gw.f_mul_scalar(1.0 - b1)?)?;
+                vw = vw.f_mul_scalar(b2)?.f_add(&gw.f_mul(&gw)?.f_mul_scalar(1.0 - b2)?)?;
+                mb = mb.f_mul_scalar(b1)?.f_add(&gb.f_mul_scalar(1.0 - b1)?)?;
+                vb = vb.f_mul_scalar(b2)?.f_add(&gb.f_mul(&gb)?.f_mul_scalar(1.0 - b2)?)?;
+                weight = weight.f_sub(&mw.f_div(&vw.f_sqrt()?.f_add_scalar(eps)?)?.f_mul_scalar(lr_t)?)?;
+                bias = bias.f_sub(&mb.f_div(&vb.f_sqrt()?.f_add_scalar(eps)?)?.f_mul_scalar(lr_t)?)?;
+            }
+            Ok(LinearHead { mean, std, weight, bias })
+        })
+    }
+
+    pub fn features(&self) -> i64 {
+        self.weight.size()[0]
+    }
+
+    pub fn classes(&self) -> i64 {
+        self.weight.size()[1]
+    }
+
+    /// `(N, F)` → `(N, C)` logits.
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let s = x.size();
+        if s.len() != 2 || s[1] != self.features() {
+            return Err(Error::Shape(format!("head expects (N, {}), got {s:?}", self.features())));
+        }
+        tch::no_grad(|| Ok(x.f_to_kind(Kind::Float)?.f_sub(&self.mean)?.f_div(&self.std)?.f_matmul(&self.weight)?.f_add(&self.bias)?))
+    }
+}
+
+/// Class-balanced sample weights for soft targets `(N, C)`: each class gets the same total weight, a row's
+/// weight being the target-weighted mean of its classes' weights. `(N, C)` → `(N,)`.
+pub fn balanced_weights(targets: &Tensor) -> Result<Tensor> {
+    tch::no_grad(|| {
+        let per_class = targets.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Float)?; // (C,)
+        let present = per_class.f_gt(0.0)?.f_to_kind(Kind::Float)?;
+        let inv = present.f_div(&per_class.f_clamp_min(1e-6)?)?;
+        Ok(targets.f_matmul(&inv)?)
+    })
+}
+
+/// How a mask colour maps to a class.
+fn color_distance(a: [u8; 3], b: [u8; 3]) -> u32 {
+    a.iter().zip(b).map(|(&x, y)| (x as i32 - y as i32).unsigned_abs()).sum()
+}
+
+/// Turns a label mask (LFV format: each anomaly type painted in its label's colour on a black or white
+/// background) into a class map at `width × height` (nearest-neighbour), where 0 = background and `i + 1` =
+/// `label_colors[i]`. A pixel is background when transparent, or black/white (unless that is a label's colour),
+/// or farther than a small tolerance from every label colour — except that with a single label every
+/// non-background colour counts as that label (masks drawn with a slightly different shade still work).
+pub fn mask_to_classes(mask: &RgbaImage, label_colors: &[[u8; 3]], width: u32, height: u32) -> Vec<u8> {
+    const TOLERANCE: u32 = 60;
+    let (mw, mh) = (mask.width().max(1), mask.height().max(1));
+    let mut out = vec![0u8; (width * height) as usize];
+    for y in 0..height {
+        let sy = (((y as f64 + 0.5) * mh as f64 / height as f64) as u32).min(mh - 1);
+        for x in 0..width {
+            let sx = (((x as f64 + 0.5) * mw as f64 / width as f64) as u32).min(mw - 1);
+            let p = mask.get_pixel(sx, sy).0;
+            out[(y * width + x) as usize] = classify_color(p, label_colors, TOLERANCE);
+        }
+    }
+    out
+}
+
+fn classify_color(p: [u8; 4], label_colors: &[[u8; 3]], tolerance: u32) -> u8 {
+    if p[3] < 128 {
+        return 0;
+    }
+    let rgb = [p[0], p[1], p[2]];
+    let mut best = (u32::MAX, 0usize);
+    for (i, &c) in label_colors.iter().enumerate() {
+        let d = color_distance(rgb, c);
+        if d < best.0 {
+            best = (d, i);
+        }
+    }
+    if best.0 <= tolerance {
+        return (best.1 + 1) as u8;
+    }
+    let is_plain_background = color_distance(rgb, [0, 0, 0]) <= tolerance || color_distance(rgb, [255, 255, 255]) <= tolerance;
+    if !is_plain_background && label_colors.len() == 1 {
+        return 1;
+    }
+    0
+}
+
+/// `(C, H, W)` one-hot fractions pooled onto the stride-8 grid: class map (H·W, values < C) → `(C, H/8, W/8)`.
+pub fn class_fractions(classes: &[u8], width: i64, height: i64, num_classes: i64, stride: i64) -> Result<Tensor> {
+    if classes.len() as i64 != width * height {
+        return Err(Error::Shape(format!("class map has {} pixels, expected {width}×{height}", classes.len())));
+    }
+    tch::no_grad(|| {
+        let idx = Tensor::f_from_slice(classes)?.f_to_kind(Kind::Int64)?.f_clamp(0, num_classes - 1)?;
+        let oh = idx.f_one_hot(num_classes)?.f_to_kind(Kind::Float)?.f_view([height, width, num_classes])?.f_permute([2, 0, 1])?;
+        Ok(oh.f_unsqueeze(0)?.f_avg_pool2d([stride, stride], [stride, stride], [0, 0], false, true, None::<i64>)?.f_squeeze_dim(0)?)
+    })
+}
+
+/// Paints a class map in the classes' colours (`colors[0]` = background).
+pub fn colorize(classes: &[u8], width: u32, height: u32, colors: &[[u8; 3]]) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        let c = classes[(y * width + x) as usize] as usize;
+        Rgb(colors.get(c).copied().unwrap_or([0, 0, 0]))
+    })
+}
+
+/// Nearest-neighbour resize of a class map.
+pub fn resize_classes(classes: &[u8], width: u32, height: u32, to_width: u32, to_height: u32) -> Vec<u8> {
+    let mut out = vec![0u8; (to_width * to_height) as usize];
+    for y in 0..to_height {
+        let sy = (((y as f64 + 0.5) * height as f64 / to_height as f64) as u32).min(height - 1);
+        for x in 0..to_width {
+            let sx = (((x as f64 + 0.5) * width as f64 / to_width as f64) as u32).min(width - 1);
+            out[(y * to_width + x) as usize] = classes[(sy * width + sx) as usize];
+        }
+    }
+    out
+}
+
+/// Encodes an RGB image as PNG.
+pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
+        .map_err(|e| Error::Shape(format!("PNG encoding: {e}")))?;
+    Ok(buf)
+}
+
+/// `"#23A436"` → `[0x23, 0xA4, 0x36]`.
+pub fn parse_hex_color(s: &str) -> Option<[u8; 3]> {
+    let h = s.trim().strip_prefix('#').unwrap_or(s.trim());
+    if h.len() != 6 || !h.is_ascii() {
+        return None;
+    }
+    let v = u32::from_str_radix(h, 16).ok()?;
+    Some([(v >> 16) as u8, (v >> 8) as u8, v as u8])
+}
+
+/// `[0x23, 0xA4, 0x36]` → `"#23A436"`.
+pub fn hex_color(c: [u8; 3]) -> String {
+    format!("#{:02X}{:02X}{:02X}", c[0], c[1], c[2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_colours_to_classes() {
+        let red = [255, 0, 0];
+        let green = [0x23, 0xA4, 0x36];
+        let mut m = RgbaImage::from_pixel(4, 2, image::Rgba([0, 0, 0, 255]));
+        m.put_pixel(1, 0, image::Rgba([255, 0, 0, 255]));
+        m.put_pixel(2, 0, image::Rgba([0x20, 0xA0, 0x30, 255])); // near green
+        m.put_pixel(3, 0, image::Rgba([0x23, 0xA4, 0x36, 0])); // transparent
+        m.put_pixel(0, 1, image::Rgba([255, 255, 255, 255])); // white background
+        m.put_pixel(1, 1, image::Rgba([10, 10, 200, 255])); // unknown colour, two labels
+        let c = mask_to_classes(&m, &[red, green], 4, 2);
+        assert_eq!(c, vec![0, 1, 2, 0, 0, 0, 0, 0]);
+        // With one label, any non-background colour is that label.
+        let c = mask_to_classes(&m, &[green], 4, 2);
+        assert_eq!(c, vec![0, 1, 1, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn colours_and_fractions() {
+        assert_eq!(parse_hex_color("#23A436"), Some([0x23, 0xA4, 0x36]));
+        assert_eq!(parse_hex_color("#ffffff"), Some([255, 255, 255]));
+        assert_eq!(parse_hex_color("#12345"), None);
+        assert_eq!(hex_color([0x23, 0xA4, 0x36]), "#23A436");
+        let img = colorize(&[0, 1, 2, 1], 2, 2, &[[255, 255, 255], [255, 0, 0], [0, 0, 255]]);
+        assert_eq!(img.get_pixel(1, 0).0, [255, 0, 0]);
+        assert_eq!(img.get_pixel(0, 1).0, [0, 0, 255]);
+        // One anomalous pixel out of 16 in the top-left 2×2 cell → fraction 1/4 there.
+        let mut classes = vec![0u8; 16];
+        classes[0] = 1;
+        let f = class_fractions(&classes, 4, 4, 2, 2).unwrap();
+        assert_eq!(f.size(), [2, 2, 2]);
+        assert!((f.double_value(&[1, 0, 0]) - 0.25).abs() < 1e-6);
+        assert!((f.double_value(&[0, 0, 0]) - 0.75).abs() < 1e-6);
+        assert_eq!(resize_classes(&[0, 1, 2, 3], 2, 2, 4, 4)[..4], [0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn linear_head_separates_two_clusters() {
+        let x = Tensor::from_slice(&[0f32, 0., 0.1, 0., 1., 1., 0.9, 1.]).view([4, 2]);
+        let y = Tensor::from_slice(&[1f32, 0., 1., 0., 0., 1., 0., 1.]).view([4, 2]);
+        let w = balanced_weights(&y).unwrap();
+        let h = LinearHead::fit(&x, &y, &w, FitOptions::default()).unwrap();
+        let l = h.logits(&x).unwrap();
+        let pred: Vec<i64> = Vec::try_from(&l.argmax(1, false)).unwrap();
+        assert_eq!(pred, vec![0, 0, 1, 1]);
+        assert!(h.logits(&Tensor::zeros([1, 3], (Kind::Float, tch::Device::Cpu))).is_err());
+    }
+}

@@ -1,0 +1,176 @@
+//! The engine end to end on a small real subset (downscaled LFV cookie images in `fixtures/cookies-small`):
+//! training, detection in LFV's shape, evaluation, the artifact's save → load parity, and the CLI.
+//! One torch thread, as every test.
+
+mod common;
+
+use std::path::PathBuf;
+use vigil::engine::{self, image_io, AnomalyLabel, Backbone, ImageSource, Model, Sample, TrainOptions, TrainSet};
+
+fn fixtures() -> PathBuf {
+    common::repo_root().join("server/tests/fixtures/cookies-small")
+}
+
+fn sample(kind: &str, n: u32) -> Sample {
+    let anomalous = kind == "anomaly";
+    let image = fixtures().join(kind).join(format!("{kind}-{n}.jpg"));
+    let mask = anomalous.then(|| ImageSource::File(fixtures().join("masks").join(format!("anomaly-{n}.png"))));
+    Sample { id: format!("{kind}-{n}"), image: ImageSource::File(image), anomalous, mask }
+}
+
+fn labels() -> Vec<AnomalyLabel> {
+    vec![AnomalyLabel { name: "cracked".into(), color: "#23A436".into() }]
+}
+
+#[test]
+fn trains_detects_evaluates_and_reloads_exactly() {
+    engine::set_threads(1);
+    let b = Backbone::load(&common::backbone_path()).expect("backbone produced by setup.sh");
+    let train: Vec<Sample> = (2..=11).map(|n| sample("normal", n)).chain((2..=7).map(|n| sample("anomaly", n))).collect();
+    let test: Vec<Sample> = [12, 13].map(|n| sample("normal", n)).into_iter().chain([8, 9].map(|n| sample("anomaly", n))).collect();
+    let set = TrainSet { train, test: Some(test.clone()), labels: labels() };
+    let mut stages = Vec::new();
+    let (model, ev) = engine::train(&b, &set, &TrainOptions::default(), &mut |p| stages.push(p.stage)).unwrap();
+    assert!(stages.contains(&engine::Stage::Features) && stages.contains(&engine::Stage::Evaluation));
+
+    // The model: input size from the images, a segmentation head, an F1 threshold (6 anomalies ≥ 3).
+    assert_eq!(model.input_size(), (192, 256));
+    assert!(model.header.segmentation);
+    assert_eq!(model.header.threshold_rule, engine::threshold::ThresholdRule::F1Optimal);
+
+    // The anomalies score above the normals on held-out images.
+    assert_eq!(ev.source, "test_set");
+    assert_eq!((ev.n_normal, ev.n_anomaly), (2, 2));
+    let max_normal = ev.images.iter().filter(|r| !r.anomalous).map(|r| r.score).fold(f32::MIN, f32::max);
+    let min_anomaly = ev.images.iter().filter(|r| r.anomalous).map(|r| r.score).fold(f32::MAX, f32::min);
+    assert!(min_anomaly > max_normal, "anomalies {min_anomaly} vs normals {max_normal}: {:?}", ev.images);
+    assert_eq!(ev.image_auroc, Some(1.0));
+    assert!(ev.pixel_auroc.unwrap() > 0.8, "pixel AUROC {:?}", ev.pixel_auroc);
+    assert_eq!(ev.labels.len(), 1);
+    for r in &ev.images {
+        assert!(r.confidence >= 0.5 && r.confidence <= 1.0);
+    }
+
+    // Detection in LFV's shape: background first, the label's colour, areas summing to 1, a PNG mask the
+    // size of the input image holding only the background and label colours.
+    let img = image_io::decode_rgb(&std::fs::read(fixtures().join("anomaly/anomaly-8.jpg")).unwrap()).unwrap();
+    let d = model.detect(&b, &img).unwrap();
+    assert!(d.is_anomalous);
+    let j = d.to_lfv_json();
+    let r = &j["DetectAnomalyResult"];
+    assert_eq!(r["Source"]["Type"], "direct");
+    assert_eq!(r["IsAnomalous"], true);
+    let anomalies = r["Anomalies"].as_array().unwrap();
+    assert_eq!(anomalies[0]["Name"], "background");
+    assert_eq!(anomalies[0]["PixelAnomaly"]["Color"], "#FFFFFF");
+    let total: f64 = anomalies.iter().map(|a| a["PixelAnomaly"]["TotalPercentageArea"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-4, "areas sum to {total}");
+    let mask = image::load_from_memory(d.anomaly_mask.as_ref().unwrap()).unwrap().to_rgb8();
+    assert_eq!(mask.dimensions(), img.dimensions());
+    let cracked = mask.pixels().filter(|p| p.0 == [0x23, 0xA4, 0x36]).count();
+    assert!(mask.pixels().all(|p| p.0 == [255, 255, 255] || p.0 == [0x23, 0xA4, 0x36]));
+    if let Some(a) = anomalies.iter().find(|a| a["Name"] == "cracked") {
+        assert_eq!(a["PixelAnomaly"]["Color"], "#23A436");
+        let area = a["PixelAnomaly"]["TotalPercentageArea"].as_f64().unwrap();
+        assert!((area - cracked as f64 / (192.0 * 256.0)).abs() < 1e-3);
+    }
+    assert_eq!(d.heat_map.len(), 192 * 256);
+
+    // An image of another size is resized to the model's input; the mask comes back at its own size.
+    let small = image::imageops::resize(&img, 96, 128, image::imageops::FilterType::Triangle);
+    let ds = model.detect(&b, &small).unwrap();
+    assert_eq!(image::load_from_memory(ds.anomaly_mask.as_ref().unwrap()).unwrap().width(), 96);
+
+    // Save → load reproduces every output exactly.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.vigil");
+    model.save(&path).unwrap();
+    let loaded = Model::load(&path).unwrap();
+    assert_eq!(loaded.header.threshold.to_bits(), model.header.threshold.to_bits());
+    for s in &test {
+        let img = s.image.load().unwrap();
+        let (a, c) = (model.detect(&b, &img).unwrap(), loaded.detect(&b, &img).unwrap());
+        assert_eq!(a.score.to_bits(), c.score.to_bits(), "{}", s.id);
+        assert_eq!(a.confidence.to_bits(), c.confidence.to_bits());
+        assert_eq!(a.heat_map, c.heat_map);
+        assert_eq!(a.anomaly_mask, c.anomaly_mask);
+        assert_eq!(a.to_lfv_json(), c.to_lfv_json());
+    }
+    let ev2 = loaded.evaluate(&b, &test, &mut |_, _| {}).unwrap();
+    let s1: Vec<u32> = ev.images.iter().map(|r| r.score.to_bits()).collect();
+    let s2: Vec<u32> = ev2.images.iter().map(|r| r.score.to_bits()).collect();
+    assert_eq!(s1, s2, "evaluation after reload matches training-time evaluation");
+
+    // A damaged file is an error, not a panic.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xFF;
+    assert!(Model::from_bytes(&bytes).is_err());
+    assert!(Model::from_bytes(&bytes[..100]).is_err());
+}
+
+#[test]
+fn too_few_normals_and_bad_inputs_are_errors() {
+    engine::set_threads(1);
+    let b = Backbone::load(&common::backbone_path()).unwrap();
+    let set = TrainSet { train: vec![sample("normal", 2), sample("anomaly", 2)], test: None, labels: vec![] };
+    let e = engine::train(&b, &set, &TrainOptions::default(), &mut |_| {}).err().expect("one normal is not enough");
+    assert!(e.to_string().contains("at least 2 normal"), "{e}");
+    let bad_colour = TrainSet {
+        train: vec![sample("normal", 2), sample("normal", 3)],
+        test: None,
+        labels: vec![AnomalyLabel { name: "x".into(), color: "green".into() }],
+    };
+    assert!(engine::train(&b, &bad_colour, &TrainOptions::default(), &mut |_| {}).is_err());
+    let missing = TrainSet {
+        train: vec![sample("normal", 2), Sample { id: "x".into(), image: ImageSource::File("/nonexistent.jpg".into()), anomalous: false, mask: None }],
+        test: None,
+        labels: vec![],
+    };
+    assert!(engine::train(&b, &missing, &TrainOptions::default(), &mut |_| {}).is_err());
+}
+
+#[test]
+fn command_line_train_eval_detect() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("cookies.vigil");
+    let vigil = env!("CARGO_BIN_EXE_vigil");
+    let backbone = common::backbone_path();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(vigil)
+            .args(args)
+            .env("VIGIL_BACKBONE", &backbone)
+            .env("VIGIL_TORCH_THREADS", "1")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let data = fixtures();
+    let (ok, _, err) = run(&["train", data.to_str().unwrap(), "--out", model.to_str().unwrap(), "--no-segmentation"]);
+    assert!(ok, "train failed: {err}");
+    assert!(model.is_file());
+
+    let (ok, out, err) = run(&["eval", "--model", model.to_str().unwrap(), data.to_str().unwrap(), "--json"]);
+    assert!(ok, "eval failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for key in ["image_auroc", "average_precision", "precision", "recall", "f1", "threshold", "n_normal", "n_anomaly", "pixel_auroc"] {
+        assert!(v.get(key).is_some(), "missing {key} in {out}");
+    }
+    assert_eq!(v["n_normal"], 12);
+    assert_eq!(v["n_anomaly"], 8);
+
+    let img = data.join("anomaly/anomaly-9.jpg");
+    let (ok, out, err) = run(&["detect", "--model", model.to_str().unwrap(), img.to_str().unwrap()]);
+    assert!(ok, "detect failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["DetectAnomalyResult"]["Confidence"].as_f64().unwrap() >= 0.5);
+    assert!(v["DetectAnomalyResult"].get("Anomalies").is_none(), "classification model: no Anomalies");
+
+    // Readable errors, no panics.
+    let (ok, _, err) = run(&["detect", "--model", model.to_str().unwrap(), "/nonexistent.png"]);
+    assert!(!ok && err.contains("nonexistent") && !err.contains("panicked"), "{err}");
+    let (ok, _, err) = run(&["eval", "--model", "/nonexistent.vigil", data.to_str().unwrap()]);
+    assert!(!ok && !err.contains("panicked"), "{err}");
+    let (ok, _, err) = run(&["detect", "--model", img.to_str().unwrap(), img.to_str().unwrap()]);
+    assert!(!ok && err.contains("not a Vigil model"), "{err}");
+}
