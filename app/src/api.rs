@@ -65,6 +65,25 @@ pub struct EntryPage {
 /// Images per gallery page.
 pub const GALLERY_PAGE: usize = 48;
 
+/// An anomaly label and its mask colour (`#RRGGBB`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelColor {
+    pub name: String,
+    pub color: String,
+}
+
+/// One image opened for mask painting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryDetail {
+    pub entry: EntryView,
+    pub width: i64,
+    pub height: i64,
+    /// Blob name of the current mask, if any.
+    pub mask: Option<String>,
+    /// Every anomaly label used in the project, with its colour.
+    pub labels: Vec<LabelColor>,
+}
+
 /// What an upload kept and skipped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadReport {
@@ -111,6 +130,17 @@ mod backend {
         /// Starts an import into a new dataset from S3: `kind` `manifest` (a Ground Truth manifest at
         /// `s3://bucket/key`) or `folder` (`s3://bucket/prefix/` with `normal/` and `anomaly/` sub-folders).
         async fn import_s3(&self, project: &str, dataset_type: &str, uri: &str, kind: &str) -> Result<(), BackendError>;
+        /// One entry with its size, mask and the project's anomaly labels.
+        async fn entry(&self, project: &str, dataset_type: &str, id: &str) -> Result<EntryDetail, BackendError>;
+        /// Saves a painted mask (a PNG data URL, transparent background) with the labels it uses.
+        async fn save_mask(
+            &self,
+            project: &str,
+            dataset_type: &str,
+            id: &str,
+            png_data_url: &str,
+            labels: Vec<LabelColor>,
+        ) -> Result<(), BackendError>;
         /// Deletes images from a dataset.
         async fn delete_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError>;
         /// Moves images to the project's other dataset (train ↔ test), creating it if needed.
@@ -245,4 +275,20 @@ pub async fn upload_images(data: leptos::server_fn::codec::MultipartData) -> Res
         }
     }
     Ok(backend::backend()?.upload(&project, &dataset_type, &label, files).await?)
+}
+
+#[server]
+pub async fn get_entry(project: String, dataset_type: String, id: String) -> Result<EntryDetail, ServerFnError> {
+    Ok(backend::backend()?.entry(&project, &dataset_type, &id).await?)
+}
+
+#[server]
+pub async fn save_mask(
+    project: String,
+    dataset_type: String,
+    id: String,
+    png: String,
+    labels: Vec<LabelColor>,
+) -> Result<(), ServerFnError> {
+    Ok(backend::backend()?.save_mask(&project, &dataset_type, &id, &png, labels).await?)
 }

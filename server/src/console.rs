@@ -4,8 +4,8 @@ use crate::datasets::{self, manifest, Dataset};
 use crate::projects::{self, Project, ProjectError};
 use crate::state::AppState;
 use app::api::{
-    Backend, BackendError, DatasetDetail, DatasetSummary, EntryPage, EntryView, ProjectDetail, ProjectSummary,
-    UploadReport, GALLERY_PAGE,
+    Backend, BackendError, DatasetDetail, DatasetSummary, EntryDetail, EntryPage, EntryView, LabelColor,
+    ProjectDetail, ProjectSummary, UploadReport, GALLERY_PAGE,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -118,17 +118,7 @@ impl Backend for ConsoleBackend {
         let mut rows = datasets::list_entries(&mut conn, &d.id, &f, None, n + 1, page as i64 * n).await.map_err(internal)?;
         let more = rows.len() as i64 > n;
         rows.truncate(GALLERY_PAGE);
-        let entries = rows
-            .into_iter()
-            .map(|e| EntryView {
-                name: e.source_ref.rsplit('/').next().unwrap_or(&e.source_ref).to_string(),
-                id: e.id,
-                source_ref: e.source_ref,
-                label: e.label,
-                image: e.image_hash,
-                has_mask: e.mask_hash.is_some(),
-            })
-            .collect();
+        let entries = rows.into_iter().map(entry_view).collect();
         Ok(EntryPage { entries, more })
     }
 
@@ -207,6 +197,112 @@ impl Backend for ConsoleBackend {
         Ok(changed)
     }
 
+    async fn entry(&self, project: &str, dataset_type: &str, id: &str) -> Result<EntryDetail, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let (p, d) = find_dataset(&mut conn, project, dataset_type).await?;
+        let e = datasets::entry_by_id(&mut conn, &d.id, id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| BackendError::new(404, "This image is not in the dataset any more."))?;
+        let (width, height): (i64, i64) = sqlx::query_as("select width, height from blob where hash = $1")
+            .bind(&e.image_hash)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(internal)?;
+        let mut labels: Vec<LabelColor> = Vec::new();
+        for d in datasets::list_for_project(&mut conn, &p.id).await.map_err(internal)? {
+            for other in datasets::all_entries(&mut conn, &d.id).await.map_err(internal)? {
+                if let Ok(line) = manifest::parse_line(&other.entry) {
+                    for c in line.classes {
+                        if !labels.iter().any(|l| l.name == c.name) {
+                            labels.push(LabelColor { name: c.name, color: manifest::hex_color(c.color) });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(EntryDetail {
+            entry: entry_view(e.clone()),
+            width,
+            height,
+            mask: e.mask_hash,
+            labels,
+        })
+    }
+
+    async fn save_mask(
+        &self,
+        project: &str,
+        dataset_type: &str,
+        id: &str,
+        png_data_url: &str,
+        labels: Vec<LabelColor>,
+    ) -> Result<(), BackendError> {
+        use base64::Engine as _;
+        let mut classes = Vec::new();
+        for l in &labels {
+            manifest::validate_label_name(&l.name).map_err(|m| BackendError::new(400, m))?;
+            let color = manifest::parse_hex_color(&l.color)
+                .ok_or_else(|| BackendError::new(400, format!("{:?} is not a colour (#rrggbb).", l.color)))?;
+            if color == [255, 255, 255] || color == [0, 0, 0] {
+                return Err(BackendError::new(400, "White and black are reserved for the background.".to_string()));
+            }
+            classes.push(manifest::MaskClass { name: l.name.clone(), color });
+        }
+        let b64 = png_data_url.strip_prefix("data:image/png;base64,").unwrap_or(png_data_url);
+        let painted = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| BackendError::new(400, "The mask is not a base64 PNG."))?;
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let (_, d) = find_dataset(&mut conn, project, dataset_type).await?;
+        ensure_settled(&d)?;
+        let e = datasets::entry_by_id(&mut conn, &d.id, id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| BackendError::new(404, "This image is not in the dataset any more."))?;
+        let (width, height): (i64, i64) = sqlx::query_as("select width, height from blob where hash = $1")
+            .bind(&e.image_hash)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(internal)?;
+        drop(conn);
+        let blobs = self.state.blobs.clone();
+        let cls = classes.clone();
+        let mask = tokio::task::spawn_blocking(move || -> Result<datasets::BlobInfo, String> {
+            let img = datasets::mask::normalize_painted(&painted, &cls)?;
+            if i64::from(img.width()) != width || i64::from(img.height()) != height {
+                return Err(format!("the mask is {}×{} px but the image is {width}×{height} px", img.width(), img.height()));
+            }
+            let mut out = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut out, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+            let bytes = out.into_inner();
+            let hash = blobs.put(&bytes).map_err(|e| e.to_string())?;
+            Ok(datasets::BlobInfo { hash, size: bytes.len() as i64, content_type: "image/png".into(), width, height })
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|m| BackendError::new(400, m))?;
+        // Only the labels the mask actually uses go into its colour map.
+        let mut used = Vec::new();
+        if let Ok(bytes) = self.state.blobs.get(&mask.hash) {
+            if let Ok(census) = datasets::mask::check_mask(&bytes, width as u32, height as u32, &classes) {
+                used = classes.iter().zip(census).filter(|(_, (_, n))| *n > 0).map(|(c, _)| c.clone()).collect();
+            }
+        }
+        if used.is_empty() {
+            return Err(BackendError::new(400, "The mask is empty: paint the anomaly before saving."));
+        }
+        let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&e.entry).map_err(internal)?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let line = manifest::with_mask(&raw, &format!("vigil://mask/{}.png", &mask.hash[..16]), &used, &now);
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        datasets::set_entry_mask(&mut tx, &d.id, id, &mask, &serde_json::Value::Object(line).to_string())
+            .await
+            .map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
     async fn delete_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError> {
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let (_, d) = find_dataset(&mut tx, project, dataset_type).await?;
@@ -265,6 +361,17 @@ impl Backend for ConsoleBackend {
             }
         });
         Ok(())
+    }
+}
+
+fn entry_view(e: datasets::StoredEntry) -> EntryView {
+    EntryView {
+        name: e.source_ref.rsplit('/').next().unwrap_or(&e.source_ref).to_string(),
+        id: e.id,
+        source_ref: e.source_ref,
+        label: e.label,
+        image: e.image_hash,
+        has_mask: e.mask_hash.is_some(),
     }
 }
 

@@ -347,6 +347,13 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                                         <span class="tile-name" title=e.source_ref.clone()>{e.name.clone()}</span>
                                         <span class=class>{label.clone()}</span>
                                         {e.has_mask.then(|| view! { <span class="badge mask">"mask"</span> })}
+                                        <a
+                                            class="tile-link"
+                                            href=format!("/projects/{}/datasets/{}/images/{}", project.get_untracked(), dataset_type.get_untracked(), e.id)
+                                            on:click=|ev| ev.stop_propagation()
+                                        >
+                                            "Paint mask"
+                                        </a>
                                     </li>
                                 }
                             }).collect_view();

@@ -2,6 +2,7 @@
 
 pub mod dashboard;
 pub mod dataset;
+pub mod mask;
 pub mod project;
 pub mod projects;
 

@@ -160,6 +160,47 @@ pub fn with_label(raw: &Map<String, Value>, label: Option<Label>, now_iso: &str)
     out
 }
 
+/// An anomaly label's name: LFV allows letters and digits (and we accept `-` and `_` inside), 1–64 chars.
+pub fn validate_label_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok && !name.eq_ignore_ascii_case("background") {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not an anomaly label name: use 1-64 letters and digits (not \"background\")."))
+    }
+}
+
+/// The line with a new mask: labelled anomaly, `anomaly-mask-ref` pointing at `mask_ref`, and a colour map
+/// with LFV's white background first and the given classes.
+pub fn with_mask(raw: &Map<String, Value>, mask_ref: &str, classes: &[MaskClass], now_iso: &str) -> Map<String, Value> {
+    let mut out = with_label(raw, Some(Label::Anomaly), now_iso);
+    let old: Vec<String> = out.keys().filter(|k| k.ends_with("-ref") && *k != "source-ref").cloned().collect();
+    for k in old {
+        out.remove(&format!("{k}-metadata"));
+        out.remove(&k);
+    }
+    let mut map = Map::new();
+    map.insert("0".into(), serde_json::json!({"class-name": "BACKGROUND", "hex-color": "#ffffff", "confidence": 0.0}));
+    for (i, c) in classes.iter().enumerate() {
+        map.insert((i + 1).to_string(), serde_json::json!({"class-name": c.name, "hex-color": hex_color(c.color), "confidence": 0.0}));
+    }
+    out.insert("anomaly-mask-ref".into(), Value::String(mask_ref.to_string()));
+    out.insert(
+        "anomaly-mask-ref-metadata".into(),
+        serde_json::json!({
+            "internal-color-map": map,
+            "type": "groundtruth/semantic-segmentation",
+            "human-annotated": "yes",
+            "creation-date": now_iso,
+            "job-name": "vigil-console",
+        }),
+    );
+    out
+}
+
 /// Splits `s3://bucket/key` into its parts.
 pub fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
     let rest = uri.strip_prefix("s3://")?;
@@ -230,6 +271,20 @@ mod tests {
         let none = with_label(&l.raw, None, "x");
         assert!(!none.contains_key("anomaly-label") && !none.contains_key("anomaly-label-metadata"));
         assert_eq!(parse_line(&Value::Object(none).to_string()).unwrap().label, None);
+    }
+
+    #[test]
+    fn painted_masks_write_lfv_segmentation_attributes() {
+        let l = parse_line(r#"{"source-ref":"s3://b/k.jpg"}"#).unwrap();
+        let classes = vec![MaskClass { name: "scratch".into(), color: [0x2c, 0xa0, 0x2c] }];
+        let out = with_mask(&l.raw, "vigil://mask/abc.png", &classes, "t");
+        let again = parse_line(&Value::Object(out).to_string()).unwrap();
+        assert_eq!(again.label, Some(Label::Anomaly));
+        assert_eq!(again.mask_ref.as_deref(), Some("vigil://mask/abc.png"));
+        assert_eq!(again.classes, classes);
+        assert!(validate_label_name("scratch2").is_ok());
+        assert!(validate_label_name("background").is_err());
+        assert!(validate_label_name("a b").is_err());
     }
 
     #[test]

@@ -61,6 +61,31 @@ pub fn check_mask(bytes: &[u8], width: u32, height: u32, classes: &[MaskClass]) 
     Ok(classes.iter().zip(counts).map(|(c, n)| (c.name.clone(), n)).collect())
 }
 
+/// Turns a painted RGBA mask (transparent background, class colours painted, soft edges) into LFV's
+/// convention: opaque class colours on white. A pixel at least half opaque takes the nearest class colour.
+pub fn normalize_painted(bytes: &[u8], classes: &[MaskClass]) -> Result<image::RgbImage, String> {
+    if classes.is_empty() {
+        return Err("a mask needs at least one anomaly label".into());
+    }
+    let img = image::load_from_memory_with_format(bytes, ImageFormat::Png)
+        .map_err(|e| format!("the painted mask is not a PNG image: {e}"))?
+        .to_rgba8();
+    let mut out = image::RgbImage::from_pixel(img.width(), img.height(), image::Rgb([255, 255, 255]));
+    for (x, y, p) in img.enumerate_pixels() {
+        let [r, g, b, a] = p.0;
+        if a < 128 {
+            continue;
+        }
+        let nearest = classes
+            .iter()
+            .min_by_key(|c| (r as i32 - c.color[0] as i32).abs() + (g as i32 - c.color[1] as i32).abs() + (b as i32 - c.color[2] as i32).abs());
+        if let Some(c) = nearest {
+            out.put_pixel(x, y, image::Rgb(c.color));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +110,20 @@ mod tests {
             img.put_pixel(x, 3, image::Rgba([200, 10, 10, 0])); // transparent
         }
         assert_eq!(check_mask(&png(img), 64, 64, &crack()).unwrap(), vec![("cracked".to_string(), 20)]);
+    }
+
+    #[test]
+    fn painted_masks_become_lfv_masks() {
+        let mut img = image::RgbaImage::new(64, 64);
+        img.put_pixel(1, 1, image::Rgba([0x23, 0xA4, 0x36, 255]));
+        img.put_pixel(2, 1, image::Rgba([0x23, 0xA4, 0x36, 140])); // soft edge, kept
+        img.put_pixel(3, 1, image::Rgba([0x23, 0xA4, 0x36, 60])); // faint edge, background
+        let out = normalize_painted(&png(img), &crack()).unwrap();
+        assert_eq!(out.get_pixel(1, 1).0, [0x23, 0xA4, 0x36]);
+        assert_eq!(out.get_pixel(2, 1).0, [0x23, 0xA4, 0x36]);
+        assert_eq!(out.get_pixel(3, 1).0, [255, 255, 255]);
+        assert_eq!(out.get_pixel(0, 0).0, [255, 255, 255]);
+        assert!(normalize_painted(b"nope", &crack()).is_err());
     }
 
     #[test]

@@ -213,7 +213,7 @@ pub async fn stats(conn: &mut AnyConnection, dataset_id: &str) -> Result<ImageSt
     Ok(s)
 }
 
-async fn upsert_blob(conn: &mut AnyConnection, b: &BlobInfo, now: i64) -> Result<(), sqlx::Error> {
+pub async fn upsert_blob(conn: &mut AnyConnection, b: &BlobInfo, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into blob (hash, size, content_type, width, height, created_at, updated_at) \
          values ($1, $2, $3, $4, $5, $6, $6) on conflict (hash) do nothing",
@@ -383,6 +383,29 @@ pub async fn entry_by_id(conn: &mut AnyConnection, dataset_id: &str, id: &str) -
             .fetch_optional(&mut *conn)
             .await?;
     Ok(row.map(entry_from))
+}
+
+/// Rewrites one entry with a new mask (label, mask blob and line together).
+pub async fn set_entry_mask(
+    conn: &mut AnyConnection,
+    dataset_id: &str,
+    id: &str,
+    mask: &BlobInfo,
+    entry: &str,
+) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    upsert_blob(conn, mask, now).await?;
+    let r = sqlx::query(
+        "update dataset_entry set label = 'anomaly', mask_hash = $1, entry = $2, updated_at = $3 where dataset_id = $4 and id = $5",
+    )
+    .bind(&mask.hash)
+    .bind(entry)
+    .bind(now)
+    .bind(dataset_id)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Deletes entries by id; returns how many went.
