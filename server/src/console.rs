@@ -200,15 +200,7 @@ impl Backend for ConsoleBackend {
     async fn entry(&self, project: &str, dataset_type: &str, id: &str) -> Result<EntryDetail, BackendError> {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let (p, d) = find_dataset(&mut conn, project, dataset_type).await?;
-        let e = datasets::entry_by_id(&mut conn, &d.id, id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| BackendError::new(404, "This image is not in the dataset any more."))?;
-        let (width, height): (i64, i64) = sqlx::query_as("select width, height from blob where hash = $1")
-            .bind(&e.image_hash)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(internal)?;
+        let (e, width, height) = entry_with_size(&mut conn, &d.id, id).await?;
         let mut labels: Vec<LabelColor> = Vec::new();
         for d in datasets::list_for_project(&mut conn, &p.id).await.map_err(internal)? {
             for other in datasets::all_entries(&mut conn, &d.id).await.map_err(internal)? {
@@ -256,42 +248,30 @@ impl Backend for ConsoleBackend {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let (_, d) = find_dataset(&mut conn, project, dataset_type).await?;
         ensure_settled(&d)?;
-        let e = datasets::entry_by_id(&mut conn, &d.id, id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| BackendError::new(404, "This image is not in the dataset any more."))?;
-        let (width, height): (i64, i64) = sqlx::query_as("select width, height from blob where hash = $1")
-            .bind(&e.image_hash)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(internal)?;
+        let (e, width, height) = entry_with_size(&mut conn, &d.id, id).await?;
         drop(conn);
         let blobs = self.state.blobs.clone();
-        let cls = classes.clone();
-        let mask = tokio::task::spawn_blocking(move || -> Result<datasets::BlobInfo, String> {
+        let cls = classes;
+        let (mask, used) = tokio::task::spawn_blocking(move || -> Result<(datasets::BlobInfo, Vec<manifest::MaskClass>), String> {
             let img = datasets::mask::normalize_painted(&painted, &cls)?;
             if i64::from(img.width()) != width || i64::from(img.height()) != height {
                 return Err(format!("the mask is {}×{} px but the image is {width}×{height} px", img.width(), img.height()));
+            }
+            // Only the labels the mask actually uses go into its colour map.
+            let used: Vec<manifest::MaskClass> =
+                cls.into_iter().filter(|c| img.pixels().any(|p| p.0 == c.color)).collect();
+            if used.is_empty() {
+                return Err("The mask is empty: paint the anomaly before saving.".into());
             }
             let mut out = std::io::Cursor::new(Vec::new());
             img.write_to(&mut out, image::ImageFormat::Png).map_err(|e| e.to_string())?;
             let bytes = out.into_inner();
             let hash = blobs.put(&bytes).map_err(|e| e.to_string())?;
-            Ok(datasets::BlobInfo { hash, size: bytes.len() as i64, content_type: "image/png".into(), width, height })
+            Ok((datasets::BlobInfo { hash, size: bytes.len() as i64, content_type: "image/png".into(), width, height }, used))
         })
         .await
         .map_err(internal)?
         .map_err(|m| BackendError::new(400, m))?;
-        // Only the labels the mask actually uses go into its colour map.
-        let mut used = Vec::new();
-        if let Ok(bytes) = self.state.blobs.get(&mask.hash) {
-            if let Ok(census) = datasets::mask::check_mask(&bytes, width as u32, height as u32, &classes) {
-                used = classes.iter().zip(census).filter(|(_, (_, n))| *n > 0).map(|(c, _)| c.clone()).collect();
-            }
-        }
-        if used.is_empty() {
-            return Err(BackendError::new(400, "The mask is empty: paint the anomaly before saving."));
-        }
         let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&e.entry).map_err(internal)?;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let line = manifest::with_mask(&raw, &format!("vigil://mask/{}.png", &mask.hash[..16]), &used, &now);
@@ -362,6 +342,24 @@ impl Backend for ConsoleBackend {
         });
         Ok(())
     }
+}
+
+/// An entry and its image's width and height.
+async fn entry_with_size(
+    conn: &mut AnyConnection,
+    dataset_id: &str,
+    id: &str,
+) -> Result<(datasets::StoredEntry, i64, i64), BackendError> {
+    let e = datasets::entry_by_id(conn, dataset_id, id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| BackendError::new(404, "This image is not in the dataset any more."))?;
+    let (width, height): (i64, i64) = sqlx::query_as("select width, height from blob where hash = $1")
+        .bind(&e.image_hash)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(internal)?;
+    Ok((e, width, height))
 }
 
 fn entry_view(e: datasets::StoredEntry) -> EntryView {
