@@ -125,11 +125,24 @@ async fn replay(db: &Db, operation: &str, token: &str, hash: &str) -> Result<Opt
                 "The client token {token} was already used for a {operation} call with different parameters."
             ),
             resource_id: token.to_string(),
-            resource_type: ResourceType::Project,
+            resource_type: resource_of(operation),
         }),
         Some((_, response)) => serde_json::from_str(&response)
             .map(Some)
             .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("stored idempotent response"))),
+    }
+}
+
+/// The kind of resource an operation acts on, for its errors.
+fn resource_of(operation: &str) -> ResourceType {
+    if operation.contains("PackagingJob") {
+        ResourceType::ModelPackageJob
+    } else if operation.contains("Dataset") {
+        ResourceType::Dataset
+    } else if operation.contains("Model") {
+        ResourceType::Model
+    } else {
+        ResourceType::Project
     }
 }
 
