@@ -815,7 +815,7 @@ impl Model {
         threshold::verdict(score, self.header.threshold, self.header.confidence_scale)
     }
 
-    fn score_batch(&self, backbone: &Backbone, images: &[&RgbImage]) -> Result<Vec<Scored>> {
+    fn score_batch(&self, backbone: &Backbone, images: &[&RgbImage], want_prob: bool) -> Result<Vec<Scored>> {
         let (w, h) = self.input_size();
         let mut inputs = Vec::with_capacity(images.len());
         for img in images {
@@ -849,10 +849,14 @@ impl Model {
                 let logits = head.logits(&rows)?.f_view([b, gh, gw, c])?.f_permute([0, 3, 1, 2])?;
                 let up = logits.f_upsample_bilinear2d([h as i64, w as i64], false, None, None)?;
                 let cls = up.f_argmax(1, false)?.f_to_kind(Kind::Uint8)?; // (B, H, W)
-                let prob = up.f_softmax(1, Kind::Float)?.f_select(1, 0)?.f_neg()?.f_add_scalar(1.0)?;
+                let prob = if want_prob { Some(up.f_softmax(1, Kind::Float)?.f_select(1, 0)?.f_neg()?.f_add_scalar(1.0)?) } else { None };
                 for i in 0..b {
                     let v: Vec<u8> = Vec::try_from(&cls.f_get(i)?.f_contiguous()?.f_view([-1])?)?;
-                    seg.push((Some(v), Some(prob.f_get(i)?)));
+                    let p = match &prob {
+                        Some(p) => Some(p.f_get(i)?),
+                        None => None,
+                    };
+                    seg.push((Some(v), p));
                 }
             }
             let mut out = Vec::with_capacity(scores.len());
@@ -907,7 +911,7 @@ impl Model {
 
     /// Detects anomalies in several images with one backbone pass.
     pub fn detect_batch(&self, backbone: &Backbone, images: &[&RgbImage]) -> Result<Vec<Detection>> {
-        let scored = self.score_batch(backbone, images)?;
+        let scored = self.score_batch(backbone, images, false)?;
         scored.into_iter().zip(images).map(|(s, img)| self.detection(s, img.width(), img.height())).collect()
     }
 
@@ -931,7 +935,7 @@ impl Model {
         let stride = ((samples.len() * (w * h) as usize) / (16 << 20)).max(1);
         for (i, s) in samples.iter().enumerate() {
             let img = s.image.load()?;
-            let mut scored = self.score_batch(backbone, &[&img])?;
+            let mut scored = self.score_batch(backbone, &[&img], true)?;
             let sc = scored.pop().ok_or_else(|| Error::Shape("no score".into()))?;
             let (p, c) = self.verdict(sc.score);
             images.push(ImageResult { id: s.id.clone(), anomalous: s.anomalous, predicted_anomalous: p, score: sc.score, confidence: c });

@@ -40,7 +40,10 @@ pub fn to_rows(e: &Tensor) -> Result<Tensor> {
 /// A memory bank of normal patch features, `(M, D)`, with its squared row norms cached.
 pub struct MemoryBank {
     pub bank: Tensor,
+    /// `(1, M)` squared row norms.
     sq: Tensor,
+    /// `(D, M)`: `−2 · bankᵀ`, so that one `addmm` gives `|m|² − 2 q·m`.
+    neg2_t: Tensor,
 }
 
 /// Queries are processed in chunks so that the `(chunk, M)` distance matrix stays under this many floats
@@ -55,8 +58,9 @@ impl MemoryBank {
             return Err(Error::Shape(format!("memory bank must be a non-empty (M, D) matrix, got {s:?}")));
         }
         let bank = bank.f_to_kind(Kind::Float)?.f_contiguous()?;
-        let sq = bank.f_mul(&bank)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
-        Ok(MemoryBank { bank, sq })
+        let sq = bank.f_mul(&bank)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_unsqueeze(0)?;
+        let neg2_t = bank.f_tr()?.f_mul_scalar(-2.0)?.f_contiguous()?;
+        Ok(MemoryBank { bank, sq, neg2_t })
     }
 
     pub fn len(&self) -> i64 {
@@ -85,12 +89,11 @@ impl MemoryBank {
             while start < s[0] {
                 let len = chunk.min(s[0] - start);
                 let qc = q.f_narrow(0, start, len)?;
-                let qsq = qc.f_mul(&qc)?.f_sum_dim_intlist([1i64].as_slice(), true, Kind::Float)?; // (n, 1)
-                // addmm: qsq_broadcast + (−2)·(q mᵀ), then + |m|²
-                let cross = qc.f_matmul(&self.bank.f_tr()?)?; // (n, M)
-                let d2 = cross.f_mul_scalar(-2.0)?.f_add(&qsq)?.f_add(&self.sq.f_unsqueeze(0)?)?;
-                let (min, _) = d2.f_min_dim(1, false)?;
-                outs.push(min.f_clamp_min(0.0)?.f_sqrt()?);
+                let qsq = qc.f_mul(&qc)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?; // (n,)
+                // |m|² − 2 q·m in one pass; |q|² is the same for every m, so it is added after the min.
+                let part = self.sq.f_addmm(&qc, &self.neg2_t)?; // (n, M)
+                let (min, _) = part.f_min_dim(1, false)?;
+                outs.push(min.f_add(&qsq)?.f_clamp_min(0.0)?.f_sqrt()?);
                 start += len;
             }
             Ok(Tensor::f_cat(&outs, 0)?)
