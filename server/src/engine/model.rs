@@ -125,6 +125,8 @@ pub struct TrainOptions {
     pub max_candidates: usize,
     /// Dimension of the random projection used by the coreset selection.
     pub projection_dim: i64,
+    /// Principal components kept for the nearest-neighbour search (`None`: all 152 feature channels).
+    pub knn_dim: Option<i64>,
     /// Folds for out-of-fold scores.
     pub folds: usize,
     /// Fraction held out for evaluation when no test set is given (only when there are at least 20 normal and
@@ -147,6 +149,7 @@ impl Default for TrainOptions {
             max_bank: 2048,
             max_candidates: 200_000,
             projection_dim: 32,
+            knn_dim: Some(64),
             folds: 4,
             test_fraction: 0.2,
             seed: 17,
@@ -328,6 +331,9 @@ pub struct InputSpec {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PatchCoreSpec {
     pub embed_dim: i64,
+    /// Dimensions of the nearest-neighbour search (PCA of normal patches), when fewer than `embed_dim`.
+    #[serde(default)]
+    pub knn_dim: Option<i64>,
     pub pool_kernel: i64,
     pub bank_size: i64,
     pub blur_sigma: f64,
@@ -437,12 +443,16 @@ fn extract(
     Ok(out)
 }
 
-/// Builds a coreset memory bank from embeddings `(D, h, w)` of normal images.
-fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64) -> Result<MemoryBank> {
+/// Builds a coreset memory bank from embeddings `(D, h, w)` of normal images (in PCA space when given).
+fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64, pca: Option<&patchcore::Pca>) -> Result<MemoryBank> {
     tch::no_grad(|| {
         let mut rows = Vec::with_capacity(embeddings.len());
         for e in embeddings {
-            rows.push(patchcore::to_rows(&e.f_unsqueeze(0)?)?);
+            let r = patchcore::to_rows(&e.f_unsqueeze(0)?)?;
+            rows.push(match pca {
+                Some(p) => p.apply(&r)?,
+                None => r,
+            });
         }
         let mut all = Tensor::f_cat(&rows, 0)?.f_to_kind(Kind::Float)?;
         drop(rows);
@@ -460,12 +470,12 @@ fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64) -> Result<
         let picks = if k >= n {
             (0..n as i64).collect()
         } else {
-            let proj = coreset::random_projection(EMBED_DIM, opts.projection_dim.max(1), seed ^ 0x5EED)?;
+            let proj = coreset::random_projection(all.size()[1], opts.projection_dim.max(1), seed ^ 0x5EED)?;
             let projected = all.f_matmul(&proj)?;
             coreset::greedy_k_center(&projected, k, rng.below(n))?
         };
         let bank = all.f_index_select(0, &Tensor::f_from_slice(&picks)?)?;
-        MemoryBank::new(bank)
+        MemoryBank::new(bank, pca.cloned())
     })
 }
 
@@ -558,6 +568,27 @@ pub fn train(
     })?;
 
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "features extracted");
+    // PCA of normal patches for the nearest-neighbour search (at most 50,000 rows, seeded).
+    let pca = match opts.knn_dim {
+        Some(kd) if kd > 0 && kd < EMBED_DIM => {
+            let mut rows = Vec::new();
+            for i in (0..total).filter(|&i| !labels[i]) {
+                rows.push(patchcore::to_rows(&items[i].embedding.f_unsqueeze(0)?)?);
+            }
+            let all = Tensor::f_cat(&rows, 0)?;
+            let n = all.size()[0] as usize;
+            let all = if n > 50_000 {
+                let mut idx: Vec<i64> = (0..n as i64).collect();
+                SplitMix64::new(opts.seed ^ 0x9CA).shuffle(&mut idx);
+                idx.truncate(50_000);
+                all.f_index_select(0, &Tensor::f_from_slice(&idx)?)?
+            } else {
+                all
+            };
+            Some(patchcore::Pca::fit(&all, kd)?)
+        }
+        _ => None,
+    };
     // 2. Out-of-fold scores.
     let k = opts.folds.clamp(2, n_norm);
     let folds = assign_folds(&labels, k, opts.seed);
@@ -566,7 +597,7 @@ pub fn train(
     for f in 0..k {
         progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
         let normals: Vec<&Tensor> = (0..total).filter(|&i| folds[i] != f && !labels[i]).map(|i| &items[i].embedding).collect();
-        let bank = build_bank(&normals, opts, opts.seed.wrapping_add(f as u64 + 1))?;
+        let bank = build_bank(&normals, opts, opts.seed.wrapping_add(f as u64 + 1), pca.as_ref())?;
         for i in (0..total).filter(|&i| folds[i] == f) {
             let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
             let map = bank.score_maps(&e)?; // (1, h, w)
@@ -735,7 +766,7 @@ pub fn train(
     // 6. Final memory bank.
     progress(Progress { stage: Stage::MemoryBank, done: 0, total: 1 });
     let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
-    let bank = build_bank(&normals, opts, opts.seed)?;
+    let bank = build_bank(&normals, opts, opts.seed, pca.as_ref())?;
     drop(items);
     progress(Progress { stage: Stage::MemoryBank, done: 1, total: 1 });
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "final memory bank");
@@ -758,6 +789,7 @@ pub fn train(
         },
         patchcore: PatchCoreSpec {
             embed_dim: EMBED_DIM,
+            knn_dim: bank.pca.as_ref().map(|p| p.output_dim()),
             pool_kernel: 3,
             bank_size: bank.len(),
             blur_sigma: anomaly_map::SIGMA,
@@ -817,20 +849,33 @@ impl Model {
 
     fn score_batch(&self, backbone: &Backbone, images: &[&RgbImage], want_prob: bool) -> Result<Vec<Scored>> {
         let (w, h) = self.input_size();
+        let t0 = Instant::now();
         let mut inputs = Vec::with_capacity(images.len());
         for img in images {
             inputs.push(Backbone::preprocess(img, w, h)?);
         }
         tch::no_grad(|| {
             let x = Tensor::f_cat(&inputs, 0)?;
+            let t1 = Instant::now();
             let f = backbone.forward(&x)?;
+            let t2 = Instant::now();
             let e = patchcore::embed(&f)?;
             // Same precision path as training: embeddings pass through f16.
             let e = e.f_to_kind(Kind::Half)?.f_to_kind(Kind::Float)?;
             let maps = self.bank.score_maps(&e)?; // (B, h, w)
             let pc: Vec<f32> = f32_values(&patchcore::image_scores(&maps)?)?;
+            let t3 = Instant::now();
             let norm = self.header.score.patchcore_norm as f64;
             let heat = anomaly_map::heat_maps(&maps.f_div_scalar(norm)?, h as i64, w as i64, self.header.patchcore.blur_sigma)?;
+            let _ = heat.f_double_value(&[0, 0, 0]);
+            let t4 = Instant::now();
+            tracing::trace!(
+                preprocess_ms = (t1 - t0).as_secs_f64() * 1e3,
+                backbone_ms = (t2 - t1).as_secs_f64() * 1e3,
+                patchcore_ms = (t3 - t2).as_secs_f64() * 1e3,
+                heat_ms = (t4 - t3).as_secs_f64() * 1e3,
+                "score_batch"
+            );
             let scores: Vec<f32> = match (&self.image_head, &self.header.score.patchcore_ranks, &self.header.score.supervised_ranks) {
                 (Some(head), Some(rp), Some(rl)) => {
                     let l = head.logits(&pooled_features(&f)?)?;
@@ -869,6 +914,7 @@ impl Model {
     }
 
     fn detection(&self, s: Scored, img_w: u32, img_h: u32) -> Result<Detection> {
+        let t0 = Instant::now();
         let (w, h) = self.input_size();
         let (is_anomalous, confidence) = self.verdict(s.score);
         let heat_map = f32_values(&s.heat)?;
@@ -899,6 +945,7 @@ impl Model {
             anomaly_mask = Some(segmentation::png_bytes(&segmentation::colorize(&full, img_w, img_h, &colors))?);
             anomalies = Some(list);
         }
+        tracing::trace!(detection_ms = t0.elapsed().as_secs_f64() * 1e3, "detection");
         Ok(Detection { is_anomalous, confidence, score: s.score, anomalies, anomaly_mask, heat_map, heat_width: w, heat_height: h })
     }
 
@@ -1008,6 +1055,10 @@ impl Model {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let header = serde_json::to_value(&self.header).map_err(|e| Error::Artifact(e.to_string()))?;
         let mut tensors: Vec<(String, &Tensor)> = vec![("bank".into(), &self.bank.bank)];
+        if let Some(p) = &self.bank.pca {
+            tensors.push(("pca.mean".into(), &p.mean));
+            tensors.push(("pca.components".into(), &p.components));
+        }
         for (prefix, head) in [("seg", &self.seg_head), ("image", &self.image_head)] {
             if let Some(hd) = head {
                 tensors.push((format!("{prefix}.mean"), &hd.mean));
@@ -1029,6 +1080,16 @@ impl Model {
         }
         let mut take = |name: &str| tensors.remove(name);
         let bank = take("bank").ok_or_else(|| Error::Artifact("model has no memory bank".into()))?;
+        let pca = match (take("pca.mean"), take("pca.components")) {
+            (Some(mean), Some(components)) => Some(patchcore::Pca { mean, components }),
+            (None, None) => None,
+            _ => return Err(Error::Artifact("incomplete PCA in model".into())),
+        };
+        if let Some(p) = &pca {
+            if p.input_dim() != EMBED_DIM || p.mean.size() != [EMBED_DIM] || Some(p.output_dim()) != header.patchcore.knn_dim {
+                return Err(Error::Artifact("PCA does not match the model header".into()));
+            }
+        }
         let mut head = |prefix: &str| -> Option<LinearHead> {
             Some(LinearHead {
                 mean: take(&format!("{prefix}.mean"))?,
@@ -1052,8 +1113,8 @@ impl Model {
                 return Err(Error::Artifact("image head has the wrong shape".into()));
             }
         }
-        let bank = MemoryBank::new(bank)?;
-        if bank.bank.size()[1] != EMBED_DIM {
+        let bank = MemoryBank::new(bank, pca)?;
+        if bank.bank.size()[1] != header.patchcore.knn_dim.unwrap_or(EMBED_DIM) {
             return Err(Error::Artifact("memory bank has the wrong width".into()));
         }
         Ok(Model { header, bank, seg_head, image_head })
