@@ -166,6 +166,27 @@ fn command_line_train_eval_detect() {
     assert!(v["DetectAnomalyResult"]["Confidence"].as_f64().unwrap() >= 0.5);
     assert!(v["DetectAnomalyResult"].get("Anomalies").is_none(), "classification model: no Anomalies");
 
+    // The MVTec AD layout (test part: test/good, test/<defect>, ground_truth/<defect>/<stem>_mask.png).
+    let mv = dir.path().join("mvtec");
+    for d in ["train/good", "test/good", "test/crack", "ground_truth/crack"] {
+        std::fs::create_dir_all(mv.join(d)).unwrap();
+    }
+    for n in [2, 3, 4] {
+        std::fs::copy(data.join(format!("normal/normal-{n}.jpg")), mv.join(format!("train/good/{n:03}.jpg"))).unwrap();
+    }
+    for n in [12, 13] {
+        std::fs::copy(data.join(format!("normal/normal-{n}.jpg")), mv.join(format!("test/good/{n:03}.jpg"))).unwrap();
+    }
+    for n in [8, 9] {
+        std::fs::copy(data.join(format!("anomaly/anomaly-{n}.jpg")), mv.join(format!("test/crack/{n:03}.jpg"))).unwrap();
+        std::fs::copy(data.join(format!("masks/anomaly-{n}.png")), mv.join(format!("ground_truth/crack/{n:03}_mask.png"))).unwrap();
+    }
+    let (ok, out, err) = run(&["eval", "--model", model.to_str().unwrap(), mv.to_str().unwrap(), "--json"]);
+    assert!(ok, "eval on MVTec layout failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["n_normal"].as_u64(), v["n_anomaly"].as_u64()), (Some(2), Some(2)));
+    assert!(v["pixel_auroc"].as_f64().is_some(), "pixel AUROC from the MVTec masks: {out}");
+
     // Readable errors, no panics.
     let (ok, _, err) = run(&["detect", "--model", model.to_str().unwrap(), "/nonexistent.png"]);
     assert!(!ok && err.contains("nonexistent") && !err.contains("panicked"), "{err}");
