@@ -81,6 +81,9 @@ fn trains_detects_evaluates_and_reloads_exactly() {
     let ds = model.detect(&b, &small).unwrap();
     assert_eq!(image::load_from_memory(ds.anomaly_mask.as_ref().unwrap()).unwrap().width(), 96);
 
+    // An empty image is an error, not a panic.
+    assert!(model.detect(&b, &image::RgbImage::new(0, 0)).is_err());
+
     // Save → load reproduces every output exactly.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.vigil");

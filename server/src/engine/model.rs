@@ -958,6 +958,12 @@ impl Model {
 
     /// Detects anomalies in several images with one backbone pass.
     pub fn detect_batch(&self, backbone: &Backbone, images: &[&RgbImage]) -> Result<Vec<Detection>> {
+        if let Some(img) = images.iter().find(|i| i.width() == 0 || i.height() == 0) {
+            return Err(Error::Input(format!("the image is {}×{} px", img.width(), img.height())));
+        }
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
         let scored = self.score_batch(backbone, images, false)?;
         scored.into_iter().zip(images).map(|(s, img)| self.detection(s, img.width(), img.height())).collect()
     }
