@@ -99,6 +99,13 @@ fn trains_detects_evaluates_and_reloads_exactly() {
         assert_eq!(a.anomaly_mask, c.anomaly_mask);
         assert_eq!(a.to_lfv_json(), c.to_lfv_json());
     }
+    // One model, several threads at once: the same scores as one at a time.
+    let sequential: Vec<u32> = test.iter().map(|s| loaded.detect(&b, &s.image.load().unwrap()).unwrap().score.to_bits()).collect();
+    let concurrent: Vec<u32> = std::thread::scope(|sc| {
+        let handles: Vec<_> = test.iter().map(|s| sc.spawn(|| loaded.detect(&b, &s.image.load().unwrap()).unwrap().score.to_bits())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(sequential, concurrent);
     let ev2 = loaded.evaluate(&b, &test, &mut |_, _| {}).unwrap();
     let s1: Vec<u32> = ev.images.iter().map(|r| r.score.to_bits()).collect();
     let s2: Vec<u32> = ev2.images.iter().map(|r| r.score.to_bits()).collect();

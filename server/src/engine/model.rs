@@ -380,6 +380,13 @@ pub struct Model {
     image_head: Option<LinearHead>,
 }
 
+// SAFETY: `tch::Tensor` is `Send` but not `Sync` because a tensor *can* be mutated in place through a shared
+// handle. A `Model`'s tensors (memory bank, PCA, head weights) are created when it is trained or loaded and never
+// mutated afterwards: every method takes `&self` and only reads them (out-of-place ops under `no_grad`, which do
+// not touch autograd state), and libtorch's reference counts are atomic. Concurrent detections with one model
+// from several threads are therefore sound, as in PyTorch's multi-threaded inference on shared weights.
+unsafe impl Sync for Model {}
+
 /// Pooled backbone features for the supervised image score: mean and max of the stride-16 map, mean of the
 /// stride-8 map. `Features` → `(B, 264)`.
 pub fn pooled_features(f: &Features) -> Result<Tensor> {
@@ -1170,6 +1177,13 @@ impl Evaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_and_backbone_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Model>();
+        shared::<Backbone>();
+    }
 
     #[test]
     fn input_size_keeps_aspect_in_multiples_of_32() {
