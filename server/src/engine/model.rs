@@ -1147,6 +1147,28 @@ impl Model {
 }
 
 impl Evaluation {
+    /// LFV's `AggregatedEvaluationResults.Metrics` object of the evaluation result file: `ROCAUC`,
+    /// `AveragePrecision`, `Precision`, `Recall`, `F1Score` and, for segmentation, `PixelAnomalyClassMetrics`
+    /// (`Precision`, `Recall`, `F1Score`, `AIOU`, `ClassName` per label). `DescribeModel.Performance` is
+    /// `{F1Score, Recall, Precision}` from the same figures.
+    pub fn to_lfv_metrics_json(&self) -> serde_json::Value {
+        let mut m = serde_json::json!({
+            "ROCAUC": self.image_auroc,
+            "AveragePrecision": self.average_precision,
+            "Precision": self.precision,
+            "Recall": self.recall,
+            "F1Score": self.f1,
+        });
+        if !self.labels.is_empty() {
+            m["PixelAnomalyClassMetrics"] = self
+                .labels
+                .iter()
+                .map(|l| serde_json::json!({"Precision": l.precision, "Recall": l.recall, "F1Score": l.f1, "AIOU": l.iou, "ClassName": l.name}))
+                .collect();
+        }
+        m
+    }
+
     fn from_images(source: &str, threshold: f32, images: Vec<ImageResult>, _unused: Option<()>) -> Evaluation {
         let scores: Vec<f32> = images.iter().map(|r| r.score).collect();
         let labels: Vec<bool> = images.iter().map(|r| r.anomalous).collect();
@@ -1203,6 +1225,21 @@ mod tests {
             let zeros = (0..8).filter(|&i| labels[i] == class && f[i] == 0).count();
             assert_eq!(zeros, 2);
         }
+    }
+
+    #[test]
+    fn lfv_metrics_shape() {
+        let images = vec![
+            ImageResult { id: "a".into(), anomalous: true, predicted_anomalous: true, score: 0.9, confidence: 0.9 },
+            ImageResult { id: "b".into(), anomalous: false, predicted_anomalous: false, score: 0.1, confidence: 0.9 },
+        ];
+        let mut ev = Evaluation::from_images("test_set", 0.5, images, None);
+        ev.labels.push(LabelMetrics { name: "dent".into(), precision: 0.5, recall: 1.0, f1: 2.0 / 3.0, iou: 0.5, images: 1 });
+        let m = ev.to_lfv_metrics_json();
+        assert_eq!(m["ROCAUC"], 1.0);
+        assert_eq!(m["F1Score"], 1.0);
+        assert_eq!(m["PixelAnomalyClassMetrics"][0]["ClassName"], "dent");
+        assert_eq!(m["PixelAnomalyClassMetrics"][0]["AIOU"], 0.5);
     }
 
     #[test]
