@@ -56,6 +56,9 @@ pub struct TrainArgs {
     /// Largest memory bank (rows).
     #[arg(long)]
     pub max_bank: Option<usize>,
+    /// Principal components kept for the nearest-neighbour search (0: all 152 channels).
+    #[arg(long)]
+    pub knn_dim: Option<i64>,
     /// Seed of every random choice (split, folds, coreset).
     #[arg(long)]
     pub seed: Option<u64>,

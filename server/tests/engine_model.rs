@@ -81,6 +81,9 @@ fn trains_detects_evaluates_and_reloads_exactly() {
     let ds = model.detect(&b, &small).unwrap();
     assert_eq!(image::load_from_memory(ds.anomaly_mask.as_ref().unwrap()).unwrap().width(), 96);
 
+    // An empty image is an error, not a panic.
+    assert!(model.detect(&b, &image::RgbImage::new(0, 0)).is_err());
+
     // Save → load reproduces every output exactly.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.vigil");
@@ -96,6 +99,13 @@ fn trains_detects_evaluates_and_reloads_exactly() {
         assert_eq!(a.anomaly_mask, c.anomaly_mask);
         assert_eq!(a.to_lfv_json(), c.to_lfv_json());
     }
+    // One model, several threads at once: the same scores as one at a time.
+    let sequential: Vec<u32> = test.iter().map(|s| loaded.detect(&b, &s.image.load().unwrap()).unwrap().score.to_bits()).collect();
+    let concurrent: Vec<u32> = std::thread::scope(|sc| {
+        let handles: Vec<_> = test.iter().map(|s| sc.spawn(|| loaded.detect(&b, &s.image.load().unwrap()).unwrap().score.to_bits())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(sequential, concurrent);
     let ev2 = loaded.evaluate(&b, &test, &mut |_, _| {}).unwrap();
     let s1: Vec<u32> = ev.images.iter().map(|r| r.score.to_bits()).collect();
     let s2: Vec<u32> = ev2.images.iter().map(|r| r.score.to_bits()).collect();
@@ -165,6 +175,27 @@ fn command_line_train_eval_detect() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(v["DetectAnomalyResult"]["Confidence"].as_f64().unwrap() >= 0.5);
     assert!(v["DetectAnomalyResult"].get("Anomalies").is_none(), "classification model: no Anomalies");
+
+    // The MVTec AD layout (test part: test/good, test/<defect>, ground_truth/<defect>/<stem>_mask.png).
+    let mv = dir.path().join("mvtec");
+    for d in ["train/good", "test/good", "test/crack", "ground_truth/crack"] {
+        std::fs::create_dir_all(mv.join(d)).unwrap();
+    }
+    for n in [2, 3, 4] {
+        std::fs::copy(data.join(format!("normal/normal-{n}.jpg")), mv.join(format!("train/good/{n:03}.jpg"))).unwrap();
+    }
+    for n in [12, 13] {
+        std::fs::copy(data.join(format!("normal/normal-{n}.jpg")), mv.join(format!("test/good/{n:03}.jpg"))).unwrap();
+    }
+    for n in [8, 9] {
+        std::fs::copy(data.join(format!("anomaly/anomaly-{n}.jpg")), mv.join(format!("test/crack/{n:03}.jpg"))).unwrap();
+        std::fs::copy(data.join(format!("masks/anomaly-{n}.png")), mv.join(format!("ground_truth/crack/{n:03}_mask.png"))).unwrap();
+    }
+    let (ok, out, err) = run(&["eval", "--model", model.to_str().unwrap(), mv.to_str().unwrap(), "--json"]);
+    assert!(ok, "eval on MVTec layout failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["n_normal"].as_u64(), v["n_anomaly"].as_u64()), (Some(2), Some(2)));
+    assert!(v["pixel_auroc"].as_f64().is_some(), "pixel AUROC from the MVTec masks: {out}");
 
     // Readable errors, no panics.
     let (ok, _, err) = run(&["detect", "--model", model.to_str().unwrap(), "/nonexistent.png"]);

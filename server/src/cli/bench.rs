@@ -187,7 +187,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "evaluation": ev.source,
             "pixel": pixel,
             "fit_seconds": fit,
-            "train_images": set.train.len(),
+            "train_images": model.header.training.train_normal + model.header.training.train_anomaly,
             "detect_p50_ms": p50,
             "detect_p99_ms": p99,
             "preprocess_p50_ms": prep50,

@@ -82,6 +82,9 @@ fn train(a: TrainArgs) -> Result<()> {
     if let Some(m) = a.max_bank {
         opts.max_bank = m;
     }
+    if let Some(k) = a.knn_dim {
+        opts.knn_dim = (k > 0).then_some(k);
+    }
     if let Some(s) = a.seed {
         opts.seed = s;
     }

@@ -125,6 +125,8 @@ pub struct TrainOptions {
     pub max_candidates: usize,
     /// Dimension of the random projection used by the coreset selection.
     pub projection_dim: i64,
+    /// Principal components kept for the nearest-neighbour search (`None`: all 152 feature channels).
+    pub knn_dim: Option<i64>,
     /// Folds for out-of-fold scores.
     pub folds: usize,
     /// Fraction held out for evaluation when no test set is given (only when there are at least 20 normal and
@@ -147,6 +149,7 @@ impl Default for TrainOptions {
             max_bank: 2048,
             max_candidates: 200_000,
             projection_dim: 32,
+            knn_dim: Some(64),
             folds: 4,
             test_fraction: 0.2,
             seed: 17,
@@ -328,6 +331,9 @@ pub struct InputSpec {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PatchCoreSpec {
     pub embed_dim: i64,
+    /// Dimensions of the nearest-neighbour search (PCA of normal patches), when fewer than `embed_dim`.
+    #[serde(default)]
+    pub knn_dim: Option<i64>,
     pub pool_kernel: i64,
     pub bank_size: i64,
     pub blur_sigma: f64,
@@ -373,6 +379,13 @@ pub struct Model {
     seg_head: Option<LinearHead>,
     image_head: Option<LinearHead>,
 }
+
+// SAFETY: `tch::Tensor` is `Send` but not `Sync` because a tensor *can* be mutated in place through a shared
+// handle. A `Model`'s tensors (memory bank, PCA, head weights) are created when it is trained or loaded and never
+// mutated afterwards: every method takes `&self` and only reads them (out-of-place ops under `no_grad`, which do
+// not touch autograd state), and libtorch's reference counts are atomic. Concurrent detections with one model
+// from several threads are therefore sound, as in PyTorch's multi-threaded inference on shared weights.
+unsafe impl Sync for Model {}
 
 /// Pooled backbone features for the supervised image score: mean and max of the stride-16 map, mean of the
 /// stride-8 map. `Features` → `(B, 264)`.
@@ -437,12 +450,16 @@ fn extract(
     Ok(out)
 }
 
-/// Builds a coreset memory bank from embeddings `(D, h, w)` of normal images.
-fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64) -> Result<MemoryBank> {
+/// Builds a coreset memory bank from embeddings `(D, h, w)` of normal images (in PCA space when given).
+fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64, pca: Option<&patchcore::Pca>) -> Result<MemoryBank> {
     tch::no_grad(|| {
         let mut rows = Vec::with_capacity(embeddings.len());
         for e in embeddings {
-            rows.push(patchcore::to_rows(&e.f_unsqueeze(0)?)?);
+            let r = patchcore::to_rows(&e.f_unsqueeze(0)?)?;
+            rows.push(match pca {
+                Some(p) => p.apply(&r)?,
+                None => r,
+            });
         }
         let mut all = Tensor::f_cat(&rows, 0)?.f_to_kind(Kind::Float)?;
         drop(rows);
@@ -460,12 +477,12 @@ fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64) -> Result<
         let picks = if k >= n {
             (0..n as i64).collect()
         } else {
-            let proj = coreset::random_projection(EMBED_DIM, opts.projection_dim.max(1), seed ^ 0x5EED)?;
+            let proj = coreset::random_projection(all.size()[1], opts.projection_dim.max(1), seed ^ 0x5EED)?;
             let projected = all.f_matmul(&proj)?;
             coreset::greedy_k_center(&projected, k, rng.below(n))?
         };
         let bank = all.f_index_select(0, &Tensor::f_from_slice(&picks)?)?;
-        MemoryBank::new(bank)
+        MemoryBank::new(bank, pca.cloned())
     })
 }
 
@@ -558,6 +575,27 @@ pub fn train(
     })?;
 
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "features extracted");
+    // PCA of normal patches for the nearest-neighbour search (at most 50,000 rows, seeded).
+    let pca = match opts.knn_dim {
+        Some(kd) if kd > 0 && kd < EMBED_DIM => {
+            let mut rows = Vec::new();
+            for i in (0..total).filter(|&i| !labels[i]) {
+                rows.push(patchcore::to_rows(&items[i].embedding.f_unsqueeze(0)?)?);
+            }
+            let all = Tensor::f_cat(&rows, 0)?;
+            let n = all.size()[0] as usize;
+            let all = if n > 50_000 {
+                let mut idx: Vec<i64> = (0..n as i64).collect();
+                SplitMix64::new(opts.seed ^ 0x9CA).shuffle(&mut idx);
+                idx.truncate(50_000);
+                all.f_index_select(0, &Tensor::f_from_slice(&idx)?)?
+            } else {
+                all
+            };
+            Some(patchcore::Pca::fit(&all, kd)?)
+        }
+        _ => None,
+    };
     // 2. Out-of-fold scores.
     let k = opts.folds.clamp(2, n_norm);
     let folds = assign_folds(&labels, k, opts.seed);
@@ -566,7 +604,7 @@ pub fn train(
     for f in 0..k {
         progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
         let normals: Vec<&Tensor> = (0..total).filter(|&i| folds[i] != f && !labels[i]).map(|i| &items[i].embedding).collect();
-        let bank = build_bank(&normals, opts, opts.seed.wrapping_add(f as u64 + 1))?;
+        let bank = build_bank(&normals, opts, opts.seed.wrapping_add(f as u64 + 1), pca.as_ref())?;
         for i in (0..total).filter(|&i| folds[i] == f) {
             let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
             let map = bank.score_maps(&e)?; // (1, h, w)
@@ -735,7 +773,7 @@ pub fn train(
     // 6. Final memory bank.
     progress(Progress { stage: Stage::MemoryBank, done: 0, total: 1 });
     let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
-    let bank = build_bank(&normals, opts, opts.seed)?;
+    let bank = build_bank(&normals, opts, opts.seed, pca.as_ref())?;
     drop(items);
     progress(Progress { stage: Stage::MemoryBank, done: 1, total: 1 });
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "final memory bank");
@@ -758,6 +796,7 @@ pub fn train(
         },
         patchcore: PatchCoreSpec {
             embed_dim: EMBED_DIM,
+            knn_dim: bank.pca.as_ref().map(|p| p.output_dim()),
             pool_kernel: 3,
             bank_size: bank.len(),
             blur_sigma: anomaly_map::SIGMA,
@@ -815,22 +854,35 @@ impl Model {
         threshold::verdict(score, self.header.threshold, self.header.confidence_scale)
     }
 
-    fn score_batch(&self, backbone: &Backbone, images: &[&RgbImage]) -> Result<Vec<Scored>> {
+    fn score_batch(&self, backbone: &Backbone, images: &[&RgbImage], want_prob: bool) -> Result<Vec<Scored>> {
         let (w, h) = self.input_size();
+        let t0 = Instant::now();
         let mut inputs = Vec::with_capacity(images.len());
         for img in images {
             inputs.push(Backbone::preprocess(img, w, h)?);
         }
         tch::no_grad(|| {
             let x = Tensor::f_cat(&inputs, 0)?;
+            let t1 = Instant::now();
             let f = backbone.forward(&x)?;
+            let t2 = Instant::now();
             let e = patchcore::embed(&f)?;
             // Same precision path as training: embeddings pass through f16.
             let e = e.f_to_kind(Kind::Half)?.f_to_kind(Kind::Float)?;
             let maps = self.bank.score_maps(&e)?; // (B, h, w)
             let pc: Vec<f32> = f32_values(&patchcore::image_scores(&maps)?)?;
+            let t3 = Instant::now();
             let norm = self.header.score.patchcore_norm as f64;
             let heat = anomaly_map::heat_maps(&maps.f_div_scalar(norm)?, h as i64, w as i64, self.header.patchcore.blur_sigma)?;
+            let _ = heat.f_double_value(&[0, 0, 0]);
+            let t4 = Instant::now();
+            tracing::trace!(
+                preprocess_ms = (t1 - t0).as_secs_f64() * 1e3,
+                backbone_ms = (t2 - t1).as_secs_f64() * 1e3,
+                patchcore_ms = (t3 - t2).as_secs_f64() * 1e3,
+                heat_ms = (t4 - t3).as_secs_f64() * 1e3,
+                "score_batch"
+            );
             let scores: Vec<f32> = match (&self.image_head, &self.header.score.patchcore_ranks, &self.header.score.supervised_ranks) {
                 (Some(head), Some(rp), Some(rl)) => {
                     let l = head.logits(&pooled_features(&f)?)?;
@@ -849,10 +901,14 @@ impl Model {
                 let logits = head.logits(&rows)?.f_view([b, gh, gw, c])?.f_permute([0, 3, 1, 2])?;
                 let up = logits.f_upsample_bilinear2d([h as i64, w as i64], false, None, None)?;
                 let cls = up.f_argmax(1, false)?.f_to_kind(Kind::Uint8)?; // (B, H, W)
-                let prob = up.f_softmax(1, Kind::Float)?.f_select(1, 0)?.f_neg()?.f_add_scalar(1.0)?;
+                let prob = if want_prob { Some(up.f_softmax(1, Kind::Float)?.f_select(1, 0)?.f_neg()?.f_add_scalar(1.0)?) } else { None };
                 for i in 0..b {
                     let v: Vec<u8> = Vec::try_from(&cls.f_get(i)?.f_contiguous()?.f_view([-1])?)?;
-                    seg.push((Some(v), Some(prob.f_get(i)?)));
+                    let p = match &prob {
+                        Some(p) => Some(p.f_get(i)?),
+                        None => None,
+                    };
+                    seg.push((Some(v), p));
                 }
             }
             let mut out = Vec::with_capacity(scores.len());
@@ -865,6 +921,7 @@ impl Model {
     }
 
     fn detection(&self, s: Scored, img_w: u32, img_h: u32) -> Result<Detection> {
+        let t0 = Instant::now();
         let (w, h) = self.input_size();
         let (is_anomalous, confidence) = self.verdict(s.score);
         let heat_map = f32_values(&s.heat)?;
@@ -895,6 +952,7 @@ impl Model {
             anomaly_mask = Some(segmentation::png_bytes(&segmentation::colorize(&full, img_w, img_h, &colors))?);
             anomalies = Some(list);
         }
+        tracing::trace!(detection_ms = t0.elapsed().as_secs_f64() * 1e3, "detection");
         Ok(Detection { is_anomalous, confidence, score: s.score, anomalies, anomaly_mask, heat_map, heat_width: w, heat_height: h })
     }
 
@@ -907,7 +965,13 @@ impl Model {
 
     /// Detects anomalies in several images with one backbone pass.
     pub fn detect_batch(&self, backbone: &Backbone, images: &[&RgbImage]) -> Result<Vec<Detection>> {
-        let scored = self.score_batch(backbone, images)?;
+        if let Some(img) = images.iter().find(|i| i.width() == 0 || i.height() == 0) {
+            return Err(Error::Input(format!("the image is {}×{} px", img.width(), img.height())));
+        }
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scored = self.score_batch(backbone, images, false)?;
         scored.into_iter().zip(images).map(|(s, img)| self.detection(s, img.width(), img.height())).collect()
     }
 
@@ -931,7 +995,7 @@ impl Model {
         let stride = ((samples.len() * (w * h) as usize) / (16 << 20)).max(1);
         for (i, s) in samples.iter().enumerate() {
             let img = s.image.load()?;
-            let mut scored = self.score_batch(backbone, &[&img])?;
+            let mut scored = self.score_batch(backbone, &[&img], true)?;
             let sc = scored.pop().ok_or_else(|| Error::Shape("no score".into()))?;
             let (p, c) = self.verdict(sc.score);
             images.push(ImageResult { id: s.id.clone(), anomalous: s.anomalous, predicted_anomalous: p, score: sc.score, confidence: c });
@@ -1004,6 +1068,10 @@ impl Model {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let header = serde_json::to_value(&self.header).map_err(|e| Error::Artifact(e.to_string()))?;
         let mut tensors: Vec<(String, &Tensor)> = vec![("bank".into(), &self.bank.bank)];
+        if let Some(p) = &self.bank.pca {
+            tensors.push(("pca.mean".into(), &p.mean));
+            tensors.push(("pca.components".into(), &p.components));
+        }
         for (prefix, head) in [("seg", &self.seg_head), ("image", &self.image_head)] {
             if let Some(hd) = head {
                 tensors.push((format!("{prefix}.mean"), &hd.mean));
@@ -1025,6 +1093,16 @@ impl Model {
         }
         let mut take = |name: &str| tensors.remove(name);
         let bank = take("bank").ok_or_else(|| Error::Artifact("model has no memory bank".into()))?;
+        let pca = match (take("pca.mean"), take("pca.components")) {
+            (Some(mean), Some(components)) => Some(patchcore::Pca { mean, components }),
+            (None, None) => None,
+            _ => return Err(Error::Artifact("incomplete PCA in model".into())),
+        };
+        if let Some(p) = &pca {
+            if p.input_dim() != EMBED_DIM || p.mean.size() != [EMBED_DIM] || Some(p.output_dim()) != header.patchcore.knn_dim {
+                return Err(Error::Artifact("PCA does not match the model header".into()));
+            }
+        }
         let mut head = |prefix: &str| -> Option<LinearHead> {
             Some(LinearHead {
                 mean: take(&format!("{prefix}.mean"))?,
@@ -1048,8 +1126,8 @@ impl Model {
                 return Err(Error::Artifact("image head has the wrong shape".into()));
             }
         }
-        let bank = MemoryBank::new(bank)?;
-        if bank.bank.size()[1] != EMBED_DIM {
+        let bank = MemoryBank::new(bank, pca)?;
+        if bank.bank.size()[1] != header.patchcore.knn_dim.unwrap_or(EMBED_DIM) {
             return Err(Error::Artifact("memory bank has the wrong width".into()));
         }
         Ok(Model { header, bank, seg_head, image_head })
@@ -1069,6 +1147,28 @@ impl Model {
 }
 
 impl Evaluation {
+    /// LFV's `AggregatedEvaluationResults.Metrics` object of the evaluation result file: `ROCAUC`,
+    /// `AveragePrecision`, `Precision`, `Recall`, `F1Score` and, for segmentation, `PixelAnomalyClassMetrics`
+    /// (`Precision`, `Recall`, `F1Score`, `AIOU`, `ClassName` per label). `DescribeModel.Performance` is
+    /// `{F1Score, Recall, Precision}` from the same figures.
+    pub fn to_lfv_metrics_json(&self) -> serde_json::Value {
+        let mut m = serde_json::json!({
+            "ROCAUC": self.image_auroc,
+            "AveragePrecision": self.average_precision,
+            "Precision": self.precision,
+            "Recall": self.recall,
+            "F1Score": self.f1,
+        });
+        if !self.labels.is_empty() {
+            m["PixelAnomalyClassMetrics"] = self
+                .labels
+                .iter()
+                .map(|l| serde_json::json!({"Precision": l.precision, "Recall": l.recall, "F1Score": l.f1, "AIOU": l.iou, "ClassName": l.name}))
+                .collect();
+        }
+        m
+    }
+
     fn from_images(source: &str, threshold: f32, images: Vec<ImageResult>, _unused: Option<()>) -> Evaluation {
         let scores: Vec<f32> = images.iter().map(|r| r.score).collect();
         let labels: Vec<bool> = images.iter().map(|r| r.anomalous).collect();
@@ -1101,6 +1201,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn model_and_backbone_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Model>();
+        shared::<Backbone>();
+    }
+
+    #[test]
     fn input_size_keeps_aspect_in_multiples_of_32() {
         assert_eq!(choose_input_size(576, 768, None), (256, 320));
         assert_eq!(choose_input_size(2000, 1334, None), (640, 416));
@@ -1118,6 +1225,21 @@ mod tests {
             let zeros = (0..8).filter(|&i| labels[i] == class && f[i] == 0).count();
             assert_eq!(zeros, 2);
         }
+    }
+
+    #[test]
+    fn lfv_metrics_shape() {
+        let images = vec![
+            ImageResult { id: "a".into(), anomalous: true, predicted_anomalous: true, score: 0.9, confidence: 0.9 },
+            ImageResult { id: "b".into(), anomalous: false, predicted_anomalous: false, score: 0.1, confidence: 0.9 },
+        ];
+        let mut ev = Evaluation::from_images("test_set", 0.5, images, None);
+        ev.labels.push(LabelMetrics { name: "dent".into(), precision: 0.5, recall: 1.0, f1: 2.0 / 3.0, iou: 0.5, images: 1 });
+        let m = ev.to_lfv_metrics_json();
+        assert_eq!(m["ROCAUC"], 1.0);
+        assert_eq!(m["F1Score"], 1.0);
+        assert_eq!(m["PixelAnomalyClassMetrics"][0]["ClassName"], "dent");
+        assert_eq!(m["PixelAnomalyClassMetrics"][0]["AIOU"], 0.5);
     }
 
     #[test]

@@ -37,10 +37,63 @@ pub fn to_rows(e: &Tensor) -> Result<Tensor> {
     Ok(e.f_permute([0, 2, 3, 1])?.f_reshape([-1, s[1]])?.f_contiguous()?)
 }
 
-/// A memory bank of normal patch features, `(M, D)`, with its squared row norms cached.
+/// Principal components of normal patch features, to search nearest neighbours in fewer dimensions:
+/// `(N, D)` → `(N, k)` = `(x − mean) · components`.
+pub struct Pca {
+    /// `(D,)`
+    pub mean: Tensor,
+    /// `(D, k)`, columns by decreasing variance.
+    pub components: Tensor,
+}
+
+impl Clone for Pca {
+    fn clone(&self) -> Self {
+        Pca { mean: self.mean.shallow_clone(), components: self.components.shallow_clone() }
+    }
+}
+
+impl Pca {
+    /// Fits the top `k` components of `rows: (N, D)` (eigen-decomposition of the covariance).
+    pub fn fit(rows: &Tensor, k: i64) -> Result<Pca> {
+        let s = rows.size();
+        if s.len() != 2 || s[0] < 2 || k < 1 || k > s[1] {
+            return Err(Error::Shape(format!("PCA of {k} components from rows {s:?}")));
+        }
+        tch::no_grad(|| {
+            let x = rows.f_to_kind(Kind::Double)?;
+            let mean = x.f_mean_dim([0i64].as_slice(), false, Kind::Double)?;
+            let c = x.f_sub(&mean)?;
+            let cov = c.f_tr()?.f_matmul(&c)?.f_div_scalar((s[0] - 1) as f64)?;
+            let (_, vecs) = cov.f_linalg_eigh("L")?; // ascending eigenvalues
+            let components = vecs.f_narrow(1, s[1] - k, k)?.f_flip([1])?.f_to_kind(Kind::Float)?.f_contiguous()?;
+            Ok(Pca { mean: mean.f_to_kind(Kind::Float)?, components })
+        })
+    }
+
+    pub fn input_dim(&self) -> i64 {
+        self.components.size()[0]
+    }
+
+    pub fn output_dim(&self) -> i64 {
+        self.components.size()[1]
+    }
+
+    /// `(N, D)` → `(N, k)`.
+    pub fn apply(&self, rows: &Tensor) -> Result<Tensor> {
+        Ok(rows.f_to_kind(Kind::Float)?.f_sub(&self.mean)?.f_matmul(&self.components)?)
+    }
+}
+
+/// A memory bank of normal patch features, `(M, D)` (or `(M, k)` in PCA space), with its squared row norms
+/// cached.
 pub struct MemoryBank {
     pub bank: Tensor,
+    /// Queries are projected with this first, when set.
+    pub pca: Option<Pca>,
+    /// `(1, M)` squared row norms.
     sq: Tensor,
+    /// `(D, M)`: `−2 · bankᵀ`, so that one `addmm` gives `|m|² − 2 q·m`.
+    neg2_t: Tensor,
 }
 
 /// Queries are processed in chunks so that the `(chunk, M)` distance matrix stays under this many floats
@@ -48,15 +101,21 @@ pub struct MemoryBank {
 const MAX_DIST_FLOATS: i64 = 16 << 20;
 
 impl MemoryBank {
-    /// `bank: (M, D)` float.
-    pub fn new(bank: Tensor) -> Result<Self> {
+    /// `bank: (M, D)` float, already in PCA space when `pca` is given.
+    pub fn new(bank: Tensor, pca: Option<Pca>) -> Result<Self> {
         let s = bank.size();
         if s.len() != 2 || s[0] == 0 {
             return Err(Error::Shape(format!("memory bank must be a non-empty (M, D) matrix, got {s:?}")));
         }
+        if let Some(p) = &pca {
+            if p.output_dim() != s[1] {
+                return Err(Error::Shape(format!("PCA gives {} dims, bank has {}", p.output_dim(), s[1])));
+            }
+        }
         let bank = bank.f_to_kind(Kind::Float)?.f_contiguous()?;
-        let sq = bank.f_mul(&bank)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
-        Ok(MemoryBank { bank, sq })
+        let sq = bank.f_mul(&bank)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_unsqueeze(0)?;
+        let neg2_t = bank.f_tr()?.f_mul_scalar(-2.0)?.f_contiguous()?;
+        Ok(MemoryBank { bank, pca, sq, neg2_t })
     }
 
     pub fn len(&self) -> i64 {
@@ -72,12 +131,15 @@ impl MemoryBank {
     /// `queries: (N, D)` → `(N,)`.
     pub fn nearest_distances(&self, queries: &Tensor) -> Result<Tensor> {
         let s = queries.size();
-        let d = self.bank.size()[1];
+        let d = self.pca.as_ref().map_or(self.bank.size()[1], |p| p.input_dim());
         if s.len() != 2 || s[1] != d {
             return Err(Error::Shape(format!("queries must be (N, {d}), got {s:?}")));
         }
         tch::no_grad(|| {
-            let q = queries.f_to_kind(Kind::Float)?;
+            let q = match &self.pca {
+                Some(p) => p.apply(queries)?,
+                None => queries.f_to_kind(Kind::Float)?,
+            };
             let m = self.len();
             let chunk = (MAX_DIST_FLOATS / m).max(1);
             let mut outs = Vec::new();
@@ -85,12 +147,11 @@ impl MemoryBank {
             while start < s[0] {
                 let len = chunk.min(s[0] - start);
                 let qc = q.f_narrow(0, start, len)?;
-                let qsq = qc.f_mul(&qc)?.f_sum_dim_intlist([1i64].as_slice(), true, Kind::Float)?; // (n, 1)
-                // addmm: qsq_broadcast + (−2)·(q mᵀ), then + |m|²
-                let cross = qc.f_matmul(&self.bank.f_tr()?)?; // (n, M)
-                let d2 = cross.f_mul_scalar(-2.0)?.f_add(&qsq)?.f_add(&self.sq.f_unsqueeze(0)?)?;
-                let (min, _) = d2.f_min_dim(1, false)?;
-                outs.push(min.f_clamp_min(0.0)?.f_sqrt()?);
+                let qsq = qc.f_mul(&qc)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?; // (n,)
+                // |m|² − 2 q·m in one pass; |q|² is the same for every m, so it is added after the min.
+                let part = self.sq.f_addmm(&qc, &self.neg2_t)?; // (n, M)
+                let (min, _) = part.f_min_dim(1, false)?;
+                outs.push(min.f_add(&qsq)?.f_clamp_min(0.0)?.f_sqrt()?);
                 start += len;
             }
             Ok(Tensor::f_cat(&outs, 0)?)
@@ -122,7 +183,7 @@ mod tests {
     #[test]
     fn nearest_distance_by_hand() {
         // Bank: (0,0), (3,4). Queries: (0,1) → 1; (3,0) → 3 (to (0,0)) vs 4 → 3; (6,8) → 5.
-        let bank = MemoryBank::new(Tensor::from_slice(&[0f32, 0., 3., 4.]).view([2, 2])).unwrap();
+        let bank = MemoryBank::new(Tensor::from_slice(&[0f32, 0., 3., 4.]).view([2, 2]), None).unwrap();
         let q = Tensor::from_slice(&[0f32, 1., 3., 0., 6., 8.]).view([3, 2]);
         let d: Vec<f32> = Vec::try_from(&bank.nearest_distances(&q).unwrap()).unwrap();
         assert_eq!(d.len(), 3);
@@ -131,6 +192,20 @@ mod tests {
         }
         // Wrong width is an error, not a panic.
         assert!(bank.nearest_distances(&Tensor::zeros([2, 3], (Kind::Float, tch::Device::Cpu))).is_err());
+    }
+
+    #[test]
+    fn pca_keeps_the_main_direction_and_distances_along_it() {
+        // Points on the line y = 2x (plus tiny noise in z): one component captures them.
+        let rows = Tensor::from_slice(&[0f32, 0., 0., 1., 2., 0.01, 2., 4., -0.01, 3., 6., 0.]).view([4, 3]);
+        let p = Pca::fit(&rows, 1).unwrap();
+        assert_eq!(p.components.size(), [3, 1]);
+        let bank = MemoryBank::new(p.apply(&rows.narrow(0, 0, 1)).unwrap(), Some(p.clone())).unwrap();
+        // Distance from (3, 6, 0) to (0, 0, 0) along the line is sqrt(45).
+        let d = bank.nearest_distances(&rows.narrow(0, 3, 1)).unwrap().double_value(&[0]);
+        assert!((d - 45f64.sqrt()).abs() < 1e-2, "{d}");
+        assert!(Pca::fit(&rows, 4).is_err());
+        assert!(MemoryBank::new(Tensor::zeros([2, 2], (Kind::Float, tch::Device::Cpu)), Some(p)).is_err());
     }
 
     #[test]

@@ -182,21 +182,24 @@ pub fn colorize(classes: &[u8], width: u32, height: u32, colors: &[[u8; 3]]) -> 
 
 /// Nearest-neighbour resize of a class map.
 pub fn resize_classes(classes: &[u8], width: u32, height: u32, to_width: u32, to_height: u32) -> Vec<u8> {
-    let mut out = vec![0u8; (to_width * to_height) as usize];
+    let xs: Vec<usize> =
+        (0..to_width).map(|x| (((x as f64 + 0.5) * width as f64 / to_width as f64) as u32).min(width - 1) as usize).collect();
+    let mut out = Vec::with_capacity((to_width * to_height) as usize);
     for y in 0..to_height {
-        let sy = (((y as f64 + 0.5) * height as f64 / to_height as f64) as u32).min(height - 1);
-        for x in 0..to_width {
-            let sx = (((x as f64 + 0.5) * width as f64 / to_width as f64) as u32).min(width - 1);
-            out[(y * to_width + x) as usize] = classes[(sy * width + sx) as usize];
-        }
+        let sy = (((y as f64 + 0.5) * height as f64 / to_height as f64) as u32).min(height - 1) as usize;
+        let row = &classes[sy * width as usize..(sy + 1) * width as usize];
+        out.extend(xs.iter().map(|&sx| row[sx]));
     }
     out
 }
 
-/// Encodes an RGB image as PNG.
+/// Encodes an RGB image as PNG (fast compression: masks are flat colours and compress well anyway).
 pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder;
     let mut buf = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
+    PngEncoder::new_with_quality(&mut buf, CompressionType::Fast, FilterType::Sub)
+        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
         .map_err(|e| Error::Shape(format!("PNG encoding: {e}")))?;
     Ok(buf)
 }

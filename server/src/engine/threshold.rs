@@ -25,11 +25,11 @@ pub enum ThresholdRule {
 /// midpoint of the two scores around the best split (ties: the lowest such threshold). Returns
 /// `(threshold, f1)`; `None` without positives or negatives.
 pub fn f1_optimal(scores: &[f32], labels: &[bool]) -> Option<(f32, f64)> {
-    let pos = labels.iter().filter(|&&y| y).count();
-    if pos == 0 || pos == labels.len() {
+    let mut pairs: Vec<(f32, bool)> = scores.iter().copied().zip(labels.iter().copied()).filter(|(s, _)| s.is_finite()).collect();
+    let pos = pairs.iter().filter(|p| p.1).count();
+    if pos == 0 || pos == pairs.len() {
         return None;
     }
-    let mut pairs: Vec<(f32, bool)> = scores.iter().copied().zip(labels.iter().copied()).filter(|(s, _)| s.is_finite()).collect();
     pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Threshold below everything: all predicted anomalous.
     let (mut best_t, mut best_f1) = (pairs[0].0 - 1e-6f32.max(pairs[0].0.abs() * 1e-6), f1(pos as u64, (pairs.len() - pos) as u64, 0));
@@ -162,6 +162,7 @@ mod tests {
         assert!((t - 0.25).abs() < 1e-6, "{t}");
         assert!((f - 6.0 / 7.0).abs() < 1e-9);
         assert!(f1_optimal(&[0.1], &[true]).is_none());
+        assert!(f1_optimal(&[f32::NAN, f32::NAN], &[true, false]).is_none());
     }
 
     #[test]
