@@ -80,7 +80,7 @@ async fn cookie_manifest_import(backend: Backend) {
     let d = settle(c, "cookies", "train").await;
     assert_eq!(d.status(), Some(&DatasetStatus::CreateComplete), "{:?}", d.status_message());
     let msg = d.status_message().unwrap();
-    assert!(msg.starts_with("Imported 2 of 63 manifest lines. Skipped 61:"), "{msg}");
+    assert!(msg.starts_with("Imported 2 of 63 items from the manifest s3://lookoutvision-us-east-1-0e205be246/manifests/train_segmentation.manifest. Skipped 61:"), "{msg}");
     assert!(msg.contains("object not found"), "{msg}");
     let stats = d.image_stats.unwrap();
     assert_eq!((stats.total, stats.labeled, stats.normal, stats.anomaly), (Some(2), Some(2), Some(1), Some(1)));
@@ -277,7 +277,7 @@ async fn bad_objects_are_reported_and_good_ones_kept() {
     assert_eq!(d.status(), Some(&DatasetStatus::CreateComplete));
     let msg = d.status_message().unwrap();
     assert_eq!(d.image_stats.as_ref().unwrap().total, Some(1), "{msg}");
-    assert!(msg.starts_with("Imported 1 of 8 manifest lines. Skipped 7:"), "{msg}");
+    assert!(msg.starts_with("Imported 1 of 8 items from the manifest s3://bad/m.manifest. Skipped 7:"), "{msg}");
 
     // The full report, line by line.
     let report = vigil::datasets::issues(

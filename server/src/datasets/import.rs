@@ -181,6 +181,10 @@ impl Importer {
     /// The CreateDataset job: reads the manifest, imports what it can, and settles the dataset's status.
     pub async fn import_manifest(&self, dataset_id: &str, bucket: &str, key: &str, version: Option<&str>) {
         let outcome = self.try_import_manifest(dataset_id, bucket, key, version).await;
+        self.settle_create(dataset_id, outcome).await;
+    }
+
+    async fn settle_create(&self, dataset_id: &str, outcome: Result<String, String>) {
         let (status, message) = match outcome {
             Ok(message) => (super::CREATE_COMPLETE, message),
             Err(message) => (super::CREATE_FAILED, message),
@@ -188,6 +192,35 @@ impl Importer {
         if let Err(e) = self.set_status(dataset_id, status, &message).await {
             tracing::error!(error = %e, dataset_id, "could not record the import's outcome");
         }
+    }
+
+    /// Fetches and stores what the lines name, then writes the entries and the report in one transaction.
+    /// `source` names the import in messages. Fails when nothing at all could be imported.
+    async fn import_lines(
+        &self,
+        dataset_id: &str,
+        lines: Vec<(i64, ManifestLine)>,
+        mut issues: Vec<Issue>,
+        source: &str,
+    ) -> Result<String, String> {
+        let total = lines.len() + issues.len();
+        let (entries, fetch_issues) = self.materialize_all(lines, &HashMap::new()).await;
+        issues.extend(fetch_issues);
+        issues.sort_by_key(|i| i.line);
+        if entries.is_empty() {
+            let mut conn = self.db.pool.acquire().await.map_err(internal)?;
+            super::record_issues(&mut conn, dataset_id, &issues).await.map_err(internal)?;
+            return Err(format!("Nothing in {source} could be imported ({total} items). {}", quote(&issues)));
+        }
+        let mut tx = self.db.begin_write().await.map_err(internal)?;
+        super::upsert_entries(&mut tx, dataset_id, &entries).await.map_err(internal)?;
+        super::record_issues(&mut tx, dataset_id, &issues).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        let mut message = format!("Imported {} of {total} items from {source}.", entries.len());
+        if !issues.is_empty() {
+            message.push_str(&format!(" Skipped {}: {}", issues.len(), quote(&issues)));
+        }
+        Ok(message)
     }
 
     async fn set_status(&self, dataset_id: &str, status: &str, message: &str) -> Result<(), sqlx::Error> {
@@ -202,41 +235,18 @@ impl Importer {
             other => format!("The manifest {uri} could not be read: {other}."),
         })?;
         let text = String::from_utf8(bytes).map_err(|_| format!("The manifest {uri} is not UTF-8 text."))?;
-        let (lines, mut issues) = parse_manifest(&text);
-        let total = lines.len() + issues.len();
-        if total == 0 {
+        let (lines, issues) = parse_manifest(&text);
+        if lines.is_empty() && issues.is_empty() {
             return Err(format!("The manifest {uri} has no lines."));
         }
-        let (entries, fetch_issues) = self.materialize_all(lines, &HashMap::new()).await;
-        issues.extend(fetch_issues);
-        issues.sort_by_key(|i| i.line);
-        if entries.is_empty() {
-            let mut conn = self.db.pool.acquire().await.map_err(internal)?;
-            super::record_issues(&mut conn, dataset_id, &issues).await.map_err(internal)?;
-            return Err(format!("No line of the manifest could be imported ({} lines). {}", total, quote(&issues)));
-        }
-        let mut tx = self.db.begin_write().await.map_err(internal)?;
-        super::upsert_entries(&mut tx, dataset_id, &entries).await.map_err(internal)?;
-        super::record_issues(&mut tx, dataset_id, &issues).await.map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        let mut message = format!("Imported {} of {} manifest lines.", entries.len(), total);
-        if !issues.is_empty() {
-            message.push_str(&format!(" Skipped {}: {}", issues.len(), quote(&issues)));
-        }
-        Ok(message)
+        self.import_lines(dataset_id, lines, issues, &format!("the manifest {uri}")).await
     }
 
     /// Imports an S3 folder: images under `PREFIX/normal/` are labelled normal, under `PREFIX/anomaly/` anomaly
     /// (deeper sub-folders keep their top folder's label, as in LFV), any other image is unlabelled.
     pub async fn import_folder(&self, dataset_id: &str, bucket: &str, prefix: &str) {
         let outcome = self.try_import_folder(dataset_id, bucket, prefix).await;
-        let (status, message) = match outcome {
-            Ok(message) => (super::CREATE_COMPLETE, message),
-            Err(message) => (super::CREATE_FAILED, message),
-        };
-        if let Err(e) = self.set_status(dataset_id, status, &message).await {
-            tracing::error!(error = %e, dataset_id, "could not record the import's outcome");
-        }
+        self.settle_create(dataset_id, outcome).await;
     }
 
     async fn try_import_folder(&self, dataset_id: &str, bucket: &str, prefix: &str) -> Result<String, String> {
@@ -246,22 +256,11 @@ impl Importer {
             .list(bucket, &prefix)
             .await
             .map_err(|e| format!("The folder s3://{bucket}/{prefix} could not be listed: {e}."))?;
-        let (lines, mut issues) = folder_lines(bucket, &prefix, &keys);
-        let total = lines.len() + issues.len();
+        let (lines, issues) = folder_lines(bucket, &prefix, &keys);
         if lines.is_empty() {
             return Err(format!("The folder s3://{bucket}/{prefix} holds no .jpg, .jpeg or .png images."));
         }
-        let (entries, fetch_issues) = self.materialize_all(lines, &HashMap::new()).await;
-        issues.extend(fetch_issues);
-        let mut tx = self.db.begin_write().await.map_err(internal)?;
-        super::upsert_entries(&mut tx, dataset_id, &entries).await.map_err(internal)?;
-        super::record_issues(&mut tx, dataset_id, &issues).await.map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        let mut message = format!("Imported {} of {} objects from s3://{bucket}/{prefix}.", entries.len(), total);
-        if !issues.is_empty() {
-            message.push_str(&format!(" Skipped {}: {}", issues.len(), quote(&issues)));
-        }
-        Ok(message)
+        self.import_lines(dataset_id, lines, issues, &format!("s3://{bucket}/{prefix}")).await
     }
 
     /// The UpdateDatasetEntries job: every line must succeed, or nothing changes.

@@ -115,9 +115,6 @@ pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
             }
             i += 1;
         }
-        if i < idx.len() && scores[idx[i]].is_nan() && !s.is_nan() {
-            // NaNs form their own last group
-        }
         let recall = tp / pos;
         let precision = tp / (tp + fp);
         ap += (recall - prev_recall) * precision;
