@@ -6,12 +6,16 @@ const fixtures = path.join(__dirname, "..", "..", "server", "tests", "fixtures",
 
 async function open(page: Page, url: string) {
   await page.goto(url);
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached();
+  // A debug WASM bundle compiles slowly on a loaded 2-core machine: allow for it.
+  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
 }
 
 test.beforeEach(async ({ page }) => {
   page.on("pageerror", (err) => {
     throw err;
+  });
+  page.on("console", (msg) => {
+    if (msg.type() === "error") console.log(`browser console error: ${msg.text()}`);
   });
 });
 

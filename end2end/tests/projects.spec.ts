@@ -3,7 +3,8 @@ import { expect, Page, test } from "@playwright/test";
 // Interactions before hydration are lost, so every test waits for the app to mark the body.
 async function open(page: Page, path: string) {
   await page.goto(path);
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached();
+  // A debug WASM bundle compiles slowly on a loaded 2-core machine: allow for it.
+  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
 }
 
 test.beforeEach(async ({ page }) => {
