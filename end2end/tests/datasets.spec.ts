@@ -56,7 +56,7 @@ test("upload images with a progress bar, label them by keyboard, and keep the la
 
   // Kept after a reload, and visible through the LFV API.
   await page.reload();
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached();
+  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
   await expect(page.locator(".gallery .tile").nth(0)).toHaveAttribute("data-label", "normal");
   await expect(page.locator(".gallery .tile").nth(1)).toHaveAttribute("data-label", "anomaly");
   await page.getByLabel("Show").selectOption("anomaly");
@@ -84,7 +84,7 @@ test("paint a mask with a named label, save it, and see it in the dataset", asyn
   ]);
   await expect(page.getByText("Added 1 image.")).toBeVisible();
   await page.getByRole("link", { name: "Paint mask" }).click();
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached();
+  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
   await expect(page.getByRole("heading", { name: "anomaly-1.jpg" })).toBeVisible();
 
   // A new label, then a stroke across the canvas.

@@ -30,7 +30,7 @@ test("create a project, see it listed after a reload, then delete it", async ({ 
   await expect(page.getByLabel("New project")).toHaveValue("");
 
   await page.reload();
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached();
+  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
   await expect(page.getByRole("link", { name, exact: true })).toBeVisible();
 
   await page.getByRole("link", { name, exact: true }).click();
