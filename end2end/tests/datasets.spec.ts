@@ -104,6 +104,10 @@ test("paint a mask with a named label, save it, and see it in the dataset", asyn
   await page.getByRole("button", { name: "Save mask" }).click();
   await expect(page.getByText("Mask saved")).toBeVisible();
 
+  // Zoom doubles the painting surface (the stage scrolls to pan).
+  await page.getByLabel(/^Zoom/).fill("2");
+  await expect.poll(async () => (await page.getByLabel("Mask canvas").boundingBox())!.width).toBeGreaterThan(box.width * 1.9);
+
   // Back in the gallery: labelled anomaly, with a mask; the LFV line carries the mask and its colour map.
   await page.getByRole("link", { name: "Back to the images" }).click();
   await expect(page.locator(".gallery .tile").first()).toHaveAttribute("data-label", "anomaly");

@@ -1,5 +1,5 @@
 //! The mask painter: paint anomaly masks over an image with a brush or an eraser, in the colours of the
-//! project's anomaly labels, with undo/redo and mask opacity. Saved masks follow LFV's convention (label
+//! project's anomaly labels, with undo/redo, zoom (pan by scrolling) and mask opacity. Saved masks follow LFV's convention (label
 //! colours on white) and appear in the dataset's JSON lines as `anomaly-mask-ref` with a colour map.
 
 use crate::api::{error_text, get_entry, save_mask, EntryDetail, LabelColor};
@@ -62,6 +62,7 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail) -> imp
     let brush = RwSignal::new(((detail.width.max(detail.height) as f64) / 40.0).clamp(4.0, 200.0).round());
     let erasing = RwSignal::new(false);
     let opacity = RwSignal::new(0.6f64);
+    let zoom = RwSignal::new(1.0f64);
     let status = RwSignal::new(None::<Result<String, String>>);
     let new_name = RwSignal::new(String::new());
     let history = StoredValue::new_local(Vec::<web_sys::ImageData>::new());
@@ -175,7 +176,8 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail) -> imp
         </header>
         <div class="mask-layout">
             <div class="card mask-stage">
-                <div class="stage">
+                <div class="stage-scroll" aria-label="Image (scroll to pan when zoomed)">
+                <div class="stage" style=move || format!("width: {}%", zoom.get() * 100.0)>
                     <img src=image_url alt="Image to label" class="stage-image"/>
                     <canvas
                         node_ref=canvas_ref
@@ -200,6 +202,7 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail) -> imp
                         on:pointerup=move |_| last.set_value(None)
                         on:pointerleave=move |_| last.set_value(None)
                     ></canvas>
+                </div>
                 </div>
                 {mask_url.map(|u| view! { <img node_ref=mask_img_ref src=u class="visually-hidden" alt="" on:load=load_mask/> })}
             </div>
@@ -229,6 +232,9 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail) -> imp
                 </div>
                 <label>"Brush size " {move || brush.get()} " px"
                     <input type="range" min="1" max="200" prop:value=move || brush.get().to_string() on:input=move |ev| brush.set(event_target_value(&ev).parse().unwrap_or(16.0))/>
+                </label>
+                <label>"Zoom " {move || format!("{:.1}×", zoom.get())}
+                    <input type="range" min="1" max="6" step="0.25" prop:value=move || zoom.get().to_string() on:input=move |ev| zoom.set(event_target_value(&ev).parse().unwrap_or(1.0))/>
                 </label>
                 <label>"Mask opacity"
                     <input type="range" min="0.1" max="1" step="0.05" prop:value=move || opacity.get().to_string() on:input=move |ev| opacity.set(event_target_value(&ev).parse().unwrap_or(0.6))/>
