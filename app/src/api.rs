@@ -141,6 +141,8 @@ mod backend {
             png_data_url: &str,
             labels: Vec<LabelColor>,
         ) -> Result<(), BackendError>;
+        /// Renames an anomaly label in every mask colour map of the project; returns the entries changed.
+        async fn rename_label(&self, project: &str, old: &str, new: &str) -> Result<usize, BackendError>;
         /// Deletes images from a dataset.
         async fn delete_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError>;
         /// Moves images to the project's other dataset (train ↔ test), creating it if needed.
@@ -291,4 +293,9 @@ pub async fn save_mask(
     labels: Vec<LabelColor>,
 ) -> Result<(), ServerFnError> {
     Ok(backend::backend()?.save_mask(&project, &dataset_type, &id, &png, labels).await?)
+}
+
+#[server]
+pub async fn rename_label(project: String, old: String, new: String) -> Result<usize, ServerFnError> {
+    Ok(backend::backend()?.rename_label(&project, &old, new.trim()).await?)
 }

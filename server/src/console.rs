@@ -283,6 +283,34 @@ impl Backend for ConsoleBackend {
         Ok(())
     }
 
+    async fn rename_label(&self, project: &str, old: &str, new: &str) -> Result<usize, BackendError> {
+        manifest::validate_label_name(new).map_err(|m| BackendError::new(400, m))?;
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let p = projects::find(&mut tx, project)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))?;
+        let mut changed = 0;
+        for d in datasets::list_for_project(&mut tx, &p.id).await.map_err(internal)? {
+            ensure_settled(&d)?;
+            for e in datasets::all_entries(&mut tx, &d.id).await.map_err(internal)? {
+                let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&e.entry).map_err(internal)?;
+                let uses_new = manifest::parse_line(&e.entry).is_ok_and(|l| l.classes.iter().any(|c| c.name == new));
+                if let Some(line) = manifest::with_renamed_label(&raw, old, new) {
+                    if uses_new {
+                        return Err(BackendError::new(409, format!("An image already uses both {old} and {new}; they cannot be merged by renaming.")));
+                    }
+                    datasets::set_entry_line(&mut tx, &d.id, &e.id, &serde_json::Value::Object(line).to_string())
+                        .await
+                        .map_err(internal)?;
+                    changed += 1;
+                }
+            }
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(changed)
+    }
+
     async fn delete_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError> {
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let (_, d) = find_dataset(&mut tx, project, dataset_type).await?;

@@ -452,5 +452,13 @@ async fn masks_round_trip_through_export() {
         anomaly["anomaly-mask-ref-metadata"]["internal-color-map"]["0"]["hex-color"], "#23A436",
         "the colour map is kept"
     );
+
+    // Renaming a label rewrites the colour maps that use it, and only those.
+    use app::api::Backend as _;
+    let console = vigil::console::ConsoleBackend { state: h.running.as_ref().unwrap().state.clone() };
+    assert_eq!(console.rename_label("seg", "cracked", "not valid!").await.unwrap_err().status, 400);
+    assert_eq!(console.rename_label("seg", "cracked", "crack").await.unwrap(), 1);
+    let lines = entries(c, "seg", |b| b.anomaly_class("anomaly")).await;
+    assert_eq!(lines[0]["anomaly-mask-ref-metadata"]["internal-color-map"]["0"]["class-name"], "crack");
     h.stop().await;
 }

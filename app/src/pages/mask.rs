@@ -2,7 +2,7 @@
 //! project's anomaly labels, with undo/redo, zoom (pan by scrolling) and mask opacity. Saved masks follow LFV's convention (label
 //! colours on white) and appear in the dataset's JSON lines as `anomaly-mask-ref` with a colour map.
 
-use crate::api::{error_text, get_entry, save_mask, EntryDetail, LabelColor};
+use crate::api::{error_text, get_entry, rename_label, save_mask, EntryDetail, LabelColor};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos::wasm_bindgen::JsCast;
@@ -169,6 +169,7 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail) -> imp
     let image_url = format!("/media/{}", detail.entry.image);
     let mask_url = detail.mask.as_ref().map(|m| format!("/media/{m}"));
     let back = format!("/projects/{}/datasets/{}", project, dataset_type);
+    let project_for_rename = project.clone();
     view! {
         <header class="page-head">
             <h1>{detail.entry.name.clone()}</h1>
@@ -216,6 +217,25 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail) -> imp
                                 <span class="swatch" style=format!("background: {}", l.color)></span>
                                 {l.name.clone()}
                             </label>
+                            <button type="button" class="small-button" aria-label=format!("Rename {}", l.name) on:click={
+                                let old = l.name.clone();
+                                let project = project_for_rename.clone();
+                                move |_| {
+                                    let Ok(Some(new)) = window().prompt_with_message_and_default(&format!("Rename the label {old} to:"), &old) else { return };
+                                    let new = new.trim().to_string();
+                                    if new.is_empty() || new == old { return; }
+                                    let (p, o) = (project.clone(), old.clone());
+                                    spawn_local(async move {
+                                        match rename_label(p, o.clone(), new.clone()).await {
+                                            Ok(n) => {
+                                                labels.update(|ls| if let Some(x) = ls.iter_mut().find(|x| x.name == o) { x.name = new.clone(); });
+                                                status.set(Some(Ok(format!("Renamed {o} to {new} in {n} image(s)."))));
+                                            }
+                                            Err(e) => status.set(Some(Err(error_text(&e)))),
+                                        }
+                                    });
+                                }
+                            }>"✎"</button>
                             <input type="color" aria-label=format!("Colour of {}", l.name) prop:value=l.color.clone()
                                 on:input=move |ev| { let v = event_target_value(&ev); labels.update(|ls| if let Some(x) = ls.get_mut(i) { x.color = v.to_uppercase(); }); }/>
                         </li>

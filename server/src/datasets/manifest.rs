@@ -201,6 +201,26 @@ pub fn with_mask(raw: &Map<String, Value>, mask_ref: &str, classes: &[MaskClass]
     out
 }
 
+/// The line with anomaly label `old` renamed to `new` in its mask's colour map, or `None` if it does not use it.
+pub fn with_renamed_label(raw: &Map<String, Value>, old: &str, new: &str) -> Option<Map<String, Value>> {
+    let mut out = raw.clone();
+    let mut changed = false;
+    for (key, meta) in out.iter_mut() {
+        if !key.ends_with("-ref-metadata") {
+            continue;
+        }
+        if let Some(Value::Object(map)) = meta.get_mut("internal-color-map") {
+            for entry in map.values_mut() {
+                if entry.get("class-name").and_then(Value::as_str) == Some(old) {
+                    entry["class-name"] = Value::String(new.to_string());
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
 /// Splits `s3://bucket/key` into its parts.
 pub fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
     let rest = uri.strip_prefix("s3://")?;
@@ -285,6 +305,15 @@ mod tests {
         assert!(validate_label_name("scratch2").is_ok());
         assert!(validate_label_name("background").is_err());
         assert!(validate_label_name("a b").is_err());
+    }
+
+    #[test]
+    fn renaming_a_label_touches_only_its_colour_map_entry() {
+        let l = parse_line(COOKIE_SEG).unwrap();
+        let out = with_renamed_label(&l.raw, "cracked", "crack").unwrap();
+        let again = parse_line(&Value::Object(out).to_string()).unwrap();
+        assert_eq!(again.classes, vec![MaskClass { name: "crack".into(), color: [0x23, 0xA4, 0x36] }]);
+        assert!(with_renamed_label(&l.raw, "dent", "x").is_none());
     }
 
     #[test]

@@ -408,6 +408,18 @@ pub async fn set_entry_mask(
     Ok(r.rows_affected() == 1)
 }
 
+/// Rewrites one entry's JSON line, leaving its label and blobs as they are.
+pub async fn set_entry_line(conn: &mut AnyConnection, dataset_id: &str, id: &str, entry: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("update dataset_entry set entry = $1, updated_at = $2 where dataset_id = $3 and id = $4")
+        .bind(entry)
+        .bind(now_ms())
+        .bind(dataset_id)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Deletes entries by id; returns how many went.
 pub async fn delete_entries(conn: &mut AnyConnection, dataset_id: &str, ids: &[String]) -> Result<u64, sqlx::Error> {
     let mut n = 0;
