@@ -95,18 +95,19 @@ pub fn auroc(scores: &[f32], labels: &[bool]) -> Option<f64> {
     Some(area / (pos * neg))
 }
 
-/// Average precision: the sum over positives of precision at each distinct threshold, weighted by the recall
-/// step (scikit-learn's definition). `None` without positives.
-pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
-    let pos = labels.iter().filter(|&&y| y).count() as f64;
-    if pos == 0.0 {
-        return None;
-    }
+/// Cumulative (threshold, true positives, false positives) at each distinct score, highest first: the counts
+/// of images at or above that score. NaN scores are left out.
+fn cumulative_counts(scores: &[f32], labels: &[bool]) -> Vec<(f32, f64, f64)> {
     let idx = order_desc(scores);
-    let (mut tp, mut fp, mut ap, mut prev_recall) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let (mut tp, mut fp) = (0.0f64, 0.0f64);
+    let mut out = Vec::new();
     let mut i = 0;
     while i < idx.len() {
         let s = scores[idx[i]];
+        if s.is_nan() {
+            i += 1;
+            continue;
+        }
         while i < idx.len() && scores[idx[i]] == s {
             if labels[idx[i]] {
                 tp += 1.0
@@ -115,13 +116,23 @@ pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
             }
             i += 1;
         }
+        out.push((s, tp, fp));
+    }
+    out
+}
+
+/// Average precision: the sum over positives of precision at each distinct threshold, weighted by the recall
+/// step (scikit-learn's definition). `None` without positives.
+pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
+    let pos = labels.iter().filter(|&&y| y).count() as f64;
+    if pos == 0.0 {
+        return None;
+    }
+    let (mut ap, mut prev_recall) = (0.0f64, 0.0f64);
+    for (_, tp, fp) in cumulative_counts(scores, labels) {
         let recall = tp / pos;
-        let precision = tp / (tp + fp);
-        ap += (recall - prev_recall) * precision;
+        ap += (recall - prev_recall) * tp / (tp + fp);
         prev_recall = recall;
-        if s.is_nan() {
-            break;
-        }
     }
     Some(ap)
 }
@@ -139,25 +150,9 @@ pub struct CurvePoint {
 pub fn curves(scores: &[f32], labels: &[bool]) -> (Vec<CurvePoint>, Vec<CurvePoint>) {
     let pos = labels.iter().filter(|&&y| y).count() as f64;
     let neg = labels.len() as f64 - pos;
-    let idx = order_desc(scores);
     let mut roc = vec![CurvePoint { threshold: f32::INFINITY, x: 0.0, y: 0.0 }];
     let mut pr = Vec::new();
-    let (mut tp, mut fp) = (0.0f64, 0.0f64);
-    let mut i = 0;
-    while i < idx.len() {
-        let s = scores[idx[i]];
-        while i < idx.len() && scores[idx[i]] == s {
-            if labels[idx[i]] {
-                tp += 1.0
-            } else {
-                fp += 1.0
-            }
-            i += 1;
-        }
-        if s.is_nan() {
-            i += 1;
-            continue;
-        }
+    for (s, tp, fp) in cumulative_counts(scores, labels) {
         roc.push(CurvePoint {
             threshold: s,
             x: if neg > 0.0 { fp / neg } else { 0.0 },
