@@ -80,8 +80,29 @@ pub struct EntryDetail {
     pub height: i64,
     /// Blob name of the current mask, if any.
     pub mask: Option<String>,
-    /// Every anomaly label used in the project, with its colour.
+    /// The colour map of the current mask (its labels in the colours it was painted in).
+    pub mask_classes: Vec<LabelColor>,
+    /// The project's anomaly labels, in the colours new masks use.
     pub labels: Vec<LabelColor>,
+}
+
+/// A project's anomaly label, with how many images' masks use it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelInfo {
+    pub name: String,
+    pub color: String,
+    pub uses: i64,
+}
+
+/// S3 connection settings for one import; empty fields take the server's settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Connection {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// `path`, `virtual`, or empty for the server's setting.
+    pub addressing: String,
 }
 
 /// What an upload kept and skipped.
@@ -127,9 +148,10 @@ mod backend {
         ) -> Result<UploadReport, BackendError>;
         /// Labels entries: `normal`, `anomaly`, or empty to remove the label.
         async fn set_labels(&self, project: &str, dataset_type: &str, ids: Vec<String>, label: &str) -> Result<usize, BackendError>;
-        /// Starts an import into a new dataset from S3: `kind` `manifest` (a Ground Truth manifest at
-        /// `s3://bucket/key`) or `folder` (`s3://bucket/prefix/` with `normal/` and `anomaly/` sub-folders).
-        async fn import_s3(&self, project: &str, dataset_type: &str, uri: &str, kind: &str) -> Result<(), BackendError>;
+        /// Starts an import into a new dataset: `kind` `manifest` (a Ground Truth manifest at
+        /// `s3://bucket/key`), `folder` (`s3://bucket/prefix/` or a folder on the server, with `normal/`,
+        /// `anomaly/` and optional `masks/`) or `mvtec` (an MVTec AD category, into both train and test).
+        async fn import_s3(&self, project: &str, dataset_type: &str, uri: &str, kind: &str, s3: S3Connection) -> Result<(), BackendError>;
         /// One entry with its size, mask and the project's anomaly labels.
         async fn entry(&self, project: &str, dataset_type: &str, id: &str) -> Result<EntryDetail, BackendError>;
         /// Saves a painted mask (a PNG data URL, transparent background) with the labels it uses.
@@ -143,6 +165,14 @@ mod backend {
         ) -> Result<(), BackendError>;
         /// Renames an anomaly label in every mask colour map of the project; returns the entries changed.
         async fn rename_label(&self, project: &str, old: &str, new: &str) -> Result<usize, BackendError>;
+        /// The project's anomaly labels with their use counts.
+        async fn labels(&self, project: &str) -> Result<Vec<LabelInfo>, BackendError>;
+        /// Adds an anomaly label (LFV's naming rule) with its colour.
+        async fn create_label(&self, project: &str, name: &str, color: &str) -> Result<(), BackendError>;
+        /// Changes the colour new masks paint a label in.
+        async fn recolor_label(&self, project: &str, name: &str, color: &str) -> Result<(), BackendError>;
+        /// Deletes a label that no mask uses.
+        async fn delete_label(&self, project: &str, name: &str) -> Result<(), BackendError>;
         /// Deletes images from a dataset.
         async fn delete_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError>;
         /// Moves images to the project's other dataset (train ↔ test), creating it if needed.
@@ -241,8 +271,14 @@ pub async fn set_labels(
 }
 
 #[server]
-pub async fn import_s3(project: String, dataset_type: String, uri: String, kind: String) -> Result<(), ServerFnError> {
-    Ok(backend::backend()?.import_s3(&project, &dataset_type, uri.trim(), &kind).await?)
+pub async fn import_s3(
+    project: String,
+    dataset_type: String,
+    uri: String,
+    kind: String,
+    s3: S3Connection,
+) -> Result<(), ServerFnError> {
+    Ok(backend::backend()?.import_s3(&project, &dataset_type, uri.trim(), &kind, s3).await?)
 }
 
 #[server]
@@ -293,6 +329,26 @@ pub async fn save_mask(
     labels: Vec<LabelColor>,
 ) -> Result<(), ServerFnError> {
     Ok(backend::backend()?.save_mask(&project, &dataset_type, &id, &png, labels).await?)
+}
+
+#[server]
+pub async fn list_labels(project: String) -> Result<Vec<LabelInfo>, ServerFnError> {
+    Ok(backend::backend()?.labels(&project).await?)
+}
+
+#[server]
+pub async fn create_label(project: String, name: String, color: String) -> Result<(), ServerFnError> {
+    Ok(backend::backend()?.create_label(&project, name.trim(), &color).await?)
+}
+
+#[server]
+pub async fn recolor_label(project: String, name: String, color: String) -> Result<(), ServerFnError> {
+    Ok(backend::backend()?.recolor_label(&project, &name, &color).await?)
+}
+
+#[server]
+pub async fn delete_label(project: String, name: String) -> Result<(), ServerFnError> {
+    Ok(backend::backend()?.delete_label(&project, &name).await?)
 }
 
 #[server]

@@ -104,9 +104,50 @@ test("paint a mask with a named label, save it, and see it in the dataset", asyn
   await page.getByRole("button", { name: "Save mask" }).click();
   await expect(page.getByText("Mask saved")).toBeVisible();
 
-  // Zoom doubles the painting surface (the stage scrolls to pan).
+  // A polygon in a second label: three corners, then a click on the first corner fills it.
+  await page.getByLabel("New label name").fill("scratch");
+  await page.getByRole("button", { name: "Add" }).click();
+  await expect(page.getByRole("radio", { name: "scratch" })).toBeChecked();
+  await page.getByRole("button", { name: "Polygon" }).click();
+  const corners: [number, number][] = [[0.1, 0.1], [0.25, 0.1], [0.2, 0.25]];
+  for (const [fx, fy] of corners) await page.mouse.click(box.x + box.width * fx, box.y + box.height * fy);
+  await expect(page.getByText("3 so far")).toBeVisible();
+  await page.mouse.click(box.x + box.width * 0.1, box.y + box.height * 0.1);
+  await page.getByRole("button", { name: "Save mask" }).click();
+  await expect(page.getByText("Mask saved")).toBeVisible();
+
+  // An unused label can be deleted; a used one cannot.
+  await page.getByLabel("New label name").fill("unused1");
+  await page.getByRole("button", { name: "Add" }).click();
+  await expect(page.getByRole("radio", { name: "unused1" })).toBeChecked();
+  await page.getByRole("button", { name: "Delete unused1" }).click();
+  await expect(page.getByRole("radio", { name: "unused1" })).toHaveCount(0);
+  await page.getByRole("button", { name: "Delete cracked" }).click();
+  await expect(page.getByRole("alert").filter({ hasText: "is used in 1 mask" })).toBeVisible();
+
+  // Reload: the saved mask comes back onto the canvas, in both labels' colours.
+  await page.reload();
+  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
+  await expect.poll(async () => page.getByLabel("Mask canvas").evaluate((c: HTMLCanvasElement) => {
+    const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+    const colours = new Set<string>();
+    for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0) colours.add(`${d[i]},${d[i + 1]},${d[i + 2]}`);
+    return colours.size;
+  }), { timeout: 10_000 }).toBe(2);
+  await expect(page.getByRole("radio", { name: "unused1" })).toHaveCount(0);
+
+  // Zoom doubles the painting surface; the hand tool pans it by dragging.
   await page.getByLabel(/^Zoom/).fill("2");
   await expect.poll(async () => (await page.getByLabel("Mask canvas").boundingBox())!.width).toBeGreaterThan(box.width * 1.9);
+  await page.getByRole("button", { name: "Pan" }).click();
+  const stage = page.locator(".stage-scroll");
+  const before = await stage.evaluate((e) => e.scrollLeft);
+  const b2 = (await page.getByLabel("Mask canvas").boundingBox())!;
+  await page.mouse.move(b2.x + 300, b2.y + 100);
+  await page.mouse.down();
+  await page.mouse.move(b2.x + 100, b2.y + 100, { steps: 5 });
+  await page.mouse.up();
+  await expect.poll(async () => stage.evaluate((e) => e.scrollLeft)).toBeGreaterThan(before + 100);
 
   // Back in the gallery: labelled anomaly, with a mask; the LFV line carries the mask and its colour map.
   await page.getByRole("link", { name: "Back to the images" }).click();
@@ -118,5 +159,28 @@ test("paint a mask with a named label, save it, and see it in the dataset", asyn
   expect(line["anomaly-mask-ref"]).toMatch(/^vigil:\/\/mask\//);
   const map = line["anomaly-mask-ref-metadata"]["internal-color-map"];
   expect(map["0"]["class-name"]).toBe("BACKGROUND");
-  expect(map["1"]["class-name"]).toBe("cracked");
+  expect(Object.values(map).map((c: any) => c["class-name"]).sort()).toEqual(["BACKGROUND", "cracked", "scratch"]);
+
+  // The gallery filters by anomaly type.
+  await page.getByLabel("Anomaly type").selectOption("scratch");
+  await expect(page.locator(".gallery .tile")).toHaveCount(1);
+
+  // Export, then import the archive into a new project: the image comes back with its mask.
+  const zip = await page.request.get(`/export/${name}/train.zip`);
+  expect(zip.ok()).toBeTruthy();
+  const copy = `${name}-copy`;
+  expect((await page.request.post("/2020-11-20/projects", { data: { ProjectName: copy } })).ok()).toBeTruthy();
+  await open(page, `/projects/${copy}`);
+  await page.getByText("Import an archive").click();
+  await page.getByLabel("Choose an archive to import").setInputFiles({ name: `${name}-train.zip`, mimeType: "application/zip", buffer: await zip.body() });
+  await expect(page.getByRole("status").filter({ hasText: "Importing" })).toBeVisible();
+  await expect.poll(async () => {
+    const r = await page.request.get(`/2020-11-20/projects/${copy}/datasets/train`);
+    return (await r.json()).DatasetDescription.Status;
+  }, { timeout: 30_000 }).toBe("CREATE_COMPLETE");
+  await open(page, `/projects/${copy}/datasets/train`);
+  await expect(page.locator(".gallery .tile .badge.mask")).toHaveCount(1);
+  const copied = await (await page.request.get(`/2020-11-20/projects/${copy}/datasets/train/entries`)).json();
+  const copiedLine = JSON.parse(copied.DatasetEntries[0]);
+  expect(Object.keys(copiedLine["anomaly-mask-ref-metadata"]["internal-color-map"]).length).toBe(3);
 });

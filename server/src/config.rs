@@ -175,6 +175,11 @@ pub struct Config {
     #[arg(long, env = "VIGIL_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub s3_force_path_style: bool,
 
+    /// Folder under which the console may import from the server's own disk (MVTec AD categories and
+    /// normal/anomaly folders); only images and masks are read, and each is decoded before it is kept.
+    #[arg(long, env = "VIGIL_IMPORT_ROOT", default_value = "/")]
+    pub import_root: PathBuf,
+
     /// Directory holding the built console (`pkg/` with the WASM bundle, CSS and static files).
     #[arg(long, env = "VIGIL_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,

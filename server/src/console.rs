@@ -4,7 +4,7 @@ use crate::datasets::{self, manifest, Dataset};
 use crate::projects::{self, Project, ProjectError};
 use crate::state::AppState;
 use app::api::{
-    Backend, BackendError, DatasetDetail, DatasetSummary, EntryDetail, EntryPage, EntryView, LabelColor,
+    Backend, BackendError, DatasetDetail, DatasetSummary, EntryDetail, EntryPage, EntryView, LabelColor, LabelInfo, S3Connection,
     ProjectDetail, ProjectSummary, UploadReport, GALLERY_PAGE,
 };
 use axum::extract::{Path, Query, State};
@@ -112,7 +112,11 @@ impl Backend for ConsoleBackend {
             "normal" => f.label = Some(manifest::Label::Normal),
             "anomaly" => f.label = Some(manifest::Label::Anomaly),
             "unlabeled" => f.labeled = Some(false),
-            _ => {}
+            other => {
+                if let Some(t) = other.strip_prefix("type:") {
+                    f.anomaly_type = Some(t.to_string());
+                }
+            }
         }
         let n = GALLERY_PAGE as i64;
         let mut rows = datasets::list_entries(&mut conn, &d.id, &f, None, n + 1, page as i64 * n).await.map_err(internal)?;
@@ -201,23 +205,25 @@ impl Backend for ConsoleBackend {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let (p, d) = find_dataset(&mut conn, project, dataset_type).await?;
         let (e, width, height) = entry_with_size(&mut conn, &d.id, id).await?;
-        let mut labels: Vec<LabelColor> = Vec::new();
-        for d in datasets::list_for_project(&mut conn, &p.id).await.map_err(internal)? {
-            for other in datasets::all_entries(&mut conn, &d.id).await.map_err(internal)? {
-                if let Ok(line) = manifest::parse_line(&other.entry) {
-                    for c in line.classes {
-                        if !labels.iter().any(|l| l.name == c.name) {
-                            labels.push(LabelColor { name: c.name, color: manifest::hex_color(c.color) });
-                        }
-                    }
-                }
-            }
-        }
+        let labels = datasets::labels::list(&mut conn, &p.id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|l| LabelColor { name: l.name, color: l.color })
+            .collect();
+        let mask_classes = if e.mask_hash.is_some() {
+            manifest::parse_line(&e.entry)
+                .map(|l| l.classes.into_iter().map(|c| LabelColor { name: c.name, color: manifest::hex_color(c.color) }).collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         Ok(EntryDetail {
             entry: entry_view(e.clone()),
             width,
             height,
             mask: e.mask_hash,
+            mask_classes,
             labels,
         })
     }
@@ -307,8 +313,60 @@ impl Backend for ConsoleBackend {
                 }
             }
         }
+        datasets::labels::rename(&mut tx, &p.id, old, new).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         Ok(changed)
+    }
+
+    async fn labels(&self, project: &str) -> Result<Vec<LabelInfo>, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let p = find_project(&mut conn, project).await?;
+        let mut out = Vec::new();
+        for l in datasets::labels::list(&mut conn, &p.id).await.map_err(internal)? {
+            let uses = datasets::labels::usage(&mut conn, &p.id, &l.name).await.map_err(internal)?;
+            out.push(LabelInfo { name: l.name, color: l.color, uses });
+        }
+        Ok(out)
+    }
+
+    async fn create_label(&self, project: &str, name: &str, color: &str) -> Result<(), BackendError> {
+        manifest::validate_label_name(name).map_err(|m| BackendError::new(400, m))?;
+        let color = label_color(color)?;
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let p = find_project(&mut tx, project).await?;
+        if !datasets::labels::create(&mut tx, &p.id, name, &color).await.map_err(internal)? {
+            return Err(BackendError::new(409, format!("The project already has a label named {name}.")));
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn recolor_label(&self, project: &str, name: &str, color: &str) -> Result<(), BackendError> {
+        let color = label_color(color)?;
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let p = find_project(&mut tx, project).await?;
+        if !datasets::labels::set_color(&mut tx, &p.id, name, &color).await.map_err(internal)? {
+            return Err(BackendError::new(404, format!("The project has no label named {name}.")));
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn delete_label(&self, project: &str, name: &str) -> Result<(), BackendError> {
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let p = find_project(&mut tx, project).await?;
+        let uses = datasets::labels::usage(&mut tx, &p.id, name).await.map_err(internal)?;
+        if uses > 0 {
+            return Err(BackendError::new(
+                409,
+                format!("{name} is used in {uses} mask{}; erase it there (or rename it) before deleting it.", if uses == 1 { "" } else { "s" }),
+            ));
+        }
+        if !datasets::labels::delete(&mut tx, &p.id, name).await.map_err(internal)? {
+            return Err(BackendError::new(404, format!("The project has no label named {name}.")));
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
     }
 
     async fn delete_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError> {
@@ -335,41 +393,90 @@ impl Backend for ConsoleBackend {
         Ok(n as usize)
     }
 
-    async fn import_s3(&self, project: &str, dataset_type: &str, uri: &str, kind: &str) -> Result<(), BackendError> {
+    async fn import_s3(&self, project: &str, dataset_type: &str, uri: &str, kind: &str, conn: S3Connection) -> Result<(), BackendError> {
+        use crate::jobs::Job;
+        use datasets::import::Place;
         datasets::validate_dataset_type(dataset_type).map_err(|m| BackendError::new(400, m))?;
-        let folder = match kind {
-            "manifest" => false,
-            "folder" => true,
-            other => return Err(BackendError::new(400, format!("{other:?} is not an import kind: use manifest or folder."))),
+        let place = match kind {
+            "manifest" => None,
+            "folder" | "mvtec" => Some(Place::parse(uri).map_err(|m| BackendError::new(400, m))?),
+            other => return Err(BackendError::new(400, format!("{other:?} is not an import kind: use manifest, folder or mvtec."))),
         };
-        let parsed = if folder {
-            uri.strip_prefix("s3://").and_then(|r| {
-                let (b, p) = r.split_once('/').unwrap_or((r, ""));
-                (!b.is_empty()).then(|| (b.to_string(), p.to_string()))
-            })
+        let manifest_at = if kind == "manifest" {
+            Some(
+                manifest::parse_s3_uri(uri)
+                    .ok_or_else(|| BackendError::new(400, format!("{uri:?} is not an s3://bucket/key URI of a manifest.")))?,
+            )
         } else {
-            manifest::parse_s3_uri(uri)
+            None
         };
-        let (bucket, key) = parsed.ok_or_else(|| {
-            BackendError::new(400, format!("{uri:?} is not an s3://bucket/{} URI.", if folder { "prefix/" } else { "key" }))
-        })?;
-        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
-        let p = projects::find(&mut tx, project).await.map_err(internal)?.ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))?;
-        let d = datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_IN_PROGRESS).await.map_err(|e| match e {
-            datasets::DatasetError::Exists(t) => BackendError::new(409, format!("The project already has a {t} dataset.")),
-            datasets::DatasetError::Db(e) => internal(e),
-        })?;
-        tx.commit().await.map_err(internal)?;
-        let importer = self.state.importer();
-        tokio::spawn(async move {
-            if folder {
-                importer.import_folder(&d.id, &bucket, &key).await
-            } else {
-                importer.import_manifest(&d.id, &bucket, &key, None).await
+        if let Some(Place::Dir(dir)) = &place {
+            if !dir.starts_with(&self.state.config.import_root) {
+                return Err(BackendError::new(
+                    403,
+                    format!("{} is outside the folder this server imports from ({}; VIGIL_IMPORT_ROOT).", dir.display(), self.state.config.import_root.display()),
+                ));
             }
-        });
+            if !dir.is_dir() {
+                return Err(BackendError::new(400, format!("{} is not a folder on the server.", dir.display())));
+            }
+        }
+        let s3 = s3_override(&self.state, &conn)?;
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let p = find_project(&mut tx, project).await?;
+        let exists = |e: datasets::DatasetError| match e {
+            datasets::DatasetError::Exists(t) => {
+                BackendError::new(409, format!("The project already has a {t} dataset; delete it first or import into the other one."))
+            }
+            datasets::DatasetError::Db(e) => internal(e),
+        };
+        let job = if kind == "mvtec" {
+            let train = datasets::create(&mut tx, &p.id, "train", datasets::CREATE_IN_PROGRESS).await.map_err(exists)?;
+            let test = datasets::create(&mut tx, &p.id, "test", datasets::CREATE_IN_PROGRESS).await.map_err(exists)?;
+            Job::Mvtec { train_id: train.id, test_id: test.id, place: place.map(|p| p.to_string()).unwrap_or_default(), s3 }
+        } else {
+            let d = datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_IN_PROGRESS).await.map_err(exists)?;
+            match (manifest_at, place) {
+                (Some((bucket, key)), _) => Job::Manifest { dataset_id: d.id, bucket, key, version: None, s3 },
+                (None, place) => Job::Folder { dataset_id: d.id, place: place.map(|p| p.to_string()).unwrap_or_default(), s3 },
+            }
+        };
+        let id = crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        crate::jobs::spawn(self.state.clone(), id, job);
         Ok(())
     }
+}
+
+/// The server's S3 settings with one import's overrides, or `None` when it overrides nothing.
+fn s3_override(state: &AppState, conn: &S3Connection) -> Result<Option<crate::s3::S3Settings>, BackendError> {
+    let set = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_string());
+    if [&conn.endpoint, &conn.region, &conn.access_key_id, &conn.secret_access_key, &conn.addressing].iter().all(|v| v.trim().is_empty()) {
+        return Ok(None);
+    }
+    let mut settings = state.config.s3_settings();
+    if let Some(e) = set(&conn.endpoint) {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            return Err(BackendError::new(400, format!("{e:?} is not an endpoint URL (http://host:port).")));
+        }
+        settings.endpoint = Some(e);
+    }
+    settings.region = set(&conn.region).or(settings.region);
+    match (set(&conn.access_key_id), set(&conn.secret_access_key)) {
+        (Some(id), Some(secret)) => {
+            settings.access_key_id = Some(id);
+            settings.secret_access_key = Some(secret);
+        }
+        (None, None) => {}
+        _ => return Err(BackendError::new(400, "Give both the access key id and the secret access key, or neither.")),
+    }
+    match conn.addressing.trim() {
+        "" => {}
+        "path" => settings.force_path_style = true,
+        "virtual" => settings.force_path_style = false,
+        other => return Err(BackendError::new(400, format!("{other:?} is not an addressing style: use path or virtual."))),
+    }
+    Ok(Some(settings))
 }
 
 /// An entry and its image's width and height.
@@ -409,8 +516,20 @@ fn ensure_settled(d: &Dataset) -> Result<(), BackendError> {
     }
 }
 
+/// Largest archive `POST /import/...` accepts.
+pub const MAX_ARCHIVE_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// A fresh path for a temporary file in the data directory (same disk as the blobs).
+fn temp_path(state: &AppState, suffix: &str) -> std::io::Result<std::path::PathBuf> {
+    let dir = state.config.data_dir.join("tmp");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join(format!("{}{suffix}", hex::encode(rand::random::<[u8; 12]>()))))
+}
+
 /// `GET /export/{project}/{type}.zip`: the dataset as an LFV manifest with relative references
-/// (`images/…`, `masks/…`) beside the files, ready for `vigil train` or for uploading to a bucket.
+/// (`images/…`, `masks/…`) beside the files, ready for `vigil train`, for uploading to a bucket, or for
+/// importing into another project. The archive is written to a temporary file and streamed from it, so a
+/// dataset of any size costs disk, not memory.
 pub async fn export_dataset(State(state): State<AppState>, Path((project, file)): Path<(String, String)>) -> Response {
     let Some(dataset_type) = file.strip_suffix(".zip").map(str::to_string) else {
         return (StatusCode::NOT_FOUND, "no such export").into_response();
@@ -427,16 +546,46 @@ pub async fn export_dataset(State(state): State<AppState>, Path((project, file))
     };
     let blobs = state.blobs.clone();
     let name = format!("{project}-{dataset_type}");
-    let built = tokio::task::spawn_blocking(move || build_export(&blobs, &dataset_type, entries)).await;
+    let path = match temp_path(&state, ".zip") {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "export: no temporary file");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "the export failed").into_response();
+        }
+    };
+    let built = tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
+        let result = std::fs::File::create(&path).map_err(anyhow::Error::from).and_then(|f| build_export(&blobs, &dataset_type, entries, f));
+        // Unlinked at once: the open handle keeps the bytes until the download ends (or fails).
+        let reopened = result.and_then(|()| Ok(std::fs::File::open(&path)?));
+        let _ = std::fs::remove_file(&path);
+        reopened
+    })
+    .await;
     match built {
-        Ok(Ok(bytes)) => (
-            [
-                (header::CONTENT_TYPE, "application/zip".to_string()),
-                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.zip\"")),
-            ],
-            bytes,
-        )
-            .into_response(),
+        Ok(Ok(file)) => {
+            let len = file.metadata().map(|m| m.len()).unwrap_or_default();
+            let stream = futures::stream::unfold(tokio::fs::File::from_std(file), |mut f| async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = vec![0u8; 256 * 1024];
+                match f.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), f))
+                    }
+                    Err(e) => Some((Err(e), f)),
+                }
+            });
+            (
+                [
+                    (header::CONTENT_TYPE, "application/zip".to_string()),
+                    (header::CONTENT_LENGTH, len.to_string()),
+                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.zip\"")),
+                ],
+                axum::body::Body::from_stream(stream),
+            )
+                .into_response()
+        }
         other => {
             tracing::error!(?other, "export failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "the export failed").into_response()
@@ -444,25 +593,39 @@ pub async fn export_dataset(State(state): State<AppState>, Path((project, file))
     }
 }
 
-fn build_export(blobs: &crate::blobs::Blobs, dataset_type: &str, entries: Vec<datasets::StoredEntry>) -> anyhow::Result<Vec<u8>> {
+fn build_export(
+    blobs: &crate::blobs::Blobs,
+    dataset_type: &str,
+    entries: Vec<datasets::StoredEntry>,
+    out: std::fs::File,
+) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(out));
     // JPEG and PNG are compressed already.
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(false);
     let mut manifest = String::new();
+    let mut written = std::collections::HashSet::new();
     for e in entries {
         let mut raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&e.entry)?;
         let base = sanitize_file_name(e.source_ref.rsplit('/').next().unwrap_or("image"));
-        let image_path = format!("images/{}-{base}", &e.image_hash[..12]);
-        zip.start_file(image_path.as_str(), opts)?;
-        zip.write_all(&blobs.get(&e.image_hash)?)?;
+        // An image exported before keeps its name rather than gaining a second hash prefix.
+        let prefix = format!("{}-", &e.image_hash[..12]);
+        let image_path = if base.starts_with(&prefix) { format!("images/{base}") } else { format!("images/{prefix}{base}") };
+        if written.insert(image_path.clone()) {
+            zip.start_file(image_path.as_str(), opts)?;
+            zip.write_all(&blobs.get(&e.image_hash)?)?;
+        }
         raw.insert("source-ref".into(), serde_json::Value::String(image_path));
         if let Some(mask) = &e.mask_hash {
             let mask_key = raw.keys().find(|k| k.ends_with("-ref") && *k != "source-ref").cloned();
             if let Some(k) = mask_key {
                 let mask_path = format!("masks/{}.png", &mask[..12]);
-                zip.start_file(mask_path.as_str(), opts)?;
-                zip.write_all(&blobs.get(mask)?)?;
+                if written.insert(mask_path.clone()) {
+                    zip.start_file(mask_path.as_str(), opts)?;
+                    zip.write_all(&blobs.get(mask)?)?;
+                }
                 raw.insert(k, serde_json::Value::String(mask_path));
             }
         }
@@ -471,7 +634,111 @@ fn build_export(blobs: &crate::blobs::Blobs, dataset_type: &str, entries: Vec<da
     }
     zip.start_file(format!("{dataset_type}.manifest"), opts)?;
     zip.write_all(manifest.as_bytes())?;
-    Ok(zip.finish()?.into_inner())
+    zip.finish()?.flush()?;
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+pub struct ArchiveQuery {
+    /// The archive's file name, for messages.
+    #[serde(default)]
+    name: String,
+}
+
+fn json_error(status: u16, message: impl Into<String>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(serde_json::json!({ "message": message.into() }))).into_response()
+}
+
+/// `POST /import/{project}/{type}?name=FILE.zip`: creates the dataset from an archive (the body) holding a
+/// Ground Truth manifest and the files it references — what the export writes. The archive is streamed to
+/// a temporary file, then imported in the background like any other import (the dataset's status and
+/// report follow it); `202` with `{"message": ...}` when it has started.
+pub async fn import_archive(
+    State(state): State<AppState>,
+    Path((project, dataset_type)): Path<(String, String)>,
+    Query(q): Query<ArchiveQuery>,
+    body: axum::body::Body,
+) -> Response {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    if let Err(m) = datasets::validate_dataset_type(&dataset_type) {
+        return json_error(400, m);
+    }
+    let display = if q.name.trim().is_empty() { "upload.zip".to_string() } else { sanitize_file_name(&q.name) };
+    // Refuse early, before reading the body, when the project or the dataset slot is wrong.
+    {
+        let Ok(mut conn) = state.db.pool.acquire().await else { return json_error(500, "The database is unavailable.") };
+        match find_project(&mut conn, &project).await {
+            Err(e) => return json_error(e.status, e.message),
+            Ok(p) => {
+                if let Ok(Some(_)) = datasets::find(&mut conn, &p.id, &dataset_type).await {
+                    return json_error(409, format!("The project already has a {dataset_type} dataset; delete it first or import into the other one."));
+                }
+            }
+        }
+    }
+    let path = match temp_path(&state, ".zip") {
+        Ok(p) => p,
+        Err(e) => return json_error(500, format!("No room for the upload: {e}")),
+    };
+    let written = async {
+        let mut f = tokio::fs::File::create(&path).await.map_err(|e| (500, format!("No room for the upload: {e}")))?;
+        let mut stream = body.into_data_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| (400, format!("The upload was interrupted: {e}")))?;
+            n += chunk.len() as u64;
+            if n > MAX_ARCHIVE_BYTES {
+                return Err((413, format!("The archive is larger than {} GB.", MAX_ARCHIVE_BYTES >> 30)));
+            }
+            f.write_all(&chunk).await.map_err(|e| (500, format!("No room for the upload: {e}")))?;
+        }
+        f.flush().await.map_err(|e| (500, e.to_string()))?;
+        if n == 0 {
+            return Err((400, "The archive is empty.".to_string()));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err((status, m)) = written {
+        let _ = tokio::fs::remove_file(&path).await;
+        return json_error(status, m);
+    }
+    let created = async {
+        let mut tx = state.db.begin_write().await.map_err(internal)?;
+        let p = find_project(&mut tx, &project).await?;
+        let d = datasets::create(&mut tx, &p.id, &dataset_type, datasets::CREATE_IN_PROGRESS).await.map_err(|e| match e {
+            datasets::DatasetError::Exists(t) => BackendError::new(409, format!("The project already has a {t} dataset; delete it first or import into the other one.")),
+            datasets::DatasetError::Db(e) => internal(e),
+        })?;
+        let job = crate::jobs::Job::Archive { dataset_id: d.id, path: path.display().to_string(), name: display.clone() };
+        let id = crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        Ok::<_, BackendError>((id, job))
+    }
+    .await;
+    match created {
+        Ok((id, job)) => crate::jobs::spawn(state.clone(), id, job),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            return json_error(e.status, e.message);
+        }
+    }
+    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "message": format!("Importing {display}…") }))).into_response()
+}
+
+async fn find_project(conn: &mut AnyConnection, project: &str) -> Result<Project, BackendError> {
+    projects::find(conn, project).await.map_err(internal)?.ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))
+}
+
+/// A label colour as `#RRGGBB`, refusing the background colours.
+fn label_color(color: &str) -> Result<String, BackendError> {
+    let c = manifest::parse_hex_color(color).ok_or_else(|| BackendError::new(400, format!("{color:?} is not a colour (#rrggbb).")))?;
+    if c == [255, 255, 255] || c == [0, 0, 0] {
+        return Err(BackendError::new(400, "White and black are reserved for the background.".to_string()));
+    }
+    Ok(manifest::hex_color(c))
 }
 
 fn parse_label(label: &str) -> Result<Option<manifest::Label>, BackendError> {

@@ -1,10 +1,12 @@
 //! Vigil's server: configuration, state, the LFV-compatible API, the console's backend and the engine.
 //! `main.rs` only parses the command line; everything else is here so integration tests can import it.
+#![recursion_limit = "256"]
 
 pub mod blobs;
 pub mod config;
 pub mod console;
 pub mod datasets;
+pub mod jobs;
 pub mod engine;
 pub mod http;
 pub mod projects;
@@ -38,7 +40,11 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
     let s3 = s3::S3::connect(&config.s3_settings()).await;
     let interrupted = datasets::fail_interrupted(&mut *db.pool.acquire().await?).await?;
     if interrupted > 0 {
-        tracing::warn!(interrupted, "dataset jobs interrupted by the last shutdown were marked failed");
+        tracing::warn!(interrupted, "datasets left in progress without a job to resume were marked failed");
+    }
+    let backfilled = datasets::labels::backfill(&mut *db.pool.acquire().await?).await?;
+    if backfilled > 0 {
+        tracing::info!(backfilled, "recorded the anomaly labels of entries written by an earlier version");
     }
 
     let threads = config
@@ -69,7 +75,12 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
         .site_addr(addr)
         .env(leptos::config::Env::PROD)
         .build();
-    Ok(AppState { db, config: Arc::new(config), backbone: Arc::new(backbone), blobs, s3, leptos_options })
+    let state = AppState { db, config: Arc::new(config), backbone: Arc::new(backbone), blobs, s3, leptos_options };
+    let resumed = jobs::resume(&state).await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "background jobs interrupted by the last shutdown were started again");
+    }
+    Ok(state)
 }
 
 /// The whole HTTP surface: the LFV API under `/2020-11-20`, the console and its server functions.
@@ -81,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/2020-11-20", http::router())
         .route("/media/{hash}", axum::routing::get(console::get_media))
         .route("/export/{project}/{file}", axum::routing::get(console::export_dataset))
+        .route("/import/{project}/{dataset_type}", axum::routing::post(console::import_archive))
         .leptos_routes_with_context(&state, routes, move || provide_context(backend.clone()), {
             let options = options.clone();
             move || app::shell(options.clone())

@@ -22,7 +22,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn importer(&self) -> Importer {
-        Importer { db: self.db.clone(), s3: self.s3.clone(), blobs: self.blobs.clone() }
+        Importer { db: self.db.clone(), s3: self.s3.clone(), blobs: self.blobs.clone(), local: None, binary_masks: false }
     }
 
     pub fn project_arn(&self, name: &str) -> String {

@@ -358,9 +358,9 @@ async fn folder_import_edit_export_reimport() {
     let console = vigil::console::ConsoleBackend { state: h.running.as_ref().unwrap().state.clone() };
     c.create_project().project_name("boards").send().await.unwrap();
 
-    let err = console.import_s3("boards", "train", "not-a-uri", "folder").await.unwrap_err();
+    let err = console.import_s3("boards", "train", "not-a-uri", "folder", Default::default()).await.unwrap_err();
     assert_eq!(err.status, 400);
-    console.import_s3("boards", "train", "s3://boards/circuit/train/", "folder").await.unwrap();
+    console.import_s3("boards", "train", "s3://boards/circuit/train/", "folder", Default::default()).await.unwrap();
     let d = settle(c, "boards", "train").await;
     assert_eq!(d.status(), Some(&DatasetStatus::CreateComplete), "{:?}", d.status_message());
     let s = d.image_stats.clone().unwrap();
@@ -460,5 +460,32 @@ async fn masks_round_trip_through_export() {
     assert_eq!(console.rename_label("seg", "cracked", "crack").await.unwrap(), 1);
     let lines = entries(c, "seg", |b| b.anomaly_class("anomaly")).await;
     assert_eq!(lines[0]["anomaly-mask-ref-metadata"]["internal-color-map"]["0"]["class-name"], "crack");
+
+    // The project's labels: imported ones are registered (renamed with their masks), with use counts; the
+    // gallery filters by them; a used label cannot be deleted, an unused one can.
+    let labels = console.labels("seg").await.unwrap();
+    assert_eq!(labels.iter().map(|l| (l.name.as_str(), l.uses)).collect::<Vec<_>>(), vec![("crack", 1)]);
+    assert_eq!(labels[0].color, "#23A436");
+    let typed = console.entries("seg", "train", "type:crack", 0).await.unwrap().entries;
+    assert_eq!(typed.len(), 1);
+    assert!(typed[0].has_mask);
+    assert!(console.entries("seg", "train", "type:cracked", 0).await.unwrap().entries.is_empty());
+    assert_eq!(console.delete_label("seg", "crack").await.unwrap_err().status, 409);
+    console.create_label("seg", "scratch", "#1f77b4").await.unwrap();
+    assert_eq!(console.create_label("seg", "scratch", "#1F77B4").await.unwrap_err().status, 409);
+    assert_eq!(console.create_label("seg", "no spaces", "#1F77B4").await.unwrap_err().status, 400);
+    assert_eq!(console.create_label("seg", "white", "#FFFFFF").await.unwrap_err().status, 400);
+    console.recolor_label("seg", "scratch", "#F2A541").await.unwrap();
+    assert_eq!(console.recolor_label("seg", "nothing", "#F2A541").await.unwrap_err().status, 404);
+    let labels = console.labels("seg").await.unwrap();
+    assert_eq!(labels[1].name, "scratch");
+    assert_eq!((labels[1].color.as_str(), labels[1].uses), ("#F2A541", 0));
+    let anomaly_id = typed[0].id.clone();
+    let detail = console.entry("seg", "train", &anomaly_id).await.unwrap();
+    assert_eq!(detail.labels.len(), 2, "the painter offers every project label");
+    assert_eq!(detail.mask_classes[0].name, "crack");
+    console.delete_label("seg", "scratch").await.unwrap();
+    assert_eq!(console.delete_label("seg", "scratch").await.unwrap_err().status, 404);
+    assert_eq!(console.labels("seg").await.unwrap().len(), 1);
     h.stop().await;
 }

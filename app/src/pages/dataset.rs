@@ -2,7 +2,7 @@
 //! labelled with the mouse or the keyboard (N normal, A anomaly, U unlabelled, arrows to move, space to select).
 
 use crate::api::{
-    delete_entries, error_text, get_dataset, list_entries, move_entries, set_labels, upload_images, DatasetDetail, EntryView, UploadReport,
+    delete_entries, error_text, get_dataset, list_entries, list_labels, move_entries, set_labels, upload_images, DatasetDetail, EntryView, UploadReport,
     GALLERY_PAGE,
 };
 use crate::pages::project::StatusBadge;
@@ -192,11 +192,21 @@ fn Uploader(project: Signal<String>, dataset_type: Signal<String>, version: RwSi
 #[component]
 fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSignal<u32>) -> impl IntoView {
     let filter = RwSignal::new("all".to_string());
+    // An anomaly label: only images whose mask uses it (overrides the label filter).
+    let anomaly_type = RwSignal::new(None::<String>);
     let page = RwSignal::new(0usize);
     let entries = Resource::new(
-        move || (project.get(), dataset_type.get(), filter.get(), page.get(), version.get()),
+        move || {
+            let f = match anomaly_type.get() {
+                Some(t) => format!("type:{t}"),
+                None => filter.get(),
+            };
+            (project.get(), dataset_type.get(), f, page.get(), version.get())
+        },
         |(p, t, f, n, _)| list_entries(p, t, f, n),
     );
+    // The project's anomaly labels, for the anomaly-type filter.
+    let labels = Resource::new(move || (project.get(), version.get()), |(p, _)| list_labels(p));
     let selected = RwSignal::new(HashSet::<String>::new());
     let focus = RwSignal::new(0usize);
     let error = RwSignal::new(None::<String>);
@@ -285,6 +295,26 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                         <option value="anomaly">"anomaly"</option>
                         <option value="unlabeled">"unlabelled"</option>
                     </select>
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            let ls = labels.await.unwrap_or_default();
+                            (!ls.is_empty()).then(|| view! {
+                                <label for="gallery-type" class="inline">"Anomaly type"</label>
+                                <select id="gallery-type" on:change=move |ev| {
+                                    let v = event_target_value(&ev);
+                                    anomaly_type.set((!v.is_empty()).then_some(v));
+                                    page.set(0);
+                                    selected.update(|s| s.clear());
+                                }>
+                                    <option value="">"any"</option>
+                                    {ls.into_iter().map(|l| {
+                                        let chosen = anomaly_type.get_untracked().as_deref() == Some(l.name.as_str());
+                                        view! { <option value=l.name.clone() selected=chosen>{format!("{} ({})", l.name, l.uses)}</option> }
+                                    }).collect_view()}
+                                </select>
+                            })
+                        })}
+                    </Transition>
                     <button type="button" on:click=move |_| apply(targets(), "normal")>"Normal (N)"</button>
                     <button type="button" on:click=move |_| apply(targets(), "anomaly")>"Anomaly (A)"</button>
                     <button type="button" on:click=move |_| apply(targets(), "")>"Unlabel (U)"</button>

@@ -157,6 +157,7 @@ fn DatasetsCard(project: String, datasets: Vec<DatasetSummary>) -> impl IntoView
             <ImportManifestForm project=project.clone()/>
         </div>
     }
+    .into_any()
 }
 
 #[component]
@@ -164,27 +165,151 @@ fn ImportManifestForm(project: String) -> impl IntoView {
     let import = ServerAction::<ImportS3>::new();
     let error = move || import.value().get().and_then(|r| r.err()).map(|e| error_text(&e));
     let started = move || matches!(import.value().get(), Some(Ok(())));
+    let kind = RwSignal::new("manifest".to_string());
+    let archive_project = project.clone();
+    let placeholder = move || match kind.get().as_str() {
+        "manifest" => "s3://bucket/path/train.manifest",
+        "folder" => "s3://bucket/circuitboard/train/  or  /srv/images/circuitboard/train",
+        _ => "s3://bucket/mvtec/bottle/  or  /srv/mvtec_ad/bottle",
+    };
     view! {
         <details class="import">
-            <summary>"Import from S3 (a Ground Truth manifest, or a folder with normal/ and anomaly/)"</summary>
+            <summary>"Import from S3 or the server's disk (a Ground Truth manifest, a folder with normal/ and anomaly/, or an MVTec AD category)"</summary>
             <ActionForm action=import>
                 <input type="hidden" name="project" value=project/>
                 <div class="form-row">
-                    <select name="kind" aria-label="Source">
+                    <select name="kind" aria-label="Source" on:change=move |ev| kind.set(event_target_value(&ev))>
                         <option value="manifest">"manifest"</option>
                         <option value="folder">"folder"</option>
+                        <option value="mvtec">"MVTec AD"</option>
                     </select>
-                    <input type="text" name="uri" placeholder="s3://bucket/path/train.manifest or s3://bucket/circuitboard/train/" aria-label="S3 URI"/>
-                    <select name="dataset_type" aria-label="Dataset">
+                    <input type="text" name="uri" placeholder=placeholder aria-label="Location"/>
+                    <select name="dataset_type" aria-label="Dataset" disabled=move || kind.get() == "mvtec">
                         <option value="train">"train"</option>
                         <option value="test">"test"</option>
                     </select>
                     <button type="submit" class="primary">"Import"</button>
                 </div>
-                <p class="hint">"Images and masks are copied into Vigil, so later changes to the bucket do not affect the dataset. What cannot be imported is listed on the dataset page with the reason. Reload to follow progress."</p>
+                <Show when=move || kind.get() == "mvtec">
+                    // A disabled select is not sent; MVTec fills both datasets whatever this says.
+                    <input type="hidden" name="dataset_type" value="train"/>
+                </Show>
+                <details class="s3-connection">
+                    <summary>"S3 connection for this import (optional; empty fields use the server's settings)"</summary>
+                    <div class="form-grid">
+                        <label>"Endpoint" <input type="text" name="s3[endpoint]" placeholder="http://minio.local:9000" autocomplete="off"/></label>
+                        <label>"Region" <input type="text" name="s3[region]" placeholder="us-east-1" autocomplete="off"/></label>
+                        <label>"Access key id" <input type="text" name="s3[access_key_id]" autocomplete="off"/></label>
+                        <label>"Secret access key" <input type="password" name="s3[secret_access_key]" autocomplete="new-password"/></label>
+                        <label>"Addressing"
+                            <select name="s3[addressing]">
+                                <option value="">"server setting"</option>
+                                <option value="path">"path-style (MinIO, most self-hosted servers)"</option>
+                                <option value="virtual">"virtual-hosted (AWS)"</option>
+                            </select>
+                        </label>
+                    </div>
+                </details>
+                <p class="hint">
+                    "Folder: images under normal/ and anomaly/ get those labels; PNGs in masks/ with an anomaly image's name become its mask (label defect). "
+                    "MVTec AD: train/good fills the train dataset; test/good and test/<defect> the test dataset, each defect folder becoming an anomaly label with the masks from ground_truth/. "
+                    "Images and masks are copied into Vigil, so later changes to the source do not affect the dataset. What cannot be imported is listed on the dataset page with the reason. Reload to follow progress."
+                </p>
                 <p class="error" role="alert">{error}</p>
                 <Show when=started><p class="ok">"Import started."</p></Show>
             </ActionForm>
         </details>
+        <ImportArchiveForm project=archive_project/>
     }
+    .into_any()
+}
+
+/// Sends a file as the body of a POST; the status and the body's `message`.
+async fn post_file(url: &str, file: &web_sys::File) -> Result<(u16, String), String> {
+    use leptos::wasm_bindgen::JsCast;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(file.as_ref());
+    let headers = web_sys::Headers::new().map_err(|_| "the browser refused the request".to_string())?;
+    let _ = headers.set("Content-Type", "application/zip");
+    init.set_headers(headers.as_ref());
+    let promise = window().fetch_with_str_and_init(url, &init);
+    let response: web_sys::Response = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|_| "the upload failed (network)".to_string())?
+        .dyn_into()
+        .map_err(|_| "the upload failed".to_string())?;
+    let status = response.status();
+    let text = match response.text() {
+        Ok(p) => wasm_bindgen_futures::JsFuture::from(p).await.ok().and_then(|v| v.as_string()).unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or(text);
+    Ok((status, message))
+}
+
+/// Imports an archive written by the export (a manifest beside its images and masks) into a new dataset.
+#[component]
+fn ImportArchiveForm(project: String) -> impl IntoView {
+    let dataset_type = RwSignal::new("train".to_string());
+    let status = RwSignal::new(None::<Result<String, String>>);
+    let busy = RwSignal::new(false);
+    let project = StoredValue::new(project);
+    view! {
+        <details class="import">
+            <summary>"Import an archive (a manifest with its images and masks, as Export writes it)"</summary>
+            <div class="form-row">
+                <select aria-label="Archive dataset" on:change=move |ev| dataset_type.set(event_target_value(&ev))>
+                    <option value="train">"train"</option>
+                    <option value="test">"test"</option>
+                </select>
+                <label class="button">
+                    {move || if busy.get() { "uploading…" } else { "choose a .zip…" }}
+                    <input
+                        type="file"
+                        accept=".zip,application/zip"
+                        class="visually-hidden"
+                        aria-label="Choose an archive to import"
+                        disabled=move || busy.get()
+                        on:change=move |ev| {
+                            let input = event_target::<web_sys::HtmlInputElement>(&ev);
+                            let Some(file) = input.files().and_then(|l| l.get(0)) else { return };
+                            input.set_value("");
+                            let url = format!(
+                                "/import/{}/{}?name={}",
+                                project.get_value(),
+                                dataset_type.get_untracked(),
+                                js_sys_encode(&file.name())
+                            );
+                            busy.set(true);
+                            status.set(None);
+                            leptos::task::spawn_local(async move {
+                                let r = post_file(&url, &file).await;
+                                busy.set(false);
+                                status.set(Some(match r {
+                                    Ok((202, m)) => Ok(format!("{m} Reload to follow progress.")),
+                                    Ok((_, m)) => Err(m),
+                                    Err(m) => Err(m),
+                                }));
+                            });
+                        }
+                    />
+                </label>
+            </div>
+            {move || status.get().map(|s| match s {
+                Ok(m) => view! { <p class="ok" role="status">{m}</p> }.into_any(),
+                Err(m) => view! { <p class="error" role="alert">{m}</p> }.into_any(),
+            })}
+        </details>
+    }
+}
+
+/// Percent-encodes a query value.
+fn js_sys_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }

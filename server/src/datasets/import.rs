@@ -1,10 +1,12 @@
-//! Import jobs: Ground Truth manifests from S3 (CreateDataset) and JSON-line changes (UpdateDatasetEntries).
+//! Import jobs: Ground Truth manifests from S3 (CreateDataset), S3 folders, MVTec AD layouts (from a bucket
+//! or the server's disk), uploaded zips of a manifest with its images (an export), and JSON-line changes
+//! (UpdateDatasetEntries).
 //! Each image and mask is fetched, decoded to prove it is usable, stored in the blob store, and only then
 //! written to the database in one transaction. An import keeps the valid lines and reports every skipped one
 //! with its reason; an update is all or nothing, as LFV's is.
 
 use super::manifest::{parse_line, parse_s3_uri, ManifestLine};
-use super::mask::check_mask;
+use super::mask::{binary_to_lfv, check_mask};
 use super::{BlobInfo, Issue, NewEntry, StoredEntry};
 use crate::blobs::Blobs;
 use crate::engine::image_io;
@@ -12,6 +14,9 @@ use crate::s3::{FetchError, S3};
 use crate::store::Db;
 use futures::stream::{self, StreamExt};
 use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// LFV's limit for one image file.
 pub const MAX_IMAGE_BYTES: u64 = 8 * 1024 * 1024;
@@ -27,6 +32,88 @@ pub struct Importer {
     pub db: Db,
     pub s3: S3,
     pub blobs: Blobs,
+    /// Where references that are not `s3://` URIs are read from, if anywhere.
+    pub local: Option<Local>,
+    /// Masks carry no colour map (MVTec, a folder's `masks/`): each is converted to its line's one class.
+    pub binary_masks: bool,
+}
+
+/// A source of files on the server.
+#[derive(Clone, Debug)]
+pub enum Local {
+    /// A directory: `file://` URIs under it.
+    Dir(PathBuf),
+    /// A zip archive (an uploaded export): references are member names.
+    Zip(Arc<PathBuf>),
+}
+
+/// Colours for labels found without one (MVTec defect types, folder masks).
+pub const PALETTE: [[u8; 3]; 8] = [
+    [0xE4, 0x57, 0x2E],
+    [0x23, 0xA4, 0x36],
+    [0x1F, 0x77, 0xB4],
+    [0xF2, 0xA5, 0x41],
+    [0x9B, 0x5D, 0xE5],
+    [0x00, 0xBB, 0xF9],
+    [0xF1, 0x5B, 0xB5],
+    [0x8A, 0xC9, 0x26],
+];
+
+/// The label name folder masks get.
+pub const FOLDER_MASK_LABEL: &str = "defect";
+
+fn read_limited(mut r: impl Read, max: u64) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    r.by_ref().take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("could not be read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(fetch_reason(FetchError::TooLarge(max)));
+    }
+    Ok(bytes)
+}
+
+impl Local {
+    /// Reads a reference: a `file://` path under the directory, or a member of the zip.
+    fn read(&self, uri: &str, max: u64) -> Result<Vec<u8>, String> {
+        match self {
+            Local::Dir(root) => {
+                let path = uri.strip_prefix("file://").ok_or_else(|| format!("{uri} is not a file:// or s3:// URI"))?;
+                let path = Path::new(path);
+                if !path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) || !path.starts_with(root) {
+                    return Err(format!("{uri} is outside the imported folder"));
+                }
+                let f = std::fs::File::open(path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => "file not found".to_string(),
+                    _ => format!("could not be read: {e}"),
+                })?;
+                read_limited(f, max)
+            }
+            Local::Zip(path) => {
+                let f = std::fs::File::open(path.as_ref()).map_err(|e| format!("the archive could not be read: {e}"))?;
+                let mut zip = zip::ZipArchive::new(f).map_err(|e| format!("the archive could not be read: {e}"))?;
+                let name = uri.trim_start_matches("./");
+                let member = zip.by_name(name).map_err(|_| "not in the archive".to_string())?;
+                if member.size() > max {
+                    return Err(fetch_reason(FetchError::TooLarge(max)));
+                }
+                read_limited(member, max)
+            }
+        }
+    }
+}
+
+/// A label name from a folder name, by LFV's rule (letters, digits, `-`, `_`; at most 64).
+pub fn label_from_folder(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .skip_while(|c| !c.is_ascii_alphanumeric())
+        .take(64)
+        .collect();
+    if clean.is_empty() || clean.eq_ignore_ascii_case("background") {
+        format!("defect-{}", clean.trim_matches('-')).trim_end_matches('-').to_string()
+    } else {
+        clean
+    }
 }
 
 /// Parses a manifest's text: the valid lines (with their 1-based numbers) and an issue for each bad one.
@@ -84,7 +171,17 @@ pub fn store_image(blobs: &Blobs, bytes: Vec<u8>) -> Result<BlobInfo, String> {
 }
 
 impl Importer {
+    /// Importer that also reads references from a local source.
+    pub fn with_local(mut self, local: Local) -> Self {
+        self.local = Some(local);
+        self
+    }
+
     async fn fetch(&self, uri: &str, max: u64) -> Result<Vec<u8>, String> {
+        if let Some(local) = self.local.clone().filter(|_| !uri.starts_with("s3://")) {
+            let uri = uri.to_string();
+            return tokio::task::spawn_blocking(move || local.read(&uri, max)).await.map_err(|e| format!("could not be read: {e}"))?;
+        }
         let (bucket, key) = parse_s3_uri(uri).ok_or_else(|| format!("{uri} is not an s3://bucket/key URI"))?;
         self.s3.get(&bucket, &key, None, max).await.map_err(fetch_reason)
     }
@@ -100,7 +197,7 @@ impl Importer {
 
     /// Turns a manifest line into an entry: fetches and checks its image and mask, unless the dataset already
     /// holds them under the same references.
-    async fn materialize(&self, n: Option<i64>, line: ManifestLine, existing: Option<&StoredEntry>) -> Result<NewEntry, Issue> {
+    async fn materialize(&self, n: Option<i64>, mut line: ManifestLine, existing: Option<&StoredEntry>) -> Result<NewEntry, Issue> {
         let issue = |reason: String| Issue { line: n, source_ref: Some(line.source_ref.clone()), reason };
         let reused = match existing {
             Some(e) => self.blob_info(&e.image_hash).await.map_err(|e| issue(format!("database error: {e}")))?,
@@ -133,7 +230,12 @@ impl Importer {
                     let (w, h) = (image.width as u32, image.height as u32);
                     let classes = line.classes.clone();
                     let blobs = self.blobs.clone();
+                    let binary = self.binary_masks;
                     tokio::task::spawn_blocking(move || -> Result<BlobInfo, String> {
+                        let bytes = match (binary, classes.first()) {
+                            (true, Some(c)) => binary_to_lfv(&bytes, w, h, c.color)?,
+                            _ => bytes,
+                        };
                         check_mask(&bytes, w, h, &classes)?;
                         let hash = blobs.put(&bytes).map_err(|_| "the mask could not be stored".to_string())?;
                         Ok(BlobInfo { hash, size: bytes.len() as i64, content_type: "image/png".into(), width: w as i64, height: h as i64 })
@@ -143,6 +245,13 @@ impl Importer {
                     .map_err(|r| issue(format!("mask {mask_ref}: {r}")))?
                 }
             });
+        }
+        // A converted mask is a new file: the line points at it.
+        if let (true, Some(m)) = (self.binary_masks, &mask) {
+            let key = line.raw.keys().find(|k| k.ends_with("-ref") && *k != "source-ref").cloned();
+            if let Some(k) = key {
+                line.raw.insert(k, serde_json::Value::String(format!("vigil://mask/{}.png", &m.hash[..16])));
+            }
         }
         Ok(NewEntry {
             source_ref: line.source_ref.clone(),
@@ -182,6 +291,11 @@ impl Importer {
     pub async fn import_manifest(&self, dataset_id: &str, bucket: &str, key: &str, version: Option<&str>) {
         let outcome = self.try_import_manifest(dataset_id, bucket, key, version).await;
         self.settle_create(dataset_id, outcome).await;
+    }
+
+    /// Marks a dataset whose import could not even start as failed.
+    pub async fn fail_create(&self, dataset_id: &str, message: String) {
+        self.settle_create(dataset_id, Err(message)).await;
     }
 
     async fn settle_create(&self, dataset_id: &str, outcome: Result<String, String>) {
@@ -242,25 +356,100 @@ impl Importer {
         self.import_lines(dataset_id, lines, issues, &format!("the manifest {uri}")).await
     }
 
-    /// Imports an S3 folder: images under `PREFIX/normal/` are labelled normal, under `PREFIX/anomaly/` anomaly
-    /// (deeper sub-folders keep their top folder's label, as in LFV), any other image is unlabelled.
-    pub async fn import_folder(&self, dataset_id: &str, bucket: &str, prefix: &str) {
-        let outcome = self.try_import_folder(dataset_id, bucket, prefix).await;
+    /// Lists the files under a place, as paths relative to it.
+    async fn list_place(&self, place: &Place) -> Result<Vec<String>, String> {
+        match place {
+            Place::S3 { bucket, prefix } => {
+                let keys = self.s3.list(bucket, prefix).await.map_err(|e| format!("{} could not be listed: {e}.", place))?;
+                Ok(keys.into_iter().filter_map(|k| k.strip_prefix(prefix.as_str()).map(str::to_string)).collect())
+            }
+            Place::Dir(root) => {
+                let root = root.clone();
+                let shown = place.to_string();
+                tokio::task::spawn_blocking(move || walk(&root))
+                    .await
+                    .map_err(internal)?
+                    .map_err(|e| format!("{shown} could not be listed: {e}."))
+            }
+        }
+    }
+
+    /// Imports a folder: images under `normal/` are labelled normal, under `anomaly/` anomaly (deeper
+    /// sub-folders keep their top folder's label, as in LFV), any other image is unlabelled; a PNG in `masks/`
+    /// with an anomaly image's name (any extension) becomes its mask, labelled `defect`.
+    pub async fn import_folder(&self, dataset_id: &str, place: &Place) {
+        let outcome = self.try_import_folder(dataset_id, place).await;
         self.settle_create(dataset_id, outcome).await;
     }
 
-    async fn try_import_folder(&self, dataset_id: &str, bucket: &str, prefix: &str) -> Result<String, String> {
-        let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
-        let keys = self
-            .s3
-            .list(bucket, &prefix)
-            .await
-            .map_err(|e| format!("The folder s3://{bucket}/{prefix} could not be listed: {e}."))?;
-        let (lines, issues) = folder_lines(bucket, &prefix, &keys);
+    async fn try_import_folder(&self, dataset_id: &str, place: &Place) -> Result<String, String> {
+        let files = self.list_place(place).await?;
+        let (lines, issues) = folder_lines(&files, |rel| place.uri(rel));
         if lines.is_empty() {
-            return Err(format!("The folder s3://{bucket}/{prefix} holds no .jpg, .jpeg or .png images."));
+            return Err(format!("The folder {place} holds no .jpg, .jpeg or .png images."));
         }
-        self.import_lines(dataset_id, lines, issues, &format!("s3://{bucket}/{prefix}")).await
+        self.import_lines(dataset_id, lines, issues, &place.to_string()).await
+    }
+
+    /// Imports an MVTec AD category (`train/good`, `test/good`, `test/<defect>`,
+    /// `ground_truth/<defect>/<name>_mask.png`) into a train and a test dataset; each defect folder becomes an
+    /// anomaly label, and its white-on-black masks become LFV masks in that label's colour.
+    pub async fn import_mvtec(&self, train_id: &str, test_id: &str, place: &Place) {
+        let outcome = self.try_import_mvtec(train_id, test_id, place).await;
+        match outcome {
+            Ok((a, b)) => {
+                self.settle_create(train_id, a).await;
+                self.settle_create(test_id, b).await;
+            }
+            Err(m) => {
+                self.settle_create(train_id, Err(m.clone())).await;
+                self.settle_create(test_id, Err(m)).await;
+            }
+        }
+    }
+
+    async fn try_import_mvtec(&self, train_id: &str, test_id: &str, place: &Place) -> Result<(Result<String, String>, Result<String, String>), String> {
+        let files = self.list_place(place).await?;
+        let m = mvtec_lines(&files, |rel| place.uri(rel))?;
+        let train = self.import_lines(train_id, m.train, m.issues, &format!("{place}train/")).await;
+        let test = if m.test.is_empty() {
+            Ok(format!("{place}test/ holds no images; the test dataset is empty."))
+        } else {
+            self.import_lines(test_id, m.test, Vec::new(), &format!("{place}test/")).await
+        };
+        Ok((train, test))
+    }
+
+    /// Imports an archive holding a Ground Truth manifest (`*.manifest`, one per archive) whose references
+    /// are the archive's own files — what the console's export writes.
+    pub async fn import_zip(&self, dataset_id: &str, display_name: &str) {
+        let outcome = self.try_import_zip(dataset_id, display_name).await;
+        self.settle_create(dataset_id, outcome).await;
+    }
+
+    async fn try_import_zip(&self, dataset_id: &str, display_name: &str) -> Result<String, String> {
+        let Some(Local::Zip(path)) = self.local.clone() else { return Err(internal("zip import without an archive")) };
+        let text = tokio::task::spawn_blocking(move || -> Result<String, String> {
+            let f = std::fs::File::open(path.as_ref()).map_err(|e| format!("could not be read: {e}"))?;
+            let mut zip = zip::ZipArchive::new(f).map_err(|_| "is not a zip archive".to_string())?;
+            let names: Vec<String> = zip.file_names().filter(|n| n.ends_with(".manifest") && !n.contains("__MACOSX")).map(str::to_string).collect();
+            let name = match names.as_slice() {
+                [one] => one.clone(),
+                [] => return Err("holds no .manifest file".into()),
+                _ => return Err(format!("holds {} .manifest files; put one per archive", names.len())),
+            };
+            let member = zip.by_name(&name).map_err(|e| format!("could not be read: {e}"))?;
+            let bytes = read_limited(member, MAX_MANIFEST_BYTES)?;
+            String::from_utf8(bytes).map_err(|_| format!("{name} is not UTF-8 text"))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|m| format!("The archive {display_name} {m}."))?;
+        let (lines, issues) = parse_manifest(&text);
+        if lines.is_empty() && issues.is_empty() {
+            return Err(format!("The manifest in {display_name} has no lines."));
+        }
+        self.import_lines(dataset_id, lines, issues, &format!("the archive {display_name}")).await
     }
 
     /// The UpdateDatasetEntries job: every line must succeed, or nothing changes.
@@ -300,33 +489,188 @@ impl Importer {
     }
 }
 
-/// Manifest lines for the objects of an S3 folder, labelled by their top sub-folder; other files are issues.
-pub fn folder_lines(bucket: &str, prefix: &str, keys: &[String]) -> (Vec<(i64, ManifestLine)>, Vec<Issue>) {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+/// Where a folder or MVTec import reads from: an S3 prefix or a directory on the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// `prefix` is empty or ends with `/`.
+    S3 { bucket: String, prefix: String },
+    /// An absolute path.
+    Dir(PathBuf),
+}
+
+impl Place {
+    /// `s3://bucket/prefix/` or an absolute path on the server.
+    pub fn parse(s: &str) -> Result<Place, String> {
+        let s = s.trim();
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("{s:?} names no bucket: use s3://bucket/prefix/."));
+            }
+            let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+            return Ok(Place::S3 { bucket: bucket.to_string(), prefix });
+        }
+        let path = Path::new(s.strip_prefix("file://").unwrap_or(s));
+        if !path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(format!("{s:?} is neither an s3://bucket/prefix/ URI nor an absolute path on the server."));
+        }
+        Ok(Place::Dir(path.to_path_buf()))
+    }
+
+    /// The URI of a file under the place.
+    pub fn uri(&self, rel: &str) -> String {
+        match self {
+            Place::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}{rel}"),
+            Place::Dir(root) => format!("file://{}", root.join(rel).display()),
+        }
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Place::Dir(root) => write!(f, "{}/", root.display().to_string().trim_end_matches('/')),
+        }
+    }
+}
+
+/// Files under a directory, as `/`-separated paths relative to it, sorted (hidden entries skipped).
+fn walk(root: &Path) -> std::io::Result<Vec<String>> {
+    const MAX_FILES: usize = 200_000;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = e.path();
+            if e.file_type()?.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+                if out.len() > MAX_FILES {
+                    return Err(std::io::Error::other(format!("more than {MAX_FILES} files")));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_image_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".jpg") || lower.ends_with(".jpeg") || lower.ends_with(".png")
+}
+
+/// A file name without its extension.
+fn stem(path: &str) -> &str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.rsplit_once('.').map_or(name, |(s, _)| s)
+}
+
+fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A manifest line for an image, labelled, with an optional single-class mask.
+fn line_for(uri: String, label: Option<super::manifest::Label>, mask: Option<(String, super::manifest::MaskClass)>, now: &str) -> ManifestLine {
+    let mut raw = serde_json::Map::new();
+    raw.insert("source-ref".into(), serde_json::Value::String(uri.clone()));
+    let (raw, mask_ref, classes) = match mask {
+        Some((m, class)) => {
+            let classes = vec![class];
+            (super::manifest::with_mask(&raw, &m, &classes, now), Some(m), classes)
+        }
+        None => (super::manifest::with_label(&raw, label, now), None, Vec::new()),
+    };
+    let label = if mask_ref.is_some() { Some(super::manifest::Label::Anomaly) } else { label };
+    ManifestLine { source_ref: uri, label, mask_ref, classes, raw }
+}
+
+/// Manifest lines for the files of a folder (paths relative to it), labelled by their top sub-folder, with
+/// masks from `masks/`; other files are issues.
+pub fn folder_lines(files: &[String], uri: impl Fn(&str) -> String) -> (Vec<(i64, ManifestLine)>, Vec<Issue>) {
+    let now = now_iso();
+    let masks: HashMap<&str, &String> =
+        files.iter().filter(|f| f.starts_with("masks/") && f.to_ascii_lowercase().ends_with(".png")).map(|f| (stem(f), f)).collect();
+    let class = super::manifest::MaskClass { name: FOLDER_MASK_LABEL.into(), color: PALETTE[0] };
     let mut lines = Vec::new();
     let mut issues = Vec::new();
-    for key in keys {
-        let rest = key.strip_prefix(prefix).unwrap_or(key);
-        if rest.is_empty() || rest.ends_with('/') {
+    for rel in files {
+        if rel.is_empty() || rel.ends_with('/') || rel.starts_with("masks/") {
             continue;
         }
-        let uri = format!("s3://{bucket}/{key}");
-        let lower = rest.to_ascii_lowercase();
-        if !(lower.ends_with(".jpg") || lower.ends_with(".jpeg") || lower.ends_with(".png")) {
-            issues.push(Issue { line: None, source_ref: Some(uri), reason: "not a .jpg, .jpeg or .png file".into() });
+        if !is_image_name(rel) {
+            issues.push(Issue { line: None, source_ref: Some(uri(rel)), reason: "not a .jpg, .jpeg or .png file".into() });
             continue;
         }
-        let label = match rest.split('/').next() {
-            Some("normal") if rest.contains('/') => Some(super::manifest::Label::Normal),
-            Some("anomaly") if rest.contains('/') => Some(super::manifest::Label::Anomaly),
+        let label = match rel.split('/').next() {
+            Some("normal") if rel.contains('/') => Some(super::manifest::Label::Normal),
+            Some("anomaly") if rel.contains('/') => Some(super::manifest::Label::Anomaly),
             _ => None,
         };
-        let mut raw = serde_json::Map::new();
-        raw.insert("source-ref".into(), serde_json::Value::String(uri.clone()));
-        let raw = super::manifest::with_label(&raw, label, &now);
-        lines.push((0, ManifestLine { source_ref: uri, label, mask_ref: None, classes: Vec::new(), raw }));
+        let mask = (label == Some(super::manifest::Label::Anomaly))
+            .then(|| masks.get(stem(rel)))
+            .flatten()
+            .map(|m| (uri(m), class.clone()));
+        lines.push((0, line_for(uri(rel), label, mask, &now)));
     }
     (lines, issues)
+}
+
+/// The lines of an MVTec AD category.
+pub struct MvtecLines {
+    pub train: Vec<(i64, ManifestLine)>,
+    pub test: Vec<(i64, ManifestLine)>,
+    pub issues: Vec<Issue>,
+}
+
+/// Reads the MVTec AD layout from a listing (paths relative to the category's folder).
+pub fn mvtec_lines(files: &[String], uri: impl Fn(&str) -> String) -> Result<MvtecLines, String> {
+    let now = now_iso();
+    let present: std::collections::HashSet<&str> = files.iter().map(String::as_str).collect();
+    let mut defects: Vec<&str> = files
+        .iter()
+        .filter_map(|f| f.strip_prefix("test/")?.split_once('/').map(|(d, _)| d))
+        .filter(|d| *d != "good")
+        .collect();
+    defects.sort();
+    defects.dedup();
+    let mut out = MvtecLines { train: Vec::new(), test: Vec::new(), issues: Vec::new() };
+    for rel in files {
+        let parts: Vec<&str> = rel.split('/').collect();
+        if parts.first() == Some(&"ground_truth") {
+            continue;
+        }
+        if !is_image_name(rel) {
+            out.issues.push(Issue { line: None, source_ref: Some(uri(rel)), reason: "not a .jpg, .jpeg or .png file".into() });
+            continue;
+        }
+        match parts.as_slice() {
+            ["train", "good", _] => out.train.push((0, line_for(uri(rel), Some(super::manifest::Label::Normal), None, &now))),
+            ["test", "good", _] => out.test.push((0, line_for(uri(rel), Some(super::manifest::Label::Normal), None, &now))),
+            ["test", defect, file] => {
+                let i = defects.iter().position(|d| d == defect).unwrap_or(0);
+                let class = super::manifest::MaskClass { name: label_from_folder(defect), color: PALETTE[i % PALETTE.len()] };
+                let mask_rel = format!("ground_truth/{defect}/{}_mask.png", stem(file));
+                let mask = present.contains(mask_rel.as_str()).then(|| (uri(&mask_rel), class));
+                out.test.push((0, line_for(uri(rel), Some(super::manifest::Label::Anomaly), mask, &now)));
+            }
+            _ => out.issues.push(Issue {
+                line: None,
+                source_ref: Some(uri(rel)),
+                reason: "not in train/good, test/good or test/<defect> (the MVTec AD layout)".into(),
+            }),
+        }
+    }
+    if out.train.is_empty() {
+        return Err("No images in train/good/: this is not an MVTec AD category folder (train/good, test/<defect>, ground_truth/<defect>).".into());
+    }
+    Ok(out)
 }
 
 fn internal(e: impl std::fmt::Display) -> String {
@@ -371,7 +715,9 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let (lines, issues) = folder_lines("b", "p/", &keys);
+        let keys: Vec<String> = keys.iter().map(|k| k.strip_prefix("p/").unwrap().to_string()).collect();
+        let place = Place::parse("s3://b/p").unwrap();
+        let (lines, issues) = folder_lines(&keys, |r| place.uri(r));
         let got: Vec<(String, Option<&str>)> =
             lines.iter().map(|(_, l)| (l.source_ref.clone(), l.label.map(|x| x.as_str()))).collect();
         assert_eq!(
@@ -386,6 +732,85 @@ mod tests {
         assert!(issues[0].source_ref.as_deref().unwrap().ends_with("notes.txt"));
         // The lines carry LFV's classification attributes.
         assert_eq!(lines[1].1.raw["anomaly-label-metadata"]["class-name"], "anomaly");
+    }
+
+    #[test]
+    fn folder_masks_attach_to_anomalies_by_name() {
+        let files: Vec<String> = ["anomaly/a.jpg", "masks/a.png", "normal/n.jpg", "masks/n.png", "masks/orphan.png"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let place = Place::parse("/data/set/").unwrap();
+        let (lines, issues) = folder_lines(&files, |r| place.uri(r));
+        assert!(issues.is_empty());
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].1.source_ref, "file:///data/set/anomaly/a.jpg");
+        assert_eq!(lines[0].1.mask_ref.as_deref(), Some("file:///data/set/masks/a.png"));
+        assert_eq!(lines[0].1.classes[0].name, "defect");
+        assert_eq!(lines[1].1.mask_ref, None, "normal images take no mask");
+    }
+
+    #[test]
+    fn mvtec_layout_splits_labels_and_masks() {
+        let files: Vec<String> = [
+            "license.txt",
+            "train/good/000.png",
+            "train/good/001.png",
+            "test/good/000.png",
+            "test/broken_large/000.png",
+            "test/broken_large/001.png",
+            "test/contamination/000.png",
+            "ground_truth/broken_large/000_mask.png",
+            "ground_truth/contamination/000_mask.png",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let place = Place::parse("s3://b/bottle/").unwrap();
+        let m = mvtec_lines(&files, |r| place.uri(r)).unwrap();
+        assert_eq!(m.train.len(), 2);
+        assert!(m.train.iter().all(|(_, l)| l.label == Some(super::super::manifest::Label::Normal)));
+        assert_eq!(m.test.len(), 4);
+        let broken = m.test.iter().find(|(_, l)| l.source_ref.ends_with("broken_large/000.png")).unwrap();
+        assert_eq!(broken.1.mask_ref.as_deref(), Some("s3://b/bottle/ground_truth/broken_large/000_mask.png"));
+        assert_eq!(broken.1.classes[0].name, "broken_large");
+        let unmasked = m.test.iter().find(|(_, l)| l.source_ref.ends_with("broken_large/001.png")).unwrap();
+        assert_eq!(unmasked.1.label, Some(super::super::manifest::Label::Anomaly));
+        assert!(unmasked.1.mask_ref.is_none());
+        let contamination = m.test.iter().find(|(_, l)| l.source_ref.contains("contamination")).unwrap();
+        assert_ne!(contamination.1.classes[0].color, broken.1.classes[0].color);
+        assert_eq!(m.issues.len(), 1, "license.txt");
+        assert!(mvtec_lines(&["test/good/0.png".to_string()], |r| r.to_string()).is_err());
+    }
+
+    #[test]
+    fn places_and_label_names() {
+        assert_eq!(Place::parse("s3://b").unwrap(), Place::S3 { bucket: "b".into(), prefix: "".into() });
+        assert_eq!(Place::parse("s3://b/x/y").unwrap().to_string(), "s3://b/x/y/");
+        assert_eq!(Place::parse("/srv/mvtec/bottle").unwrap().uri("train/good/0.png"), "file:///srv/mvtec/bottle/train/good/0.png");
+        assert!(Place::parse("relative/dir").is_err());
+        assert!(Place::parse("/srv/../etc").is_err());
+        assert!(Place::parse("s3:///x").is_err());
+        assert_eq!(label_from_folder("broken_large"), "broken_large");
+        assert_eq!(label_from_folder("faulty imprint"), "faulty-imprint");
+        assert_eq!(label_from_folder("_x"), "x");
+        assert_eq!(label_from_folder("background"), "defect-background");
+        assert!(super::super::manifest::validate_label_name(&label_from_folder("çà")).is_ok());
+    }
+
+    #[test]
+    fn local_sources_stay_inside_their_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/x.png"), b"12345").unwrap();
+        let local = Local::Dir(dir.path().to_path_buf());
+        let uri = format!("file://{}", dir.path().join("a/x.png").display());
+        assert_eq!(local.read(&uri, 10).unwrap(), b"12345");
+        assert!(local.read(&uri, 3).unwrap_err().contains("larger"));
+        assert!(local.read("file:///etc/passwd", 10).unwrap_err().contains("outside"));
+        assert!(local.read(&format!("file://{}/a/../a/x.png", dir.path().display()), 10).unwrap_err().contains("outside"));
+        assert_eq!(local.read(&format!("file://{}/a/none.png", dir.path().display()), 10).unwrap_err(), "file not found");
+        assert_eq!(walk(dir.path()).unwrap(), vec!["a/x.png".to_string()]);
     }
 
     #[test]

@@ -86,6 +86,48 @@ pub fn normalize_painted(bytes: &[u8], classes: &[MaskClass]) -> Result<image::R
     Ok(out)
 }
 
+/// Turns a single-class mask without a colour map (MVTec's ground truth, a folder's `masks/`: white or any
+/// colour on black, or any colour on white) into an LFV mask: the class colour on white. The background is
+/// the mask's most common colour (transparent pixels count as background); every other pixel is the defect.
+pub fn binary_to_lfv(bytes: &[u8], width: u32, height: u32, color: [u8; 3]) -> Result<Vec<u8>, String> {
+    if image::guess_format(bytes).ok() != Some(ImageFormat::Png) {
+        return Err("the mask is not a PNG image".into());
+    }
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), ImageFormat::Png);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(8192);
+    limits.max_image_height = Some(8192);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| format!("the mask could not be decoded: {e}"))?.to_rgba8();
+    if img.width() != width || img.height() != height {
+        return Err(format!("the mask is {}×{} px but its image is {width}×{height} px", img.width(), img.height()));
+    }
+    let mut counts: std::collections::HashMap<[u8; 3], u64> = std::collections::HashMap::new();
+    for p in img.pixels().filter(|p| p.0[3] >= 128) {
+        *counts.entry([p.0[0], p.0[1], p.0[2]]).or_default() += 1;
+    }
+    // Ties go to black, then to the smallest colour, so the choice never depends on hashing.
+    let background = counts
+        .iter()
+        .max_by_key(|(c, n)| (**n, **c == [0, 0, 0], std::cmp::Reverse(**c)))
+        .map(|(c, _)| *c)
+        .unwrap_or([0, 0, 0]);
+    let mut out = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    let mut defect = 0u64;
+    for (x, y, p) in img.enumerate_pixels() {
+        if p.0[3] >= 128 && [p.0[0], p.0[1], p.0[2]] != background {
+            out.put_pixel(x, y, image::Rgb(color));
+            defect += 1;
+        }
+    }
+    if defect == 0 {
+        return Err("the mask marks no defect pixel".into());
+    }
+    let mut png = std::io::Cursor::new(Vec::new());
+    out.write_to(&mut png, ImageFormat::Png).map_err(|e| e.to_string())?;
+    Ok(png.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +166,33 @@ mod tests {
         assert_eq!(out.get_pixel(3, 1).0, [255, 255, 255]);
         assert_eq!(out.get_pixel(0, 0).0, [255, 255, 255]);
         assert!(normalize_painted(b"nope", &crack()).is_err());
+    }
+
+    #[test]
+    fn binary_masks_become_lfv_masks() {
+        let red = [0xE4, 0x57, 0x2E];
+        // MVTec style: grey-level, white defect on black.
+        let mut grey = image::GrayImage::new(32, 16);
+        for x in 4..8 {
+            grey.put_pixel(x, 3, image::Luma([255]));
+        }
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        grey.write_to(&mut bytes, ImageFormat::Png).unwrap();
+        let out = binary_to_lfv(&bytes.into_inner(), 32, 16, red).unwrap();
+        let classes = vec![MaskClass { name: "scratch".into(), color: red }];
+        assert_eq!(check_mask(&out, 32, 16, &classes).unwrap(), vec![("scratch".to_string(), 4)]);
+        let img = image::load_from_memory(&out).unwrap().to_rgb8();
+        assert_eq!(img.get_pixel(5, 3).0, red);
+        assert_eq!(img.get_pixel(0, 0).0, [255, 255, 255]);
+        // Any colour on white works too; an empty mask, a wrong size and a non-PNG are refused.
+        let mut white = image::RgbaImage::from_pixel(8, 8, image::Rgba([255, 255, 255, 255]));
+        white.put_pixel(1, 1, image::Rgba([10, 200, 10, 255]));
+        let out = binary_to_lfv(&png(white.clone()), 8, 8, red).unwrap();
+        assert_eq!(image::load_from_memory(&out).unwrap().to_rgb8().get_pixel(1, 1).0, red);
+        assert!(binary_to_lfv(&png(white.clone()), 8, 9, red).unwrap_err().contains("8×8"));
+        let blank = image::RgbaImage::from_pixel(8, 8, image::Rgba([0, 0, 0, 255]));
+        assert!(binary_to_lfv(&png(blank), 8, 8, red).unwrap_err().contains("no defect"));
+        assert!(binary_to_lfv(b"GIF89a", 8, 8, red).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! masks), and the imports that fill them. Queries here; the import jobs in `import`.
 
 pub mod import;
+pub mod labels;
 pub mod manifest;
 pub mod mask;
 
@@ -238,7 +239,7 @@ pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries:
             upsert_blob(conn, m, now).await?;
         }
         let updated = sqlx::query(
-            "update dataset_entry set image_hash = $1, label = $2, mask_hash = $3, entry = $4, updated_at = $5 \
+            "update dataset_entry set image_hash = $1, label = $2, mask_hash = $3, entry = $4, updated_at = $5, anomaly_types = $8 \
              where dataset_id = $6 and source_ref = $7",
         )
         .bind(&e.image.hash)
@@ -248,12 +249,13 @@ pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries:
         .bind(now)
         .bind(dataset_id)
         .bind(&e.source_ref)
+        .bind(labels::types_of(&e.entry))
         .execute(&mut *conn)
         .await?;
         if updated.rows_affected() == 0 {
             sqlx::query(
-                "insert into dataset_entry (id, dataset_id, source_ref, image_hash, label, mask_hash, entry, created_at, updated_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                "insert into dataset_entry (id, dataset_id, source_ref, image_hash, label, mask_hash, entry, created_at, updated_at, anomaly_types) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
             )
             .bind(new_id())
             .bind(dataset_id)
@@ -263,9 +265,11 @@ pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries:
             .bind(e.mask.as_ref().map(|m| m.hash.as_str()))
             .bind(&e.entry)
             .bind(now)
+            .bind(labels::types_of(&e.entry))
             .execute(&mut *conn)
             .await?;
         }
+        labels::register_line(conn, dataset_id, &e.entry).await?;
     }
     Ok(())
 }
@@ -278,6 +282,8 @@ pub struct EntryFilter {
     pub created_before: Option<i64>,
     pub created_after: Option<i64>,
     pub source_ref_contains: Option<String>,
+    /// Entries whose mask uses this anomaly label (the console's filter; not an LFV filter).
+    pub anomaly_type: Option<String>,
 }
 
 enum Bind {
@@ -323,6 +329,9 @@ pub async fn list_entries(
         let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         push(" and source_ref like $? escape '\\'", Bind::Text(format!("%{escaped}%")), &mut sql);
     }
+    if let Some(t) = &filter.anomaly_type {
+        push(" and anomaly_types like $? escape '\\'", Bind::Text(labels::type_pattern(t)), &mut sql);
+    }
     if let Some((created, id)) = after {
         push(" and (created_at > $?", Bind::Int(created), &mut sql);
         push(" or (created_at = $?", Bind::Int(created), &mut sql);
@@ -364,12 +373,15 @@ pub async fn set_entry_label(
     label: Option<Label>,
     entry: &str,
 ) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("update dataset_entry set label = $1, entry = $2, updated_at = $3 where dataset_id = $4 and id = $5")
+    let r = sqlx::query(
+        "update dataset_entry set label = $1, entry = $2, updated_at = $3, anomaly_types = $6 where dataset_id = $4 and id = $5",
+    )
         .bind(label.map(Label::as_str))
         .bind(entry)
         .bind(now_ms())
         .bind(dataset_id)
         .bind(id)
+        .bind(labels::types_of(entry))
         .execute(&mut *conn)
         .await?;
     Ok(r.rows_affected() == 1)
@@ -396,27 +408,32 @@ pub async fn set_entry_mask(
     let now = now_ms();
     upsert_blob(conn, mask, now).await?;
     let r = sqlx::query(
-        "update dataset_entry set label = 'anomaly', mask_hash = $1, entry = $2, updated_at = $3 where dataset_id = $4 and id = $5",
+        "update dataset_entry set label = 'anomaly', mask_hash = $1, entry = $2, updated_at = $3, anomaly_types = $6 \
+         where dataset_id = $4 and id = $5",
     )
     .bind(&mask.hash)
     .bind(entry)
     .bind(now)
     .bind(dataset_id)
     .bind(id)
+    .bind(labels::types_of(entry))
     .execute(&mut *conn)
     .await?;
+    labels::register_line(conn, dataset_id, entry).await?;
     Ok(r.rows_affected() == 1)
 }
 
 /// Rewrites one entry's JSON line, leaving its label and blobs as they are.
 pub async fn set_entry_line(conn: &mut AnyConnection, dataset_id: &str, id: &str, entry: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("update dataset_entry set entry = $1, updated_at = $2 where dataset_id = $3 and id = $4")
+    sqlx::query("update dataset_entry set entry = $1, updated_at = $2, anomaly_types = $5 where dataset_id = $3 and id = $4")
         .bind(entry)
         .bind(now_ms())
         .bind(dataset_id)
         .bind(id)
+        .bind(labels::types_of(entry))
         .execute(&mut *conn)
         .await?;
+    labels::register_line(conn, dataset_id, entry).await?;
     Ok(())
 }
 
@@ -487,17 +504,19 @@ pub async fn issues(conn: &mut AnyConnection, dataset_id: &str) -> Result<Vec<Is
     Ok(rows.into_iter().map(|(line, source_ref, reason)| Issue { line, source_ref, reason }).collect())
 }
 
-/// At start-up: jobs that were running when the server stopped will not finish; say so.
+/// At start-up: a dataset still in progress with no recorded job to resume it (written by a version without
+/// durable jobs) will never finish; say so.
 pub async fn fail_interrupted(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
     let now = now_ms();
-    let a = sqlx::query("update dataset set status = $1, status_message = $2, updated_at = $3 where status = $4")
+    const NO_JOB: &str = " and not exists (select 1 from job j where j.dataset_id = dataset.id or j.other_dataset_id = dataset.id)";
+    let a = sqlx::query(&format!("update dataset set status = $1, status_message = $2, updated_at = $3 where status = $4{NO_JOB}"))
         .bind(CREATE_FAILED)
         .bind("The import was interrupted by a server restart. Delete the dataset and create it again.")
         .bind(now)
         .bind(CREATE_IN_PROGRESS)
         .execute(&mut *conn)
         .await?;
-    let b = sqlx::query("update dataset set status = $1, status_message = $2, updated_at = $3 where status = $4")
+    let b = sqlx::query(&format!("update dataset set status = $1, status_message = $2, updated_at = $3 where status = $4{NO_JOB}"))
         .bind(UPDATE_FAILED_ROLLBACK_COMPLETE)
         .bind("The update was interrupted by a server restart; no entry was changed. Send it again.")
         .bind(now)

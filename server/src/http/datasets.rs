@@ -3,6 +3,7 @@
 
 use super::error::{ApiError, ResourceType};
 use super::{idempotency, paging, parse_body, query_map};
+use crate::jobs::Job;
 use crate::datasets::{self, import::parse_manifest, manifest::Label, Dataset, DatasetError};
 use crate::projects::{self, Project};
 use crate::state::AppState;
@@ -143,23 +144,24 @@ async fn create_dataset(
         ("VersionId", source.as_ref().and_then(|o| o.version_id.as_deref()).unwrap_or("")),
     ]);
     let dataset_type = req.dataset_type.clone();
-    let with_source = source.is_some();
     let outcome = idempotency::run_detailed(&state.db, "CreateDataset", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
             let p = project(conn, &name).await?;
-            let status = if with_source { datasets::CREATE_IN_PROGRESS } else { datasets::CREATE_COMPLETE };
+            let status = if source.is_some() { datasets::CREATE_IN_PROGRESS } else { datasets::CREATE_COMPLETE };
             let d = datasets::create(conn, &p.id, &dataset_type, status).await?;
-            Ok(json!({ "DatasetMetadata": metadata(&d), "_dataset_id": d.id }))
+            let mut out = json!({ "DatasetMetadata": metadata(&d) });
+            if let Some(o) = source {
+                let job = Job::Manifest { dataset_id: d.id.clone(), bucket: o.bucket, key: o.key, version: o.version_id, s3: None };
+                out["_job"] = json!(crate::jobs::enqueue(conn, &job).await?);
+            }
+            Ok(out)
         })
     })
     .await?;
     let mut value = outcome.value;
-    let dataset_id = value.as_object_mut().and_then(|o| o.remove("_dataset_id"));
-    if let (false, Some(o), Some(Value::String(id))) = (outcome.replayed, source, dataset_id) {
-        let importer = state.importer();
-        tokio::spawn(async move {
-            importer.import_manifest(&id, &o.bucket, &o.key, o.version_id.as_deref()).await;
-        });
+    let job = value.as_object_mut().and_then(|o| o.remove("_job"));
+    if let (false, Some(job)) = (outcome.replayed, job) {
+        spawn_recorded(&state, job).await;
     }
     Ok((StatusCode::ACCEPTED, Json(value)))
 }
@@ -336,17 +338,29 @@ async fn update_dataset_entries(
                 });
             }
             datasets::set_status(conn, &d.id, datasets::UPDATE_IN_PROGRESS, None).await?;
-            Ok(json!({ "Status": datasets::UPDATE_IN_PROGRESS, "_dataset_id": d.id }))
+            let job = Job::Update { dataset_id: d.id.clone(), changes: text };
+            let id = crate::jobs::enqueue(conn, &job).await?;
+            Ok(json!({ "Status": datasets::UPDATE_IN_PROGRESS, "_job": id }))
         })
     })
     .await?;
     let mut value = outcome.value;
-    let dataset_id = value.as_object_mut().and_then(|o| o.remove("_dataset_id"));
-    if let (false, Some(Value::String(id))) = (outcome.replayed, dataset_id) {
-        let importer = state.importer();
-        tokio::spawn(async move { importer.update_entries(&id, lines).await });
+    let job = value.as_object_mut().and_then(|o| o.remove("_job"));
+    if let (false, Some(job)) = (outcome.replayed, job) {
+        spawn_recorded(&state, job).await;
     }
     Ok((StatusCode::ACCEPTED, Json(value)))
+}
+
+/// Starts the job a handler recorded (its id) once its transaction has committed.
+async fn spawn_recorded(state: &AppState, job: Value) {
+    let Some(id) = job.as_str() else { return };
+    match crate::jobs::load(&state.db, id).await {
+        Ok(Some(spec)) => crate::jobs::spawn(state.clone(), id.to_string(), spec),
+        Ok(None) => {}
+        // The job stays recorded and runs at the next start.
+        Err(e) => tracing::error!(error = %e, job = id, "a recorded job could not be started"),
+    }
 }
 
 #[cfg(test)]

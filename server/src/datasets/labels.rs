@@ -1,0 +1,188 @@
+//! A project's anomaly labels: names and the colours new masks paint them in. A label exists once it is
+//! added in the console or appears in a mask's colour map (painted, imported or updated), and stays until it
+//! is deleted while no mask uses it. Each entry also records which labels its colour map names
+//! (`dataset_entry.anomaly_types`, `,a,b,`), for the gallery's anomaly-type filter.
+
+use super::manifest::{self, MaskClass};
+use crate::store::now_ms;
+use sqlx::AnyConnection;
+
+/// A label and its colour (`#RRGGBB`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    pub name: String,
+    pub color: String,
+}
+
+/// The `anomaly_types` column for a JSON line: `,a,b,` (sorted), or empty when it names no label.
+pub fn types_of(entry: &str) -> String {
+    let mut names: Vec<String> = manifest::parse_line(entry).map(|l| l.classes.into_iter().map(|c| c.name).collect()).unwrap_or_default();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(",{},", names.join(","))
+    }
+}
+
+/// The LIKE pattern that finds entries using a label (names hold no LIKE wildcards: see
+/// `manifest::validate_label_name`; `_` is escaped all the same).
+pub fn type_pattern(name: &str) -> String {
+    format!("%,{},%", name.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
+
+pub async fn project_of_dataset(conn: &mut AnyConnection, dataset_id: &str) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as("select project_id from dataset where id = $1").bind(dataset_id).fetch_optional(&mut *conn).await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Adds the labels a colour map names that the project does not have yet, in the map's colours.
+pub async fn register(conn: &mut AnyConnection, project_id: &str, classes: &[MaskClass]) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    for c in classes {
+        sqlx::query(
+            "insert into anomaly_label (project_id, name, color, created_at, updated_at) values ($1, $2, $3, $4, $4) \
+             on conflict (project_id, name) do nothing",
+        )
+        .bind(project_id)
+        .bind(&c.name)
+        .bind(manifest::hex_color(c.color))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Registers the labels of a JSON line written into a dataset.
+pub async fn register_line(conn: &mut AnyConnection, dataset_id: &str, entry: &str) -> Result<(), sqlx::Error> {
+    let classes = manifest::parse_line(entry).map(|l| l.classes).unwrap_or_default();
+    if classes.is_empty() {
+        return Ok(());
+    }
+    if let Some(p) = project_of_dataset(conn, dataset_id).await? {
+        register(conn, &p, &classes).await?;
+    }
+    Ok(())
+}
+
+/// The project's labels, oldest first.
+pub async fn list(conn: &mut AnyConnection, project_id: &str) -> Result<Vec<Label>, sqlx::Error> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("select name, color from anomaly_label where project_id = $1 order by created_at, name")
+            .bind(project_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().map(|(name, color)| Label { name, color }).collect())
+}
+
+/// Adds a label; false when the project already has one of that name.
+pub async fn create(conn: &mut AnyConnection, project_id: &str, name: &str, color: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "insert into anomaly_label (project_id, name, color, created_at, updated_at) values ($1, $2, $3, $4, $4) \
+         on conflict (project_id, name) do nothing",
+    )
+    .bind(project_id)
+    .bind(name)
+    .bind(color)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Sets a label's colour for new masks; false when there is no such label.
+pub async fn set_color(conn: &mut AnyConnection, project_id: &str, name: &str, color: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("update anomaly_label set color = $1, updated_at = $2 where project_id = $3 and name = $4")
+        .bind(color)
+        .bind(now_ms())
+        .bind(project_id)
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// How many entries of the project have a mask that uses the label.
+pub async fn usage(conn: &mut AnyConnection, project_id: &str, name: &str) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as(
+        "select count(*) from dataset_entry e join dataset d on d.id = e.dataset_id \
+         where d.project_id = $1 and e.anomaly_types like $2 escape '\\'",
+    )
+    .bind(project_id)
+    .bind(type_pattern(name))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(n)
+}
+
+/// Deletes a label; false when there is no such label.
+pub async fn delete(conn: &mut AnyConnection, project_id: &str, name: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("delete from anomaly_label where project_id = $1 and name = $2")
+        .bind(project_id)
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Renames a label in the project's table (the masks' colour maps are rewritten by the caller).
+pub async fn rename(conn: &mut AnyConnection, project_id: &str, old: &str, new: &str) -> Result<(), sqlx::Error> {
+    let exists: Option<(String,)> = sqlx::query_as("select name from anomaly_label where project_id = $1 and name = $2")
+        .bind(project_id)
+        .bind(new)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_some() {
+        delete(conn, project_id, old).await?;
+    } else {
+        sqlx::query("update anomaly_label set name = $1, updated_at = $2 where project_id = $3 and name = $4")
+            .bind(new)
+            .bind(now_ms())
+            .bind(project_id)
+            .bind(old)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// At start-up: fills in `anomaly_types` and the label table for entries written before they existed.
+pub async fn backfill(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
+    let mut n = 0;
+    loop {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "select e.id, e.entry, d.project_id from dataset_entry e join dataset d on d.id = e.dataset_id \
+             where e.anomaly_types is null limit 500",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            return Ok(n);
+        }
+        for (id, entry, project_id) in rows {
+            let classes = manifest::parse_line(&entry).map(|l| l.classes).unwrap_or_default();
+            register(conn, &project_id, &classes).await?;
+            sqlx::query("update dataset_entry set anomaly_types = $1 where id = $2").bind(types_of(&entry)).bind(&id).execute(&mut *conn).await?;
+            n += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_sorted_and_delimited() {
+        let line = r##"{"source-ref":"s3://b/a.jpg","anomaly-label":1,"anomaly-label-metadata":{"class-name":"anomaly"},
+            "anomaly-mask-ref":"s3://b/m.png","anomaly-mask-ref-metadata":{"internal-color-map":{
+            "0":{"class-name":"BACKGROUND","hex-color":"#ffffff"},"1":{"class-name":"scratch","hex-color":"#2ca02c"},
+            "2":{"class-name":"cracked","hex-color":"#1f77b4"}}}}"##;
+        assert_eq!(types_of(&line.replace('\n', "")), ",cracked,scratch,");
+        assert_eq!(types_of(r#"{"source-ref":"s3://b/a.jpg"}"#), "");
+        assert_eq!(types_of("not json"), "");
+        assert_eq!(type_pattern("a_b"), "%,a\\_b,%");
+    }
+}
