@@ -214,9 +214,14 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail) -> imp
     };
     // An existing mask is loaded into the canvas with its background made transparent and its labels in the
     // project's current colours.
-    let mask_classes = detail.mask_classes.clone();
-    let load_mask = move |_| {
+    let mask_classes = StoredValue::new(detail.mask_classes.clone());
+    let mask_loaded = StoredValue::new(false);
+    let load_mask = move || {
         let (Some(canvas), Some(img)) = (canvas_ref.get_untracked(), mask_img_ref.get_untracked()) else { return };
+        if mask_loaded.get_value() || !img.complete() || img.natural_width() == 0 {
+            return;
+        }
+        mask_loaded.set_value(true);
         let Some(ctx) = context(&canvas) else { return };
         let _ = ctx.draw_image_with_html_image_element(&img, 0.0, 0.0);
         let Some(mut px) = pixels(&canvas) else { return };
@@ -228,6 +233,7 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail) -> imp
         }
         let pairs: Vec<([u8; 3], [u8; 3])> = labels.with_untracked(|ls| {
             mask_classes
+                .get_value()
                 .iter()
                 .filter_map(|m| {
                     let now = ls.iter().find(|l| l.name == m.name)?;
@@ -239,6 +245,13 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail) -> imp
         swap_colours(&mut px, &pairs);
         put_pixels(&canvas, &px);
     };
+    // The mask image may have loaded before the page hydrated (its load event then came before any
+    // listener): draw it once both it and the canvas are there, whichever happens last.
+    Effect::new(move |_| {
+        if canvas_ref.get().is_some() && mask_img_ref.get().is_some() {
+            load_mask();
+        }
+    });
     let save = move |_| {
         let Some(canvas) = canvas_ref.get_untracked() else { return };
         let Ok(png) = canvas.to_data_url_with_type("image/png") else { return };
@@ -409,7 +422,7 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail) -> imp
                     </svg>
                 </div>
                 </div>
-                {mask_url.map(|u| view! { <img node_ref=mask_img_ref src=u class="visually-hidden" alt="" on:load=load_mask/> })}
+                {mask_url.map(|u| view! { <img node_ref=mask_img_ref src=u class="visually-hidden" alt="" on:load=move |_| load_mask()/> })}
                 <Show when=move || tool.get() == Tool::Polygon>
                     <p class="hint">
                         {move || format!("Polygon: click to add corners ({} so far); click the first corner, double-click or press Enter to fill it; Backspace removes the last corner, Escape cancels.", polygon.with(Vec::len))}

@@ -67,10 +67,10 @@ pub async fn register_line(conn: &mut AnyConnection, dataset_id: &str, entry: &s
     Ok(())
 }
 
-/// The project's labels, oldest first.
+/// The project's labels, by name.
 pub async fn list(conn: &mut AnyConnection, project_id: &str) -> Result<Vec<Label>, sqlx::Error> {
     let rows: Vec<(String, String)> =
-        sqlx::query_as("select name, color from anomaly_label where project_id = $1 order by created_at, name")
+        sqlx::query_as("select name, color from anomaly_label where project_id = $1 order by name")
             .bind(project_id)
             .fetch_all(&mut *conn)
             .await?;
