@@ -52,6 +52,8 @@ pub struct EntryView {
     /// Blob name of the image, for `/media/{hash}`.
     pub image: String,
     pub has_mask: bool,
+    /// The anomaly labels its mask uses.
+    pub types: Vec<String>,
 }
 
 /// One page of the gallery.

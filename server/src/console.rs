@@ -503,6 +503,11 @@ fn entry_view(e: datasets::StoredEntry) -> EntryView {
         id: e.id,
         source_ref: e.source_ref,
         label: e.label,
+        types: if e.mask_hash.is_some() {
+            manifest::parse_line(&e.entry).map(|l| l.classes.into_iter().map(|c| c.name).collect()).unwrap_or_default()
+        } else {
+            Vec::new()
+        },
         image: e.image_hash,
         has_mask: e.mask_hash.is_some(),
     }

@@ -96,10 +96,29 @@ pub async fn pending(conn: &mut AnyConnection) -> Result<Vec<(String, Job)>, sql
     Ok(out)
 }
 
-/// At start-up: restarts every recorded job. Returns how many.
+/// At start-up: restarts every recorded job, and removes day-old temporary files no job needs (an upload cut
+/// off by a crash; a younger file may belong to another server sharing the data directory). Returns how many
+/// jobs.
 pub async fn resume(state: &AppState) -> Result<usize, sqlx::Error> {
     let jobs = pending(&mut *state.db.pool.acquire().await?).await?;
     let n = jobs.len();
+    let keep: Vec<std::path::PathBuf> = jobs
+        .iter()
+        .filter_map(|(_, j)| match j {
+            Job::Archive { path, .. } => Some(std::path::PathBuf::from(path)),
+            _ => None,
+        })
+        .collect();
+    if let Ok(dir) = std::fs::read_dir(state.config.data_dir.join("tmp")) {
+        let day_old = |e: &std::fs::DirEntry| {
+            e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 24 * 3600)
+        };
+        for e in dir.flatten() {
+            if !keep.contains(&e.path()) && day_old(&e) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     for (id, job) in jobs {
         // (Not the spec: it may hold an import's S3 secret.)
         tracing::info!(job = %id, "resuming a job interrupted by the last shutdown");

@@ -376,7 +376,8 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                                         <img src=format!("/media/{}?thumb=1", e.image) alt=e.name.clone() loading="lazy" width="160" height="160"/>
                                         <span class="tile-name" title=e.source_ref.clone()>{e.name.clone()}</span>
                                         <span class=class>{label.clone()}</span>
-                                        {e.has_mask.then(|| view! { <span class="badge mask">"mask"</span> })}
+                                        {e.has_mask.then(|| view! { <span class="badge mask" title=e.types.join(", ")>"mask"</span> })}
+                                        {(!e.types.is_empty()).then(|| view! { <span class="tile-types muted small">{e.types.join(" · ")}</span> })}
                                         <a
                                             class="tile-link"
                                             href=format!("/projects/{}/datasets/{}/images/{}", project.get_untracked(), dataset_type.get_untracked(), e.id)

@@ -81,6 +81,12 @@ impl Local {
                 if !path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) || !path.starts_with(root) {
                     return Err(format!("{uri} is outside the imported folder"));
                 }
+                // A symbolic link inside the folder must not lead out of it either.
+                if let (Ok(real), Ok(real_root)) = (path.canonicalize(), root.canonicalize()) {
+                    if !real.starts_with(&real_root) {
+                        return Err(format!("{uri} is outside the imported folder"));
+                    }
+                }
                 let f = std::fs::File::open(path).map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => "file not found".to_string(),
                     _ => format!("could not be read: {e}"),
@@ -811,6 +817,12 @@ mod tests {
         assert!(local.read(&format!("file://{}/a/../a/x.png", dir.path().display()), 10).unwrap_err().contains("outside"));
         assert_eq!(local.read(&format!("file://{}/a/none.png", dir.path().display()), 10).unwrap_err(), "file not found");
         assert_eq!(walk(dir.path()).unwrap(), vec!["a/x.png".to_string()]);
+        // A link inside the root that points outside it is refused.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.png"), b"s").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.png"), dir.path().join("a/link.png")).unwrap();
+        let link = format!("file://{}", dir.path().join("a/link.png").display());
+        assert!(local.read(&link, 10).unwrap_err().contains("outside"));
     }
 
     #[test]
