@@ -83,7 +83,15 @@ impl Backend for ConsoleBackend {
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         // The console deletes a project with everything in it (the API asks for datasets to go first, as LFV's).
         if let Some(p) = projects::find(&mut tx, name).await.map_err(internal)? {
-            for d in crate::datasets::list_for_project(&mut tx, &p.id).await.map_err(internal)? {
+            let all = crate::datasets::list_for_project(&mut tx, &p.id).await.map_err(internal)?;
+            // A running import or update would write into what is being deleted: let it finish first.
+            if let Some(d) = all.iter().find(|d| !datasets::is_settled(&d.status)) {
+                return Err(BackendError::new(
+                    409,
+                    format!("The {} dataset is busy ({}); delete the project when it has finished.", d.dataset_type, d.status),
+                ));
+            }
+            for d in all {
                 crate::datasets::delete(&mut tx, &d.id).await.map_err(internal)?;
             }
         }

@@ -140,6 +140,11 @@ async fn mvtec_from_the_servers_disk() {
     check_mvtec(&h, "bottle").await;
     // Both datasets exist now: a second MVTec import is refused.
     assert_eq!(con.import_s3("bottle", "train", root.to_str().unwrap(), "mvtec", Default::default()).await.unwrap_err().status, 409);
+    // Deleting the project (from the console: with its datasets) takes its labels too; a new project of the
+    // same name starts clean.
+    con.delete_project("bottle").await.unwrap();
+    h.client.create_project().project_name("bottle").send().await.unwrap();
+    assert!(con.labels("bottle").await.unwrap().is_empty());
 
     // A folder that is not MVTec fails with a reason a person can act on.
     h.client.create_project().project_name("notmvtec").send().await.unwrap();
