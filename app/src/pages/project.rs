@@ -224,31 +224,53 @@ fn ImportManifestForm(project: String) -> impl IntoView {
     .into_any()
 }
 
-/// Sends a file as the body of a POST; the status and the body's `message`.
-async fn post_file(url: &str, file: &web_sys::File) -> Result<(u16, String), String> {
-    use leptos::wasm_bindgen::JsCast;
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
-    init.set_body(file.as_ref());
-    let headers = web_sys::Headers::new().map_err(|_| "the browser refused the request".to_string())?;
-    let _ = headers.set("Content-Type", "application/zip");
-    init.set_headers(headers.as_ref());
-    let promise = window().fetch_with_str_and_init(url, &init);
-    let response: web_sys::Response = wasm_bindgen_futures::JsFuture::from(promise)
-        .await
-        .map_err(|_| "the upload failed (network)".to_string())?
-        .dyn_into()
-        .map_err(|_| "the upload failed".to_string())?;
-    let status = response.status();
-    let text = match response.text() {
-        Ok(p) => wasm_bindgen_futures::JsFuture::from(p).await.ok().and_then(|v| v.as_string()).unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    let message = serde_json::from_str::<serde_json::Value>(&text)
+/// The `message` of a JSON error or answer body, or the body itself.
+fn message_of(text: String) -> String {
+    serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-        .unwrap_or(text);
-    Ok((status, message))
+        .unwrap_or(text)
+}
+
+/// Sends a file as the body of a POST with upload progress (XMLHttpRequest: `fetch` reports none); calls
+/// `progress(sent, total)` while sending and `done(status, message)` at the end (status 0: no answer).
+fn post_file(
+    url: &str,
+    file: &web_sys::File,
+    progress: impl Fn(f64, f64) + 'static,
+    done: impl Fn(u16, String) + 'static,
+) -> Result<(), String> {
+    use leptos::wasm_bindgen::closure::Closure;
+    use leptos::wasm_bindgen::JsCast;
+    let refused = |_| "the browser refused the request".to_string();
+    let xhr = web_sys::XmlHttpRequest::new().map_err(refused)?;
+    xhr.open_with_async("POST", url, true).map_err(refused)?;
+    xhr.set_request_header("Content-Type", "application/zip").map_err(refused)?;
+    let on_progress = Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |e: web_sys::ProgressEvent| {
+        if e.length_computable() {
+            progress(e.loaded(), e.total());
+        }
+    });
+    xhr.upload().map_err(refused)?.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+    let done = std::rc::Rc::new(done);
+    let answered = xhr.clone();
+    let on_done = {
+        let done = done.clone();
+        Closure::<dyn FnMut()>::new(move || {
+            let status = answered.status().unwrap_or(0);
+            let text = answered.response_text().ok().flatten().unwrap_or_default();
+            (*done)(status, message_of(text));
+        })
+    };
+    let on_error = Closure::<dyn FnMut()>::new(move || (*done)(0, "the upload failed (network)".to_string()));
+    xhr.set_onload(Some(on_done.as_ref().unchecked_ref()));
+    xhr.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    xhr.send_with_opt_blob(Some(file)).map_err(refused)?;
+    // The request owns nothing in Rust: the handlers live as long as the page (one small leak per upload).
+    on_progress.forget();
+    on_done.forget();
+    on_error.forget();
+    Ok(())
 }
 
 /// Imports an archive written by the export (a manifest beside its images and masks) into a new dataset.
@@ -257,6 +279,7 @@ fn ImportArchiveForm(project: String) -> impl IntoView {
     let dataset_type = RwSignal::new("train".to_string());
     let status = RwSignal::new(None::<Result<String, String>>);
     let busy = RwSignal::new(false);
+    let sent = RwSignal::new(None::<(f64, f64)>);
     let project = StoredValue::new(project);
     view! {
         <details class="import">
@@ -286,19 +309,31 @@ fn ImportArchiveForm(project: String) -> impl IntoView {
                             );
                             busy.set(true);
                             status.set(None);
-                            leptos::task::spawn_local(async move {
-                                let r = post_file(&url, &file).await;
+                            sent.set(None);
+                            let started = post_file(
+                                &url,
+                                &file,
+                                move |done, total| sent.set(Some((done, total))),
+                                move |code, m| {
+                                    busy.set(false);
+                                    sent.set(None);
+                                    status.set(Some(if code == 202 { Ok(format!("{m} Reload to follow progress.")) } else { Err(m) }));
+                                },
+                            );
+                            if let Err(m) = started {
                                 busy.set(false);
-                                status.set(Some(match r {
-                                    Ok((202, m)) => Ok(format!("{m} Reload to follow progress.")),
-                                    Ok((_, m)) => Err(m),
-                                    Err(m) => Err(m),
-                                }));
-                            });
+                                status.set(Some(Err(m)));
+                            }
                         }
                     />
                 </label>
             </div>
+            {move || sent.get().map(|(done, total)| view! {
+                <div class="progress-wrap">
+                    <progress max=total value=done aria-label="Archive upload progress"></progress>
+                    <span class="muted small">{format!("{:.0} of {:.0} MB sent", done / 1e6, total / 1e6)}</span>
+                </div>
+            })}
             {move || status.get().map(|s| match s {
                 Ok(m) => view! { <p class="ok" role="status">{m}</p> }.into_any(),
                 Err(m) => view! { <p class="error" role="alert">{m}</p> }.into_any(),
