@@ -1,14 +1,7 @@
-import { expect, Page, test } from "@playwright/test";
+import { expect, test } from "@playwright/test";
+import { fixtures, hydrated, open } from "./helpers";
 import * as fs from "fs";
 import * as path from "path";
-
-const fixtures = path.join(__dirname, "..", "..", "server", "tests", "fixtures", "cookies");
-
-async function open(page: Page, url: string) {
-  await page.goto(url);
-  // A debug WASM bundle compiles slowly on a loaded 2-core machine: allow for it.
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
-}
 
 test.beforeEach(async ({ page }) => {
   page.on("pageerror", (err) => {
@@ -56,7 +49,7 @@ test("upload images with a progress bar, label them by keyboard, and keep the la
 
   // Kept after a reload, and visible through the LFV API.
   await page.reload();
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
+  await hydrated(page);
   await expect(page.locator(".gallery .tile").nth(0)).toHaveAttribute("data-label", "normal");
   await expect(page.locator(".gallery .tile").nth(1)).toHaveAttribute("data-label", "anomaly");
   await page.getByLabel("Show").selectOption("anomaly");
@@ -84,7 +77,7 @@ test("paint a mask with a named label, save it, and see it in the dataset", asyn
   ]);
   await expect(page.getByText("Added 1 image.")).toBeVisible();
   await page.getByRole("link", { name: "Paint mask" }).click();
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
+  await hydrated(page);
   await expect(page.getByRole("heading", { name: "anomaly-1.jpg" })).toBeVisible();
 
   // A new label, then a stroke across the canvas.
@@ -127,7 +120,7 @@ test("paint a mask with a named label, save it, and see it in the dataset", asyn
 
   // Reload: the saved mask comes back onto the canvas, in both labels' colours.
   await page.reload();
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
+  await hydrated(page);
   await expect.poll(async () => page.getByLabel("Mask canvas").evaluate((c: HTMLCanvasElement) => {
     const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
     const colours = new Set<string>();

@@ -1,14 +1,8 @@
 import { expect, Page, test } from "@playwright/test";
+import { fixtures, open } from "./helpers";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-
-const fixtures = path.join(__dirname, "..", "..", "server", "tests", "fixtures", "cookies");
-
-async function open(page: Page, url: string) {
-  await page.goto(url);
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
-}
 
 test.beforeEach(async ({ page }) => {
   page.on("pageerror", (err) => {

@@ -1,11 +1,5 @@
-import { expect, Page, test } from "@playwright/test";
-
-// Interactions before hydration are lost, so every test waits for the app to mark the body.
-async function open(page: Page, path: string) {
-  await page.goto(path);
-  // A debug WASM bundle compiles slowly on a loaded 2-core machine: allow for it.
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
-}
+import { expect, test } from "@playwright/test";
+import { hydrated, open } from "./helpers";
 
 test.beforeEach(async ({ page }) => {
   page.on("console", (msg) => {
@@ -30,7 +24,7 @@ test("create a project, see it listed after a reload, then delete it", async ({ 
   await expect(page.getByLabel("New project")).toHaveValue("");
 
   await page.reload();
-  await expect(page.locator("body[data-hydrated=true]")).toBeAttached({ timeout: 45_000 });
+  await hydrated(page);
   await expect(page.getByRole("link", { name, exact: true })).toBeVisible();
 
   await page.getByRole("link", { name, exact: true }).click();

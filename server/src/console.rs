@@ -304,6 +304,9 @@ impl Backend for ConsoleBackend {
             .await
             .map_err(internal)?
             .ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))?;
+        // The table first, so the label keeps its project colour (rewriting the lines below would otherwise
+        // register the new name in the masks' colour).
+        datasets::labels::rename(&mut tx, &p.id, old, new).await.map_err(internal)?;
         let mut changed = 0;
         for d in datasets::list_for_project(&mut tx, &p.id).await.map_err(internal)? {
             ensure_settled(&d)?;
@@ -321,7 +324,6 @@ impl Backend for ConsoleBackend {
                 }
             }
         }
-        datasets::labels::rename(&mut tx, &p.id, old, new).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         Ok(changed)
     }
@@ -329,12 +331,12 @@ impl Backend for ConsoleBackend {
     async fn labels(&self, project: &str) -> Result<Vec<LabelInfo>, BackendError> {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let p = find_project(&mut conn, project).await?;
-        let mut out = Vec::new();
-        for l in datasets::labels::list(&mut conn, &p.id).await.map_err(internal)? {
-            let uses = datasets::labels::usage(&mut conn, &p.id, &l.name).await.map_err(internal)?;
-            out.push(LabelInfo { name: l.name, color: l.color, uses });
-        }
-        Ok(out)
+        let counts = datasets::labels::usage_counts(&mut conn, &p.id).await.map_err(internal)?;
+        let labels = datasets::labels::list(&mut conn, &p.id).await.map_err(internal)?;
+        Ok(labels
+            .into_iter()
+            .map(|l| LabelInfo { uses: counts.get(&l.name).copied().unwrap_or(0), name: l.name, color: l.color })
+            .collect())
     }
 
     async fn create_label(&self, project: &str, name: &str, color: &str) -> Result<(), BackendError> {

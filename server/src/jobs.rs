@@ -135,40 +135,37 @@ async fn importer(state: &AppState, s3: &Option<S3Settings>) -> Importer {
     importer
 }
 
+/// The importer for a folder or MVTec place: single-class masks, and the folder itself when it is on disk.
+async fn place_importer(state: &AppState, s3: &Option<S3Settings>, place: &str) -> Result<(Importer, Place), (Importer, String)> {
+    let mut imp = importer(state, s3).await;
+    imp.binary_masks = true;
+    match Place::parse(place) {
+        Ok(p) => {
+            if let Place::Dir(dir) = &p {
+                imp = imp.with_local(Local::Dir(dir.clone()));
+            }
+            Ok((imp, p))
+        }
+        Err(m) => Err((imp, m)),
+    }
+}
+
 async fn run(state: &AppState, job: Job) {
     match job {
         Job::Manifest { dataset_id, bucket, key, version, s3 } => {
             importer(state, &s3).await.import_manifest(&dataset_id, &bucket, &key, version.as_deref()).await
         }
-        Job::Folder { dataset_id, place, s3 } => {
-            let mut imp = importer(state, &s3).await;
-            imp.binary_masks = true;
-            match Place::parse(&place) {
-                Ok(p) => {
-                    if let Place::Dir(dir) = &p {
-                        imp = imp.with_local(Local::Dir(dir.clone()));
-                    }
-                    imp.import_folder(&dataset_id, &p).await
-                }
-                Err(m) => imp.fail_create(&dataset_id, m).await,
+        Job::Folder { dataset_id, place, s3 } => match place_importer(state, &s3, &place).await {
+            Ok((imp, p)) => imp.import_folder(&dataset_id, &p).await,
+            Err((imp, m)) => imp.fail_create(&dataset_id, m).await,
+        },
+        Job::Mvtec { train_id, test_id, place, s3 } => match place_importer(state, &s3, &place).await {
+            Ok((imp, p)) => imp.import_mvtec(&train_id, &test_id, &p).await,
+            Err((imp, m)) => {
+                imp.fail_create(&train_id, m.clone()).await;
+                imp.fail_create(&test_id, m).await;
             }
-        }
-        Job::Mvtec { train_id, test_id, place, s3 } => {
-            let mut imp = importer(state, &s3).await;
-            imp.binary_masks = true;
-            match Place::parse(&place) {
-                Ok(p) => {
-                    if let Place::Dir(dir) = &p {
-                        imp = imp.with_local(Local::Dir(dir.clone()));
-                    }
-                    imp.import_mvtec(&train_id, &test_id, &p).await
-                }
-                Err(m) => {
-                    imp.fail_create(&train_id, m.clone()).await;
-                    imp.fail_create(&test_id, m).await;
-                }
-            }
-        }
+        },
         Job::Archive { dataset_id, path, name } => {
             let path = std::path::PathBuf::from(path);
             let imp = state.importer().with_local(Local::Zip(std::sync::Arc::new(path.clone())));

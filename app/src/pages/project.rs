@@ -305,7 +305,7 @@ fn ImportArchiveForm(project: String) -> impl IntoView {
                                 "/import/{}/{}?name={}",
                                 project.get_value(),
                                 dataset_type.get_untracked(),
-                                js_sys_encode(&file.name())
+                                query_encode(&file.name())
                             );
                             busy.set(true);
                             status.set(None);
@@ -343,7 +343,7 @@ fn ImportArchiveForm(project: String) -> impl IntoView {
 }
 
 /// Percent-encodes a query value.
-fn js_sys_encode(s: &str) -> String {
+fn query_encode(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()

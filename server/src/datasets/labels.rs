@@ -117,6 +117,24 @@ pub async fn usage(conn: &mut AnyConnection, project_id: &str, name: &str) -> Re
     Ok(n)
 }
 
+/// For every label in use, how many entries of the project have a mask that uses it (one pass).
+pub async fn usage_counts(conn: &mut AnyConnection, project_id: &str) -> Result<std::collections::HashMap<String, i64>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "select e.anomaly_types from dataset_entry e join dataset d on d.id = e.dataset_id \
+         where d.project_id = $1 and e.anomaly_types is not null and e.anomaly_types <> ''",
+    )
+    .bind(project_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut counts = std::collections::HashMap::new();
+    for (types,) in rows {
+        for name in types.split(',').filter(|n| !n.is_empty()) {
+            *counts.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
 /// Deletes a label; false when there is no such label.
 pub async fn delete(conn: &mut AnyConnection, project_id: &str, name: &str) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("delete from anomaly_label where project_id = $1 and name = $2")

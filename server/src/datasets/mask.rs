@@ -13,23 +13,25 @@ const TOLERANCE: i32 = 48;
 /// Share of the pixels that may have an unknown colour before the mask is refused.
 const MAX_UNKNOWN: f64 = 0.01;
 
-pub fn check_mask(bytes: &[u8], width: u32, height: u32, classes: &[MaskClass]) -> Result<Census, String> {
+/// Decodes a mask PNG (within the image size limits) that must be `width`×`height`.
+fn decode_mask(bytes: &[u8], width: u32, height: u32) -> Result<image::RgbaImage, String> {
     if image::guess_format(bytes).ok() != Some(ImageFormat::Png) {
         return Err("the mask is not a PNG image".into());
     }
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), ImageFormat::Png);
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(4096);
-    limits.max_image_height = Some(4096);
+    limits.max_image_width = Some(crate::engine::image_io::MAX_SIDE);
+    limits.max_image_height = Some(crate::engine::image_io::MAX_SIDE);
     reader.limits(limits);
     let img = reader.decode().map_err(|e| format!("the mask could not be decoded: {e}"))?.to_rgba8();
     if img.width() != width || img.height() != height {
-        return Err(format!(
-            "the mask is {}×{} px but its image is {width}×{height} px",
-            img.width(),
-            img.height()
-        ));
+        return Err(format!("the mask is {}×{} px but its image is {width}×{height} px", img.width(), img.height()));
     }
+    Ok(img)
+}
+
+pub fn check_mask(bytes: &[u8], width: u32, height: u32, classes: &[MaskClass]) -> Result<Census, String> {
+    let img = decode_mask(bytes, width, height)?;
     let mut counts = vec![0u64; classes.len()];
     let mut unknown = 0u64;
     let mut first_unknown = None;
@@ -90,18 +92,7 @@ pub fn normalize_painted(bytes: &[u8], classes: &[MaskClass]) -> Result<image::R
 /// colour on black, or any colour on white) into an LFV mask: the class colour on white. The background is
 /// the mask's most common colour (transparent pixels count as background); every other pixel is the defect.
 pub fn binary_to_lfv(bytes: &[u8], width: u32, height: u32, color: [u8; 3]) -> Result<Vec<u8>, String> {
-    if image::guess_format(bytes).ok() != Some(ImageFormat::Png) {
-        return Err("the mask is not a PNG image".into());
-    }
-    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), ImageFormat::Png);
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(8192);
-    limits.max_image_height = Some(8192);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| format!("the mask could not be decoded: {e}"))?.to_rgba8();
-    if img.width() != width || img.height() != height {
-        return Err(format!("the mask is {}×{} px but its image is {width}×{height} px", img.width(), img.height()));
-    }
+    let img = decode_mask(bytes, width, height)?;
     let mut counts: std::collections::HashMap<[u8; 3], u64> = std::collections::HashMap::new();
     for p in img.pixels().filter(|p| p.0[3] >= 128) {
         *counts.entry([p.0[0], p.0[1], p.0[2]]).or_default() += 1;

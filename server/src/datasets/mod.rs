@@ -233,6 +233,7 @@ pub async fn upsert_blob(conn: &mut AnyConnection, b: &BlobInfo, now: i64) -> Re
 /// Writes entries; one whose source-ref is already in the dataset replaces it (keeping its creation time).
 pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries: &[NewEntry]) -> Result<(), sqlx::Error> {
     let now = now_ms();
+    let mut classes: Vec<manifest::MaskClass> = Vec::new();
     for e in entries {
         upsert_blob(conn, &e.image, now).await?;
         if let Some(m) = &e.mask {
@@ -269,7 +270,17 @@ pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries:
             .execute(&mut *conn)
             .await?;
         }
-        labels::register_line(conn, dataset_id, &e.entry).await?;
+        for c in manifest::parse_line(&e.entry).map(|l| l.classes).unwrap_or_default() {
+            if !classes.iter().any(|k: &manifest::MaskClass| k.name == c.name) {
+                classes.push(c);
+            }
+        }
+    }
+    // The labels the lines' colour maps name join the project's, once per write rather than per line.
+    if !classes.is_empty() {
+        if let Some(project_id) = labels::project_of_dataset(conn, dataset_id).await? {
+            labels::register(conn, &project_id, &classes).await?;
+        }
     }
     Ok(())
 }
