@@ -8,10 +8,13 @@ import sys
 
 import boto3
 import botocore
+import botocore.config
 
 URL = os.environ["VIGIL_E2E_URL"]
+KEY = os.environ["VIGIL_E2E_ACCESS_KEY_ID"]
+SECRET = os.environ["VIGIL_E2E_SECRET_ACCESS_KEY"]
 lfv = boto3.client("lookoutvision", endpoint_url=URL, region_name="us-east-1",
-                   aws_access_key_id="AKIDBOTO3", aws_secret_access_key="secret")
+                   aws_access_key_id=KEY, aws_secret_access_key=SECRET)
 checks = 0
 
 
@@ -31,6 +34,41 @@ def error_code(fn, **kw):
 
 
 prefix = f"boto3-{os.getpid()}"
+
+# Signatures: calls signed with a wrong secret, an unknown key, a stale date or no signature at all are
+# refused with the error AWS sends for each, and change nothing.
+def client(key, secret):
+    return boto3.client("lookoutvision", endpoint_url=URL, region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret)
+
+
+check(error_code(client(KEY, "wrong-secret").create_project, ProjectName=f"{prefix}-wrong")
+      == ("InvalidSignatureException", 403), "wrong secret → InvalidSignatureException")
+check(error_code(client("AKIDUNKNOWN", SECRET).create_project, ProjectName=f"{prefix}-unknown")
+      == ("UnrecognizedClientException", 403), "unknown key → UnrecognizedClientException")
+unsigned = boto3.client("lookoutvision", endpoint_url=URL, region_name="us-east-1",
+                        config=botocore.config.Config(signature_version=botocore.UNSIGNED))
+check(error_code(unsigned.create_project, ProjectName=f"{prefix}-unsigned")
+      == ("MissingAuthenticationTokenException", 403), "unsigned → MissingAuthenticationTokenException")
+
+
+# A stale date: botocore signs with botocore.auth.get_current_datetime; make its clock 20 minutes slow.
+import datetime
+import botocore.auth
+
+real_now = botocore.auth.get_current_datetime
+botocore.auth.get_current_datetime = lambda *a, **kw: real_now(*a, **kw) - datetime.timedelta(minutes=20)
+try:
+    code, status = error_code(lfv.create_project, ProjectName=f"{prefix}-stale")
+finally:
+    botocore.auth.get_current_datetime = real_now
+check((code, status) == ("InvalidSignatureException", 403), f"stale date → InvalidSignatureException (got {code})")
+# Percent-encoded ARNs in the path and repeated query keys are signed and verified like any call.
+code, status = error_code(lfv.list_tags_for_resource,
+                          ResourceArn=f"arn:aws:lookoutvision:us-east-1:000000000000:project/{prefix}-none")
+check(status != 403, f"a signed call with an ARN in its path passes the signature check (got {code})")
+names_before = {p["ProjectName"] for p in lfv.list_projects()["Projects"]}
+check(not any(n.startswith(f"{prefix}-") for n in names_before), "refused calls created nothing")
 meta = lfv.create_project(ProjectName=f"{prefix}-a")["ProjectMetadata"]
 check(meta["ProjectArn"].endswith(f":project/{prefix}-a"), "CreateProject returns the ARN")
 check(hasattr(meta["CreationTimestamp"], "year"), "CreationTimestamp parses as a datetime")

@@ -56,6 +56,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/projects/:name/datasets/:type") view=pages::dataset::DatasetPage/>
                         <Route path=path!("/projects/:name/datasets/:type/images/:id") view=pages::mask::MaskPage/>
                         <Route path=path!("/dashboard") view=pages::dashboard::DashboardPage/>
+                        <Route path=path!("/signin") view=pages::signin::SignInPage/>
+                        <Route path=path!("/admin") view=pages::admin::AdminPage/>
                     </Routes>
                 </main>
             </div>
@@ -74,7 +76,9 @@ fn Nav() -> impl IntoView {
             <ul class="nav-links">
                 <li><A href="/projects">"Projects"</A></li>
                 <li><A href="/dashboard">"Dashboard"</A></li>
+                <li><A href="/admin">"Admin"</A></li>
             </ul>
+            <pages::signin::SignedIn/>
             <p class="nav-foot">"Visual anomaly detection"</p>
         </nav>
     }

@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { fixtures, hydrated, open } from "./helpers";
+import { fixtures, hydrated, open, lfv } from "./helpers";
 import * as fs from "fs";
 import * as path from "path";
 
@@ -14,7 +14,7 @@ test.beforeEach(async ({ page }) => {
 
 test("upload images with a progress bar, label them by keyboard, and keep the labels", async ({ page }) => {
   const name = `ds-${Date.now()}`;
-  const created = await page.request.post("/2020-11-20/projects", { data: { ProjectName: name } });
+  const created = await lfv(page).post("/2020-11-20/projects", { ProjectName: name });
   expect(created.ok()).toBeTruthy();
 
   await open(page, `/projects/${name}`);
@@ -55,7 +55,7 @@ test("upload images with a progress bar, label them by keyboard, and keep the la
   await page.getByLabel("Show").selectOption("anomaly");
   await expect(page.locator(".gallery .tile")).toHaveCount(1);
 
-  const listed = await page.request.get(`/2020-11-20/projects/${name}/datasets/train/entries?anomalyClass=normal`);
+  const listed = await lfv(page).get(`/2020-11-20/projects/${name}/datasets/train/entries?anomalyClass=normal`);
   const body = await listed.json();
   expect(body.DatasetEntries).toHaveLength(1);
   const line = JSON.parse(body.DatasetEntries[0]);
@@ -70,7 +70,7 @@ test("upload images with a progress bar, label them by keyboard, and keep the la
 
 test("paint a mask with a named label, save it, and see it in the dataset", async ({ page }) => {
   const name = `mask-${Date.now()}`;
-  expect((await page.request.post("/2020-11-20/projects", { data: { ProjectName: name } })).ok()).toBeTruthy();
+  expect((await lfv(page).post("/2020-11-20/projects", { ProjectName: name })).ok()).toBeTruthy();
   await open(page, `/projects/${name}/datasets/train`);
   await page.getByLabel("Choose images to upload").setInputFiles([
     { name: "anomaly-1.jpg", mimeType: "image/jpeg", buffer: fs.readFileSync(path.join(fixtures, "anomaly-1.jpg")) },
@@ -146,7 +146,7 @@ test("paint a mask with a named label, save it, and see it in the dataset", asyn
   await page.getByRole("link", { name: "Back to the images" }).click();
   await expect(page.locator(".gallery .tile").first()).toHaveAttribute("data-label", "anomaly");
   await expect(page.locator(".gallery .tile .badge.mask")).toHaveCount(1);
-  const listed = await (await page.request.get(`/2020-11-20/projects/${name}/datasets/train/entries`)).json();
+  const listed = await (await lfv(page).get(`/2020-11-20/projects/${name}/datasets/train/entries`)).json();
   const line = JSON.parse(listed.DatasetEntries[0]);
   expect(line["anomaly-label-metadata"]["class-name"]).toBe("anomaly");
   expect(line["anomaly-mask-ref"]).toMatch(/^vigil:\/\/mask\//);
@@ -162,18 +162,18 @@ test("paint a mask with a named label, save it, and see it in the dataset", asyn
   const zip = await page.request.get(`/export/${name}/train.zip`);
   expect(zip.ok()).toBeTruthy();
   const copy = `${name}-copy`;
-  expect((await page.request.post("/2020-11-20/projects", { data: { ProjectName: copy } })).ok()).toBeTruthy();
+  expect((await lfv(page).post("/2020-11-20/projects", { ProjectName: copy })).ok()).toBeTruthy();
   await open(page, `/projects/${copy}`);
   await page.getByText("Import an archive").click();
   await page.getByLabel("Choose an archive to import").setInputFiles({ name: `${name}-train.zip`, mimeType: "application/zip", buffer: await zip.body() });
   await expect(page.getByRole("status").filter({ hasText: "Importing" })).toBeVisible();
   await expect.poll(async () => {
-    const r = await page.request.get(`/2020-11-20/projects/${copy}/datasets/train`);
+    const r = await lfv(page).get(`/2020-11-20/projects/${copy}/datasets/train`);
     return (await r.json()).DatasetDescription.Status;
   }, { timeout: 30_000 }).toBe("CREATE_COMPLETE");
   await open(page, `/projects/${copy}/datasets/train`);
   await expect(page.locator(".gallery .tile .badge.mask")).toHaveCount(1);
-  const copied = await (await page.request.get(`/2020-11-20/projects/${copy}/datasets/train/entries`)).json();
+  const copied = await (await lfv(page).get(`/2020-11-20/projects/${copy}/datasets/train/entries`)).json();
   const copiedLine = JSON.parse(copied.DatasetEntries[0]);
   expect(Object.keys(copiedLine["anomaly-mask-ref-metadata"]["internal-color-map"]).length).toBe(3);
 });

@@ -1,5 +1,5 @@
 import { expect, Page, test } from "@playwright/test";
-import { fixtures, open } from "./helpers";
+import { fixtures, open, lfv } from "./helpers";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -11,7 +11,7 @@ test.beforeEach(async ({ page }) => {
 });
 
 async function status(page: Page, project: string, type: string): Promise<string> {
-  const r = await page.request.get(`/2020-11-20/projects/${project}/datasets/${type}`);
+  const r = await lfv(page).get(`/2020-11-20/projects/${project}/datasets/${type}`);
   return r.ok() ? (await r.json()).DatasetDescription.Status : `HTTP ${r.status()}`;
 }
 
@@ -29,7 +29,7 @@ test("import an MVTec AD category from the server's disk through the import form
   fs.writeFileSync(path.join(root, "readme.txt"), "not an image");
 
   const name = `mvtec-${Date.now()}`;
-  expect((await page.request.post("/2020-11-20/projects", { data: { ProjectName: name } })).ok()).toBeTruthy();
+  expect((await lfv(page).post("/2020-11-20/projects", { ProjectName: name })).ok()).toBeTruthy();
   await open(page, `/projects/${name}`);
   await page.getByText("Import from S3 or the server's disk").click();
   await page.getByLabel("Source").selectOption("mvtec");

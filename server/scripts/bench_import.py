@@ -13,7 +13,7 @@ and prints images, bytes, seconds and images per second for each.
 DATA defaults to ../shared/datasets/lfv-circuitboard. Needs the set-up's .venv (boto3 is installed by the
 test command) and s3s-fs on PATH (also installed by the test command).
 """
-import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, http.cookiejar, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -89,15 +89,20 @@ def main():
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = dict(os.environ, VIGIL_ADDR=f"127.0.0.1:{vigil_port}", DATABASE_URL=f"sqlite://{work}/vigil.db",
                VIGIL_DATA_DIR=f"{work}/data", VIGIL_S3_ENDPOINT=f"http://127.0.0.1:{s3_port}",
-               VIGIL_S3_ACCESS_KEY_ID="benchkey", VIGIL_S3_SECRET_ACCESS_KEY="benchsecret", RUST_LOG="warn")
+               VIGIL_S3_ACCESS_KEY_ID="benchkey", VIGIL_S3_SECRET_ACCESS_KEY="benchsecret", RUST_LOG="warn",
+               VIGIL_ACCESS_KEY_ID="AKIDBENCH", VIGIL_SECRET_ACCESS_KEY="bench-secret", VIGIL_ADMIN_PASSWORD="bench-admin")
     vigil = subprocess.Popen([args.vigil, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{vigil_port}"
     try:
         wait_for(f"http://127.0.0.1:{s3_port}/", s3, "s3s-fs")
         wait_for(f"{base}/2020-11-20/projects", vigil, "vigil")
         lfv = boto3.client("lookoutvision", endpoint_url=base, region_name="us-east-1",
-                           aws_access_key_id="bench", aws_secret_access_key="bench",
+                           aws_access_key_id="AKIDBENCH", aws_secret_access_key="bench-secret",
                            config=botocore.config.Config(retries={"max_attempts": 1}))
+        # The console's endpoints (export, archive import) need a session: sign in as the admin.
+        console = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        console.open(f"{base}/auth/signin", data=urllib.parse.urlencode(
+            {"name": "admin", "password": "bench-admin", "next": "/"}).encode()).read()
         print(f"data: {args.data}: {len(images)} images, {total_bytes / 1e6:.1f} MB")
         print(f"{'path':<34} {'images':>7} {'MB':>8} {'seconds':>8} {'images/s':>9}")
 
@@ -115,14 +120,14 @@ def main():
         row("CreateDataset from S3 manifest", n, total_bytes, secs)
 
         t = time.perf_counter()
-        archive = urllib.request.urlopen(f"{base}/export/bench/train.zip").read()
+        archive = console.open(f"{base}/export/bench/train.zip").read()
         row("export as zip (streamed)", n, len(archive), time.perf_counter() - t)
 
         lfv.create_project(ProjectName="copy")
         t = time.perf_counter()
         req = urllib.request.Request(f"{base}/import/copy/train?name=bench.zip", data=archive, method="POST",
                                      headers={"Content-Type": "application/zip"})
-        urllib.request.urlopen(req).read()
+        console.open(req).read()
         d = settle(lfv, "copy", "train")
         secs = time.perf_counter() - t
         assert d["Status"] == "CREATE_COMPLETE", d

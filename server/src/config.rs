@@ -177,12 +177,43 @@ pub struct Config {
 
     /// Folder under which the console may import from the server's own disk (MVTec AD categories and
     /// normal/anomaly folders); only images and masks are read, and each is decoded before it is kept.
-    #[arg(long, env = "VIGIL_IMPORT_ROOT", default_value = "/")]
-    pub import_root: PathBuf,
+    /// Unset (the default): imports from the server's disk are off.
+    #[arg(long, env = "VIGIL_IMPORT_ROOT")]
+    pub import_root: Option<PathBuf>,
+
+    /// S3 endpoints a console import may name besides the configured one (comma-separated URLs, e.g.
+    /// `http://minio.plant.local:9000`). Link-local and cloud metadata addresses are refused even when listed.
+    #[arg(long, env = "VIGIL_S3_ALLOWED_ENDPOINTS", value_delimiter = ',')]
+    pub s3_allowed_endpoints: Vec<String>,
 
     /// Directory holding the built console (`pkg/` with the WASM bundle, CSS and static files).
     #[arg(long, env = "VIGIL_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
+
+    /// Access key id of the bootstrap API key, for automation and tests (with `--secret-access-key`). LFV
+    /// clients sign with it like with any key the console issues; it belongs to no console user.
+    #[arg(long, env = "VIGIL_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+
+    /// Secret of the bootstrap API key.
+    #[arg(long, env = "VIGIL_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+
+    /// Server key that encrypts stored secrets (API keys' secrets, per-import S3 secrets): 64 hex digits or
+    /// base64 of 32 bytes. Unset: `DATA_DIR/secret.key`, generated at first start. Servers sharing a database
+    /// need the same key.
+    #[arg(long, env = "VIGIL_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Password of the console administrator `admin`, created at the first start (when there are no users).
+    /// Unset: a generated password, printed once in the log.
+    #[arg(long, env = "VIGIL_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Mark the session cookie `Secure` (set it behind an HTTPS reverse proxy; `X-Forwarded-Proto: https`
+    /// does the same per request).
+    #[arg(long, env = "VIGIL_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub secure_cookies: bool,
 }
 
 impl Config {

@@ -2,6 +2,7 @@
 //! `main.rs` only parses the command line; everything else is here so integration tests can import it.
 #![recursion_limit = "256"]
 
+pub mod auth;
 pub mod blobs;
 pub mod config;
 pub mod console;
@@ -11,6 +12,7 @@ pub mod engine;
 pub mod http;
 pub mod projects;
 pub mod s3;
+pub mod security;
 pub mod state;
 pub mod store;
 
@@ -37,6 +39,7 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let blobs = blobs::Blobs::open(&config.data_dir)?;
+    let auth = auth::setup(&config, &db).await?;
     let s3 = s3::S3::connect(&config.s3_settings()).await;
     let interrupted = datasets::fail_interrupted(&mut *db.pool.acquire().await?).await?;
     if interrupted > 0 {
@@ -75,7 +78,7 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
         .site_addr(addr)
         .env(leptos::config::Env::PROD)
         .build();
-    let state = AppState { db, config: Arc::new(config), backbone: Arc::new(backbone), blobs, s3, leptos_options };
+    let state = AppState { db, config: Arc::new(config), backbone: Arc::new(backbone), blobs, s3, leptos_options, auth };
     let resumed = jobs::resume(&state).await?;
     if resumed > 0 {
         tracing::info!(resumed, "background jobs interrupted by the last shutdown were started again");
@@ -86,6 +89,7 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
 /// The whole HTTP surface: the LFV API under `/2020-11-20`, the console and its server functions.
 pub fn router(state: AppState) -> Router {
     let backend: SharedBackend = Arc::new(console::ConsoleBackend { state: state.clone() });
+    let auth_backend: app::api::auth::SharedAuthBackend = Arc::new(console::auth::AuthConsole { state: state.clone() });
     let routes = generate_route_list(app::App);
     let options = state.leptos_options.clone();
     Router::new()
@@ -93,13 +97,20 @@ pub fn router(state: AppState) -> Router {
         .route("/media/{hash}", axum::routing::get(console::get_media))
         .route("/export/{project}/{file}", axum::routing::get(console::export_dataset))
         .route("/import/{project}/{dataset_type}", axum::routing::post(console::import_archive))
-        .leptos_routes_with_context(&state, routes, move || provide_context(backend.clone()), {
+        .route("/auth/signin", axum::routing::post(console::auth::sign_in))
+        .route("/auth/signout", axum::routing::post(console::auth::sign_out))
+        .leptos_routes_with_context(&state, routes, move || {
+            provide_context(backend.clone());
+            provide_context(auth_backend.clone());
+        }, {
             let options = options.clone();
             move || app::shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         // UpdateDatasetEntries carries up to 10 MiB of JSON lines as base64, and console uploads batches of
         // images of up to 8 MB each; axum's 2 MB default would refuse both.
+        // SigV4 on the LFV API, a session everywhere else (http::auth).
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::auth::authenticate))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -148,6 +159,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let running = start(config).await?;
     tracing::info!("Vigil is listening on http://{}", running.addr);
+    if !running.addr.ip().is_loopback() {
+        tracing::warn!(
+            "Vigil listens on {} without TLS: passwords, session cookies and images cross the network in clear text. \
+             Put it behind a reverse proxy that terminates HTTPS (and set VIGIL_SECURE_COOKIES=true), or listen on 127.0.0.1.",
+            running.addr
+        );
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await
@@ -158,6 +176,11 @@ fn spawn_maintenance(state: AppState) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {
             tick.tick().await;
+            if let Ok(mut conn) = state.db.pool.acquire().await {
+                if let Err(e) = auth::users::purge_expired_sessions(&mut conn).await {
+                    tracing::warn!(error = %e, "purging expired sessions failed");
+                }
+            }
             if let Err(e) = http::idempotency::purge_expired(&state.db).await {
                 tracing::warn!(error = %e, "purging expired client tokens failed");
             }

@@ -11,9 +11,20 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub access_key_id: Option<String>,
+    /// Sealed with the server key when serialised (job specs are stored in the database).
+    #[serde(default, with = "crate::auth::secretbox::sealed_opt")]
     pub secret_access_key: Option<String>,
     pub force_path_style: bool,
 }
+
+/// Seconds to open a connection to an S3 endpoint.
+pub const CONNECT_TIMEOUT_SECS: u64 = 5;
+/// Seconds an S3 response may stall between bytes.
+pub const READ_TIMEOUT_SECS: u64 = 30;
+/// Seconds one S3 request may take in all (objects are at most a few MB, manifests stream in pages).
+pub const ATTEMPT_TIMEOUT_SECS: u64 = 300;
+/// Most object keys one listing returns (a prefix with more is refused).
+pub const MAX_LISTED_KEYS: usize = 200_000;
 
 #[derive(Clone, Debug)]
 pub struct S3 {
@@ -54,7 +65,14 @@ impl S3 {
             ));
         }
         let shared = loader.load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
+        // A dead or hostile endpoint fails the import with a message instead of keeping it busy forever.
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(CONNECT_TIMEOUT_SECS))
+            .read_timeout(std::time::Duration::from_secs(READ_TIMEOUT_SECS))
+            .operation_attempt_timeout(std::time::Duration::from_secs(ATTEMPT_TIMEOUT_SECS))
+            .build();
+        let mut builder =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style).timeout_config(timeouts);
         if let Some(endpoint) = &settings.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
@@ -108,6 +126,9 @@ impl S3 {
                 }
             })?;
             keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            if keys.len() > MAX_LISTED_KEYS {
+                return Err(FetchError::Other(format!("more than {MAX_LISTED_KEYS} objects under the prefix")));
+            }
         }
         Ok(keys)
     }

@@ -18,6 +18,8 @@ pub struct AppState {
     pub blobs: Blobs,
     pub s3: S3,
     pub leptos_options: LeptosOptions,
+    /// API access keys and their signing keys (SigV4), the server key.
+    pub auth: crate::auth::Auth,
 }
 
 impl AppState {

@@ -122,28 +122,25 @@ async fn projects_on_postgres() {
 #[tokio::test]
 async fn raw_http_error_shapes() {
     let h = Harness::start(Backend::Sqlite).await.unwrap();
-    let http = reqwest::Client::new();
-    let url = |p: &str| format!("{}/2020-11-20{p}", h.base);
-
-    let r = http.post(url("/projects")).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let r = h.api("POST", "/projects", Some("application/json"), b"{not json".to_vec()).await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.headers()["x-amzn-errortype"], "ValidationException");
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["Message"].as_str().unwrap().contains("not valid"));
 
-    let r = http.post(url("/projects")).json(&serde_json::json!({})).send().await.unwrap();
+    let r = h.api("POST", "/projects", Some("application/json"), b"{}".to_vec()).await;
     assert_eq!(r.status(), 400, "missing ProjectName");
 
-    let r = http.get(url("/projects/nope")).send().await.unwrap();
+    let r = h.api("GET", "/projects/nope", None, Vec::new()).await;
     assert_eq!(r.status(), 404);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["ResourceType"], "PROJECT");
     assert_eq!(body["ResourceId"], "nope");
 
-    let r = http.get(url("/projects?maxResults=abc")).send().await.unwrap();
+    let r = h.api("GET", "/projects?maxResults=abc", None, Vec::new()).await;
     assert_eq!(r.status(), 400);
 
-    let r = http.get(url("/no-such-operation")).send().await.unwrap();
+    let r = h.api("GET", "/no-such-operation", None, Vec::new()).await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["x-amzn-errortype"], "UnknownOperationException");
 
@@ -169,13 +166,13 @@ async fn raw_http_error_shapes() {
 async fn console_renders_projects() {
     let h = Harness::start(Backend::Sqlite).await.unwrap();
     h.client.create_project().project_name("rendered-here").send().await.unwrap();
-    let html = reqwest::get(format!("{}/projects", h.base)).await.unwrap().text().await.unwrap();
+    let html = h.http().get(format!("{}/projects", h.base)).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("<nav"), "layout with navigation");
     assert!(html.contains("rendered-here"), "project listed in the server-rendered page");
     assert!(html.contains("/pkg/vigil"), "hydration scripts referenced");
-    let html = reqwest::get(format!("{}/projects/rendered-here", h.base)).await.unwrap().text().await.unwrap();
+    let html = h.http().get(format!("{}/projects/rendered-here", h.base)).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("arn:aws:lookoutvision:us-east-1:000000000000:project/rendered-here"));
-    let html = reqwest::get(format!("{}/dashboard", h.base)).await.unwrap().text().await.unwrap();
+    let html = h.http().get(format!("{}/dashboard", h.base)).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("Dashboard"));
     h.stop().await;
 }

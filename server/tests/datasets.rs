@@ -386,7 +386,7 @@ async fn folder_import_edit_export_reimport() {
     assert!(lines.iter().all(|l| l["anomaly-label"] == 0 && l["anomaly-label-metadata"]["class-name"] == "normal"));
 
     // Export: a manifest with relative references beside the images.
-    let zip_bytes = reqwest::get(format!("{}/export/boards/train.zip", h.base)).await.unwrap().bytes().await.unwrap();
+    let zip_bytes = h.http().get(format!("{}/export/boards/train.zip", h.base)).send().await.unwrap().bytes().await.unwrap();
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes.to_vec())).unwrap();
     let mut manifest = String::new();
     std::io::Read::read_to_string(&mut zip.by_name("train.manifest").unwrap(), &mut manifest).unwrap();
@@ -437,7 +437,7 @@ async fn masks_round_trip_through_export() {
         .await
         .unwrap();
     settle(c, "seg", "train").await;
-    let zip_bytes = reqwest::get(format!("{}/export/seg/train.zip", h.base)).await.unwrap().bytes().await.unwrap();
+    let zip_bytes = h.http().get(format!("{}/export/seg/train.zip", h.base)).send().await.unwrap().bytes().await.unwrap();
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes.to_vec())).unwrap();
     let mut manifest = String::new();
     std::io::Read::read_to_string(&mut zip.by_name("train.manifest").unwrap(), &mut manifest).unwrap();

@@ -212,7 +212,7 @@ async fn archives_from_the_export_import_back() {
     let h = Harness::start(Backend::Sqlite).await.unwrap();
     let con = console(&h);
     let c = &h.client;
-    let http = reqwest::Client::new();
+    let http = h.http();
     c.create_project().project_name("source").send().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), &mvtec_files());

@@ -1,10 +1,12 @@
 //! One module per console page.
 
+pub mod admin;
 pub mod dashboard;
 pub mod dataset;
 pub mod mask;
 pub mod project;
 pub mod projects;
+pub mod signin;
 
 use leptos::prelude::*;
 

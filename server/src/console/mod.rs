@@ -1,5 +1,7 @@
 //! The console's backend: implements `app::api::Backend` over the same domain code as the LFV API.
 
+pub mod auth;
+
 use crate::datasets::{self, manifest, Dataset};
 use crate::projects::{self, Project, ProjectError};
 use crate::state::AppState;
@@ -420,18 +422,11 @@ impl Backend for ConsoleBackend {
         } else {
             None
         };
-        if let Some(Place::Dir(dir)) = &place {
-            if !dir.starts_with(&self.state.config.import_root) {
-                return Err(BackendError::new(
-                    403,
-                    format!("{} is outside the folder this server imports from ({}; VIGIL_IMPORT_ROOT).", dir.display(), self.state.config.import_root.display()),
-                ));
-            }
-            if !dir.is_dir() {
-                return Err(BackendError::new(400, format!("{} is not a folder on the server.", dir.display())));
-            }
-        }
-        let s3 = s3_override(&self.state, &conn)?;
+        let place = match place {
+            Some(Place::Dir(dir)) => Some(Place::Dir(crate::security::import_dir(self.state.config.import_root.as_deref(), &dir)?)),
+            other => other,
+        };
+        let s3 = crate::security::s3_override(&self.state.config, &conn).await?;
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let p = find_project(&mut tx, project).await?;
         let exists = |e: datasets::DatasetError| match e {
@@ -456,37 +451,6 @@ impl Backend for ConsoleBackend {
         crate::jobs::spawn(self.state.clone(), id, job);
         Ok(())
     }
-}
-
-/// The server's S3 settings with one import's overrides, or `None` when it overrides nothing.
-fn s3_override(state: &AppState, conn: &S3Connection) -> Result<Option<crate::s3::S3Settings>, BackendError> {
-    let set = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_string());
-    if [&conn.endpoint, &conn.region, &conn.access_key_id, &conn.secret_access_key, &conn.addressing].iter().all(|v| v.trim().is_empty()) {
-        return Ok(None);
-    }
-    let mut settings = state.config.s3_settings();
-    if let Some(e) = set(&conn.endpoint) {
-        if !(e.starts_with("http://") || e.starts_with("https://")) {
-            return Err(BackendError::new(400, format!("{e:?} is not an endpoint URL (http://host:port).")));
-        }
-        settings.endpoint = Some(e);
-    }
-    settings.region = set(&conn.region).or(settings.region);
-    match (set(&conn.access_key_id), set(&conn.secret_access_key)) {
-        (Some(id), Some(secret)) => {
-            settings.access_key_id = Some(id);
-            settings.secret_access_key = Some(secret);
-        }
-        (None, None) => {}
-        _ => return Err(BackendError::new(400, "Give both the access key id and the secret access key, or neither.")),
-    }
-    match conn.addressing.trim() {
-        "" => {}
-        "path" => settings.force_path_style = true,
-        "virtual" => settings.force_path_style = false,
-        other => return Err(BackendError::new(400, format!("{other:?} is not an addressing style: use path or virtual."))),
-    }
-    Ok(Some(settings))
 }
 
 /// An entry and its image's width and height.
@@ -812,6 +776,10 @@ const THUMB_SIDE: u32 = 320;
 /// `GET /media/{hash}`: an image or mask from the blob store; `?thumb=1` gives a cached JPEG thumbnail.
 /// Blobs are content-addressed, so responses never change and can be cached forever.
 pub async fn get_media(State(state): State<AppState>, Path(hash): Path<String>, Query(q): Query<MediaQuery>) -> Response {
+    // Checked before any path is built from it: 64 lowercase hex digits, nothing else.
+    if !crate::security::is_blob_name(&hash) {
+        return (StatusCode::NOT_FOUND, "no such image").into_response();
+    }
     let blobs = state.blobs.clone();
     let thumbs = state.config.data_dir.join("thumbs");
     let thumb = q.thumb.unwrap_or(0) == 1;

@@ -20,10 +20,82 @@ pub enum Backend {
     Postgres,
 }
 
+
+/// The bootstrap API key every test server is started with; `Harness::client` signs with it.
+pub const API_KEY: &str = "AKIDVIGILTEST";
+pub const API_SECRET: &str = "vigil-test-secret";
+/// The password of the console's `admin` on test servers.
+pub const ADMIN_PASSWORD: &str = "vigil-test-admin";
+
+/// The SigV4 headers (`authorization`, `x-amz-date`, ...) for a request, made by `aws-sigv4` as the Rust SDK
+/// makes them. `url` is absolute; `headers` are sent too and signed.
+pub fn sigv4_headers(
+    key: &str,
+    secret: &str,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    time: std::time::SystemTime,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(key, secret, None, None, "tests").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("lookoutvision")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let host = url.split("://").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let mut all: Vec<(&str, &str)> = vec![("host", host.as_str())];
+    all.extend_from_slice(headers);
+    let req = SignableRequest::new(method, url, all.into_iter(), SignableBody::Bytes(body)).unwrap();
+    let (instructions, _) = sign(req, &params).unwrap().into_parts();
+    instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+impl Harness {
+    /// A client for the console's HTTP endpoints (`/media`, `/export`, `/import`, pages), signed in as admin.
+    pub fn http(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::COOKIE, format!("vigil_session={}", self.session).parse().unwrap());
+        reqwest::Client::builder().default_headers(headers).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    }
+
+    /// A raw LFV API request (`path` after `/2020-11-20`, with its query), signed with the bootstrap key.
+    pub async fn api(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+        let url = format!("{}/2020-11-20{path}", self.base);
+        let extra: Vec<(&str, &str)> = content_type.map(|c| vec![("content-type", c)]).unwrap_or_default();
+        let signed = sigv4_headers(API_KEY, API_SECRET, method, &url, &extra, &body, std::time::SystemTime::now());
+        let mut req = reqwest::Client::new().request(method.parse().unwrap(), &url).body(body);
+        for (k, v) in extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(signed) {
+            req = req.header(k, v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// An SDK client signing with other credentials.
+    pub fn client_with(&self, key: &str, secret: &str) -> lfv::Client {
+        let conf = lfv::Config::builder()
+            .behavior_version(lfv::config::BehaviorVersion::latest())
+            .region(lfv::config::Region::new("us-east-1"))
+            .endpoint_url(&self.base)
+            .credentials_provider(aws_credential_types::Credentials::new(key, secret, None, None, "tests"))
+            .build();
+        lfv::Client::from_conf(conf)
+    }
+}
+
 pub struct Harness {
     pub running: Option<vigil::Running>,
     pub client: lfv::Client,
     pub base: String,
+    /// A session token of `admin` (see `http`).
+    pub session: String,
     _dir: tempfile::TempDir,
     pg: Option<(String, String)>,
 }
@@ -158,6 +230,11 @@ impl Harness {
         config.data_dir = dir.path().join("data");
         config.backbone = backbone_path();
         config.torch_threads = Some(1);
+        config.access_key_id = Some(API_KEY.into());
+        config.secret_access_key = Some(API_SECRET.into());
+        config.admin_password = Some(ADMIN_PASSWORD.into());
+        // Disk imports read the temporary folders tests write.
+        config.import_root = Some(std::env::temp_dir());
         if let Some(s3) = s3 {
             config.s3_endpoint = Some(s3.endpoint.clone());
             config.s3_access_key_id = Some(S3_KEY.into());
@@ -170,9 +247,14 @@ impl Harness {
             .behavior_version(lfv::config::BehaviorVersion::latest())
             .region(lfv::config::Region::new("us-east-1"))
             .endpoint_url(&base)
-            .credentials_provider(aws_credential_types::Credentials::new("AKIDVIGILTEST", "secret", None, None, "tests"))
+            .credentials_provider(aws_credential_types::Credentials::new(API_KEY, API_SECRET, None, None, "tests"))
             .build();
-        Some(Harness { running: Some(running), client: lfv::Client::from_conf(conf), base, _dir: dir, pg })
+        let session = {
+            let mut conn = running.state.db.pool.acquire().await.unwrap();
+            let (admin, _) = vigil::auth::users::find_with_hash(&mut conn, "admin").await.unwrap().expect("admin created at start");
+            vigil::auth::users::create_session(&mut conn, &admin.id).await.unwrap()
+        };
+        Some(Harness { running: Some(running), client: lfv::Client::from_conf(conf), base, session, _dir: dir, pg })
     }
 
     pub async fn stop(mut self) {

@@ -1,0 +1,175 @@
+//! The Admin page: API access keys (create with the secret shown once, revoke), console users (administrators
+//! add and remove them) and one's own password.
+
+use crate::api::auth::{admin_view, AdminData, ChangePassword, CreateKey, CreateUser, DeleteUser, NewKey, RevokeKey};
+use crate::api::error_text;
+use crate::timefmt::format_utc;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let create_key = ServerAction::<CreateKey>::new();
+    let revoke_key = ServerAction::<RevokeKey>::new();
+    let create_user = ServerAction::<CreateUser>::new();
+    let delete_user = ServerAction::<DeleteUser>::new();
+    let change_password = ServerAction::<ChangePassword>::new();
+    let view_data = Resource::new(
+        move || (create_key.version().get(), revoke_key.version().get(), create_user.version().get(), delete_user.version().get()),
+        |_| admin_view(),
+    );
+    view! {
+        <Title text="Admin"/>
+        <section class="page admin-page">
+            <header class="page-head">
+                <h1>"Admin"</h1>
+                <p class="muted">"API access keys for LFV clients, and the people who may use this console."</p>
+            </header>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match view_data.await {
+                        Ok(v) => view! { <AdminBody v=v create_key revoke_key create_user delete_user change_password/> }.into_any(),
+                        Err(e) => view! { <p class="error" role="alert">{error_text(&e)}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// The error message of an action's last failed call.
+macro_rules! action_error {
+    ($a:expr) => {{
+        let a = $a;
+        move || a.value().get().and_then(|r| r.err()).map(|e| error_text(&e))
+    }};
+}
+
+#[component]
+fn AdminBody(
+    v: AdminData,
+    create_key: ServerAction<CreateKey>,
+    revoke_key: ServerAction<RevokeKey>,
+    create_user: ServerAction<CreateUser>,
+    delete_user: ServerAction<DeleteUser>,
+    change_password: ServerAction<ChangePassword>,
+) -> impl IntoView {
+    let is_admin = v.me.is_admin;
+    let me = v.me.name.clone();
+    let new_key = move || create_key.value().get().and_then(|r| r.ok());
+    let keys = v.keys.clone();
+    let users = v.users.clone();
+    view! {
+        <div class="card">
+            <h2>"API access keys"</h2>
+            <p class="hint">
+                "LFV clients (boto3, the AWS CLI, the AWS SDKs) sign every call with an access key id and its secret, "
+                "e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and use this server as their endpoint."
+            </p>
+            {v.bootstrap_key.clone().map(|k| view! {
+                <p class="muted small">"The server is also configured with the bootstrap key " <code class="mono">{k}</code> " (VIGIL_ACCESS_KEY_ID)."</p>
+            })}
+            <ActionForm action=create_key attr:class="form-row">
+                <label for="key-description" class="visually-hidden">"Description"</label>
+                <input id="key-description" name="description" type="text" placeholder="What the key is for, e.g. line-3 camera" maxlength="200" autocomplete="off"/>
+                <button type="submit" class="primary">"Create access key"</button>
+            </ActionForm>
+            <p class="error" role="alert">{action_error!(create_key)}</p>
+            {move || new_key().map(|k: NewKey| view! {
+                <div class="report new-key" data-testid="new-key">
+                    <p><strong>"Copy the secret now: it is shown only once."</strong></p>
+                    <p>"Access key id: " <code class="mono" data-testid="new-key-id">{k.id}</code></p>
+                    <p>"Secret access key: " <code class="mono" data-testid="new-key-secret">{k.secret}</code></p>
+                </div>
+            })}
+            <p class="error" role="alert">{action_error!(revoke_key)}</p>
+            {if keys.is_empty() {
+                view! { <p class="empty">"No access keys yet."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="table keys-table">
+                        <thead><tr>
+                            <th scope="col">"Access key id"</th><th scope="col">"Owner"</th><th scope="col">"Description"</th>
+                            <th scope="col">"Created"</th><th scope="col">"Last used"</th><th scope="col"></th>
+                        </tr></thead>
+                        <tbody>
+                            {keys.into_iter().map(|k| {
+                                let id = k.id.clone();
+                                view! {
+                                    <tr data-key=k.id.clone()>
+                                        <td class="mono">{k.id.clone()}</td>
+                                        <td>{k.user}</td>
+                                        <td>{k.description}</td>
+                                        <td class="nowrap">{format_utc(k.created_at_ms)}</td>
+                                        <td class="nowrap">{k.last_used_at_ms.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+                                        <td>
+                                            <button type="button" class="small-button" on:click=move |_| {
+                                                revoke_key.dispatch(RevokeKey { id: id.clone() });
+                                            }>"Revoke"</button>
+                                        </td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+        </div>
+        <Show when=move || is_admin>
+            <div class="card">
+                <h2>"Users"</h2>
+                <table class="table users-table">
+                    <thead><tr><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"Created"</th><th scope="col"></th></tr></thead>
+                    <tbody>
+                        {users.clone().into_iter().map(|u| {
+                            let name = u.name.clone();
+                            let is_me = u.name == me;
+                            view! {
+                                <tr data-user=u.name.clone()>
+                                    <td>{u.name.clone()}</td>
+                                    <td>{if u.is_admin { "administrator" } else { "user" }}</td>
+                                    <td class="nowrap">{format_utc(u.created_at_ms)}</td>
+                                    <td>
+                                        <Show when=move || !is_me>
+                                            {
+                                                let name = name.clone();
+                                                view! {
+                                                    <button type="button" class="small-button" on:click=move |_| {
+                                                        delete_user.dispatch(DeleteUser { name: name.clone() });
+                                                    }>"Remove"</button>
+                                                }
+                                            }
+                                        </Show>
+                                    </td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+                <p class="error" role="alert">{action_error!(delete_user)}</p>
+                <h3>"Add a user"</h3>
+                <ActionForm action=create_user attr:class="form-grid">
+                    <label for="user-name">"User name"</label>
+                    <input id="user-name" name="name" type="text" autocomplete="off" required/>
+                    <label for="user-password">"Password (at least 8 characters)"</label>
+                    <input id="user-password" name="password" type="password" autocomplete="new-password" required/>
+                    <label><input type="checkbox" name="is_admin" value="true"/> " Administrator"</label>
+                    <div class="form-row"><button type="submit" class="primary">"Add user"</button></div>
+                </ActionForm>
+                <p class="error" role="alert">{action_error!(create_user)}</p>
+            </div>
+        </Show>
+        <div class="card">
+            <h2>"Your password"</h2>
+            <ActionForm action=change_password attr:class="form-grid">
+                <label for="pw-current">"Current password"</label>
+                <input id="pw-current" name="current" type="password" autocomplete="current-password" required/>
+                <label for="pw-new">"New password (at least 8 characters)"</label>
+                <input id="pw-new" name="new" type="password" autocomplete="new-password" required/>
+                <div class="form-row"><button type="submit" class="primary">"Change password"</button></div>
+            </ActionForm>
+            <p class="error" role="alert">{action_error!(change_password)}</p>
+            {move || matches!(change_password.value().get(), Some(Ok(()))).then(|| view! { <p class="ok">"Password changed."</p> })}
+        </div>
+    }
+}

@@ -1,0 +1,62 @@
+//! The sign-in page (a plain form posted to `/auth/signin`, so it works before the WASM loads) and the
+//! signed-in user's box in the sidebar with its sign-out button.
+
+use crate::api::auth::current_user;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let query = use_query_map();
+    let next = move || query.with(|q| q.get("next").unwrap_or_else(|| "/".to_string()));
+    let failed = move || query.with(|q| q.get("error").is_some());
+    view! {
+        <Title text="Sign in"/>
+        <section class="page signin-page">
+            <header class="page-head">
+                <h1>"Sign in"</h1>
+                <p class="muted">"Sign in to use the Vigil console."</p>
+            </header>
+            <form class="card form-grid" method="post" action="/auth/signin">
+                <input type="hidden" name="next" prop:value=next/>
+                <label for="signin-name">"User name"</label>
+                <input id="signin-name" name="name" type="text" autocomplete="username" required autofocus/>
+                <label for="signin-password">"Password"</label>
+                <input id="signin-password" name="password" type="password" autocomplete="current-password" required/>
+                <Show when=failed>
+                    <p class="error" role="alert">"Wrong user name or password."</p>
+                </Show>
+                <div class="form-row">
+                    <button type="submit" class="primary">"Sign in"</button>
+                </div>
+                <p class="hint">
+                    "At the first start Vigil creates the user admin, with the password from VIGIL_ADMIN_PASSWORD or one printed in the server's log."
+                </p>
+            </form>
+        </section>
+    }
+}
+
+/// The signed-in user's name and a sign-out button (nothing when signed out).
+#[component]
+pub fn SignedIn() -> impl IntoView {
+    let user = Resource::new(|| (), |_| current_user());
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match user.await {
+                    Ok(Some(u)) => view! {
+                        <form class="nav-user" method="post" action="/auth/signout">
+                            <span class="muted small" data-testid="signed-in-user">{u.name}</span>
+                            " "
+                            <button type="submit" class="small-button">"Sign out"</button>
+                        </form>
+                    }
+                    .into_any(),
+                    _ => ().into_any(),
+                }
+            })}
+        </Transition>
+    }
+}

@@ -1,0 +1,155 @@
+//! Who may call Vigil: API access keys checked with SigV4 (`sigv4`, `keys`), console users with Argon2
+//! passwords and database sessions (`users`), and the server key that seals stored secrets (`secretbox`).
+//! `Auth` is the handle request handlers use; the HTTP side (middleware, sign-in) lives in `http::auth`.
+
+pub mod keys;
+pub mod secretbox;
+pub mod sigv4;
+pub mod users;
+
+use crate::store::Db;
+use secretbox::SecretBox;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a looked-up access key is trusted before it is read again (a key revoked through another server
+/// sharing the database stops working within this time; on this server at once).
+const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// The caller of an API request, once its signature has been verified (a request extension).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiCaller {
+    pub access_key_id: String,
+    /// The user the key belongs to; `None` for the bootstrap key from the configuration.
+    pub user_id: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    sealer: SecretBox,
+    bootstrap: Option<(String, String)>,
+    cache: Mutex<HashMap<String, CachedKey>>,
+}
+
+struct CachedKey {
+    fetched: Instant,
+    /// `None`: no such key (cached too, so a flood of unknown keys does not reach the database each time).
+    key: Option<KnownKey>,
+    /// Derived signing keys per (date, region).
+    signing: HashMap<(String, String), [u8; 32]>,
+    /// When the key's `last_used_at` was last written by this server.
+    touched: Option<Instant>,
+}
+
+#[derive(Clone)]
+struct KnownKey {
+    secret: String,
+    user_id: Option<String>,
+}
+
+impl Auth {
+    pub fn new(db: Db, sealer: SecretBox, bootstrap: Option<(String, String)>) -> Self {
+        Auth { inner: Arc::new(Inner { db, sealer, bootstrap, cache: Mutex::new(HashMap::new()) }) }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn sealer(&self) -> &SecretBox {
+        &self.inner.sealer
+    }
+
+    /// The access key id of the configured bootstrap key, if any.
+    pub fn bootstrap_key_id(&self) -> Option<&str> {
+        self.inner.bootstrap.as_ref().map(|(id, _)| id.as_str())
+    }
+
+    /// The signing key of `access_key_id` for a date and region, and who owns the key; `None` for an
+    /// unknown or revoked key. Signing keys are derived once per key, day and region.
+    pub async fn signing_key(&self, access_key_id: &str, date: &str, region: &str) -> anyhow::Result<Option<([u8; 32], ApiCaller)>> {
+        let fresh = {
+            let cache = self.inner.cache.lock().unwrap();
+            cache.get(access_key_id).is_some_and(|c| c.fetched.elapsed() < KEY_CACHE_TTL)
+        };
+        if !fresh {
+            let key = self.lookup(access_key_id).await?;
+            let mut cache = self.inner.cache.lock().unwrap();
+            if cache.len() > 10_000 {
+                cache.retain(|_, c| c.fetched.elapsed() < KEY_CACHE_TTL);
+            }
+            let touched = cache.get(access_key_id).and_then(|c| c.touched);
+            cache.insert(access_key_id.to_string(), CachedKey { fetched: Instant::now(), key, signing: HashMap::new(), touched });
+        }
+        let mut cache = self.inner.cache.lock().unwrap();
+        let Some(entry) = cache.get_mut(access_key_id) else { return Ok(None) };
+        let Some(known) = entry.key.clone() else { return Ok(None) };
+        let caller = ApiCaller { access_key_id: access_key_id.to_string(), user_id: known.user_id.clone() };
+        let slot = (date.to_string(), region.to_string());
+        if let Some(k) = entry.signing.get(&slot) {
+            return Ok(Some((*k, caller)));
+        }
+        let Some(k) = sigv4::signing_key(&known.secret, date, region) else { return Ok(None) };
+        if entry.signing.len() > 64 {
+            entry.signing.clear();
+        }
+        entry.signing.insert(slot, k);
+        Ok(Some((k, caller)))
+    }
+
+    async fn lookup(&self, access_key_id: &str) -> anyhow::Result<Option<KnownKey>> {
+        if let Some((id, secret)) = &self.inner.bootstrap {
+            if id == access_key_id {
+                return Ok(Some(KnownKey { secret: secret.clone(), user_id: None }));
+            }
+        }
+        let mut conn = self.inner.db.pool.acquire().await?;
+        Ok(keys::secret(&mut conn, &self.inner.sealer, access_key_id)
+            .await?
+            .map(|(secret, user_id)| KnownKey { secret, user_id: Some(user_id) }))
+    }
+
+    /// True when the key's last use should be recorded now (about once a minute per key and server, so that
+    /// API calls do not each write to the database).
+    pub fn should_record_use(&self, access_key_id: &str) -> bool {
+        let mut cache = self.inner.cache.lock().unwrap();
+        match cache.get_mut(access_key_id) {
+            Some(c) if c.touched.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) => {
+                c.touched = Some(Instant::now());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets a key at once (after it was revoked).
+    pub fn forget(&self, access_key_id: &str) {
+        self.inner.cache.lock().unwrap().remove(access_key_id);
+    }
+}
+
+/// At start-up: the server key (installed as the process key), the first administrator, and the `Auth` handle
+/// with the bootstrap key from the configuration. Logs how to get in when no API key exists yet.
+pub async fn setup(config: &crate::config::Config, db: &Db) -> anyhow::Result<Auth> {
+    let sealer = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
+    secretbox::install(&sealer);
+    users::ensure_admin(db, config.admin_password.as_deref()).await?;
+    let bootstrap = match (config.access_key_id.as_deref().map(str::trim), config.secret_access_key.as_deref()) {
+        (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => Some((id.to_string(), secret.to_string())),
+        (None, None) => None,
+        _ => anyhow::bail!("set both VIGIL_ACCESS_KEY_ID and VIGIL_SECRET_ACCESS_KEY, or neither"),
+    };
+    if bootstrap.is_none() && keys::count(&mut *db.pool.acquire().await?).await? == 0 {
+        tracing::warn!(
+            "no API access key exists yet, so the LFV API refuses every call: create one on the console's Admin page \
+             (sign in as admin), or set VIGIL_ACCESS_KEY_ID and VIGIL_SECRET_ACCESS_KEY"
+        );
+    }
+    Ok(Auth::new(db.clone(), sealer, bootstrap))
+}

@@ -1,0 +1,148 @@
+//! Authentication at the HTTP edge. `authenticate` (one layer over the whole router) sends the LFV API
+//! (`/2020-11-20/...`) and Vigil's REST extensions (`/vigil/...`) through SigV4 verification and everything
+//! else through the console's session check. `require_sigv4` is the SigV4 part alone, to put on any other
+//! router that LFV clients call; a request verified once is not verified again.
+//!
+//! Refusals have the status, `x-amzn-ErrorType` and JSON `Message` that AWS services send, so boto3 and the
+//! Rust SDK raise their usual errors: no `Authorization` → `MissingAuthenticationTokenException`, a malformed
+//! one → `IncompleteSignatureException`, an unknown or revoked key → `UnrecognizedClientException`, a wrong
+//! signature, a changed body or a date outside 15 minutes → `InvalidSignatureException`; all 403.
+
+use crate::auth::sigv4::{self, SigError};
+use crate::auth::ApiCaller;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// Bodies at least this large are hashed on a blocking thread.
+const HASH_INLINE_BYTES: usize = 256 * 1024;
+
+/// True for paths that LFV clients call, signed with SigV4.
+pub fn is_api_path(path: &str) -> bool {
+    path == "/2020-11-20" || path.starts_with("/2020-11-20/") || path == "/vigil" || path.starts_with("/vigil/")
+}
+
+/// The one authentication layer over the whole router.
+pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if is_api_path(req.uri().path()) {
+        require_sigv4(State(state), req, next).await
+    } else {
+        crate::console::auth::require_session(state, req, next).await
+    }
+}
+
+/// Verifies the request's SigV4 signature; the handler sees the caller as an `ApiCaller` extension.
+pub async fn require_sigv4(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.extensions().get::<ApiCaller>().is_some() {
+        return next.run(req).await;
+    }
+    match verify(&state, req).await {
+        Ok(req) => next.run(req).await,
+        Err(response) => response,
+    }
+}
+
+/// An LFV-shaped refusal.
+pub fn refusal(status: StatusCode, code: &'static str, message: &str) -> Response {
+    let mut r = (status, axum::Json(serde_json::json!({ "Message": message }))).into_response();
+    r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(code));
+    r
+}
+
+fn sig_refusal(e: SigError) -> Response {
+    if !matches!(e, SigError::Missing) {
+        tracing::info!(error = %e, code = e.code(), "refused an API request");
+    }
+    refusal(StatusCode::FORBIDDEN, e.code(), &e.to_string())
+}
+
+async fn verify(state: &AppState, req: Request) -> Result<Request, Response> {
+    let (mut parts, body) = req.into_parts();
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Err(sig_refusal(SigError::Missing));
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| sig_refusal(SigError::Incomplete("The Authorization header is not ASCII.".into())))?
+        .to_string();
+    let auth = sigv4::parse_authorization(&value).map_err(sig_refusal)?;
+    if auth.service != sigv4::SERVICE {
+        return Err(sig_refusal(SigError::Invalid(format!(
+            "Credential should be scoped to correct service: '{}'. ",
+            sigv4::SERVICE
+        ))));
+    }
+    let amz_date = match parts.headers.get("x-amz-date").and_then(|v| v.to_str().ok()) {
+        Some(d) => d.to_string(),
+        None => {
+            return Err(sig_refusal(SigError::Incomplete(
+                "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into(),
+            )))
+        }
+    };
+    let Some(when) = sigv4::parse_amz_date(&amz_date) else {
+        return Err(sig_refusal(SigError::Incomplete(format!("X-Amz-Date {amz_date:?} is not in the form yyyyMMddTHHmmssZ."))));
+    };
+    if !amz_date.starts_with(auth.date) {
+        return Err(sig_refusal(SigError::Invalid(format!(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{amz_date}'.",
+            auth.date,
+            &amz_date[..8]
+        ))));
+    }
+    if !auth.signed_headers.contains(&"host") {
+        return Err(sig_refusal(SigError::Incomplete("'Host' must be a 'SignedHeader' in the AWS Authorization.".into())));
+    }
+    let key = state.auth.signing_key(auth.access_key_id, auth.date, auth.region).await.map_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "looking up an access key");
+        refusal(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerException", "Vigil had an internal error. Try your call again.")
+    })?;
+    let Some((signing_key, caller)) = key else {
+        return Err(sig_refusal(SigError::UnknownKey));
+    };
+    sigv4::check_skew(when, chrono::Utc::now()).map_err(sig_refusal)?;
+
+    let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES).await.map_err(|_| {
+        refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "ValidationException",
+            &format!("The request body is larger than {} MiB.", crate::MAX_BODY_BYTES >> 20),
+        )
+    })?;
+    let payload_hash = if bytes.len() >= HASH_INLINE_BYTES {
+        let b = bytes.clone();
+        tokio::task::spawn_blocking(move || sigv4::sha256_hex(&b)).await.unwrap_or_default()
+    } else {
+        sigv4::sha256_hex(&bytes)
+    };
+    if let Some(claimed) = parts.headers.get("x-amz-content-sha256") {
+        if claimed.as_bytes() != payload_hash.as_bytes() {
+            return Err(sig_refusal(SigError::Invalid(
+                "The x-amz-content-sha256 header does not match the SHA-256 of the request body (Vigil requires signed payloads).".into(),
+            )));
+        }
+    }
+    let uri = parts.extensions.get::<OriginalUri>().map(|o| o.0.clone()).unwrap_or_else(|| parts.uri.clone());
+    let host = uri.authority().map(|a| a.as_str().to_string());
+    let creq = sigv4::canonical_request(parts.method.as_str(), uri.path(), uri.query(), &parts.headers, host.as_deref(), &auth, &payload_hash)
+        .map_err(sig_refusal)?;
+    let sts = sigv4::string_to_sign(&amz_date, &auth.scope(), &creq);
+    if !sigv4::signature_matches(&signing_key, &sts, auth.signature) {
+        tracing::debug!(canonical_request = %creq, "signature mismatch");
+        return Err(sig_refusal(SigError::Mismatch));
+    }
+    if caller.user_id.is_some() && state.auth.should_record_use(&caller.access_key_id) {
+        let db = state.db.clone();
+        let id = caller.access_key_id.clone();
+        tokio::spawn(async move {
+            if let Ok(mut conn) = db.pool.acquire().await {
+                let _ = crate::auth::keys::touch(&mut conn, &id).await;
+            }
+        });
+    }
+    parts.extensions.insert(caller);
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
