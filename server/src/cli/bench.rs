@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vigil::config::BenchArgs;
-use vigil::engine::{self, Backbone, Sample, TrainOptions, TrainSet};
+use vigil::engine::{self, Backbone, DetectOptions, Sample, TrainOptions, TrainSet};
 
 fn peak_rss_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -65,6 +65,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
+    // The synthetic hard cases (see `synth`), generated once into the temporary folder.
+    let synth_root = std::env::temp_dir().join("vigil-bench-synthetic");
+    if a.only.as_deref().is_none_or(|o| "synthetic-texture synthetic-labelled".contains(o)) {
+        super::synth::generate(&synth_root)?;
+        dirs.extend(["synthetic-texture", "synthetic-labelled"].map(|n| synth_root.join(n)));
+    }
     if let Some(o) = &a.only {
         dirs.retain(|d| d.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(o.as_str())));
     }
@@ -100,6 +106,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
             ev.n_normal,
             ev.n_anomaly,
             ev.source
+        );
+        if let Some(p) = ev.pixel_auroc {
+            println!("  pixel AUROC on the test images' masks: heat map {p:.4}");
+        }
+        let t = &model.header.training;
+        println!(
+            "  out-of-fold AUROC: PatchCore {:?}, supervised {:?}, chosen {:?} (blend weights tried {:?}); threshold {:.4} {:?}",
+            t.oof_auroc_patchcore, t.oof_auroc_supervised, t.oof_auroc_combined, t.oof_auroc_by_weight, model.header.threshold, model.header.threshold_rule
         );
         println!("  fit {fit:.2}s (train() with evaluation {train_wall:.2}s)");
 
@@ -137,16 +151,22 @@ pub fn run(a: BenchArgs) -> Result<()> {
         for img in imgs.iter().take(5) {
             model.detect(&b, img)?;
         }
+        // LFV's DetectAnomalies (no heat map) and the console's detection (with it), interleaved.
         let mut single = Vec::new();
+        let mut with_heat = Vec::new();
         let mut prep = Vec::new();
+        let lfv = DetectOptions { heat_map: false };
         for i in 0..a.repeats.max(1) {
             let img = &imgs[i % imgs.len()];
             let t = Instant::now();
-            let _ = Backbone::preprocess(img, w, h)?;
+            let _ = Backbone::preprocess_with(img, w, h, model.header.input.resize_filter)?;
             prep.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
-            model.detect(&b, img)?;
+            model.detect_with(&b, img, lfv)?;
             single.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            model.detect(&b, img)?;
+            with_heat.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let x = Backbone::preprocess(&imgs[0], w, h)?;
         let mut bare = Vec::new();
@@ -163,11 +183,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         let throughput = (rounds * batch.len()) as f64 / t.elapsed().as_secs_f64();
         let (p50, p99) = (percentile(&mut single.clone(), 0.5), percentile(&mut single, 0.99));
+        let heat50 = percentile(&mut with_heat, 0.5);
         let bare50 = percentile(&mut bare, 0.5);
         let prep50 = percentile(&mut prep, 0.5);
         let peak = peak_rss_mib().unwrap_or(f64::NAN);
         println!(
-            "  detect p50 {p50:.1} ms, p99 {p99:.1} ms (of which resize + normalise {prep50:.1} ms); bare backbone forward {bare50:.1} ms → ratio {:.2}",
+            "  detect p50 {p50:.1} ms, p99 {p99:.1} ms (of which resize + normalise {prep50:.1} ms); bare backbone forward {bare50:.1} ms → ratio {:.2}; with heat map p50 {heat50:.1} ms",
             p50 / bare50
         );
         println!("  batched throughput {throughput:.1} images/s (batches of {}); peak memory (VmHWM) {peak:.0} MiB", batch.len());
@@ -186,11 +207,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "n_anomaly": ev.n_anomaly,
             "evaluation": ev.source,
             "pixel": pixel,
+            "test_pixel_auroc": ev.pixel_auroc,
             "fit_seconds": fit,
             "train_images": model.header.training.train_normal + model.header.training.train_anomaly,
             "detect_p50_ms": p50,
             "detect_p99_ms": p99,
             "preprocess_p50_ms": prep50,
+            "detect_heat_map_p50_ms": heat50,
             "backbone_p50_ms": bare50,
             "overhead_ratio": p50 / bare50,
             "batched_images_per_s": throughput,

@@ -3,6 +3,7 @@
 
 mod bench;
 mod data;
+mod synth;
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;

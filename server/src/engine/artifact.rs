@@ -21,8 +21,12 @@ use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
 pub const MAGIC: &[u8; 8] = b"VIGILMDL";
-/// Bumped on any incompatible change of the header or the tensors.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version written. Bumped on any change that an older reader would misread (version 2: a PCA with a
+/// residual column, per-fold image heads, the backbone checksum).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this reader still understands: fields added since then have serde defaults that
+/// reproduce the older behaviour.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 /// A header larger than this is refused (a corrupt length must not allocate gigabytes).
 const MAX_HEADER: u64 = 256 << 20;
 
@@ -69,13 +73,23 @@ pub fn read_header(bytes: &[u8]) -> Result<serde_json::Value> {
     Ok(header)
 }
 
+/// The format version of an artifact (without checking that this Vigil can read it).
+pub fn format_version(bytes: &[u8]) -> Result<u32> {
+    if bytes.len() < 20 || &bytes[..8] != MAGIC {
+        return Err(Error::Artifact("not a Vigil model file".into()));
+    }
+    Ok(u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]))
+}
+
 fn split(bytes: &[u8]) -> Result<(serde_json::Value, &[u8])> {
     if bytes.len() < 20 || &bytes[..8] != MAGIC {
         return Err(Error::Artifact("not a Vigil model file".into()));
     }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or([0; 4]));
-    if version != FORMAT_VERSION {
-        return Err(Error::Artifact(format!("model format version {version}; this Vigil reads version {FORMAT_VERSION}")));
+    let version = format_version(bytes)?;
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+        return Err(Error::Artifact(format!(
+            "model format version {version}; this Vigil reads versions {MIN_FORMAT_VERSION} to {FORMAT_VERSION}"
+        )));
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or([0; 8]));
     if len > MAX_HEADER || 20 + len > bytes.len() as u64 {
@@ -97,17 +111,26 @@ pub fn from_bytes(bytes: &[u8]) -> Result<(serde_json::Value, BTreeMap<String, T
         .map_err(|e| Error::Artifact(format!("tensor table: {e}")))?;
     let mut out = BTreeMap::new();
     for e in entries {
-        let numel: i64 = e.shape.iter().product();
-        let end = e.offset.checked_add(e.numel.checked_mul(4).unwrap_or(u64::MAX)).unwrap_or(u64::MAX);
-        if numel < 0 || numel as u64 != e.numel || end > blob.len() as u64 {
+        let end = checked_extent(&e).filter(|&end| end <= blob.len() as u64);
+        let Some(end) = end else {
             return Err(Error::Artifact(format!("tensor {} is out of bounds", e.name)));
-        }
+        };
         let raw = &blob[e.offset as usize..end as usize];
         let v: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let t = Tensor::f_from_slice(&v)?.f_view(e.shape.as_slice())?;
         out.insert(e.name, t);
     }
     Ok((header, out))
+}
+
+/// The end offset of a tensor's bytes, or `None` when its shape has a negative side, its element count or
+/// byte length overflows, or the count disagrees with the shape (a corrupt table must not wrap around).
+fn checked_extent(e: &TensorEntry) -> Option<u64> {
+    let numel = e.shape.iter().try_fold(1u64, |acc, &d| if d < 0 { None } else { acc.checked_mul(d as u64) })?;
+    if numel != e.numel {
+        return None;
+    }
+    e.offset.checked_add(numel.checked_mul(4)?)
 }
 
 #[cfg(test)]
@@ -132,5 +155,37 @@ mod tests {
         let mut wrong_version = bytes.clone();
         wrong_version[8] = 99;
         assert!(from_bytes(&wrong_version).is_err());
+        // Every version in the readable range is accepted.
+        let mut old = bytes.clone();
+        old[8..12].copy_from_slice(&MIN_FORMAT_VERSION.to_le_bytes());
+        assert!(from_bytes(&old).is_ok());
+        assert_eq!(format_version(&old).unwrap(), MIN_FORMAT_VERSION);
+    }
+
+    #[test]
+    fn shape_products_that_overflow_are_refused() {
+        let e = |shape: Vec<i64>, numel: u64, offset: u64| TensorEntry { name: "t".into(), shape, offset, numel };
+        assert_eq!(checked_extent(&e(vec![2, 3], 6, 8)), Some(32));
+        // 2^32 · 2^32 wraps to 0 in u64 arithmetic that does not check.
+        assert_eq!(checked_extent(&e(vec![1 << 32, 1 << 32], 0, 0)), None);
+        assert_eq!(checked_extent(&e(vec![-2, -3], 6, 0)), None);
+        assert_eq!(checked_extent(&e(vec![2, 3], 7, 0)), None);
+        assert_eq!(checked_extent(&e(vec![1 << 62], 1 << 62, 0)), None, "bytes overflow");
+        assert_eq!(checked_extent(&e(vec![4], 4, u64::MAX - 8)), None, "offset overflow");
+        // A forged table in a real file is an error, not a panic or a huge allocation.
+        let a = Tensor::from_slice(&[1.0f32, 2.0]);
+        let bytes = to_bytes(&serde_json::json!({}), &[("a", &a)]).unwrap();
+        let (mut h, _) = split(&bytes).unwrap();
+        h["tensors"][0]["shape"] = serde_json::json!([4294967296i64, 4294967296i64]);
+        h["tensors"][0]["numel"] = 0.into();
+        let (_, blob) = split(&bytes).unwrap();
+        let hb = serde_json::to_vec(&h).unwrap();
+        let mut forged = Vec::new();
+        forged.extend_from_slice(MAGIC);
+        forged.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        forged.extend_from_slice(&(hb.len() as u64).to_le_bytes());
+        forged.extend_from_slice(&hb);
+        forged.extend_from_slice(blob);
+        assert!(from_bytes(&forged).is_err());
     }
 }

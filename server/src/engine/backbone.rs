@@ -5,8 +5,23 @@
 
 use super::{Error, Result};
 use image::RgbImage;
+use sha2::Digest;
 use std::path::Path;
+use serde::{Deserialize, Serialize};
 use tch::{CModule, IValue, Kind, Tensor};
+
+/// How an image is resized to the model's input size. Recorded in the model, so a loaded model preprocesses
+/// exactly as it was trained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// The `image` crate's triangle (bilinear, antialiased) filter on 8-bit pixels. Models trained before
+    /// `torch_antialias` existed.
+    #[default]
+    Triangle,
+    /// libtorch's antialiased bilinear interpolation (PIL's), on f32 pixels, vectorised.
+    TorchAntialias,
+}
 
 /// Identifies the backbone in model artifacts.
 pub const BACKBONE_ID: &str = "efficientnet-lite0/imagenet/taps-s8b4-s16b10";
@@ -15,6 +30,9 @@ pub const S16_CHANNELS: i64 = 112;
 
 pub struct Backbone {
     module: CModule,
+    /// SHA-256 of the TorchScript file, hex: recorded in every model trained with it and checked before a
+    /// model scores anything, so a model never runs on weights other than its own.
+    checksum: String,
 }
 
 /// The two feature maps of one batch.
@@ -37,16 +55,43 @@ impl Backbone {
                 ),
             });
         }
+        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+        let checksum = hex::encode(sha2::Sha256::digest(&bytes));
         let mut module = CModule::load_on_device(path, tch::Device::Cpu)?;
         module.set_eval();
-        Ok(Backbone { module })
+        Ok(Backbone { module, checksum })
+    }
+
+    /// SHA-256 (hex) of the backbone file this was loaded from.
+    pub fn checksum(&self) -> &str {
+        &self.checksum
     }
 
     /// Turns an RGB image into the backbone's input, `(1, 3, height, width)`, resized with bilinear filtering
     /// and normalised as the weights expect: `(x / 255 - 0.5) / 0.5`.
     pub fn preprocess(img: &RgbImage, width: u32, height: u32) -> Result<Tensor> {
+        Self::preprocess_with(img, width, height, Resize::Triangle)
+    }
+
+    /// [`Backbone::preprocess`] with a chosen resize filter.
+    pub fn preprocess_with(img: &RgbImage, width: u32, height: u32, resize: Resize) -> Result<Tensor> {
         if width % 32 != 0 || height % 32 != 0 || width == 0 || height == 0 {
             return Err(Error::Shape(format!("input size {width}×{height} must be non-zero multiples of 32")));
+        }
+        if img.width() == 0 || img.height() == 0 {
+            return Err(Error::Shape("empty image".into()));
+        }
+        if resize == Resize::TorchAntialias {
+            return tch::no_grad(|| {
+                let (iw, ih) = (img.width() as i64, img.height() as i64);
+                let x = Tensor::f_from_slice(img.as_raw())?.f_view([1, ih, iw, 3])?.f_permute([0, 3, 1, 2])?.f_to_kind(Kind::Float)?;
+                let x = if (iw, ih) == (width as i64, height as i64) {
+                    x
+                } else {
+                    x.f_internal_upsample_bilinear2d_aa([height as i64, width as i64], false, None, None)?
+                };
+                Ok(x.f_div_scalar(127.5)?.f_sub_scalar(1.0)?.f_contiguous()?)
+            });
         }
         let resized;
         let img = if img.width() == width && img.height() == height {

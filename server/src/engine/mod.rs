@@ -4,7 +4,8 @@
 //! Modules follow the literature: [`backbone`] (pretrained feature extractor), [`patchcore`] (patch
 //! embedding, memory bank, nearest-neighbour scores), [`coreset`] (greedy k-center), [`anomaly_map`]
 //! (upsampling and Gaussian smoothing), [`segmentation`] (supervised heads and label masks), [`threshold`]
-//! and [`metrics`], [`artifact`] (the model file), [`model`] (training, detection, evaluation).
+//! and [`metrics`], [`artifact`] (the model file), [`model`] (the public types, detection, evaluation),
+//! [`train`] (training).
 //!
 //! The API the server calls (all synchronous, CPU-bound: run it on blocking threads, after [`set_threads`]):
 //!
@@ -14,7 +15,9 @@
 //! let (model, evaluation) = train(&backbone, &set, &TrainOptions::default(), &mut |p: Progress| ...)?;
 //! model.save(path)?;                                            // or model.to_bytes()
 //! let model = Model::load(path)?;                               // or Model::from_bytes(&bytes)
-//! let detection = model.detect(&backbone, &image_io::decode_rgb(&bytes)?)?;
+//! model.check_backbone(&backbone)?;                             // refuses a backbone file it was not trained with
+//! let detection = model.detect(&backbone, &image_io::decode_rgb(&bytes)?)?;   // with the heat map
+//! let fast = model.detect_with(&backbone, &img, DetectOptions { heat_map: false })?; // LFV's DetectAnomalies
 //! let json = detection.to_lfv_json();                           // {"DetectAnomalyResult": {...}}
 //! let ev = model.evaluate(&backbone, &test_samples, &mut |done, total| ...)?;
 //! ```
@@ -29,12 +32,14 @@ pub mod model;
 pub mod patchcore;
 pub mod segmentation;
 pub mod threshold;
+pub mod train;
 
 pub use backbone::{Backbone, Features};
 pub use model::{
-    train, Anomaly, AnomalyLabel, Detection, Evaluation, ImageResult, ImageSource, LabelMetrics, Model, ModelHeader,
+    Anomaly, AnomalyLabel, DetectOptions, Detection, Evaluation, ImageResult, ImageSource, LabelMetrics, Model, ModelHeader,
     PixelAnomaly, Progress, Sample, Stage, TrainOptions, TrainSet,
 };
+pub use train::train;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -52,6 +57,9 @@ pub enum Error {
     /// A model file that cannot be read.
     #[error("model file: {0}")]
     Artifact(String),
+    /// The model was trained with another backbone file than the one loaded (SHA-256 of each).
+    #[error("the model was trained with backbone file {model}, but the loaded backbone is {loaded}")]
+    BackboneMismatch { model: String, loaded: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,23 +1,12 @@
-//! Training, detection and evaluation: the engine's public API (re-exported from `engine`).
-//!
-//! Pipeline of [`train`]:
-//! 1. Input size from the training images (aspect kept, multiples of 32), features of every training image
-//!    (PatchCore embedding, kept as f16, and pooled backbone features for the supervised image score).
-//! 2. Stratified k-fold over the training images: for each fold a coreset memory bank from the other folds'
-//!    normals scores the fold's images → out-of-fold (OOF) image scores and patch maps for every image.
-//! 3. Supervised image score (logistic regression over pooled features, rank-averaged with PatchCore's) —
-//!    only when there are enough labelled anomalies *and* it raises the OOF AUROC.
-//! 4. Threshold on OOF scores (F1-optimal with ≥ 3 anomalies, else from normals), confidence scale.
-//! 5. Segmentation head (when anomalies carry masks) on OOF patch maps + embeddings.
-//! 6. Final memory bank from all training normals; evaluation on the test images (explicit test set, or a
-//!    seeded stratified split when the set is large enough, else the OOF results).
+//! The engine's public types, detection and evaluation of a trained [`Model`], and its file (re-exported from
+//! `engine`). Training lives in `train`.
 
-use super::backbone::{Backbone, Features, BACKBONE_ID, S16_CHANNELS, S8_CHANNELS};
-use super::coreset::{self, SplitMix64};
+use super::backbone::{Backbone, Features, Resize, BACKBONE_ID, S16_CHANNELS, S8_CHANNELS};
 use super::metrics::{self, Confusion, CurvePoint, Histogram};
 use super::patchcore::{self, MemoryBank, EMBED_DIM};
-use super::segmentation::{self, FitOptions, LinearHead};
+use super::segmentation::{self, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
+use super::train::{blend, image_logit};
 use super::{anomaly_map, artifact, image_io, Error, Result};
 use base64::Engine as _;
 use image::{RgbImage, RgbaImage};
@@ -110,8 +99,10 @@ pub struct TrainSet {
     pub labels: Vec<AnomalyLabel>,
 }
 
-/// Training settings. `Default` is what Vigil uses; each is a knob for experiments and the CLI.
+/// Training settings. `Default` is what Vigil uses; each is a knob for experiments and the CLI. Fields
+/// missing from a stored model's header take their defaults.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TrainOptions {
     /// Long side of the model's input in px (rounded to a multiple of 32). `None`: 40 % of the training
     /// images' long side, clamped to 256–640.
@@ -127,6 +118,11 @@ pub struct TrainOptions {
     pub projection_dim: i64,
     /// Principal components kept for the nearest-neighbour search (`None`: all 152 feature channels).
     pub knn_dim: Option<i64>,
+    /// Append the norm of what the PCA discards as one more search coordinate (see `patchcore::Pca`).
+    pub pca_residual: bool,
+    /// False-positive rate on normal images that the threshold holds when there are fewer than 3 labelled
+    /// anomalies (see `threshold::from_normals_at_fpr`).
+    pub normal_fpr: f64,
     /// Folds for out-of-fold scores.
     pub folds: usize,
     /// Fraction held out for evaluation when no test set is given (only when there are at least 20 normal and
@@ -150,6 +146,8 @@ impl Default for TrainOptions {
             max_candidates: 200_000,
             projection_dim: 32,
             knn_dim: Some(64),
+            pca_residual: true,
+            normal_fpr: 0.01,
             folds: 4,
             test_fraction: 0.2,
             seed: 17,
@@ -212,6 +210,7 @@ pub struct Detection {
     pub anomaly_mask: Option<Vec<u8>>,
     /// Heat map at the model's input size, row-major, `heat_width × heat_height`: PatchCore patch distance
     /// divided by the model's typical normal image score (≈ 1 on the most unusual spot of a normal image).
+    /// Empty (and 0 × 0) from [`Model::detect_with`] without `heat_map`.
     pub heat_map: Vec<f32>,
     pub heat_width: u32,
     pub heat_height: u32,
@@ -238,7 +237,7 @@ impl Detection {
     /// The heat map as an 8-bit grayscale image (0 = nothing unusual, 255 = twice a normal image's peak).
     pub fn heat_map_image(&self) -> image::GrayImage {
         image::GrayImage::from_fn(self.heat_width, self.heat_height, |x, y| {
-            let v = self.heat_map[(y * self.heat_width + x) as usize];
+            let v = self.heat_map.get((y * self.heat_width + x) as usize).copied().unwrap_or(0.0);
             image::Luma([(v / 2.0 * 255.0).clamp(0.0, 255.0) as u8])
         })
     }
@@ -303,6 +302,9 @@ pub struct ModelHeader {
     pub score: ScoreSpec,
     pub threshold: f32,
     pub threshold_rule: ThresholdRule,
+    /// The false-positive rate the threshold holds on normal images (rule `normal_quantile`).
+    #[serde(default)]
+    pub target_fpr: Option<f64>,
     pub confidence_scale: f32,
     /// Anomaly labels (segmentation); classes of the head are background followed by these.
     pub labels: Vec<AnomalyLabel>,
@@ -315,6 +317,9 @@ pub struct ModelHeader {
 pub struct BackboneSpec {
     pub id: String,
     pub taps: Vec<String>,
+    /// SHA-256 of the backbone file the model was trained with (models from before it was recorded: none).
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -326,6 +331,9 @@ pub struct InputSpec {
     /// Per-channel `(x / 255 − mean) / std`.
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// The resize filter (older models: the `image` crate's triangle filter).
+    #[serde(default)]
+    pub resize_filter: Resize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -334,6 +342,9 @@ pub struct PatchCoreSpec {
     /// Dimensions of the nearest-neighbour search (PCA of normal patches), when fewer than `embed_dim`.
     #[serde(default)]
     pub knn_dim: Option<i64>,
+    /// The search space has one more column: the norm of the PCA residual.
+    #[serde(default)]
+    pub pca_residual: bool,
     pub pool_kernel: i64,
     pub bank_size: i64,
     pub blur_sigma: f64,
@@ -342,14 +353,18 @@ pub struct PatchCoreSpec {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScoreSpec {
-    /// `patchcore` (the image score is PatchCore's) or `rank_average` (mean of PatchCore's and the
-    /// supervised score's positions among the training out-of-fold scores).
+    /// `patchcore` (the image score is PatchCore's), `supervised` (the supervised score's position among the
+    /// training out-of-fold scores), `blend` (`(1 − w) ·` PatchCore's position `+ w ·` the supervised one's) or,
+    /// in older models, `rank_average` (the blend with `w = 0.5` and one refitted head).
     pub kind: String,
     /// Typical (median) out-of-fold PatchCore score of a normal training image; scales heat maps and the
     /// segmentation head's score input.
     pub patchcore_norm: f32,
     pub patchcore_ranks: Option<RankScale>,
     pub supervised_ranks: Option<RankScale>,
+    /// `w` of the blend, chosen by out-of-fold AUROC.
+    #[serde(default)]
+    pub supervised_weight: Option<f32>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -368,6 +383,9 @@ pub struct TrainingSummary {
     pub oof_auroc_supervised: Option<f64>,
     pub oof_auroc_combined: Option<f64>,
     pub supervised_used: bool,
+    /// Out-of-fold AUROC of each blend weight tried (0 = PatchCore alone, 1 = supervised alone).
+    #[serde(default)]
+    pub oof_auroc_by_weight: Vec<(f32, Option<f64>)>,
     pub fit_seconds: f64,
     pub options: Option<TrainOptions>,
 }
@@ -375,9 +393,18 @@ pub struct TrainingSummary {
 /// A trained model.
 pub struct Model {
     pub header: ModelHeader,
-    bank: MemoryBank,
-    seg_head: Option<LinearHead>,
-    image_head: Option<LinearHead>,
+    pub(super) bank: MemoryBank,
+    pub(super) seg_head: Option<LinearHead>,
+    /// The supervised image score's heads, one per fold (older models: one refitted head); their mean logit
+    /// is the score.
+    pub(super) image_heads: Vec<LinearHead>,
+}
+
+/// What [`Model::detect_with`] computes besides the verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectOptions {
+    /// The heat map (`Detection::heat_map`); LFV's response has none, so the API leaves it out.
+    pub heat_map: bool,
 }
 
 // SAFETY: `tch::Tensor` is `Send` but not `Sync` because a tensor *can* be mutated in place through a shared
@@ -400,441 +427,15 @@ pub fn pooled_features(f: &Features) -> Result<Tensor> {
 
 pub const POOLED_DIM: i64 = 2 * S16_CHANNELS + S8_CHANNELS;
 
-/// Chooses the input size: long side `long` (or 40 % of the image's, clamped to 256–640), short side in
-/// proportion, both multiples of 32 (at least 64).
-pub fn choose_input_size(width: u32, height: u32, long: Option<u32>) -> (u32, u32) {
-    let native_long = width.max(height).max(1);
-    let long = long.unwrap_or(((native_long as f64 * 0.4) as u32).clamp(256, 640));
-    let r32 = |v: f64| (((v / 32.0).round() as u32) * 32).max(64);
-    let long_px = r32(long as f64);
-    let short_px = r32(long_px as f64 * width.min(height) as f64 / native_long as f64);
-    if width >= height {
-        (long_px, short_px)
-    } else {
-        (short_px, long_px)
-    }
-}
-
-/// Features of one training image kept during training.
-struct Item {
-    /// `(D, h, w)` f16
-    embedding: Tensor,
-    /// `(264,)`
-    pooled: Tensor,
-}
-
-fn extract(
-    backbone: &Backbone,
-    samples: &[&Sample],
-    width: u32,
-    height: u32,
-    batch: usize,
-    mut tick: impl FnMut(usize),
-) -> Result<Vec<Item>> {
-    let mut out = Vec::with_capacity(samples.len());
-    for chunk in samples.chunks(batch.max(1)) {
-        let mut inputs = Vec::with_capacity(chunk.len());
-        for s in chunk {
-            let img = s.image.load()?;
-            inputs.push(Backbone::preprocess(&img, width, height)?);
-        }
-        let x = Tensor::f_cat(&inputs, 0)?;
-        let f = backbone.forward(&x)?;
-        let e = patchcore::embed(&f)?.f_to_kind(Kind::Half)?;
-        let p = pooled_features(&f)?;
-        for i in 0..chunk.len() as i64 {
-            out.push(Item { embedding: e.f_get(i)?, pooled: p.f_get(i)? });
-        }
-        tick(out.len());
-    }
-    Ok(out)
-}
-
-/// Builds a coreset memory bank from embeddings `(D, h, w)` of normal images (in PCA space when given).
-fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64, pca: Option<&patchcore::Pca>) -> Result<MemoryBank> {
-    tch::no_grad(|| {
-        let mut rows = Vec::with_capacity(embeddings.len());
-        for e in embeddings {
-            let r = patchcore::to_rows(&e.f_unsqueeze(0)?)?;
-            rows.push(match pca {
-                Some(p) => p.apply(&r)?,
-                None => r,
-            });
-        }
-        let mut all = Tensor::f_cat(&rows, 0)?.f_to_kind(Kind::Float)?;
-        drop(rows);
-        let n = all.size()[0] as usize;
-        let mut rng = SplitMix64::new(seed);
-        if n > opts.max_candidates {
-            let mut idx: Vec<i64> = (0..n as i64).collect();
-            rng.shuffle(&mut idx);
-            idx.truncate(opts.max_candidates);
-            idx.sort_unstable();
-            all = all.f_index_select(0, &Tensor::f_from_slice(&idx)?)?;
-        }
-        let n = all.size()[0] as usize;
-        let k = ((n as f64 * opts.coreset_ratio).ceil() as usize).clamp(1, opts.max_bank.max(1));
-        let picks = if k >= n {
-            (0..n as i64).collect()
-        } else {
-            let proj = coreset::random_projection(all.size()[1], opts.projection_dim.max(1), seed ^ 0x5EED)?;
-            let projected = all.f_matmul(&proj)?;
-            coreset::greedy_k_center(&projected, k, rng.below(n))?
-        };
-        let bank = all.f_index_select(0, &Tensor::f_from_slice(&picks)?)?;
-        MemoryBank::new(bank, pca.cloned())
-    })
-}
-
-/// Seeded stratified assignment of `labels` to `k` folds (round-robin over a shuffled order per class).
-fn assign_folds(labels: &[bool], k: usize, seed: u64) -> Vec<usize> {
-    let mut rng = SplitMix64::new(seed);
-    let mut fold = vec![0; labels.len()];
-    for class in [false, true] {
-        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
-        rng.shuffle(&mut idx);
-        for (j, i) in idx.into_iter().enumerate() {
-            fold[i] = j % k.max(1);
-        }
-    }
-    fold
-}
-
-/// Rows for the segmentation head: embedding `(D, h, w)` (f16) and patch score map `(h, w)` → `(h·w, D + 1)`.
-fn seg_rows(embedding: &Tensor, patch_map: &Tensor, norm: f32) -> Result<Tensor> {
-    let e = embedding.f_to_kind(Kind::Float)?;
-    let s = patch_map.f_to_kind(Kind::Float)?.f_div_scalar(norm as f64)?.f_unsqueeze(0)?;
-    let x = Tensor::f_cat(&[e, s], 0)?.f_unsqueeze(0)?;
-    patchcore::to_rows(&x)
-}
-
-fn f32_values(t: &Tensor) -> Result<Vec<f32>> {
+pub(super) fn f32_values(t: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&t.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?)?)
-}
-
-/// Trains a model. Synchronous and CPU-bound: call it on a blocking thread. `progress` is called often with
-/// the current stage. Returns the model and its evaluation.
-pub fn train(
-    backbone: &Backbone,
-    set: &TrainSet,
-    opts: &TrainOptions,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<(Model, Evaluation)> {
-    let started = Instant::now();
-    for l in &set.labels {
-        if segmentation::parse_hex_color(&l.color).is_none() {
-            return Err(Error::Input(format!("label {:?} has colour {:?}; expected #RRGGBB", l.name, l.color)));
-        }
-    }
-    // Split.
-    let (train_samples, test_samples, split, held_out): (Vec<&Sample>, Vec<&Sample>, &str, Vec<String>) = match &set.test {
-        Some(test) => (set.train.iter().collect(), test.iter().collect(), "test_set", Vec::new()),
-        None => {
-            let n_norm = set.train.iter().filter(|s| !s.anomalous).count();
-            let n_anom = set.train.len() - n_norm;
-            if n_norm >= 20 && n_anom >= 10 && opts.test_fraction > 0.0 {
-                let labels: Vec<bool> = set.train.iter().map(|s| s.anomalous).collect();
-                let k = (1.0 / opts.test_fraction).round().max(2.0) as usize;
-                let folds = assign_folds(&labels, k, opts.seed ^ 0x7E57);
-                let (mut tr, mut te) = (Vec::new(), Vec::new());
-                for (s, f) in set.train.iter().zip(folds) {
-                    if f == 0 {
-                        te.push(s)
-                    } else {
-                        tr.push(s)
-                    }
-                }
-                let ids = te.iter().map(|s| s.id.clone()).collect();
-                (tr, te, "held_out_split", ids)
-            } else {
-                (set.train.iter().collect(), Vec::new(), "cross_validation", Vec::new())
-            }
-        }
-    };
-    let labels: Vec<bool> = train_samples.iter().map(|s| s.anomalous).collect();
-    let n_norm = labels.iter().filter(|&&y| !y).count();
-    let n_anom = labels.len() - n_norm;
-    if n_norm < 2 {
-        return Err(Error::Input(format!("training needs at least 2 normal images; got {n_norm}")));
-    }
-
-    // Input size from the most common training image size.
-    let mut sizes = std::collections::BTreeMap::new();
-    for s in &train_samples {
-        *sizes.entry(s.image.dimensions()?).or_insert(0usize) += 1;
-    }
-    let (&(w0, h0), _) = sizes.iter().max_by_key(|(_, &c)| c).ok_or_else(|| Error::Input("no training images".into()))?;
-    let (width, height) = choose_input_size(w0, h0, opts.input_long_side);
-
-    // 1. Features (a couple of passes first: libtorch's first passes at a new size are slow).
-    backbone.warm_up(width, height, 2)?;
-    let total = train_samples.len();
-    progress(Progress { stage: Stage::Features, done: 0, total });
-    let items = extract(backbone, &train_samples, width, height, opts.batch_size, |done| {
-        progress(Progress { stage: Stage::Features, done, total })
-    })?;
-
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), "features extracted");
-    // PCA of normal patches for the nearest-neighbour search (at most 50,000 rows, seeded).
-    let pca = match opts.knn_dim {
-        Some(kd) if kd > 0 && kd < EMBED_DIM => {
-            let mut rows = Vec::new();
-            for i in (0..total).filter(|&i| !labels[i]) {
-                rows.push(patchcore::to_rows(&items[i].embedding.f_unsqueeze(0)?)?);
-            }
-            let all = Tensor::f_cat(&rows, 0)?;
-            let n = all.size()[0] as usize;
-            let all = if n > 50_000 {
-                let mut idx: Vec<i64> = (0..n as i64).collect();
-                SplitMix64::new(opts.seed ^ 0x9CA).shuffle(&mut idx);
-                idx.truncate(50_000);
-                all.f_index_select(0, &Tensor::f_from_slice(&idx)?)?
-            } else {
-                all
-            };
-            Some(patchcore::Pca::fit(&all, kd)?)
-        }
-        _ => None,
-    };
-    // 2. Out-of-fold scores.
-    let k = opts.folds.clamp(2, n_norm);
-    let folds = assign_folds(&labels, k, opts.seed);
-    let mut oof_pc = vec![0f32; total];
-    let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
-    for f in 0..k {
-        progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
-        let normals: Vec<&Tensor> = (0..total).filter(|&i| folds[i] != f && !labels[i]).map(|i| &items[i].embedding).collect();
-        let bank = build_bank(&normals, opts, opts.seed.wrapping_add(f as u64 + 1), pca.as_ref())?;
-        for i in (0..total).filter(|&i| folds[i] == f) {
-            let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
-            let map = bank.score_maps(&e)?; // (1, h, w)
-            oof_pc[i] = patchcore::image_scores(&map)?.f_double_value(&[0])? as f32;
-            oof_maps[i] = Some(map.f_squeeze_dim(0)?);
-        }
-    }
-    progress(Progress { stage: Stage::CrossValidation, done: k, total: k });
-    let normal_oof: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| oof_pc[i]).collect();
-    let pc_norm = {
-        let mut v = normal_oof.clone();
-        v.sort_by(f32::total_cmp);
-        v[v.len() / 2].max(1e-6)
-    };
-    let auroc_pc = metrics::auroc(&oof_pc, &labels);
-
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), "out-of-fold scores");
-    // 3. Supervised image score.
-    progress(Progress { stage: Stage::Heads, done: 0, total: 2 });
-    let mut summary = TrainingSummary {
-        train_normal: n_norm,
-        train_anomaly: n_anom,
-        test_normal: test_samples.iter().filter(|s| !s.anomalous).count(),
-        test_anomaly: test_samples.iter().filter(|s| s.anomalous).count(),
-        split: split.into(),
-        held_out,
-        folds: k,
-        seed: opts.seed,
-        oof_auroc_patchcore: auroc_pc,
-        options: Some(opts.clone()),
-        ..Default::default()
-    };
-    let img_opts = FitOptions { steps: 200, learning_rate: 0.05, l2: 0.1 };
-    let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
-    let onehot = |idx: &[usize]| -> Result<Tensor> {
-        let v: Vec<f32> = idx.iter().flat_map(|&i| if labels[i] { [0.0, 1.0] } else { [1.0, 0.0] }).collect();
-        Ok(Tensor::f_from_slice(&v)?.f_view([idx.len() as i64, 2])?)
-    };
-    let logit = |head: &LinearHead, x: &Tensor| -> Result<Tensor> {
-        let l = head.logits(x)?;
-        Ok(l.f_select(1, 1)?.f_sub(&l.f_select(1, 0)?)?)
-    };
-    let mut image_head = None;
-    let mut score_spec = ScoreSpec { kind: "patchcore".into(), patchcore_norm: pc_norm, patchcore_ranks: None, supervised_ranks: None };
-    let mut final_oof = oof_pc.clone();
-    if opts.supervised && n_anom >= 10 && n_norm >= 10 {
-        let mut oof_lr = vec![0f32; total];
-        for f in 0..k {
-            let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f).collect();
-            let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
-            let idx = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            let y = onehot(&tr)?;
-            let head = LinearHead::fit(&pooled.f_index_select(0, &idx(&tr)?)?, &y, &segmentation::balanced_weights(&y)?, img_opts)?;
-            let s = f32_values(&logit(&head, &pooled.f_index_select(0, &idx(&te)?)?)?)?;
-            for (j, &i) in te.iter().enumerate() {
-                oof_lr[i] = s[j];
-            }
-        }
-        let rp = RankScale::new(oof_pc.clone());
-        let rl = RankScale::new(oof_lr.clone());
-        let combined: Vec<f32> = (0..total).map(|i| 0.5 * (rp.apply(oof_pc[i]) + rl.apply(oof_lr[i]))).collect();
-        let auroc_lr = metrics::auroc(&oof_lr, &labels);
-        let auroc_c = metrics::auroc(&combined, &labels);
-        summary.oof_auroc_supervised = auroc_lr;
-        summary.oof_auroc_combined = auroc_c;
-        if let (Some(c), Some(p)) = (auroc_c, auroc_pc) {
-            if c > p + 0.005 {
-                let all: Vec<usize> = (0..total).collect();
-                let y = onehot(&all)?;
-                image_head = Some(LinearHead::fit(&pooled, &y, &segmentation::balanced_weights(&y)?, img_opts)?);
-                score_spec = ScoreSpec { kind: "rank_average".into(), patchcore_norm: pc_norm, patchcore_ranks: Some(rp), supervised_ranks: Some(rl) };
-                final_oof = combined;
-                summary.supervised_used = true;
-            }
-        }
-    }
-
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), "supervised image score");
-    // 4. Threshold.
-    let final_normal: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| final_oof[i]).collect();
-    let (thr, rule) = match (n_anom >= 3).then(|| threshold::f1_optimal(&final_oof, &labels)).flatten() {
-        Some((t, _)) => (t, ThresholdRule::F1Optimal),
-        None => (threshold::from_normals(&final_normal).unwrap_or(0.0), ThresholdRule::NormalOnly),
-    };
-    let conf_scale = threshold::confidence_scale(thr, &final_normal);
-
-    // 5. Segmentation head.
-    let label_colors: Vec<[u8; 3]> = set.labels.iter().filter_map(|l| segmentation::parse_hex_color(&l.color)).collect();
-    let has_masks = train_samples.iter().any(|s| s.anomalous && s.mask.is_some());
-    let mut seg_head = None;
-    if opts.segmentation && has_masks && !label_colors.is_empty() {
-        let classes = 1 + label_colors.len() as i64;
-        // Rows: every stride-8 cell of every image; anomalous cells (any label pixel) are all kept (up to
-        // MAX_ANOMALY_ROWS), background cells are sampled so that there are at most MAX_HEAD_ROWS rows.
-        const MAX_HEAD_ROWS: usize = 16_384;
-        const MAX_ANOMALY_ROWS: usize = 8_192;
-        let (mut anom_x, mut anom_y, mut bg_x) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..total {
-            let s = train_samples[i];
-            let Some(map) = &oof_maps[i] else { continue };
-            if s.anomalous && s.mask.is_none() {
-                continue;
-            }
-            let x = seg_rows(&items[i].embedding, map, pc_norm)?;
-            match &s.mask {
-                Some(m) if s.anomalous => {
-                    let mask = m.load_mask()?;
-                    let cm = segmentation::mask_to_classes(&mask, &label_colors, width, height);
-                    let frac = segmentation::class_fractions(&cm, width as i64, height as i64, classes, 8)?;
-                    let y = frac.f_permute([1, 2, 0])?.f_reshape([-1, classes])?;
-                    let bg: Vec<f32> = f32_values(&y.f_select(1, 0)?)?;
-                    let (a, b): (Vec<i64>, Vec<i64>) = (0..bg.len() as i64).partition(|&j| bg[j as usize] < 1.0);
-                    if !a.is_empty() {
-                        let ia = Tensor::f_from_slice(&a)?;
-                        anom_x.push(x.f_index_select(0, &ia)?);
-                        anom_y.push(y.f_index_select(0, &ia)?);
-                    }
-                    if !b.is_empty() {
-                        bg_x.push(x.f_index_select(0, &Tensor::f_from_slice(&b)?)?);
-                    }
-                }
-                _ => bg_x.push(x),
-            }
-        }
-        let mut rng = SplitMix64::new(opts.seed ^ 0x5E6);
-        let mut subsample = |x: Tensor, keep: usize| -> Result<Tensor> {
-            let n = x.size()[0] as usize;
-            if n <= keep {
-                return Ok(x);
-            }
-            let mut idx: Vec<i64> = (0..n as i64).collect();
-            rng.shuffle(&mut idx);
-            idx.truncate(keep);
-            idx.sort_unstable();
-            Ok(x.f_index_select(0, &Tensor::f_from_slice(&idx)?)?)
-        };
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        if !anom_x.is_empty() {
-            let ax = Tensor::f_cat(&anom_x, 0)?;
-            let ay = Tensor::f_cat(&anom_y, 0)?;
-            let both = Tensor::f_cat(&[ax, ay], 1)?;
-            let both = subsample(both, MAX_ANOMALY_ROWS)?;
-            let f = EMBED_DIM + 1;
-            xs.push(both.f_narrow(1, 0, f)?);
-            ys.push(both.f_narrow(1, f, classes)?);
-        }
-        let n_anom_rows: usize = xs.iter().map(|x| x.size()[0] as usize).sum();
-        if !bg_x.is_empty() && n_anom_rows > 0 {
-            let bx = subsample(Tensor::f_cat(&bg_x, 0)?, MAX_HEAD_ROWS - n_anom_rows)?;
-            let by = Tensor::f_zeros([bx.size()[0], classes], (Kind::Float, tch::Device::Cpu))?;
-            let _ = by.f_select(1, 0)?.f_fill_(1.0)?;
-            xs.push(bx);
-            ys.push(by);
-        }
-        if !xs.is_empty() {
-            let x = Tensor::f_cat(&xs, 0)?;
-            let y = Tensor::f_cat(&ys, 0)?;
-            let w = segmentation::balanced_weights(&y)?;
-            seg_head = Some(LinearHead::fit(&x, &y, &w, FitOptions { steps: 300, learning_rate: 0.05, l2: 1e-3 })?);
-            tracing::debug!(rows = x.size()[0], "segmentation head trained");
-        }
-    }
-    progress(Progress { stage: Stage::Heads, done: 2, total: 2 });
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), "segmentation head");
-
-    // 6. Final memory bank.
-    progress(Progress { stage: Stage::MemoryBank, done: 0, total: 1 });
-    let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
-    let bank = build_bank(&normals, opts, opts.seed, pca.as_ref())?;
-    drop(items);
-    progress(Progress { stage: Stage::MemoryBank, done: 1, total: 1 });
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), "final memory bank");
-
-    let segmentation_model = seg_head.is_some();
-    let header = ModelHeader {
-        format: "vigil-model".into(),
-        format_version: artifact::FORMAT_VERSION,
-        created_by: format!("vigil {}", env!("CARGO_PKG_VERSION")),
-        backbone: BackboneSpec {
-            id: BACKBONE_ID.into(),
-            taps: vec!["stride8:block4:40ch".into(), "stride16:block10:112ch".into()],
-        },
-        input: InputSpec {
-            width,
-            height,
-            resize: "any image is resized (bilinear, aspect not kept) to width × height before the backbone; masks and heat maps are resized back to the image's own size".into(),
-            mean: [0.5; 3],
-            std: [0.5; 3],
-        },
-        patchcore: PatchCoreSpec {
-            embed_dim: EMBED_DIM,
-            knn_dim: bank.pca.as_ref().map(|p| p.output_dim()),
-            pool_kernel: 3,
-            bank_size: bank.len(),
-            blur_sigma: anomaly_map::SIGMA,
-            image_score: "max patch nearest-neighbour distance".into(),
-        },
-        score: score_spec,
-        threshold: thr,
-        threshold_rule: rule,
-        confidence_scale: conf_scale,
-        labels: if segmentation_model { set.labels.clone() } else { Vec::new() },
-        background: AnomalyLabel { name: "background".into(), color: "#FFFFFF".into() },
-        segmentation: segmentation_model,
-        training: summary,
-    };
-    let mut model = Model { header, bank, seg_head, image_head };
-    model.header.training.fit_seconds = started.elapsed().as_secs_f64();
-
-    // Evaluation.
-    let evaluation = if test_samples.is_empty() {
-        let images: Vec<ImageResult> = (0..total)
-            .map(|i| {
-                let (p, c) = model.verdict(final_oof[i]);
-                ImageResult { id: train_samples[i].id.clone(), anomalous: labels[i], predicted_anomalous: p, score: final_oof[i], confidence: c }
-            })
-            .collect();
-        Evaluation::from_images("cross_validation", thr, images, None)
-    } else {
-        let test: Vec<Sample> = test_samples.iter().map(|s| (*s).clone()).collect();
-        model.evaluate_as(backbone, &test, split, &mut |done, total| progress(Progress { stage: Stage::Evaluation, done, total }))?
-    };
-    Ok((model, evaluation))
 }
 
 /// Intermediate result of scoring a batch.
 struct Scored {
     score: f32,
-    /// `(H, W)` heat map at input size, normalised.
-    heat: Tensor,
+    /// `(H, W)` heat map at input size, normalised (when asked for).
+    heat: Option<Tensor>,
     /// `(H, W)` u8 class map at input size (segmentation models).
     classes: Option<Vec<u8>>,
     /// `(H, W)` 1 − P(background).
@@ -854,45 +455,76 @@ impl Model {
         threshold::verdict(score, self.header.threshold, self.header.confidence_scale)
     }
 
-    fn score_batch(&self, backbone: &Backbone, images: &[&RgbImage], want_prob: bool) -> Result<Vec<Scored>> {
+    /// Refuses a backbone other than the one the model was trained with (compared by the SHA-256 of its file;
+    /// models from before the checksum was recorded are only checked by backbone id, at load). Every
+    /// detection and evaluation checks this first; call it at model load to refuse early.
+    pub fn check_backbone(&self, backbone: &Backbone) -> Result<()> {
+        match &self.header.backbone.sha256 {
+            Some(want) if want != backbone.checksum() => {
+                Err(Error::BackboneMismatch { model: want.clone(), loaded: backbone.checksum().to_string() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn score_batch(&self, backbone: &Backbone, images: &[&RgbImage], want_heat: bool, want_prob: bool) -> Result<Vec<Scored>> {
+        self.check_backbone(backbone)?;
         let (w, h) = self.input_size();
         let t0 = Instant::now();
         let mut inputs = Vec::with_capacity(images.len());
         for img in images {
-            inputs.push(Backbone::preprocess(img, w, h)?);
+            inputs.push(Backbone::preprocess_with(img, w, h, self.header.input.resize_filter)?);
         }
         tch::no_grad(|| {
-            let x = Tensor::f_cat(&inputs, 0)?;
+            let x = if inputs.len() == 1 { inputs.pop().ok_or_else(|| Error::Shape("no input".into()))? } else { Tensor::f_cat(&inputs, 0)? };
             let t1 = Instant::now();
             let f = backbone.forward(&x)?;
             let t2 = Instant::now();
             let e = patchcore::embed(&f)?;
             // Same precision path as training: embeddings pass through f16.
             let e = e.f_to_kind(Kind::Half)?.f_to_kind(Kind::Float)?;
-            let maps = self.bank.score_maps(&e)?; // (B, h, w)
-            let pc: Vec<f32> = f32_values(&patchcore::image_scores(&maps)?)?;
+            // Patch maps only when something needs them (heat map, segmentation head); otherwise the image
+            // score alone, by the pruned exact search.
+            let (maps, pc) = if want_heat || self.seg_head.is_some() {
+                let maps = self.bank.score_maps(&e)?; // (B, h, w)
+                let pc: Vec<f32> = f32_values(&patchcore::image_scores(&maps)?)?;
+                (Some(maps), pc)
+            } else {
+                let mut pc = Vec::with_capacity(images.len());
+                for i in 0..e.size()[0] {
+                    pc.push(self.bank.max_nearest_distance(&patchcore::to_rows(&e.f_narrow(0, i, 1)?)?)?);
+                }
+                (None, pc)
+            };
             let t3 = Instant::now();
             let norm = self.header.score.patchcore_norm as f64;
-            let heat = anomaly_map::heat_maps(&maps.f_div_scalar(norm)?, h as i64, w as i64, self.header.patchcore.blur_sigma)?;
-            let _ = heat.f_double_value(&[0, 0, 0]);
+            let heat = match (&maps, want_heat) {
+                (Some(maps), true) => {
+                    Some(anomaly_map::heat_maps(&maps.f_div_scalar(norm)?, h as i64, w as i64, self.header.patchcore.blur_sigma)?)
+                }
+                _ => None,
+            };
             let t4 = Instant::now();
-            tracing::trace!(
-                preprocess_ms = (t1 - t0).as_secs_f64() * 1e3,
-                backbone_ms = (t2 - t1).as_secs_f64() * 1e3,
-                patchcore_ms = (t3 - t2).as_secs_f64() * 1e3,
-                heat_ms = (t4 - t3).as_secs_f64() * 1e3,
-                "score_batch"
-            );
-            let scores: Vec<f32> = match (&self.image_head, &self.header.score.patchcore_ranks, &self.header.score.supervised_ranks) {
-                (Some(head), Some(rp), Some(rl)) => {
-                    let l = head.logits(&pooled_features(&f)?)?;
-                    let lr = f32_values(&l.f_select(1, 1)?.f_sub(&l.f_select(1, 0)?)?)?;
-                    pc.iter().zip(&lr).map(|(&a, &b)| 0.5 * (rp.apply(a) + rl.apply(b))).collect()
+            let scores: Vec<f32> = match (&self.header.score.patchcore_ranks, &self.header.score.supervised_ranks) {
+                (Some(rp), Some(rl)) if !self.image_heads.is_empty() => {
+                    let pooled = pooled_features(&f)?;
+                    let mut sum: Option<Tensor> = None;
+                    for head in &self.image_heads {
+                        let l = image_logit(head, &pooled)?;
+                        sum = Some(match sum {
+                            Some(s) => s.f_add(&l)?,
+                            None => l,
+                        });
+                    }
+                    let mean = sum.ok_or_else(|| Error::Shape("no image head".into()))?.f_div_scalar(self.image_heads.len() as f64)?;
+                    let lr = f32_values(&mean)?;
+                    let wgt = self.supervised_weight();
+                    pc.iter().zip(&lr).map(|(&a, &b)| blend(rp, rl, wgt, a, b)).collect()
                 }
                 _ => pc,
             };
             let mut seg: Vec<(Option<Vec<u8>>, Option<Tensor>)> = Vec::new();
-            if let Some(head) = &self.seg_head {
+            if let (Some(head), Some(maps)) = (&self.seg_head, &maps) {
                 let b = e.size()[0];
                 let (gh, gw) = (e.size()[2], e.size()[3]);
                 let s = maps.f_div_scalar(norm)?.f_unsqueeze(1)?;
@@ -911,20 +543,45 @@ impl Model {
                     seg.push((Some(v), p));
                 }
             }
+            let t5 = Instant::now();
+            tracing::trace!(
+                preprocess_ms = (t1 - t0).as_secs_f64() * 1e3,
+                backbone_ms = (t2 - t1).as_secs_f64() * 1e3,
+                patchcore_ms = (t3 - t2).as_secs_f64() * 1e3,
+                heat_ms = (t4 - t3).as_secs_f64() * 1e3,
+                heads_ms = (t5 - t4).as_secs_f64() * 1e3,
+                "score_batch"
+            );
             let mut out = Vec::with_capacity(scores.len());
             for (i, &score) in scores.iter().enumerate() {
                 let (classes, seg_prob) = seg.get_mut(i).map(|(c, p)| (c.take(), p.take())).unwrap_or((None, None));
-                out.push(Scored { score, heat: heat.f_get(i as i64)?, classes, seg_prob });
+                let heat = match &heat {
+                    Some(t) => Some(t.f_get(i as i64)?),
+                    None => None,
+                };
+                out.push(Scored { score, heat, classes, seg_prob });
             }
             Ok(out)
         })
+    }
+
+    /// The weight of the supervised score in the blend (older `rank_average` models: 0.5).
+    fn supervised_weight(&self) -> f32 {
+        match self.header.score.supervised_weight {
+            Some(w) => w,
+            None if self.header.score.kind == "supervised" => 1.0,
+            None => 0.5,
+        }
     }
 
     fn detection(&self, s: Scored, img_w: u32, img_h: u32) -> Result<Detection> {
         let t0 = Instant::now();
         let (w, h) = self.input_size();
         let (is_anomalous, confidence) = self.verdict(s.score);
-        let heat_map = f32_values(&s.heat)?;
+        let (heat_map, heat_width, heat_height) = match &s.heat {
+            Some(t) => (f32_values(t)?, w, h),
+            None => (Vec::new(), 0, 0),
+        };
         let (mut anomalies, mut anomaly_mask) = (None, None);
         if let Some(classes) = &s.classes {
             let n = classes.len() as f64;
@@ -953,25 +610,36 @@ impl Model {
             anomalies = Some(list);
         }
         tracing::trace!(detection_ms = t0.elapsed().as_secs_f64() * 1e3, "detection");
-        Ok(Detection { is_anomalous, confidence, score: s.score, anomalies, anomaly_mask, heat_map, heat_width: w, heat_height: h })
+        Ok(Detection { is_anomalous, confidence, score: s.score, anomalies, anomaly_mask, heat_map, heat_width, heat_height })
     }
 
     /// Detects anomalies in one image (any size: it is resized to the model's input size; the mask comes back
-    /// at the image's own size).
+    /// at the image's own size), heat map included.
     pub fn detect(&self, backbone: &Backbone, image: &RgbImage) -> Result<Detection> {
-        let mut v = self.detect_batch(backbone, &[image])?;
+        self.detect_with(backbone, image, DetectOptions { heat_map: true })
+    }
+
+    /// [`Model::detect`] computing only what `options` asks for besides the verdict (and, for segmentation
+    /// models, the mask): without the heat map it is the fast path for LFV's `DetectAnomalies`.
+    pub fn detect_with(&self, backbone: &Backbone, image: &RgbImage, options: DetectOptions) -> Result<Detection> {
+        let mut v = self.detect_batch_with(backbone, &[image], options)?;
         v.pop().ok_or_else(|| Error::Shape("no detection".into()))
     }
 
-    /// Detects anomalies in several images with one backbone pass.
+    /// Detects anomalies in several images with one backbone pass, heat maps included.
     pub fn detect_batch(&self, backbone: &Backbone, images: &[&RgbImage]) -> Result<Vec<Detection>> {
+        self.detect_batch_with(backbone, images, DetectOptions { heat_map: true })
+    }
+
+    /// [`Model::detect_batch`] computing only what `options` asks for.
+    pub fn detect_batch_with(&self, backbone: &Backbone, images: &[&RgbImage], options: DetectOptions) -> Result<Vec<Detection>> {
         if let Some(img) = images.iter().find(|i| i.width() == 0 || i.height() == 0) {
             return Err(Error::Input(format!("the image is {}×{} px", img.width(), img.height())));
         }
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let scored = self.score_batch(backbone, images, false)?;
+        let scored = self.score_batch(backbone, images, options.heat_map, false)?;
         scored.into_iter().zip(images).map(|(s, img)| self.detection(s, img.width(), img.height())).collect()
     }
 
@@ -981,7 +649,7 @@ impl Model {
         self.evaluate_as(backbone, samples, "test_set", progress)
     }
 
-    fn evaluate_as(&self, backbone: &Backbone, samples: &[Sample], source: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
+    pub(super) fn evaluate_as(&self, backbone: &Backbone, samples: &[Sample], source: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
         let (w, h) = self.input_size();
         let colors: Vec<[u8; 3]> = self.header.labels.iter().filter_map(|l| segmentation::parse_hex_color(&l.color)).collect();
         let any_mask = samples.iter().any(|s| s.mask.is_some());
@@ -995,34 +663,38 @@ impl Model {
         let stride = ((samples.len() * (w * h) as usize) / (16 << 20)).max(1);
         for (i, s) in samples.iter().enumerate() {
             let img = s.image.load()?;
-            let mut scored = self.score_batch(backbone, &[&img], true)?;
+            let want_pixels = s.mask.is_some() || (any_mask && !s.anomalous);
+            let mut scored = self.score_batch(backbone, &[&img], want_pixels, want_pixels)?;
             let sc = scored.pop().ok_or_else(|| Error::Shape("no score".into()))?;
             let (p, c) = self.verdict(sc.score);
             images.push(ImageResult { id: s.id.clone(), anomalous: s.anomalous, predicted_anomalous: p, score: sc.score, confidence: c });
-            // Ground truth class map: from the mask, or all background for normal images of a masked set.
-            let truth: Option<Vec<u8>> = match (&s.mask, s.anomalous) {
+            // Ground truth: from the mask (an anomaly map in any mask convention for the heat map, and the
+            // label classes for the segmentation head), or all background for normal images of a masked set.
+            let truth: Option<(Vec<u8>, Vec<u8>)> = match (&s.mask, s.anomalous) {
                 (Some(m), _) => {
                     let mask = m.load_mask()?;
-                    let tc: Vec<[u8; 3]> = if colors.is_empty() { vec![[255, 0, 0]] } else { colors.clone() };
-                    let mut cm = segmentation::mask_to_classes(&mask, &tc, w, h);
-                    if colors.is_empty() {
-                        // Classification model: any labelled pixel is "anomaly".
-                        cm.iter_mut().for_each(|v| *v = (*v > 0) as u8);
-                    }
-                    Some(cm)
+                    let mut any = segmentation::mask_to_anomaly(&mask, w, h);
+                    let cm = if colors.is_empty() {
+                        any.clone()
+                    } else {
+                        let cm = segmentation::mask_to_classes(&mask, &colors, w, h);
+                        any.iter_mut().zip(&cm).for_each(|(a, &c)| *a |= (c > 0) as u8);
+                        cm
+                    };
+                    Some((any, cm))
                 }
-                (None, false) if any_mask => Some(vec![0u8; (w * h) as usize]),
+                (None, false) if any_mask => Some((vec![0u8; (w * h) as usize], vec![0u8; (w * h) as usize])),
                 _ => None,
             };
-            if let Some(truth) = truth {
-                let heat = f32_values(&sc.heat)?;
+            if let (Some((any, truth)), Some(heat)) = (truth, &sc.heat) {
+                let heat = f32_values(heat)?;
                 let segp = match &sc.seg_prob {
                     Some(t) => Some(f32_values(t)?),
                     None => None,
                 };
                 for j in (0..truth.len()).step_by(stride) {
                     pix_heat.push(heat[j]);
-                    pix_truth.push(truth[j] > 0);
+                    pix_truth.push(any[j] > 0);
                     if let Some(sp) = &segp {
                         pix_seg.push(sp[j]);
                     }
@@ -1039,7 +711,7 @@ impl Model {
             }
             progress(i + 1, samples.len());
         }
-        let mut ev = Evaluation::from_images(source, self.header.threshold, images, None);
+        let mut ev = Evaluation::from_images(source, self.header.threshold, images);
         if !pix_truth.is_empty() {
             ev.pixel_auroc = metrics::auroc(&pix_heat, &pix_truth);
             if pix_seg.len() == pix_truth.len() {
@@ -1072,34 +744,47 @@ impl Model {
             tensors.push(("pca.mean".into(), &p.mean));
             tensors.push(("pca.components".into(), &p.components));
         }
-        for (prefix, head) in [("seg", &self.seg_head), ("image", &self.image_head)] {
-            if let Some(hd) = head {
-                tensors.push((format!("{prefix}.mean"), &hd.mean));
-                tensors.push((format!("{prefix}.std"), &hd.std));
-                tensors.push((format!("{prefix}.weight"), &hd.weight));
-                tensors.push((format!("{prefix}.bias"), &hd.bias));
-            }
+        let mut heads: Vec<(String, &LinearHead)> = Vec::new();
+        if let Some(hd) = &self.seg_head {
+            heads.push(("seg".into(), hd));
+        }
+        for (i, hd) in self.image_heads.iter().enumerate() {
+            heads.push((format!("image.{i}"), hd));
+        }
+        for (prefix, hd) in &heads {
+            tensors.push((format!("{prefix}.mean"), &hd.mean));
+            tensors.push((format!("{prefix}.std"), &hd.std));
+            tensors.push((format!("{prefix}.weight"), &hd.weight));
+            tensors.push((format!("{prefix}.bias"), &hd.bias));
         }
         let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), *t)).collect();
         artifact::to_bytes(&header, &refs)
     }
 
-    /// Loads a model from artifact bytes.
+    /// Loads a model from artifact bytes (any format version from `artifact::MIN_FORMAT_VERSION`).
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         let (header, mut tensors) = artifact::from_bytes(bytes)?;
         let header: ModelHeader = serde_json::from_value(header).map_err(|e| Error::Artifact(format!("model header: {e}")))?;
         if header.backbone.id != BACKBONE_ID {
             return Err(Error::Artifact(format!("model was trained with backbone {}; this Vigil has {BACKBONE_ID}", header.backbone.id)));
         }
+        let (w, h) = (header.input.width, header.input.height);
+        if w == 0 || h == 0 || w % 32 != 0 || h % 32 != 0 || w > 8192 || h > 8192 {
+            return Err(Error::Artifact(format!("input size {w}×{h} is not a multiple of 32 up to 8192")));
+        }
         let mut take = |name: &str| tensors.remove(name);
         let bank = take("bank").ok_or_else(|| Error::Artifact("model has no memory bank".into()))?;
         let pca = match (take("pca.mean"), take("pca.components")) {
-            (Some(mean), Some(components)) => Some(patchcore::Pca { mean, components }),
+            (Some(mean), Some(components)) => Some(patchcore::Pca { mean, components, residual: header.patchcore.pca_residual }),
             (None, None) => None,
             _ => return Err(Error::Artifact("incomplete PCA in model".into())),
         };
         if let Some(p) = &pca {
-            if p.input_dim() != EMBED_DIM || p.mean.size() != [EMBED_DIM] || Some(p.output_dim()) != header.patchcore.knn_dim {
+            if p.components.size().len() != 2
+                || p.input_dim() != EMBED_DIM
+                || p.mean.size() != [EMBED_DIM]
+                || Some(p.components_kept()) != header.patchcore.knn_dim
+            {
                 return Err(Error::Artifact("PCA does not match the model header".into()));
             }
         }
@@ -1112,32 +797,65 @@ impl Model {
             })
         };
         let seg_head = head("seg");
-        let image_head = head("image");
+        // Version 1 stored one refitted head as `image.*`; version 2 one head per fold as `image.N.*`.
+        let mut image_heads: Vec<LinearHead> = head("image").into_iter().collect();
+        while let Some(hd) = head(&format!("image.{}", image_heads.len())) {
+            image_heads.push(hd);
+        }
         if header.segmentation && seg_head.is_none() {
             return Err(Error::Artifact("segmentation model without its head".into()));
         }
+        let head_ok = |h: &LinearHead, f: i64, c: i64| {
+            h.weight.size() == [f, c] && h.bias.size() == [c] && h.mean.size() == [f] && h.std.size() == [f]
+        };
         if let Some(h) = &seg_head {
-            if h.features() != EMBED_DIM + 1 || h.classes() != 1 + header.labels.len() as i64 {
+            if h.weight.size().len() != 2 || !head_ok(h, EMBED_DIM + 1, 1 + header.labels.len() as i64) {
                 return Err(Error::Artifact("segmentation head does not match the labels".into()));
             }
         }
-        if let Some(h) = &image_head {
-            if h.features() != POOLED_DIM || h.classes() != 2 {
-                return Err(Error::Artifact("image head has the wrong shape".into()));
-            }
+        if image_heads.iter().any(|h| h.weight.size().len() != 2 || !head_ok(h, POOLED_DIM, 2)) {
+            return Err(Error::Artifact("image head has the wrong shape".into()));
         }
         let bank = MemoryBank::new(bank, pca)?;
-        if bank.bank.size()[1] != header.patchcore.knn_dim.unwrap_or(EMBED_DIM) {
+        let width = header.patchcore.knn_dim.map_or(EMBED_DIM, |k| k + header.patchcore.pca_residual as i64);
+        if bank.bank.size()[1] != width {
             return Err(Error::Artifact("memory bank has the wrong width".into()));
         }
-        Ok(Model { header, bank, seg_head, image_head })
+        Ok(Model { header, bank, seg_head, image_heads })
     }
 
+    /// Writes the model file atomically: to a uniquely named temporary file in the same folder, flushed to
+    /// disk (fsync), then renamed over `path`, and the folder synced, so a crash leaves either the old file
+    /// or the new one, and two writers never share a temporary file.
     pub fn save(&self, path: &Path) -> Result<()> {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let io = |p: &Path, e: std::io::Error| Error::Io { path: p.display().to_string(), source: e };
         let bytes = self.to_bytes()?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, &bytes).map_err(|e| Error::Io { path: tmp.display().to_string(), source: e })?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("model");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let tmp = dir.join(format!(".{name}.{}.{nanos}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let result = (|| -> Result<()> {
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| io(&tmp, e))?;
+            f.write_all(&bytes).map_err(|e| io(&tmp, e))?;
+            f.sync_all().map_err(|e| io(&tmp, e))?;
+            drop(f);
+            std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+            // The rename itself is durable once the folder is synced (not possible on every platform).
+            if let Ok(d) = std::fs::File::open(&dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
     }
 
     pub fn load(path: &Path) -> Result<Model> {
@@ -1169,7 +887,7 @@ impl Evaluation {
         m
     }
 
-    fn from_images(source: &str, threshold: f32, images: Vec<ImageResult>, _unused: Option<()>) -> Evaluation {
+    pub(super) fn from_images(source: &str, threshold: f32, images: Vec<ImageResult>) -> Evaluation {
         let scores: Vec<f32> = images.iter().map(|r| r.score).collect();
         let labels: Vec<bool> = images.iter().map(|r| r.anomalous).collect();
         let c = Confusion::at(&scores, &labels, threshold);
@@ -1208,32 +926,12 @@ mod tests {
     }
 
     #[test]
-    fn input_size_keeps_aspect_in_multiples_of_32() {
-        assert_eq!(choose_input_size(576, 768, None), (256, 320));
-        assert_eq!(choose_input_size(2000, 1334, None), (640, 416));
-        assert_eq!(choose_input_size(550, 380, None), (256, 192));
-        assert_eq!(choose_input_size(100, 100, Some(300)), (288, 288));
-        assert_eq!(choose_input_size(4096, 64, None), (640, 64));
-    }
-
-    #[test]
-    fn folds_are_stratified_and_seeded() {
-        let labels = [false, false, false, false, true, true, true, true];
-        let f = assign_folds(&labels, 2, 1);
-        assert_eq!(f, assign_folds(&labels, 2, 1));
-        for class in [false, true] {
-            let zeros = (0..8).filter(|&i| labels[i] == class && f[i] == 0).count();
-            assert_eq!(zeros, 2);
-        }
-    }
-
-    #[test]
     fn lfv_metrics_shape() {
         let images = vec![
             ImageResult { id: "a".into(), anomalous: true, predicted_anomalous: true, score: 0.9, confidence: 0.9 },
             ImageResult { id: "b".into(), anomalous: false, predicted_anomalous: false, score: 0.1, confidence: 0.9 },
         ];
-        let mut ev = Evaluation::from_images("test_set", 0.5, images, None);
+        let mut ev = Evaluation::from_images("test_set", 0.5, images);
         ev.labels.push(LabelMetrics { name: "dent".into(), precision: 0.5, recall: 1.0, f1: 2.0 / 3.0, iou: 0.5, images: 1 });
         let m = ev.to_lfv_metrics_json();
         assert_eq!(m["ROCAUC"], 1.0);

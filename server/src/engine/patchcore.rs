@@ -38,17 +38,26 @@ pub fn to_rows(e: &Tensor) -> Result<Tensor> {
 }
 
 /// Principal components of normal patch features, to search nearest neighbours in fewer dimensions:
-/// `(N, D)` → `(N, k)` = `(x − mean) · components`.
+/// `(N, D)` → `(N, k)` = `(x − mean) · components`, or `(N, k + 1)` with the residual's norm
+/// `|x − mean − (x − mean)·C·Cᵀ|` appended.
+///
+/// The residual column matters for anomaly detection: the directions PCA drops are those where *normal*
+/// patches barely vary, so an anomalous patch that leaves the normal subspace differs from every bank row
+/// mostly there. With the residual norm as one more coordinate the distance computed is bounded by the exact
+/// one, `|Δy|² + (|r_q| − |r_m|)² ≤ |q − m|²` (triangle inequality on the residuals), and no longer blind to
+/// what was discarded.
 pub struct Pca {
     /// `(D,)`
     pub mean: Tensor,
     /// `(D, k)`, columns by decreasing variance.
     pub components: Tensor,
+    /// Append the residual norm as an extra output column.
+    pub residual: bool,
 }
 
 impl Clone for Pca {
     fn clone(&self) -> Self {
-        Pca { mean: self.mean.shallow_clone(), components: self.components.shallow_clone() }
+        Pca { mean: self.mean.shallow_clone(), components: self.components.shallow_clone(), residual: self.residual }
     }
 }
 
@@ -66,22 +75,105 @@ impl Pca {
             let cov = c.f_tr()?.f_matmul(&c)?.f_div_scalar((s[0] - 1) as f64)?;
             let (_, vecs) = cov.f_linalg_eigh("L")?; // ascending eigenvalues
             let components = vecs.f_narrow(1, s[1] - k, k)?.f_flip([1])?.f_to_kind(Kind::Float)?.f_contiguous()?;
-            Ok(Pca { mean: mean.f_to_kind(Kind::Float)?, components })
+            Ok(Pca { mean: mean.f_to_kind(Kind::Float)?, components, residual: false })
         })
+    }
+
+    /// The same projection with the residual-norm column appended (see the type's notes).
+    pub fn with_residual(mut self) -> Pca {
+        self.residual = true;
+        self
     }
 
     pub fn input_dim(&self) -> i64 {
         self.components.size()[0]
     }
 
-    pub fn output_dim(&self) -> i64 {
+    /// Principal components kept (`k`).
+    pub fn components_kept(&self) -> i64 {
         self.components.size()[1]
     }
 
-    /// `(N, D)` → `(N, k)`.
-    pub fn apply(&self, rows: &Tensor) -> Result<Tensor> {
-        Ok(rows.f_to_kind(Kind::Float)?.f_sub(&self.mean)?.f_matmul(&self.components)?)
+    /// Columns of the output: `k`, or `k + 1` with the residual.
+    pub fn output_dim(&self) -> i64 {
+        self.components_kept() + self.residual as i64
     }
+
+    /// `(N, D)` → `(N, k)` or `(N, k + 1)`.
+    pub fn apply(&self, rows: &Tensor) -> Result<Tensor> {
+        let c = rows.f_to_kind(Kind::Float)?.f_sub(&self.mean)?;
+        let y = c.f_matmul(&self.components)?;
+        if !self.residual {
+            return Ok(y);
+        }
+        // The components are orthonormal, so |residual|² = |c|² − |y|².
+        let total = c.f_mul(&c)?.f_sum_dim_intlist([1i64].as_slice(), true, Kind::Float)?;
+        let kept = y.f_mul(&y)?.f_sum_dim_intlist([1i64].as_slice(), true, Kind::Float)?;
+        let r = total.f_sub(&kept)?.f_clamp_min(0.0)?.f_sqrt()?;
+        Ok(Tensor::f_cat(&[y, r], 1)?)
+    }
+}
+
+/// A seeded uniform sample of at most `cap` rows out of `total`, without replacement, in increasing order
+/// (Knuth's selection sampling, Algorithm S): O(total) time, O(cap) memory, so rows can be gathered image by
+/// image without ever joining all of them.
+pub fn sample_row_indices(total: usize, cap: usize, seed: u64) -> Vec<usize> {
+    if total <= cap {
+        return (0..total).collect();
+    }
+    let mut rng = super::coreset::SplitMix64::new(seed);
+    let mut out = Vec::with_capacity(cap);
+    for t in 0..total {
+        let need = cap - out.len();
+        if need == 0 {
+            break;
+        }
+        if ((total - t) as f64 * rng.next_f64()) < need as f64 {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// Gathers a seeded sample of at most `cap` patch rows from embeddings `(D, h, w)` (any kind), one image at a
+/// time, as f32 (through `pca` when given): `(min(cap, Σ h·w), D′)`. Memory: the sample plus one image's rows.
+pub fn sample_rows(embeddings: &[&Tensor], cap: usize, seed: u64, pca: Option<&Pca>) -> Result<Tensor> {
+    let counts: Vec<usize> = embeddings
+        .iter()
+        .map(|e| {
+            let s = e.size();
+            if s.len() != 3 {
+                return Err(Error::Shape(format!("embedding must be (D, h, w), got {s:?}")));
+            }
+            Ok((s[1] * s[2]) as usize)
+        })
+        .collect::<Result<_>>()?;
+    let total: usize = counts.iter().sum();
+    let picks = sample_row_indices(total, cap, seed);
+    let mut parts = Vec::new();
+    let (mut start, mut j) = (0usize, 0usize);
+    tch::no_grad(|| -> Result<()> {
+        for (e, &n) in embeddings.iter().zip(&counts) {
+            let from = j;
+            while j < picks.len() && picks[j] < start + n {
+                j += 1;
+            }
+            if j > from {
+                let idx: Vec<i64> = picks[from..j].iter().map(|&p| (p - start) as i64).collect();
+                let rows = to_rows(&e.f_unsqueeze(0)?)?.f_index_select(0, &Tensor::f_from_slice(&idx)?)?.f_to_kind(Kind::Float)?;
+                parts.push(match pca {
+                    Some(p) => p.apply(&rows)?,
+                    None => rows,
+                });
+            }
+            start += n;
+        }
+        Ok(())
+    })?;
+    if parts.is_empty() {
+        return Err(Error::Shape("no patch rows to sample".into()));
+    }
+    Ok(Tensor::f_cat(&parts, 0)?)
 }
 
 /// A memory bank of normal patch features, `(M, D)` (or `(M, k)` in PCA space), with its squared row norms
@@ -97,8 +189,8 @@ pub struct MemoryBank {
 }
 
 /// Queries are processed in chunks so that the `(chunk, M)` distance matrix stays under this many floats
-/// (64 MiB).
-const MAX_DIST_FLOATS: i64 = 16 << 20;
+/// (1 MiB: it stays in a core's L2 cache between the matrix product and the row minimum).
+const MAX_DIST_FLOATS: i64 = 256 << 10;
 
 impl MemoryBank {
     /// `bank: (M, D)` float, already in PCA space when `pca` is given.
@@ -158,6 +250,52 @@ impl MemoryBank {
         })
     }
 
+    /// The largest nearest-neighbour distance over `queries: (N, D)` — the image score — without computing
+    /// every query's exact distance. Exact, by branch and bound: distances to a prefix of the bank (its first
+    /// rows are the coreset's first picks, a coarse cover of the rest) bound each query's distance from above;
+    /// queries are then searched exactly against the whole bank in decreasing order of that bound, stopping
+    /// when the bound falls to the best exact distance found. On normal-looking images a few percent of the
+    /// patches are searched in full.
+    pub fn max_nearest_distance(&self, queries: &Tensor) -> Result<f32> {
+        let s = queries.size();
+        let d = self.pca.as_ref().map_or(self.bank.size()[1], |p| p.input_dim());
+        if s.len() != 2 || s[1] != d || s[0] == 0 {
+            return Err(Error::Shape(format!("queries must be (N, {d}) with N > 0, got {s:?}")));
+        }
+        let m = self.len();
+        let coarse = (m / 8).max(32).min(m);
+        if coarse >= m || s[0] < 64 {
+            return Ok(self.nearest_distances(queries)?.f_max()?.f_double_value(&[])? as f32);
+        }
+        tch::no_grad(|| {
+            let q = match &self.pca {
+                Some(p) => p.apply(queries)?,
+                None => queries.f_to_kind(Kind::Float)?,
+            };
+            let qsq = q.f_mul(&q)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
+            let part = self.sq.f_narrow(1, 0, coarse)?.f_addmm(&q, &self.neg2_t.f_narrow(1, 0, coarse)?)?;
+            let (min, _) = part.f_min_dim(1, false)?;
+            let upper = min.f_add(&qsq)?.f_clamp_min(0.0)?; // squared, ≥ the exact squared distance
+            let (sorted, order) = upper.f_sort(0, true)?;
+            let bounds: Vec<f32> = Vec::try_from(&sorted)?;
+            let order: Vec<i64> = Vec::try_from(&order)?;
+            let mut best = f32::NEG_INFINITY; // squared
+            let chunk = 64usize;
+            let mut start = 0usize;
+            while start < order.len() && bounds[start] > best {
+                let end = (start + chunk).min(order.len());
+                let idx = Tensor::f_from_slice(&order[start..end])?;
+                let qc = q.f_index_select(0, &idx)?;
+                let full = self.sq.f_addmm(&qc, &self.neg2_t)?;
+                let (mn, _) = full.f_min_dim(1, false)?;
+                let exact = mn.f_add(&qsq.f_index_select(0, &idx)?)?.f_clamp_min(0.0)?;
+                best = best.max(exact.f_max()?.f_double_value(&[])? as f32);
+                start = end;
+            }
+            Ok(best.max(0.0).sqrt())
+        })
+    }
+
     /// Patch score maps for a batch of embeddings: `(B, D, h, w)` → `(B, h, w)`.
     pub fn score_maps(&self, embedding: &Tensor) -> Result<Tensor> {
         let s = embedding.size();
@@ -206,6 +344,67 @@ mod tests {
         assert!((d - 45f64.sqrt()).abs() < 1e-2, "{d}");
         assert!(Pca::fit(&rows, 4).is_err());
         assert!(MemoryBank::new(Tensor::zeros([2, 2], (Kind::Float, tch::Device::Cpu)), Some(p)).is_err());
+    }
+
+    #[test]
+    fn pruned_image_score_equals_the_full_search() {
+        let mut rng = crate::engine::coreset::SplitMix64::new(4);
+        let mut randn = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
+        let d = 8;
+        let bank = MemoryBank::new(Tensor::from_slice(&randn(512 * d)).view([512, d as i64]), None).unwrap();
+        for scale in [0.5f64, 1.0, 3.0] {
+            let q = Tensor::from_slice(&randn(700 * d)).view([700, d as i64]).f_mul_scalar(scale).unwrap();
+            let full = bank.nearest_distances(&q).unwrap().max().double_value(&[]);
+            let fast = bank.max_nearest_distance(&q).unwrap() as f64;
+            assert!((full - fast).abs() <= 1e-5 * full.max(1.0), "{full} vs {fast}");
+        }
+        // Small inputs take the plain path; bad shapes are errors.
+        let q = Tensor::from_slice(&randn(3 * d)).view([3, d as i64]);
+        let full = bank.nearest_distances(&q).unwrap().max().double_value(&[]);
+        assert!((bank.max_nearest_distance(&q).unwrap() as f64 - full).abs() < 1e-6);
+        assert!(bank.max_nearest_distance(&Tensor::zeros([0, d as i64], (Kind::Float, tch::Device::Cpu))).is_err());
+    }
+
+    #[test]
+    fn residual_column_bounds_the_discarded_distance() {
+        // Normal rows on the line y = 2x in the (x, y) plane, z = 0; one component kept.
+        let rows = Tensor::from_slice(&[0f32, 0., 0., 1., 2., 0., 2., 4., 0., 3., 6., 0.]).view([4, 3]);
+        let plain = Pca::fit(&rows, 1).unwrap();
+        let p = plain.clone().with_residual();
+        assert_eq!((p.output_dim(), p.components_kept()), (2, 1));
+        let bank = MemoryBank::new(p.apply(&rows).unwrap(), Some(p.clone())).unwrap();
+        let blind = MemoryBank::new(plain.apply(&rows).unwrap(), Some(plain)).unwrap();
+        // A query off the normal line by 5 in z: PCA alone sees distance 0, with the residual it sees 5,
+        // which is the exact distance here.
+        let q = Tensor::from_slice(&[1f32, 2., 5.]).view([1, 3]);
+        assert!(blind.nearest_distances(&q).unwrap().double_value(&[0]) < 1e-3);
+        assert!((bank.nearest_distances(&q).unwrap().double_value(&[0]) - 5.0).abs() < 1e-3);
+        // Never above the exact distance.
+        let q = Tensor::from_slice(&[4f32, 1., -2.]).view([1, 3]);
+        let exact = MemoryBank::new(rows.shallow_clone(), None).unwrap().nearest_distances(&q).unwrap().double_value(&[0]);
+        let got = bank.nearest_distances(&q).unwrap().double_value(&[0]);
+        assert!(got <= exact + 1e-4 && got > 0.5 * exact, "{got} vs exact {exact}");
+    }
+
+    #[test]
+    fn row_sampling_is_streamed_seeded_and_uniform() {
+        let s = sample_row_indices(1000, 100, 9);
+        assert_eq!(s.len(), 100);
+        assert!(s.windows(2).all(|w| w[0] < w[1]) && *s.last().unwrap() < 1000);
+        assert_eq!(s, sample_row_indices(1000, 100, 9));
+        assert_ne!(s, sample_row_indices(1000, 100, 10));
+        assert_eq!(sample_row_indices(5, 10, 1), vec![0, 1, 2, 3, 4]);
+        // Each half holds about half the picks.
+        let big = sample_row_indices(100_000, 10_000, 1);
+        let low = big.iter().filter(|&&i| i < 50_000).count();
+        assert!((4_700..5_300).contains(&low), "{low}");
+        // Gathered image by image = picked from all rows joined.
+        let a = Tensor::arange(2 * 2 * 3, (Kind::Float, tch::Device::Cpu)).view([2, 2, 3]);
+        let b = Tensor::arange(2 * 1 * 2, (Kind::Float, tch::Device::Cpu)).view([2, 1, 2]).f_add_scalar(100.0).unwrap();
+        let got = sample_rows(&[&a, &b], 4, 5, None).unwrap();
+        let all = Tensor::cat(&[to_rows(&a.unsqueeze(0)).unwrap(), to_rows(&b.unsqueeze(0)).unwrap()], 0);
+        let idx: Vec<i64> = sample_row_indices(8, 4, 5).into_iter().map(|i| i as i64).collect();
+        assert!(got.equal(&all.index_select(0, &Tensor::from_slice(&idx))));
     }
 
     #[test]

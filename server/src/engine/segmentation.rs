@@ -138,6 +138,39 @@ pub fn mask_to_classes(mask: &RgbaImage, label_colors: &[[u8; 3]], width: u32, h
     out
 }
 
+/// Ground truth for pixel AUROC from any mask, at `width × height` (nearest-neighbour): 1 where the mask marks
+/// an anomaly, whatever its colours. Two conventions are read: LFV label masks (any opaque colour other than
+/// black and white is an anomaly) and the white-on-black binary masks of MVTec AD and most public sets (a
+/// mask without such colours whose pixels are mostly dark: its light pixels are the anomaly). A mask without
+/// colours that is mostly white is an empty LFV mask (white background).
+pub fn mask_to_anomaly(mask: &RgbaImage, width: u32, height: u32) -> Vec<u8> {
+    const TOLERANCE: u32 = 60;
+    let (mw, mh) = (mask.width().max(1), mask.height().max(1));
+    let near = |p: [u8; 3], c: [u8; 3]| color_distance(p, c) <= TOLERANCE;
+    let colored = |p: &image::Rgba<u8>| p.0[3] >= 128 && !near([p.0[0], p.0[1], p.0[2]], [0, 0, 0]) && !near([p.0[0], p.0[1], p.0[2]], [255, 255, 255]);
+    let any_color = mask.pixels().any(|p| colored(p) && {
+        // Gray levels (antialiased binary masks) are not colours.
+        let (mx, mn) = (p.0[0].max(p.0[1]).max(p.0[2]), p.0[0].min(p.0[1]).min(p.0[2]));
+        mx - mn > 30
+    });
+    let light = |p: &image::Rgba<u8>| p.0[3] >= 128 && (p.0[0] as u32 + p.0[1] as u32 + p.0[2] as u32) >= 3 * 128;
+    let binary_white_on_black = !any_color && {
+        let n_light = mask.pixels().filter(|p| light(p)).count();
+        n_light * 2 < (mw * mh) as usize
+    };
+    let mut out = vec![0u8; (width * height) as usize];
+    for y in 0..height {
+        let sy = (((y as f64 + 0.5) * mh as f64 / height as f64) as u32).min(mh - 1);
+        for x in 0..width {
+            let sx = (((x as f64 + 0.5) * mw as f64 / width as f64) as u32).min(mw - 1);
+            let p = mask.get_pixel(sx, sy);
+            let a = if binary_white_on_black { light(p) } else { any_color && colored(p) };
+            out[(y * width + x) as usize] = a as u8;
+        }
+    }
+    out
+}
+
 fn classify_color(p: [u8; 4], label_colors: &[[u8; 3]], tolerance: u32) -> u8 {
     if p[3] < 128 {
         return 0;
@@ -238,6 +271,31 @@ mod tests {
         // With one label, any non-background colour is that label.
         let c = mask_to_classes(&m, &[green], 4, 2);
         assert_eq!(c, vec![0, 1, 1, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn any_mask_convention_gives_pixel_truth() {
+        // MVTec AD: white defect on black.
+        let mut m = RgbaImage::from_pixel(4, 4, image::Rgba([0, 0, 0, 255]));
+        m.put_pixel(1, 1, image::Rgba([255, 255, 255, 255]));
+        m.put_pixel(2, 1, image::Rgba([200, 200, 200, 255])); // antialiased edge
+        let t = mask_to_anomaly(&m, 4, 4);
+        assert_eq!(t.iter().filter(|&&v| v == 1).count(), 2);
+        assert_eq!((t[5], t[6]), (1, 1));
+        // The same as a one-channel PNG, decoded as the engine decodes masks.
+        let gray = image::GrayImage::from_fn(4, 4, |x, y| image::Luma([if (x, y) == (1, 1) { 255 } else { 0 }]));
+        let mut png = Vec::new();
+        image::DynamicImage::ImageLuma8(gray).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        let decoded = crate::engine::image_io::decode_mask(&png).unwrap();
+        assert_eq!(mask_to_anomaly(&decoded, 8, 8).iter().filter(|&&v| v == 1).count(), 4);
+        // LFV: label colours on white (or black); white is background, colours are anomalies.
+        let mut l = RgbaImage::from_pixel(4, 4, image::Rgba([255, 255, 255, 255]));
+        l.put_pixel(0, 0, image::Rgba([0x23, 0xA4, 0x36, 255]));
+        let t = mask_to_anomaly(&l, 4, 4);
+        assert_eq!(t.iter().filter(|&&v| v == 1).count(), 1);
+        assert_eq!(t[0], 1);
+        // An empty LFV mask (all white) marks nothing.
+        assert!(mask_to_anomaly(&RgbaImage::from_pixel(4, 4, image::Rgba([255, 255, 255, 255])), 4, 4).iter().all(|&v| v == 0));
     }
 
     #[test]

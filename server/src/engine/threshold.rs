@@ -2,9 +2,12 @@
 //!
 //! - With enough labelled anomalies the threshold maximises F1 on held-out (out-of-fold) scores, placed
 //!   half-way between the two scores that bound the best split.
-//! - Otherwise it comes from held-out normal scores alone: mean + 3 standard deviations, and at least the
-//!   largest held-out normal score (a one-class rule: about one false alarm in a few hundred for Gaussian
-//!   scores).
+//! - Otherwise it comes from held-out normal scores alone and holds a chosen false-positive rate `α`
+//!   (default 1 %): with enough normals (`n·α ≥ 1`) it is the split-conformal quantile, the
+//!   `⌈(n + 1)(1 − α)⌉`-th smallest out-of-fold normal score (Vovk et al., 2005; Lei et al., 2018: a new
+//!   normal image exceeds it with probability at most `α`), so one odd training image moves it by one order
+//!   statistic at most; with fewer normals it is the `1 − α` quantile of a log-normal fitted robustly (median
+//!   and MAD of the log scores), which no single image can drag.
 //! - `Confidence` follows LFV's meaning, confidence *in the verdict*: a logistic function of the distance to
 //!   the threshold, exactly 0.5 at the threshold, increasing with the score above it (anomalous verdict) and
 //!   decreasing with the score below it (normal verdict).
@@ -17,8 +20,11 @@ use serde::{Deserialize, Serialize};
 pub enum ThresholdRule {
     /// F1-optimal on out-of-fold scores of labelled normal and anomalous training images.
     F1Optimal,
-    /// From out-of-fold normal scores only (mean + 3σ, at least their maximum).
+    /// From out-of-fold normal scores only (mean + 3σ, at least their maximum). Models trained before the
+    /// quantile rule.
     NormalOnly,
+    /// From out-of-fold normal scores only, holding a chosen false-positive rate ([`from_normals_at_fpr`]).
+    NormalQuantile,
 }
 
 /// The F1-optimal threshold: every split between consecutive distinct scores is tried; the winner is the
@@ -76,6 +82,71 @@ pub fn from_normals(normal_scores: &[f32]) -> Option<f32> {
     let var = v.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n;
     let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     Some((mean + 3.0 * var.sqrt()).max(max) as f32)
+}
+
+/// The one-class threshold holding false-positive rate `fpr` on normal images, from held-out normal scores
+/// (see the module notes): the conformal quantile when `n·fpr ≥ 1`, else a robust log-normal quantile (a
+/// robust normal quantile when a score is ≤ 0). Images scoring at or above it are anomalous.
+pub fn from_normals_at_fpr(normal_scores: &[f32], fpr: f64) -> Option<f32> {
+    let mut v: Vec<f64> = normal_scores.iter().filter(|s| s.is_finite()).map(|&s| s as f64).collect();
+    if v.is_empty() || !(fpr > 0.0 && fpr < 1.0) {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let k = ((n + 1) as f64 * (1.0 - fpr)).ceil() as usize; // 1-based order statistic
+    if k <= n && k >= 1 {
+        // Just above the k-th score (not half-way to the next: that one may be the odd image).
+        let t = v[k - 1] + v[k - 1].abs().max(1e-6) * 1e-6;
+        return Some(t as f32);
+    }
+    let z = normal_quantile(1.0 - fpr);
+    let positive = v[0] > 0.0;
+    let x: Vec<f64> = if positive { v.iter().map(|s| s.ln()).collect() } else { v.clone() };
+    let med = median_sorted(&x);
+    let mut dev: Vec<f64> = x.iter().map(|s| (s - med).abs()).collect();
+    dev.sort_by(f64::total_cmp);
+    let mut sigma = 1.4826 * median_sorted(&dev);
+    if sigma <= 0.0 {
+        // More than half the scores are equal: fall back to the standard deviation, then to a small spread.
+        let mean = x.iter().sum::<f64>() / n as f64;
+        sigma = (x.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+        if sigma <= 0.0 {
+            sigma = if positive { 0.01 } else { med.abs().max(1e-6) * 0.01 };
+        }
+    }
+    let t = med + z * sigma;
+    Some(if positive { t.exp() } else { t } as f32)
+}
+
+fn median_sorted(v: &[f64]) -> f64 {
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The standard normal quantile function (Acklam's rational approximation, relative error < 1.2e-9).
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
+    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    let p = p.clamp(1e-300, 1.0 - 1e-16);
+    let pl = 0.02425;
+    if p < pl {
+        let q = (-2.0 * p.ln()).sqrt();
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    } else if p <= 1.0 - pl {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    } else {
+        -normal_quantile(1.0 - p)
+    }
 }
 
 /// The logistic scale of the confidence: the median normal score sits at confidence 0.95 (normal), i.e.
@@ -170,6 +241,49 @@ mod tests {
         // mean 2, σ = sqrt(2/3): 2 + 3·0.816 = 4.449 > max 3.
         let t = from_normals(&[1.0, 2.0, 3.0]).unwrap();
         assert!((t - (2.0 + 3.0 * (2.0f32 / 3.0).sqrt())).abs() < 1e-5);
+    }
+
+    #[test]
+    fn normal_quantile_matches_tables() {
+        assert!(normal_quantile(0.5).abs() < 1e-9);
+        assert!((normal_quantile(0.975) - 1.959964).abs() < 1e-5);
+        assert!((normal_quantile(0.99) - 2.326348).abs() < 1e-5);
+        assert!((normal_quantile(0.001) + 3.090232).abs() < 1e-5);
+    }
+
+    #[test]
+    fn quantile_threshold_holds_the_false_positive_rate_and_ignores_one_odd_image() {
+        // 199 normals 1..=199: α = 1 % → k = ⌈200 · 0.99⌉ = 198 → just above 198. Plus one wild score:
+        // k = ⌈201 · 0.99⌉ = 199 → just above 199, one order statistic up.
+        let mut s: Vec<f32> = (1..=199).map(|v| v as f32).collect();
+        let base = from_normals_at_fpr(&s, 0.01).unwrap();
+        assert!(base > 198.0 && base < 198.01, "{base}");
+        s.push(1e6);
+        let with_outlier = from_normals_at_fpr(&s, 0.01).unwrap();
+        assert!(with_outlier > 199.0 && with_outlier < 199.01, "one odd image sets the threshold: {with_outlier}");
+        // The old rule would have put it at the outlier.
+        assert!(from_normals(&s).unwrap() >= 1e6);
+        // On fresh scores from the same distribution about α of them are flagged.
+        let mut rng = crate::engine::coreset::SplitMix64::new(3);
+        let train: Vec<f32> = (0..400).map(|_| (1.0 + 0.2 * rng.normal()).exp() as f32).collect();
+        let t = from_normals_at_fpr(&train, 0.01).unwrap();
+        let fresh: Vec<f32> = (0..20_000).map(|_| (1.0 + 0.2 * rng.normal()).exp() as f32).collect();
+        let fpr = fresh.iter().filter(|&&v| v >= t).count() as f64 / fresh.len() as f64;
+        assert!(fpr < 0.025 && fpr > 0.002, "false-positive rate {fpr}");
+        // Few normals: the robust log-normal quantile, also blind to one outlier.
+        let few: Vec<f32> = (0..19).map(|_| (1.0 + 0.2 * rng.normal()).exp() as f32).collect();
+        let t_few = from_normals_at_fpr(&few, 0.01).unwrap();
+        let mut few_odd = few.clone();
+        few_odd.push(1e4);
+        let t_odd = from_normals_at_fpr(&few_odd, 0.01).unwrap();
+        // Bounded influence: the outlier moves it by about one rank of the median and MAD, not to itself.
+        assert!((t_odd / t_few - 1.0).abs() < 0.25, "{t_few} vs {t_odd}");
+        assert!(from_normals(&few_odd).unwrap() >= 1e4);
+        let fpr = fresh.iter().filter(|&&v| v >= t_few).count() as f64 / fresh.len() as f64;
+        assert!(fpr < 0.06, "false-positive rate with 19 normals {fpr}");
+        assert!(from_normals_at_fpr(&[], 0.01).is_none());
+        assert!(from_normals_at_fpr(&[1.0], 0.0).is_none());
+        assert!(from_normals_at_fpr(&[-1.0, 0.0, 1.0], 0.01).unwrap().is_finite());
     }
 
     #[test]

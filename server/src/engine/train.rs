@@ -1,0 +1,589 @@
+//! Training (re-exported as `engine::train`).
+//!
+//! Pipeline of [`train`]:
+//! 1. Input size from the whole training set (median long side and median aspect), features of every
+//!    training image (PatchCore embedding, kept as f16, and pooled backbone features for the supervised score).
+//! 2. Stratified k-fold over the training images: for each fold, a PCA and a coreset memory bank fitted on the
+//!    *other* folds' normals score the fold's images → out-of-fold (OOF) image scores and patch maps. Nothing
+//!    about a fold's images is seen before they are scored, so OOF figures are honest.
+//! 3. Supervised image score (with ≥ 10 anomalies and ≥ 10 normals): one logistic regression per fold over
+//!    pooled features gives OOF logits; PatchCore alone, the supervised score alone and rank blends of the two
+//!    are compared by OOF AUROC and the best kept (PatchCore alone unless another beats it by > 0.005). At
+//!    detection the supervised score is the mean logit of the same fold heads, on the rank scale of their OOF
+//!    logits: the scale the threshold was chosen on.
+//! 4. Threshold on OOF scores: F1-optimal with ≥ 3 anomalies, else the normal-quantile rule holding
+//!    `normal_fpr` (see `threshold`); confidence scale.
+//! 5. Segmentation head (when anomalies carry masks) on OOF patch maps + embeddings.
+//! 6. Final PCA and memory bank from all training normals; evaluation on the test images (explicit test set,
+//!    or a seeded stratified split when the set is large enough, else the OOF results).
+//!
+//! Memory: the f16 embeddings of every training image (`2 · 152 · (W/8) · (H/8)` bytes each: 0.73 MB at
+//! 640×384, so 0.73 GB for 1,000 such images), plus at most `max_candidates` coreset candidates as f32
+//! (200,000 × 152 × 4 B = 122 MB), the 50,000 rows of a PCA fit (30 MB, in f64 61 MB) and one image's rows at a
+//! time: patch rows are sampled image by image (`patchcore::sample_rows`), never joined.
+
+use super::backbone::{Backbone, Resize, BACKBONE_ID};
+use super::coreset::{self, SplitMix64};
+use super::metrics;
+use super::model::{
+    f32_values, pooled_features, BackboneSpec, Evaluation, ImageResult, InputSpec, Model, ModelHeader, PatchCoreSpec, Progress, Sample,
+    ScoreSpec, Stage, TrainOptions, TrainSet, TrainingSummary,
+};
+use super::patchcore::{self, MemoryBank, Pca, EMBED_DIM};
+use super::segmentation::{self, FitOptions, LinearHead};
+use super::threshold::{self, RankScale, ThresholdRule};
+use super::{anomaly_map, artifact, AnomalyLabel, Error, Result};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// The resize filter of newly trained models.
+pub const RESIZE: Resize = Resize::TorchAntialias;
+
+/// Rows of the PCA fit (a seeded sample of the normal patches).
+const PCA_ROWS: usize = 50_000;
+
+/// Blend weights of the supervised score tried (0 = PatchCore alone, 1 = supervised alone).
+const BLEND_WEIGHTS: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
+
+/// Chooses the input size: long side `long` (or 40 % of the image's, clamped to 256–640), short side in
+/// proportion, both multiples of 32 (at least 64).
+pub fn choose_input_size(width: u32, height: u32, long: Option<u32>) -> (u32, u32) {
+    let native_long = width.max(height).max(1);
+    let long = long.unwrap_or(((native_long as f64 * 0.4) as u32).clamp(256, 640));
+    let r32 = |v: f64| (((v / 32.0).round() as u32) * 32).max(64);
+    let long_px = r32(long as f64);
+    let short_px = r32(long_px as f64 * width.min(height) as f64 / native_long as f64);
+    if width >= height {
+        (long_px, short_px)
+    } else {
+        (short_px, long_px)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The input size for a whole training set: [`choose_input_size`] of a representative image whose long side
+/// is the median long side and whose aspect is the median aspect (in log space, so 2:1 and 1:2 balance) of
+/// all training images. Independent of their order, and no single image decides it.
+pub fn choose_input_size_for(dims: &[(u32, u32)], long: Option<u32>) -> Result<(u32, u32)> {
+    if dims.is_empty() {
+        return Err(Error::Input("no training images".into()));
+    }
+    let long_side = median(dims.iter().map(|&(w, h)| w.max(h).max(1) as f64).collect());
+    let log_aspect = median(dims.iter().map(|&(w, h)| (w.max(1) as f64 / h.max(1) as f64).ln()).collect());
+    let a = log_aspect.exp();
+    let (w, h) = if a >= 1.0 { (long_side, long_side / a) } else { (long_side * a, long_side) };
+    Ok(choose_input_size(w.round().max(1.0) as u32, h.round().max(1.0) as u32, long))
+}
+
+/// Features of one training image kept during training.
+struct Item {
+    /// `(D, h, w)` f16
+    embedding: Tensor,
+    /// `(264,)`
+    pooled: Tensor,
+}
+
+fn extract(
+    backbone: &Backbone,
+    samples: &[&Sample],
+    width: u32,
+    height: u32,
+    batch: usize,
+    mut tick: impl FnMut(usize),
+) -> Result<Vec<Item>> {
+    let mut out = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(batch.max(1)) {
+        let mut inputs = Vec::with_capacity(chunk.len());
+        for s in chunk {
+            let img = s.image.load()?;
+            inputs.push(Backbone::preprocess_with(&img, width, height, RESIZE)?);
+        }
+        let x = Tensor::f_cat(&inputs, 0)?;
+        let f = backbone.forward(&x)?;
+        let e = patchcore::embed(&f)?.f_to_kind(Kind::Half)?;
+        let p = pooled_features(&f)?;
+        for i in 0..chunk.len() as i64 {
+            out.push(Item { embedding: e.f_get(i)?, pooled: p.f_get(i)? });
+        }
+        tick(out.len());
+    }
+    Ok(out)
+}
+
+/// The PCA of the nearest-neighbour search, from a seeded sample of the given normals' patches (`None` when
+/// `knn_dim` keeps every channel).
+fn fit_pca(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64) -> Result<Option<Pca>> {
+    match opts.knn_dim {
+        Some(kd) if kd > 0 && kd < EMBED_DIM => {
+            let rows = patchcore::sample_rows(embeddings, PCA_ROWS, seed ^ 0x9CA, None)?;
+            let p = Pca::fit(&rows, kd)?;
+            Ok(Some(if opts.pca_residual { p.with_residual() } else { p }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Builds a coreset memory bank from embeddings `(D, h, w)` of normal images (in PCA space when given). The
+/// candidates are a seeded sample of at most `max_candidates` patch rows, gathered image by image.
+fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64, pca: Option<&Pca>) -> Result<MemoryBank> {
+    tch::no_grad(|| {
+        let all = patchcore::sample_rows(embeddings, opts.max_candidates.max(1), seed, pca)?;
+        let n = all.size()[0] as usize;
+        let mut rng = SplitMix64::new(seed);
+        let k = ((n as f64 * opts.coreset_ratio).ceil() as usize).clamp(1, opts.max_bank.max(1));
+        let picks = if k >= n {
+            (0..n as i64).collect()
+        } else {
+            let proj = coreset::random_projection(all.size()[1], opts.projection_dim.max(1), seed ^ 0x5EED)?;
+            let projected = all.f_matmul(&proj)?;
+            coreset::greedy_k_center(&projected, k, rng.below(n))?
+        };
+        let bank = all.f_index_select(0, &Tensor::f_from_slice(&picks)?)?;
+        MemoryBank::new(bank, pca.cloned())
+    })
+}
+
+/// Seeded stratified assignment of `labels` to `k` folds (round-robin over a shuffled order per class).
+pub(super) fn assign_folds(labels: &[bool], k: usize, seed: u64) -> Vec<usize> {
+    let mut rng = SplitMix64::new(seed);
+    let mut fold = vec![0; labels.len()];
+    for class in [false, true] {
+        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        rng.shuffle(&mut idx);
+        for (j, i) in idx.into_iter().enumerate() {
+            fold[i] = j % k.max(1);
+        }
+    }
+    fold
+}
+
+/// Rows for the segmentation head: embedding `(D, h, w)` (f16) and patch score map `(h, w)` → `(h·w, D + 1)`.
+fn seg_rows(embedding: &Tensor, patch_map: &Tensor, norm: f32) -> Result<Tensor> {
+    let e = embedding.f_to_kind(Kind::Float)?;
+    let s = patch_map.f_to_kind(Kind::Float)?.f_div_scalar(norm as f64)?.f_unsqueeze(0)?;
+    let x = Tensor::f_cat(&[e, s], 0)?.f_unsqueeze(0)?;
+    patchcore::to_rows(&x)
+}
+
+/// The blend of PatchCore's and the supervised score: `(1 − w) · rank_pc + w · rank_sup`.
+pub(super) fn blend(rp: &RankScale, rl: &RankScale, w: f32, pc: f32, lr: f32) -> f32 {
+    if w <= 0.0 {
+        return rp.apply(pc);
+    }
+    if w >= 1.0 {
+        return rl.apply(lr);
+    }
+    (1.0 - w) * rp.apply(pc) + w * rl.apply(lr)
+}
+
+/// Picks the blend weight by out-of-fold AUROC: the best of `BLEND_WEIGHTS` (ties: the smaller weight), but
+/// PatchCore alone unless the best beats it by more than `margin`. `aurocs[i]` belongs to `BLEND_WEIGHTS[i]`.
+pub(super) fn choose_blend(aurocs: &[Option<f64>], margin: f64) -> usize {
+    let pc = aurocs.first().copied().flatten().unwrap_or(0.0);
+    let mut best = 0;
+    for (i, a) in aurocs.iter().enumerate() {
+        if let Some(a) = a {
+            if *a > aurocs[best].unwrap_or(f64::NEG_INFINITY) + 1e-12 {
+                best = i;
+            }
+        }
+    }
+    if best != 0 && aurocs[best].unwrap_or(0.0) > pc + margin {
+        best
+    } else {
+        0
+    }
+}
+
+/// Trains a model. Synchronous and CPU-bound: call it on a blocking thread. `progress` is called often with
+/// the current stage. Returns the model and its evaluation.
+pub fn train(
+    backbone: &Backbone,
+    set: &TrainSet,
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Model, Evaluation)> {
+    let started = Instant::now();
+    for l in &set.labels {
+        if segmentation::parse_hex_color(&l.color).is_none() {
+            return Err(Error::Input(format!("label {:?} has colour {:?}; expected #RRGGBB", l.name, l.color)));
+        }
+    }
+    // Split.
+    let (train_samples, test_samples, split, held_out): (Vec<&Sample>, Vec<&Sample>, &str, Vec<String>) = match &set.test {
+        Some(test) => (set.train.iter().collect(), test.iter().collect(), "test_set", Vec::new()),
+        None => {
+            let n_norm = set.train.iter().filter(|s| !s.anomalous).count();
+            let n_anom = set.train.len() - n_norm;
+            if n_norm >= 20 && n_anom >= 10 && opts.test_fraction > 0.0 {
+                let labels: Vec<bool> = set.train.iter().map(|s| s.anomalous).collect();
+                let k = (1.0 / opts.test_fraction).round().max(2.0) as usize;
+                let folds = assign_folds(&labels, k, opts.seed ^ 0x7E57);
+                let (mut tr, mut te) = (Vec::new(), Vec::new());
+                for (s, f) in set.train.iter().zip(folds) {
+                    if f == 0 {
+                        te.push(s)
+                    } else {
+                        tr.push(s)
+                    }
+                }
+                let ids = te.iter().map(|s| s.id.clone()).collect();
+                (tr, te, "held_out_split", ids)
+            } else {
+                (set.train.iter().collect(), Vec::new(), "cross_validation", Vec::new())
+            }
+        }
+    };
+    let labels: Vec<bool> = train_samples.iter().map(|s| s.anomalous).collect();
+    let n_norm = labels.iter().filter(|&&y| !y).count();
+    let n_anom = labels.len() - n_norm;
+    if n_norm < 2 {
+        return Err(Error::Input(format!("training needs at least 2 normal images; got {n_norm}")));
+    }
+
+    // Input size from every training image's size.
+    let dims: Vec<(u32, u32)> = train_samples.iter().map(|s| s.image.dimensions()).collect::<Result<_>>()?;
+    let (width, height) = choose_input_size_for(&dims, opts.input_long_side)?;
+
+    // 1. Features (a couple of passes first: libtorch's first passes at a new size are slow).
+    backbone.warm_up(width, height, 2)?;
+    let total = train_samples.len();
+    progress(Progress { stage: Stage::Features, done: 0, total });
+    let items = extract(backbone, &train_samples, width, height, opts.batch_size, |done| {
+        progress(Progress { stage: Stage::Features, done, total })
+    })?;
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), width, height, "features extracted");
+
+    // 2. Out-of-fold scores: each fold's PCA and memory bank come from the other folds' normals only.
+    let k = opts.folds.clamp(2, n_norm);
+    let folds = assign_folds(&labels, k, opts.seed);
+    let mut oof_pc = vec![0f32; total];
+    let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
+    for f in 0..k {
+        progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
+        let normals: Vec<&Tensor> = (0..total).filter(|&i| folds[i] != f && !labels[i]).map(|i| &items[i].embedding).collect();
+        let fold_seed = opts.seed.wrapping_add(f as u64 + 1);
+        let pca = fit_pca(&normals, opts, fold_seed)?;
+        let bank = build_bank(&normals, opts, fold_seed, pca.as_ref())?;
+        for i in (0..total).filter(|&i| folds[i] == f) {
+            let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
+            let map = bank.score_maps(&e)?; // (1, h, w)
+            oof_pc[i] = patchcore::image_scores(&map)?.f_double_value(&[0])? as f32;
+            oof_maps[i] = Some(map.f_squeeze_dim(0)?);
+        }
+    }
+    progress(Progress { stage: Stage::CrossValidation, done: k, total: k });
+    let normal_oof: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| oof_pc[i]).collect();
+    let pc_norm = {
+        let mut v = normal_oof.clone();
+        v.sort_by(f32::total_cmp);
+        v[v.len() / 2].max(1e-6)
+    };
+    let auroc_pc = metrics::auroc(&oof_pc, &labels);
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), auroc = ?auroc_pc, "out-of-fold scores");
+
+    // 3. Supervised image score.
+    progress(Progress { stage: Stage::Heads, done: 0, total: 2 });
+    let mut summary = TrainingSummary {
+        train_normal: n_norm,
+        train_anomaly: n_anom,
+        test_normal: test_samples.iter().filter(|s| !s.anomalous).count(),
+        test_anomaly: test_samples.iter().filter(|s| s.anomalous).count(),
+        split: split.into(),
+        held_out,
+        folds: k,
+        seed: opts.seed,
+        oof_auroc_patchcore: auroc_pc,
+        options: Some(opts.clone()),
+        ..Default::default()
+    };
+    let img_opts = FitOptions { steps: 200, learning_rate: 0.05, l2: 0.1 };
+    let mut image_heads = Vec::new();
+    let mut score_spec =
+        ScoreSpec { kind: "patchcore".into(), patchcore_norm: pc_norm, patchcore_ranks: None, supervised_ranks: None, supervised_weight: None };
+    let mut final_oof = oof_pc.clone();
+    if opts.supervised && n_anom >= 10 && n_norm >= 10 {
+        let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
+        let onehot = |idx: &[usize]| -> Result<Tensor> {
+            let v: Vec<f32> = idx.iter().flat_map(|&i| if labels[i] { [0.0, 1.0] } else { [1.0, 0.0] }).collect();
+            Ok(Tensor::f_from_slice(&v)?.f_view([idx.len() as i64, 2])?)
+        };
+        let mut oof_lr = vec![0f32; total];
+        let mut heads = Vec::with_capacity(k);
+        for f in 0..k {
+            let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f).collect();
+            let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
+            let idx = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
+            let y = onehot(&tr)?;
+            let head = LinearHead::fit(&pooled.f_index_select(0, &idx(&tr)?)?, &y, &segmentation::balanced_weights(&y)?, img_opts)?;
+            let s = f32_values(&image_logit(&head, &pooled.f_index_select(0, &idx(&te)?)?)?)?;
+            for (j, &i) in te.iter().enumerate() {
+                oof_lr[i] = s[j];
+            }
+            heads.push(head);
+        }
+        let rp = RankScale::new(oof_pc.clone());
+        let rl = RankScale::new(oof_lr.clone());
+        let blends: Vec<Vec<f32>> = BLEND_WEIGHTS.iter().map(|&w| (0..total).map(|i| blend(&rp, &rl, w, oof_pc[i], oof_lr[i])).collect()).collect();
+        let aurocs: Vec<Option<f64>> = blends.iter().map(|b| metrics::auroc(b, &labels)).collect();
+        let best = choose_blend(&aurocs, 0.005);
+        summary.oof_auroc_supervised = aurocs[BLEND_WEIGHTS.len() - 1];
+        summary.oof_auroc_combined = aurocs[best];
+        summary.oof_auroc_by_weight = BLEND_WEIGHTS.iter().zip(&aurocs).map(|(&w, &a)| (w, a)).collect();
+        tracing::debug!(?aurocs, weight = BLEND_WEIGHTS[best], "supervised blend");
+        if best != 0 {
+            let w = BLEND_WEIGHTS[best];
+            image_heads = heads;
+            score_spec = ScoreSpec {
+                kind: if w >= 1.0 { "supervised".into() } else { "blend".into() },
+                patchcore_norm: pc_norm,
+                patchcore_ranks: Some(rp),
+                supervised_ranks: Some(rl),
+                supervised_weight: Some(w),
+            };
+            final_oof = blends[best].clone();
+            summary.supervised_used = true;
+        }
+    }
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "supervised image score");
+
+    // 4. Threshold.
+    let final_normal: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| final_oof[i]).collect();
+    let (thr, rule, target_fpr) = match (n_anom >= 3).then(|| threshold::f1_optimal(&final_oof, &labels)).flatten() {
+        Some((t, _)) => (t, ThresholdRule::F1Optimal, None),
+        None => (
+            threshold::from_normals_at_fpr(&final_normal, opts.normal_fpr).unwrap_or(0.0),
+            ThresholdRule::NormalQuantile,
+            Some(opts.normal_fpr),
+        ),
+    };
+    let conf_scale = threshold::confidence_scale(thr, &final_normal);
+
+    // 5. Segmentation head.
+    let label_colors: Vec<[u8; 3]> = set.labels.iter().filter_map(|l| segmentation::parse_hex_color(&l.color)).collect();
+    let has_masks = train_samples.iter().any(|s| s.anomalous && s.mask.is_some());
+    let mut seg_head = None;
+    if opts.segmentation && has_masks && !label_colors.is_empty() {
+        let classes = 1 + label_colors.len() as i64;
+        // Rows: every stride-8 cell of every image; anomalous cells (any label pixel) are all kept (up to
+        // MAX_ANOMALY_ROWS), background cells are sampled so that there are at most MAX_HEAD_ROWS rows.
+        const MAX_HEAD_ROWS: usize = 16_384;
+        const MAX_ANOMALY_ROWS: usize = 8_192;
+        let (mut anom_x, mut anom_y, mut bg_x) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..total {
+            let s = train_samples[i];
+            let Some(map) = &oof_maps[i] else { continue };
+            if s.anomalous && s.mask.is_none() {
+                continue;
+            }
+            let x = seg_rows(&items[i].embedding, map, pc_norm)?;
+            match &s.mask {
+                Some(m) if s.anomalous => {
+                    let mask = m.load_mask()?;
+                    let cm = segmentation::mask_to_classes(&mask, &label_colors, width, height);
+                    let frac = segmentation::class_fractions(&cm, width as i64, height as i64, classes, 8)?;
+                    let y = frac.f_permute([1, 2, 0])?.f_reshape([-1, classes])?;
+                    let bg: Vec<f32> = f32_values(&y.f_select(1, 0)?)?;
+                    let (a, b): (Vec<i64>, Vec<i64>) = (0..bg.len() as i64).partition(|&j| bg[j as usize] < 1.0);
+                    if !a.is_empty() {
+                        let ia = Tensor::f_from_slice(&a)?;
+                        anom_x.push(x.f_index_select(0, &ia)?);
+                        anom_y.push(y.f_index_select(0, &ia)?);
+                    }
+                    if !b.is_empty() {
+                        bg_x.push(x.f_index_select(0, &Tensor::f_from_slice(&b)?)?);
+                    }
+                }
+                _ => bg_x.push(x),
+            }
+        }
+        let mut rng = SplitMix64::new(opts.seed ^ 0x5E6);
+        let mut subsample = |x: Tensor, keep: usize| -> Result<Tensor> {
+            let n = x.size()[0] as usize;
+            if n <= keep {
+                return Ok(x);
+            }
+            let mut idx: Vec<i64> = (0..n as i64).collect();
+            rng.shuffle(&mut idx);
+            idx.truncate(keep);
+            idx.sort_unstable();
+            Ok(x.f_index_select(0, &Tensor::f_from_slice(&idx)?)?)
+        };
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        if !anom_x.is_empty() {
+            let ax = Tensor::f_cat(&anom_x, 0)?;
+            let ay = Tensor::f_cat(&anom_y, 0)?;
+            let both = Tensor::f_cat(&[ax, ay], 1)?;
+            let both = subsample(both, MAX_ANOMALY_ROWS)?;
+            let f = EMBED_DIM + 1;
+            xs.push(both.f_narrow(1, 0, f)?);
+            ys.push(both.f_narrow(1, f, classes)?);
+        }
+        let n_anom_rows: usize = xs.iter().map(|x| x.size()[0] as usize).sum();
+        if !bg_x.is_empty() && n_anom_rows > 0 {
+            let bx = subsample(Tensor::f_cat(&bg_x, 0)?, MAX_HEAD_ROWS - n_anom_rows)?;
+            let by = Tensor::f_zeros([bx.size()[0], classes], (Kind::Float, tch::Device::Cpu))?;
+            let _ = by.f_select(1, 0)?.f_fill_(1.0)?;
+            xs.push(bx);
+            ys.push(by);
+        }
+        if !xs.is_empty() {
+            let x = Tensor::f_cat(&xs, 0)?;
+            let y = Tensor::f_cat(&ys, 0)?;
+            let w = segmentation::balanced_weights(&y)?;
+            seg_head = Some(LinearHead::fit(&x, &y, &w, FitOptions { steps: 300, learning_rate: 0.05, l2: 1e-3 })?);
+            tracing::debug!(rows = x.size()[0], "segmentation head trained");
+        }
+    }
+    progress(Progress { stage: Stage::Heads, done: 2, total: 2 });
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "segmentation head");
+
+    // 6. Final PCA and memory bank from every training normal.
+    progress(Progress { stage: Stage::MemoryBank, done: 0, total: 1 });
+    let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
+    let pca = fit_pca(&normals, opts, opts.seed)?;
+    let bank = build_bank(&normals, opts, opts.seed, pca.as_ref())?;
+    drop(normals);
+    drop(items);
+    progress(Progress { stage: Stage::MemoryBank, done: 1, total: 1 });
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "final memory bank");
+
+    let segmentation_model = seg_head.is_some();
+    let header = ModelHeader {
+        format: "vigil-model".into(),
+        format_version: artifact::FORMAT_VERSION,
+        created_by: format!("vigil {}", env!("CARGO_PKG_VERSION")),
+        backbone: BackboneSpec {
+            id: BACKBONE_ID.into(),
+            taps: vec!["stride8:block4:40ch".into(), "stride16:block10:112ch".into()],
+            sha256: Some(backbone.checksum().to_string()),
+        },
+        input: InputSpec {
+            width,
+            height,
+            resize: "any image is resized (bilinear, antialiased, aspect not kept) to width × height before the backbone; masks and heat maps are resized back to the image's own size".into(),
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            resize_filter: RESIZE,
+        },
+        patchcore: PatchCoreSpec {
+            embed_dim: EMBED_DIM,
+            knn_dim: bank.pca.as_ref().map(|p| p.components_kept()),
+            pca_residual: bank.pca.as_ref().is_some_and(|p| p.residual),
+            pool_kernel: 3,
+            bank_size: bank.len(),
+            blur_sigma: anomaly_map::SIGMA,
+            image_score: "max patch nearest-neighbour distance".into(),
+        },
+        score: score_spec,
+        threshold: thr,
+        threshold_rule: rule,
+        target_fpr,
+        confidence_scale: conf_scale,
+        labels: if segmentation_model { set.labels.clone() } else { Vec::new() },
+        background: AnomalyLabel { name: "background".into(), color: "#FFFFFF".into() },
+        segmentation: segmentation_model,
+        training: summary,
+    };
+    let mut model = Model { header, bank, seg_head, image_heads };
+    model.header.training.fit_seconds = started.elapsed().as_secs_f64();
+
+    // Evaluation.
+    let evaluation = if test_samples.is_empty() {
+        let images: Vec<ImageResult> = (0..total)
+            .map(|i| {
+                let (p, c) = threshold::verdict(final_oof[i], thr, conf_scale);
+                ImageResult { id: train_samples[i].id.clone(), anomalous: labels[i], predicted_anomalous: p, score: final_oof[i], confidence: c }
+            })
+            .collect();
+        Evaluation::from_images("cross_validation", thr, images)
+    } else {
+        let test: Vec<Sample> = test_samples.iter().map(|s| (*s).clone()).collect();
+        model.evaluate_as(backbone, &test, split, &mut |done, total| progress(Progress { stage: Stage::Evaluation, done, total }))?
+    };
+    Ok((model, evaluation))
+}
+
+/// The supervised image logit: `logit(anomaly) − logit(normal)` of a two-class head, `(N, F)` → `(N,)`.
+pub(super) fn image_logit(head: &LinearHead, x: &Tensor) -> Result<Tensor> {
+    let l = head.logits(x)?;
+    Ok(l.f_select(1, 1)?.f_sub(&l.f_select(1, 0)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_size_keeps_aspect_in_multiples_of_32() {
+        assert_eq!(choose_input_size(576, 768, None), (256, 320));
+        assert_eq!(choose_input_size(2000, 1334, None), (640, 416));
+        assert_eq!(choose_input_size(550, 380, None), (256, 192));
+        assert_eq!(choose_input_size(100, 100, Some(300)), (288, 288));
+        assert_eq!(choose_input_size(4096, 64, None), (640, 64));
+    }
+
+    #[test]
+    fn input_size_comes_from_the_whole_training_set() {
+        // Tiles that each have their own size (no two equal): mostly landscape around 2:1, one tall outlier
+        // last. The old rule (most common size, ties → the last) took the outlier's shape.
+        let mut dims: Vec<(u32, u32)> = (0..9).map(|i| (1000 + 10 * i, 500 + 4 * i)).collect();
+        dims.push((400, 1600));
+        let (w, h) = choose_input_size_for(&dims, None).unwrap();
+        // Median long side (1040 + 1050) / 2 = 1045, median aspect ≈ 2.01 → 1045 × 519 → 416 × 192.
+        assert_eq!((w, h), (416, 192));
+        // Order does not matter.
+        let mut rev = dims.clone();
+        rev.reverse();
+        assert_eq!(choose_input_size_for(&rev, None).unwrap(), (w, h));
+        // Equal sizes: the same as before.
+        assert_eq!(choose_input_size_for(&[(576, 768); 3], None).unwrap(), (256, 320));
+        assert_eq!(choose_input_size_for(&[(2000, 1334), (2000, 1334)], None).unwrap(), (640, 416));
+        // Half portrait, half landscape: square.
+        let (w, h) = choose_input_size_for(&[(800, 400), (400, 800)], Some(256)).unwrap();
+        assert_eq!(w, h);
+        assert!(choose_input_size_for(&[], None).is_err());
+    }
+
+    #[test]
+    fn folds_are_stratified_and_seeded() {
+        let labels = [false, false, false, false, true, true, true, true];
+        let f = assign_folds(&labels, 2, 1);
+        assert_eq!(f, assign_folds(&labels, 2, 1));
+        for class in [false, true] {
+            let zeros = (0..8).filter(|&i| labels[i] == class && f[i] == 0).count();
+            assert_eq!(zeros, 2);
+        }
+    }
+
+    #[test]
+    fn blend_is_chosen_by_out_of_fold_auroc_and_never_worse_than_patchcore() {
+        // Weights 0, .25, .5, .75, 1.
+        assert_eq!(choose_blend(&[Some(0.90), Some(0.93), Some(0.95), Some(0.94), Some(0.80)], 0.005), 2);
+        // Supervised alone is allowed to win.
+        assert_eq!(choose_blend(&[Some(0.70), Some(0.80), Some(0.85), Some(0.90), Some(0.97)], 0.005), 4);
+        // Within the margin: PatchCore alone.
+        assert_eq!(choose_blend(&[Some(0.95), Some(0.953), Some(0.954), Some(0.9), Some(0.8)], 0.005), 0);
+        // Ties go to the smaller weight.
+        assert_eq!(choose_blend(&[Some(0.8), Some(0.9), Some(0.9), Some(0.9), Some(0.9)], 0.005), 1);
+        assert_eq!(choose_blend(&[None, None, None, None, None], 0.005), 0);
+        // The blend maps both scores onto their rank scales.
+        let rp = RankScale::new(vec![1.0, 2.0, 3.0]);
+        let rl = RankScale::new(vec![-1.0, 0.0, 1.0]);
+        assert_eq!(blend(&rp, &rl, 0.0, 2.0, 1.0), 0.5);
+        assert_eq!(blend(&rp, &rl, 1.0, 2.0, 1.0), 1.0);
+        assert_eq!(blend(&rp, &rl, 0.5, 2.0, 1.0), 0.75);
+    }
+}
