@@ -152,9 +152,60 @@ pub async fn s3_override(config: &Config, conn: &S3Connection) -> Result<Option<
     Ok(Some(settings))
 }
 
+/// Most anomaly labels one mask may use (LFV: 20).
+pub const MAX_LABELS_PER_MASK: usize = 20;
+/// Most anomaly labels one project may have (LFV: 100).
+pub const MAX_LABELS_PER_PROJECT: i64 = 100;
+/// Highest gallery page the console asks for (48 images a page: far beyond any dataset LFV allows).
+pub const MAX_GALLERY_PAGE: usize = 100_000;
+
+/// Refuses a gallery page number so large that its offset would overflow or scan without end.
+pub fn check_gallery_page(page: usize) -> Result<(), BackendError> {
+    if page > MAX_GALLERY_PAGE {
+        return Err(BackendError::new(400, format!("Page {page} is out of range (at most {MAX_GALLERY_PAGE}).")));
+    }
+    Ok(())
+}
+
+/// Refuses a mask that names more labels than LFV allows.
+pub fn check_mask_labels(n: usize) -> Result<(), BackendError> {
+    if n > MAX_LABELS_PER_MASK {
+        return Err(BackendError::new(400, format!("A mask uses at most {MAX_LABELS_PER_MASK} anomaly labels ({n} given).")));
+    }
+    Ok(())
+}
+
+/// Refuses a new label when the project has the most LFV allows.
+pub async fn check_label_count(db: &crate::store::Db, project: &str) -> Result<(), BackendError> {
+    let n: Result<(i64,), sqlx::Error> =
+        sqlx::query_as("select count(*) from anomaly_label l join project p on p.id = l.project_id where p.name = $1")
+            .bind(project)
+            .fetch_one(&db.pool)
+            .await;
+    match n {
+        Ok((n,)) if n >= MAX_LABELS_PER_PROJECT => Err(BackendError::new(
+            409,
+            format!("The project has {MAX_LABELS_PER_PROJECT} anomaly labels, the most a project may have; delete one first."),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(error = %e, "counting a project's labels");
+            Err(BackendError::new(500, "Vigil had an internal error. Try again."))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits() {
+        assert!(check_gallery_page(10).is_ok());
+        assert_eq!(check_gallery_page(usize::MAX).unwrap_err().status, 400);
+        assert!(check_mask_labels(20).is_ok());
+        assert_eq!(check_mask_labels(21).unwrap_err().status, 400);
+    }
 
     #[test]
     fn blob_names() {

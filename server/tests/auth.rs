@@ -198,6 +198,27 @@ async fn console_needs_a_session() {
     h.stop().await;
 }
 
+#[tokio::test]
+async fn wrong_methods_and_oversized_bodies_get_lfv_errors() {
+    let h = Harness::start(Backend::Sqlite).await.unwrap();
+    // A known path with a method it does not take: 405 in LFV's shape.
+    let r = h.api("DELETE", "/projects", None, Vec::new()).await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["x-amzn-errortype"], "UnknownOperationException");
+    assert!(refusal(r).await.2.contains("DELETE"));
+
+    // A body over the limit (signed headers of a valid key, so the size is what is refused): 413, unread.
+    let big = vec![b' '; vigil::MAX_BODY_BYTES + 1];
+    let url = format!("{}/2020-11-20/projects", h.base);
+    let headers = signed("POST", &url, Some("application/json"), b"{}", SystemTime::now(), API_KEY, API_SECRET);
+    let (status, code, _) = refusal(send(&h, "POST", "/2020-11-20/projects", &headers, big.clone()).await).await;
+    assert_eq!((status, code.as_str()), (413, "ValidationException"));
+    // The console: refused on its declared length, before a server function reads it.
+    let r = h.http().post(format!("{}/api/upload_images", h.base)).header("content-type", "multipart/form-data; boundary=x").body(big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    h.stop().await;
+}
+
 /// The cost of verifying one signature (canonical request, string to sign, HMAC with a cached signing key),
 /// and of deriving a signing key (once per key, day and region). Printed, not asserted.
 #[test]

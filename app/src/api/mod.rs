@@ -295,6 +295,10 @@ pub async fn move_entries(project: String, dataset_type: String, ids: Vec<String
     Ok(backend::backend()?.move_entries(&project, &dataset_type, ids).await?)
 }
 
+/// Largest file (or field) one upload may carry: LFV's 8 MB image limit (the whole request is capped by the
+/// server at its body limit).
+pub const MAX_UPLOAD_FIELD_BYTES: usize = 8 * 1024 * 1024;
+
 /// Uploads images as multipart form data: text fields `project`, `dataset_type`, `label`, then the files.
 #[server(input = leptos::server_fn::codec::MultipartFormData)]
 pub async fn upload_images(data: leptos::server_fn::codec::MultipartData) -> Result<UploadReport, ServerFnError> {
@@ -304,10 +308,18 @@ pub async fn upload_images(data: leptos::server_fn::codec::MultipartData) -> Res
     let mut data = data.into_inner().ok_or_else(|| bad("no form data".into()))?;
     let (mut project, mut dataset_type, mut label) = (String::new(), String::new(), String::new());
     let mut files = Vec::new();
-    while let Some(field) = data.next_field().await.map_err(|e| bad(format!("upload: {e}")))? {
+    while let Some(mut field) = data.next_field().await.map_err(|e| bad(format!("upload: {e}")))? {
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().map(str::to_string);
-        let bytes = field.bytes().await.map_err(|e| bad(format!("upload: {e}")))?;
+        // Read in chunks and stop at the cap, so an oversized field is refused before it is buffered.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| bad(format!("upload: {e}")))? {
+            if bytes.len() + chunk.len() > MAX_UPLOAD_FIELD_BYTES {
+                let what = file_name.clone().unwrap_or(name.clone());
+                return Err(backend::BackendError::new(413, format!("{what}: the file is larger than {} MB.", MAX_UPLOAD_FIELD_BYTES >> 20)).into());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         match (name.as_str(), file_name) {
             ("project", _) => project = String::from_utf8_lossy(&bytes).into_owned(),
             ("dataset_type", _) => dataset_type = String::from_utf8_lossy(&bytes).into_owned(),

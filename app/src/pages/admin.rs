@@ -1,7 +1,7 @@
 //! The Admin page: API access keys (create with the secret shown once, revoke), console users (administrators
 //! add and remove them) and one's own password.
 
-use crate::api::auth::{admin_view, AdminData, ChangePassword, CreateKey, CreateUser, DeleteUser, NewKey, RevokeKey};
+use crate::api::auth::{admin_view, AdminData, ChangePassword, CreateKey, CreateUser, DeleteUser, KeyView, NewKey, RevokeKey, UserView};
 use crate::api::error_text;
 use crate::timefmt::format_utc;
 use leptos::prelude::*;
@@ -56,9 +56,78 @@ fn AdminBody(
 ) -> impl IntoView {
     let is_admin = v.me.is_admin;
     let me = v.me.name.clone();
+    // Each card erases its view type (`into_any`): one nested type for the whole page overflows the
+    // compiler's query depth in the WASM build.
+    let users = if is_admin { view! { <UsersCard users=v.users.clone() me create_user delete_user/> }.into_any() } else { ().into_any() };
+    view! {
+        <KeysCard keys=v.keys.clone() bootstrap_key=v.bootstrap_key.clone() create_key revoke_key/>
+        {users}
+        <PasswordCard change_password/>
+    }
+    .into_any()
+}
+
+#[component]
+fn KeysCard(keys: Vec<KeyView>, bootstrap_key: Option<String>, create_key: ServerAction<CreateKey>, revoke_key: ServerAction<RevokeKey>) -> impl IntoView {
     let new_key = move || create_key.value().get().and_then(|r| r.ok());
-    let keys = v.keys.clone();
-    let users = v.users.clone();
+    let table = if keys.is_empty() {
+        view! { <p class="empty">"No access keys yet."</p> }.into_any()
+    } else {
+        let rows = keys
+            .into_iter()
+            .map(|k| {
+                let id = k.id.clone();
+                view! {
+                    <tr data-key=k.id.clone()>
+                        <td class="mono">{k.id.clone()}</td>
+                        <td>{k.user}</td>
+                        <td>{k.description}</td>
+                        <td class="nowrap">{format_utc(k.created_at_ms)}</td>
+                        <td class="nowrap">{k.last_used_at_ms.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+                        <td>
+                            <button type="button" class="small-button" on:click=move |_| {
+                                revoke_key.dispatch(RevokeKey { id: id.clone() });
+                            }>"Revoke"</button>
+                        </td>
+                    </tr>
+                }
+                .into_any()
+            })
+            .collect_view();
+        view! {
+            <table class="table keys-table">
+                <thead><tr>
+                    <th scope="col">"Access key id"</th><th scope="col">"Owner"</th><th scope="col">"Description"</th>
+                    <th scope="col">"Created"</th><th scope="col">"Last used"</th><th scope="col"></th>
+                </tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        }
+        .into_any()
+    };
+    let bootstrap = bootstrap_key.map(|k| {
+        view! { <p class="muted small">"The server is also configured with the bootstrap key " <code class="mono">{k}</code> " (VIGIL_ACCESS_KEY_ID)."</p> }.into_any()
+    });
+    let created = move || {
+        new_key().map(|k: NewKey| {
+            view! {
+                <div class="report new-key" data-testid="new-key">
+                    <p><strong>"Copy the secret now: it is shown only once."</strong></p>
+                    <p>"Access key id: " <code class="mono" data-testid="new-key-id">{k.id}</code></p>
+                    <p>"Secret access key: " <code class="mono" data-testid="new-key-secret">{k.secret}</code></p>
+                </div>
+            }
+            .into_any()
+        })
+    };
+    let form = view! {
+        <ActionForm action=create_key attr:class="form-row">
+            <label for="key-description" class="visually-hidden">"Description"</label>
+            <input id="key-description" name="description" type="text" placeholder="What the key is for, e.g. line-3 camera" maxlength="200" autocomplete="off"/>
+            <button type="submit" class="primary">"Create access key"</button>
+        </ActionForm>
+    }
+    .into_any();
     view! {
         <div class="card">
             <h2>"API access keys"</h2>
@@ -66,110 +135,88 @@ fn AdminBody(
                 "LFV clients (boto3, the AWS CLI, the AWS SDKs) sign every call with an access key id and its secret, "
                 "e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and use this server as their endpoint."
             </p>
-            {v.bootstrap_key.clone().map(|k| view! {
-                <p class="muted small">"The server is also configured with the bootstrap key " <code class="mono">{k}</code> " (VIGIL_ACCESS_KEY_ID)."</p>
-            })}
-            <ActionForm action=create_key attr:class="form-row">
-                <label for="key-description" class="visually-hidden">"Description"</label>
-                <input id="key-description" name="description" type="text" placeholder="What the key is for, e.g. line-3 camera" maxlength="200" autocomplete="off"/>
-                <button type="submit" class="primary">"Create access key"</button>
-            </ActionForm>
+            {bootstrap}
+            {form}
             <p class="error" role="alert">{action_error!(create_key)}</p>
-            {move || new_key().map(|k: NewKey| view! {
-                <div class="report new-key" data-testid="new-key">
-                    <p><strong>"Copy the secret now: it is shown only once."</strong></p>
-                    <p>"Access key id: " <code class="mono" data-testid="new-key-id">{k.id}</code></p>
-                    <p>"Secret access key: " <code class="mono" data-testid="new-key-secret">{k.secret}</code></p>
-                </div>
-            })}
+            {created}
             <p class="error" role="alert">{action_error!(revoke_key)}</p>
-            {if keys.is_empty() {
-                view! { <p class="empty">"No access keys yet."</p> }.into_any()
-            } else {
-                view! {
-                    <table class="table keys-table">
-                        <thead><tr>
-                            <th scope="col">"Access key id"</th><th scope="col">"Owner"</th><th scope="col">"Description"</th>
-                            <th scope="col">"Created"</th><th scope="col">"Last used"</th><th scope="col"></th>
-                        </tr></thead>
-                        <tbody>
-                            {keys.into_iter().map(|k| {
-                                let id = k.id.clone();
-                                view! {
-                                    <tr data-key=k.id.clone()>
-                                        <td class="mono">{k.id.clone()}</td>
-                                        <td>{k.user}</td>
-                                        <td>{k.description}</td>
-                                        <td class="nowrap">{format_utc(k.created_at_ms)}</td>
-                                        <td class="nowrap">{k.last_used_at_ms.map(format_utc).unwrap_or_else(|| "never".into())}</td>
-                                        <td>
-                                            <button type="button" class="small-button" on:click=move |_| {
-                                                revoke_key.dispatch(RevokeKey { id: id.clone() });
-                                            }>"Revoke"</button>
-                                        </td>
-                                    </tr>
-                                }
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                }.into_any()
-            }}
+            {table}
         </div>
-        <Show when=move || is_admin>
-            <div class="card">
-                <h2>"Users"</h2>
-                <table class="table users-table">
-                    <thead><tr><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"Created"</th><th scope="col"></th></tr></thead>
-                    <tbody>
-                        {users.clone().into_iter().map(|u| {
-                            let name = u.name.clone();
-                            let is_me = u.name == me;
-                            view! {
-                                <tr data-user=u.name.clone()>
-                                    <td>{u.name.clone()}</td>
-                                    <td>{if u.is_admin { "administrator" } else { "user" }}</td>
-                                    <td class="nowrap">{format_utc(u.created_at_ms)}</td>
-                                    <td>
-                                        <Show when=move || !is_me>
-                                            {
-                                                let name = name.clone();
-                                                view! {
-                                                    <button type="button" class="small-button" on:click=move |_| {
-                                                        delete_user.dispatch(DeleteUser { name: name.clone() });
-                                                    }>"Remove"</button>
-                                                }
-                                            }
-                                        </Show>
-                                    </td>
-                                </tr>
-                            }
-                        }).collect_view()}
-                    </tbody>
-                </table>
-                <p class="error" role="alert">{action_error!(delete_user)}</p>
-                <h3>"Add a user"</h3>
-                <ActionForm action=create_user attr:class="form-grid">
-                    <label for="user-name">"User name"</label>
-                    <input id="user-name" name="name" type="text" autocomplete="off" required/>
-                    <label for="user-password">"Password (at least 8 characters)"</label>
-                    <input id="user-password" name="password" type="password" autocomplete="new-password" required/>
-                    <label><input type="checkbox" name="is_admin" value="true"/> " Administrator"</label>
-                    <div class="form-row"><button type="submit" class="primary">"Add user"</button></div>
-                </ActionForm>
-                <p class="error" role="alert">{action_error!(create_user)}</p>
-            </div>
-        </Show>
+    }
+    .into_any()
+}
+
+#[component]
+fn UsersCard(users: Vec<UserView>, me: String, create_user: ServerAction<CreateUser>, delete_user: ServerAction<DeleteUser>) -> impl IntoView {
+    let rows = users
+        .into_iter()
+        .map(|u| {
+            let name = u.name.clone();
+            let remove = (u.name != me).then(|| {
+                view! {
+                    <button type="button" class="small-button" on:click=move |_| {
+                        delete_user.dispatch(DeleteUser { name: name.clone() });
+                    }>"Remove"</button>
+                }
+                .into_any()
+            });
+            view! {
+                <tr data-user=u.name.clone()>
+                    <td>{u.name.clone()}</td>
+                    <td>{if u.is_admin { "administrator" } else { "user" }}</td>
+                    <td class="nowrap">{format_utc(u.created_at_ms)}</td>
+                    <td>{remove}</td>
+                </tr>
+            }
+            .into_any()
+        })
+        .collect_view();
+    let form = view! {
+        <ActionForm action=create_user attr:class="form-grid">
+            <label for="user-name">"User name"</label>
+            <input id="user-name" name="name" type="text" autocomplete="off" required/>
+            <label for="user-password">"Password (at least 8 characters)"</label>
+            <input id="user-password" name="password" type="password" autocomplete="new-password" required/>
+            <label><input type="checkbox" name="is_admin" value="true"/> " Administrator"</label>
+            <div class="form-row"><button type="submit" class="primary">"Add user"</button></div>
+        </ActionForm>
+    }
+    .into_any();
+    view! {
+        <div class="card">
+            <h2>"Users"</h2>
+            <table class="table users-table">
+                <thead><tr><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"Created"</th><th scope="col"></th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <p class="error" role="alert">{action_error!(delete_user)}</p>
+            <h3>"Add a user"</h3>
+            {form}
+            <p class="error" role="alert">{action_error!(create_user)}</p>
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn PasswordCard(change_password: ServerAction<ChangePassword>) -> impl IntoView {
+    let form = view! {
+        <ActionForm action=change_password attr:class="form-grid">
+            <label for="pw-current">"Current password"</label>
+            <input id="pw-current" name="current" type="password" autocomplete="current-password" required/>
+            <label for="pw-new">"New password (at least 8 characters)"</label>
+            <input id="pw-new" name="new" type="password" autocomplete="new-password" required/>
+            <div class="form-row"><button type="submit" class="primary">"Change password"</button></div>
+        </ActionForm>
+    }
+    .into_any();
+    view! {
         <div class="card">
             <h2>"Your password"</h2>
-            <ActionForm action=change_password attr:class="form-grid">
-                <label for="pw-current">"Current password"</label>
-                <input id="pw-current" name="current" type="password" autocomplete="current-password" required/>
-                <label for="pw-new">"New password (at least 8 characters)"</label>
-                <input id="pw-new" name="new" type="password" autocomplete="new-password" required/>
-                <div class="form-row"><button type="submit" class="primary">"Change password"</button></div>
-            </ActionForm>
+            {form}
             <p class="error" role="alert">{action_error!(change_password)}</p>
             {move || matches!(change_password.value().get(), Some(Ok(()))).then(|| view! { <p class="ok">"Password changed."</p> })}
         </div>
     }
+    .into_any()
 }

@@ -65,6 +65,15 @@ pub async fn require_session(state: AppState, mut req: Request, next: Next) -> R
         tracing::info!(%path, "refused a cross-origin request");
         return json_status(StatusCode::FORBIDDEN, "Cross-site request refused.");
     }
+    // Every console request but an archive import (streamed to disk, capped on its own) is capped before
+    // anything buffers it: at once when it says how long it is, as it arrives otherwise.
+    if !path.starts_with("/import/") {
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > crate::MAX_BODY_BYTES as u64) {
+            return json_status(StatusCode::PAYLOAD_TOO_LARGE, &format!("The request is larger than {} MiB.", crate::MAX_BODY_BYTES >> 20));
+        }
+        req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, crate::MAX_BODY_BYTES)));
+    }
     if is_open(&path) {
         return next.run(req).await;
     }

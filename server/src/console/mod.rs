@@ -128,6 +128,7 @@ impl Backend for ConsoleBackend {
                 }
             }
         }
+        crate::security::check_gallery_page(page)?;
         let n = GALLERY_PAGE as i64;
         let mut rows = datasets::list_entries(&mut conn, &d.id, &f, None, n + 1, page as i64 * n).await.map_err(internal)?;
         let more = rows.len() as i64 > n;
@@ -247,6 +248,7 @@ impl Backend for ConsoleBackend {
         labels: Vec<LabelColor>,
     ) -> Result<(), BackendError> {
         use base64::Engine as _;
+        crate::security::check_mask_labels(labels.len())?;
         let mut classes = Vec::new();
         for l in &labels {
             manifest::validate_label_name(&l.name).map_err(|m| BackendError::new(400, m))?;
@@ -343,6 +345,7 @@ impl Backend for ConsoleBackend {
 
     async fn create_label(&self, project: &str, name: &str, color: &str) -> Result<(), BackendError> {
         manifest::validate_label_name(name).map_err(|m| BackendError::new(400, m))?;
+        crate::security::check_label_count(&self.state.db, project).await?;
         let color = label_color(color)?;
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let p = find_project(&mut tx, project).await?;

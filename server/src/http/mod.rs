@@ -16,7 +16,16 @@ use std::collections::HashMap;
 
 /// Every LFV route; mounted at `/2020-11-20`.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(projects::router()).merge(datasets::router()).fallback(unknown_operation)
+    Router::new().merge(projects::router()).merge(datasets::router()).fallback(unknown_operation).method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A known path with the wrong method: 405 in LFV's error shape (axum's default has no body).
+async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Response {
+    auth::refusal(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "UnknownOperationException",
+        &format!("{} does not accept {method}.", uri.path()),
+    )
 }
 
 async fn unknown_operation(method: Method, uri: Uri) -> ApiError {
