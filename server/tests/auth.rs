@@ -219,6 +219,38 @@ async fn wrong_methods_and_oversized_bodies_get_lfv_errors() {
     h.stop().await;
 }
 
+/// A painted mask whose header claims 8000×8000 px (256 MB, under the decoder's default allocation cap) is refused on the header, before decoding allocates.
+#[test]
+fn mask_bombs_are_refused_before_decoding() {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in bytes {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&8_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&8_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IEND", &[]);
+    let classes = [vigil::datasets::manifest::MaskClass { name: "crack".into(), color: [255, 0, 0] }];
+    let err = vigil::datasets::mask::normalize_painted(&png, &classes).unwrap_err();
+    assert!(err.to_lowercase().contains("limit"), "{err}");
+}
+
 /// The cost of verifying one signature (canonical request, string to sign, HMAC with a cached signing key),
 /// and of deriving a signing key (once per key, day and region). Printed, not asserted.
 #[test]

@@ -69,9 +69,13 @@ pub fn normalize_painted(bytes: &[u8], classes: &[MaskClass]) -> Result<image::R
     if classes.is_empty() {
         return Err("a mask needs at least one anomaly label".into());
     }
-    let img = image::load_from_memory_with_format(bytes, ImageFormat::Png)
-        .map_err(|e| format!("the painted mask is not a PNG image: {e}"))?
-        .to_rgba8();
+    // The same size limits as images, checked on the header before anything is allocated (a PNG bomb).
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), ImageFormat::Png);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(crate::engine::image_io::MAX_SIDE);
+    limits.max_image_height = Some(crate::engine::image_io::MAX_SIDE);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| format!("the painted mask is not a PNG image: {e}"))?.to_rgba8();
     let mut out = image::RgbImage::from_pixel(img.width(), img.height(), image::Rgb([255, 255, 255]));
     for (x, y, p) in img.enumerate_pixels() {
         let [r, g, b, a] = p.0;
