@@ -1,0 +1,76 @@
+//! No way in through imports: disk imports only under the import root (symbolic links resolved, outside and
+//! missing alike), per-import S3 endpoints only from the allow-list, never a metadata address, never with the
+//! server's own credentials.
+
+mod common;
+
+use app::api::{Backend, S3Connection};
+use common::{Backend as Db, Harness};
+use vigil::console::ConsoleBackend;
+
+#[tokio::test]
+async fn disk_imports_stay_under_the_root() {
+    let h = Harness::start(Db::Sqlite).await.unwrap();
+    let con = ConsoleBackend { state: h.running.as_ref().unwrap().state.clone() };
+    h.client.create_project().project_name("p").send().await.unwrap();
+    // The harness's root is the temporary folder; /usr is outside it, a link inside it points out.
+    let inside = tempfile::tempdir().unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/usr", inside.path().join("out")).unwrap();
+    let outside = con.import_s3("p", "train", "/usr", "folder", S3Connection::default()).await.unwrap_err();
+    let missing = con.import_s3("p", "train", &format!("{}/nope", inside.path().display()), "folder", S3Connection::default()).await.unwrap_err();
+    assert_eq!(outside.status, 400);
+    assert_eq!(missing.status, 400, "a missing folder answers like one outside the root");
+    #[cfg(unix)]
+    {
+        let linked = con.import_s3("p", "train", &format!("{}/out", inside.path().display()), "folder", S3Connection::default()).await.unwrap_err();
+        assert_eq!(linked.status, 400, "a link out of the root is outside it");
+    }
+    assert!(h.client.describe_project().project_name("p").send().await.unwrap().project_description().unwrap().datasets().is_empty());
+    h.stop().await;
+}
+
+#[test]
+fn disk_imports_are_off_without_a_root() {
+    assert!(vigil::config::Config::defaults().import_root.is_none(), "off by default");
+    let e = vigil::security::import_dir(None, std::path::Path::new("/tmp")).unwrap_err();
+    assert_eq!(e.status, 403);
+}
+
+#[tokio::test]
+async fn per_import_endpoints_are_checked() {
+    let mut config = vigil::config::Config::defaults();
+    config.s3_endpoint = Some("http://127.0.0.1:9000".into());
+    config.s3_access_key_id = Some("server-key".into());
+    config.s3_secret_access_key = Some("server-secret".into());
+    config.s3_allowed_endpoints = vec!["http://127.0.0.1:9100".into(), "http://169.254.169.254".into()];
+    let conn = |endpoint: &str, key: &str| S3Connection {
+        endpoint: endpoint.into(),
+        access_key_id: key.into(),
+        secret_access_key: if key.is_empty() { String::new() } else { "s".into() },
+        ..Default::default()
+    };
+    // Not on the list.
+    let e = vigil::security::s3_override(&config, &conn("http://evil.example:9000", "k")).await.unwrap_err();
+    assert_eq!(e.status, 403);
+    // Listed, but a metadata address.
+    let e = vigil::security::s3_override(&config, &conn("http://169.254.169.254", "k")).await.unwrap_err();
+    assert_eq!(e.status, 403);
+    // Listed, without credentials: the server's are not sent there.
+    let e = vigil::security::s3_override(&config, &conn("http://127.0.0.1:9100", "")).await.unwrap_err();
+    assert_eq!(e.status, 400);
+    let s = vigil::security::s3_override(&config, &conn("http://127.0.0.1:9100", "k")).await.unwrap().unwrap();
+    assert_eq!((s.access_key_id.as_deref(), s.secret_access_key.as_deref()), (Some("k"), Some("s")));
+    // The configured endpoint keeps the server's credentials.
+    let s = vigil::security::s3_override(&config, &conn("http://127.0.0.1:9000/", "")).await.unwrap().unwrap();
+    assert_eq!(s.access_key_id.as_deref(), Some("server-key"));
+}
+
+#[test]
+fn per_import_secrets_are_sealed_in_job_specs() {
+    let settings = vigil::s3::S3Settings { secret_access_key: Some("very-secret".into()), ..Default::default() };
+    let json = serde_json::to_string(&settings).unwrap();
+    assert!(!json.contains("very-secret"), "{json}");
+    let back: vigil::s3::S3Settings = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.secret_access_key.as_deref(), Some("very-secret"));
+}
