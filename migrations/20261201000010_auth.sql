@@ -18,7 +18,7 @@ create table session (
     updated_at bigint not null
 );
 
-create index session_user on session (user_id);
+create index session_by_user on session (user_id);
 
 -- API access keys. SigV4 verification needs the secret itself, so it is stored encrypted with the server key
 -- (VIGIL_SECRET_KEY or DATA_DIR/secret.key), never in plain text.

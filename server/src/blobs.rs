@@ -30,6 +30,11 @@ impl Blobs {
         Ok(self.root.join(&hash[..2]).join(&hash[2..]))
     }
 
+    /// The file of a blob, for readers that stream it (the engine reads training images one at a time).
+    pub fn path_of(&self, hash: &str) -> anyhow::Result<PathBuf> {
+        self.path(hash)
+    }
+
     /// Stores the bytes (if not already there) and returns their hash. Blocking: call from a blocking thread.
     pub fn put(&self, bytes: &[u8]) -> anyhow::Result<String> {
         let hash = hash_of(bytes);

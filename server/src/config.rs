@@ -214,9 +214,31 @@ pub struct Config {
     /// does the same per request).
     #[arg(long, env = "VIGIL_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
     pub secure_cookies: bool,
+
+    /// Training jobs this process runs at once. libtorch uses every core, so one is right for most machines.
+    #[arg(long, env = "VIGIL_TRAIN_WORKERS", default_value_t = 1)]
+    pub train_workers: usize,
+
+    /// Import and update jobs this process runs at once, beside training.
+    #[arg(long, env = "VIGIL_IMPORT_WORKERS", default_value_t = 2)]
+    pub import_workers: usize,
+
+    /// Seconds a worker's claim on a job lasts without renewal; a job whose worker died (crash, kill -9) is
+    /// taken up again this long after its last renewal.
+    #[arg(long, env = "VIGIL_JOB_LEASE_SECS", default_value_t = 30)]
+    pub job_lease_secs: u64,
+
+    /// Requests waiting per inference unit of a hosted model before DetectAnomalies answers
+    /// ThrottlingException (429) instead of queueing without limit.
+    #[arg(long, env = "VIGIL_DETECT_QUEUE_PER_UNIT", default_value_t = 8)]
+    pub detect_queue_per_unit: usize,
 }
 
 impl Config {
+    pub fn job_lease_ms(&self) -> i64 {
+        (self.job_lease_secs.max(1) * 1000) as i64
+    }
+
     pub fn s3_settings(&self) -> crate::s3::S3Settings {
         crate::s3::S3Settings {
             endpoint: self.s3_endpoint.clone(),

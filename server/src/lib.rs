@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod datasets;
 pub mod jobs;
+pub mod models;
 pub mod engine;
 pub mod http;
 pub mod projects;
@@ -78,10 +79,24 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
         .site_addr(addr)
         .env(leptos::config::Env::PROD)
         .build();
-    let state = AppState { db, config: Arc::new(config), backbone: Arc::new(backbone), blobs, s3, leptos_options, auth };
-    let resumed = jobs::resume(&state).await?;
-    if resumed > 0 {
-        tracing::info!(resumed, "background jobs interrupted by the last shutdown were started again");
+    let state = AppState {
+        db,
+        config: Arc::new(config),
+        backbone: Arc::new(backbone),
+        blobs,
+        s3,
+        leptos_options,
+        auth,
+        jobs: Arc::new(jobs::Workers::default()),
+        hosting: Arc::new(models::hosting::Hosting::default()),
+    };
+    let waiting = jobs::start_workers(&state).await?;
+    if waiting > 0 {
+        tracing::info!(waiting, "background jobs recorded before this start will run (interrupted ones once their lease runs out)");
+    }
+    let rehosted = models::hosting::restore(&state).await?;
+    if rehosted > 0 {
+        tracing::info!(rehosted, "hosting the models that were hosted before the restart");
     }
     Ok(state)
 }
@@ -90,6 +105,7 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
 pub fn router(state: AppState) -> Router {
     let backend: SharedBackend = Arc::new(console::ConsoleBackend { state: state.clone() });
     let auth_backend: app::api::auth::SharedAuthBackend = Arc::new(console::auth::AuthConsole { state: state.clone() });
+    let model_backend: app::api::models::SharedModelBackend = Arc::new(console::models::ConsoleModels { state: state.clone() });
     let routes = generate_route_list(app::App);
     let options = state.leptos_options.clone();
     Router::new()
@@ -102,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes_with_context(&state, routes, move || {
             provide_context(backend.clone());
             provide_context(auth_backend.clone());
+            provide_context(model_backend.clone());
         }, {
             let options = options.clone();
             move || app::shell(options.clone())
@@ -127,6 +144,11 @@ pub struct Running {
 impl Running {
     /// Stops accepting connections, lets requests in flight finish, and waits.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.state.jobs.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.state.jobs.wake.notify_waiters();
+        for h in self.state.hosting.all() {
+            self.state.hosting.remove(&h.model_id);
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -112,6 +112,26 @@ impl S3 {
         Ok(bytes)
     }
 
+    /// Whether an object exists at `key`, or under it when `key` ends with `/` (asking for one key only): the
+    /// console's check before it starts an import. The error says why the bucket could not be read.
+    pub async fn probe(&self, bucket: &str, key: &str) -> Result<bool, String> {
+        let asked = self.client.list_objects_v2().bucket(bucket).prefix(key).max_keys(1).send();
+        let out = match tokio::time::timeout(std::time::Duration::from_secs(20), asked).await {
+            Err(_) => return Err("the S3 endpoint did not answer within 20 s".into()),
+            Ok(r) => r.map_err(|e| {
+                let full = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+                match e.into_service_error().code() {
+                    Some("NoSuchBucket") => format!("the bucket {bucket} does not exist"),
+                    Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
+                        format!("access to the bucket {bucket} was denied (check the access key and secret)")
+                    }
+                    _ => format!("the bucket {bucket} could not be read: {full}"),
+                }
+            })?,
+        };
+        Ok(out.contents().iter().filter_map(|o| o.key()).any(|k| if key.ends_with('/') || key.is_empty() { k.starts_with(key) } else { k == key }))
+    }
+
     /// Every object key under a prefix.
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, FetchError> {
         let mut keys = Vec::new();
@@ -131,5 +151,26 @@ impl S3 {
             }
         }
         Ok(keys)
+    }
+
+    /// Writes an object (evaluation files of a model version).
+    pub async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), FetchError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(bytes.into())
+            .send()
+            .await
+            .map_err(|e| {
+                let e = e.into_service_error();
+                match e.code() {
+                    Some("NoSuchBucket" | "NotFound") => FetchError::NotFound,
+                    Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => FetchError::AccessDenied,
+                    _ => FetchError::Other(e.message().unwrap_or("the S3 server could not be reached").to_string()),
+                }
+            })?;
+        Ok(())
     }
 }

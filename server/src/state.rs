@@ -20,6 +20,10 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// API access keys and their signing keys (SigV4), the server key.
     pub auth: crate::auth::Auth,
+    /// The job worker pool's wake-up signal and stop flag.
+    pub jobs: Arc<crate::jobs::Workers>,
+    /// Hosted model versions of this process.
+    pub hosting: Arc<crate::models::hosting::Hosting>,
 }
 
 impl AppState {

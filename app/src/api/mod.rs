@@ -1,6 +1,7 @@
 //! Server functions behind the console, and the `Backend` trait through which they reach the server crate.
 
 pub mod auth;
+pub mod models;
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};

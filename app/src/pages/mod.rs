@@ -4,6 +4,7 @@ pub mod admin;
 pub mod dashboard;
 pub mod dataset;
 pub mod mask;
+pub mod models;
 pub mod project;
 pub mod projects;
 pub mod signin;

@@ -48,6 +48,7 @@ fn ProjectView(detail: ProjectDetail) -> impl IntoView {
             </dl>
         </div>
         <DatasetsCard project=p.name.clone() datasets=detail.datasets/>
+        <super::models::ModelsCard project=p.name.clone()/>
         <DeleteProjectPanel name=p.name/>
     }
 }
@@ -111,6 +112,26 @@ pub fn StatusBadge(status: String) -> impl IntoView {
         "badge good"
     };
     view! { <span class=class>{status.replace('_', " ").to_lowercase()}</span> }
+}
+
+/// Reads a resource again (by bumping `tick`) every `ms` while `busy` holds for its value: live progress
+/// without reloading the page. The timer only runs in the browser, and stops with the page.
+pub fn poll_while<T: Clone + Send + Sync + 'static>(
+    value: impl Fn() -> Option<T> + Send + Sync + 'static,
+    busy: impl Fn(&T) -> bool + Send + Sync + 'static,
+    tick: RwSignal<u32>,
+    ms: u64,
+) {
+    Effect::new(move |_| {
+        if value().is_some_and(|v| busy(&v)) {
+            set_timeout(
+                move || {
+                    tick.try_update(|t| *t += 1);
+                },
+                std::time::Duration::from_millis(ms),
+            );
+        }
+    });
 }
 
 #[component]

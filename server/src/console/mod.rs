@@ -1,6 +1,7 @@
 //! The console's backend: implements `app::api::Backend` over the same domain code as the LFV API.
 
 pub mod auth;
+pub mod models;
 
 use crate::datasets::{self, manifest, Dataset};
 use crate::projects::{self, Project, ProjectError};
@@ -449,9 +450,9 @@ impl Backend for ConsoleBackend {
                 (None, place) => Job::Folder { dataset_id: d.id, place: place.map(|p| p.to_string()).unwrap_or_default(), s3 },
             }
         };
-        let id = crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
+        crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
-        crate::jobs::spawn(self.state.clone(), id, job);
+        crate::jobs::wake(&self.state);
         Ok(())
     }
 }
@@ -695,13 +696,13 @@ pub async fn import_archive(
             datasets::DatasetError::Db(e) => internal(e),
         })?;
         let job = crate::jobs::Job::Archive { dataset_id: d.id, path: path.display().to_string(), name: display.clone() };
-        let id = crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
+        crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
-        Ok::<_, BackendError>((id, job))
+        Ok::<_, BackendError>(())
     }
     .await;
     match created {
-        Ok((id, job)) => crate::jobs::spawn(state.clone(), id, job),
+        Ok(()) => crate::jobs::wake(&state),
         Err(e) => {
             let _ = tokio::fs::remove_file(&path).await;
             return json_error(e.status, e.message);

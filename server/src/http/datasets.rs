@@ -352,15 +352,9 @@ async fn update_dataset_entries(
     Ok((StatusCode::ACCEPTED, Json(value)))
 }
 
-/// Starts the job a handler recorded (its id) once its transaction has committed.
-async fn spawn_recorded(state: &AppState, job: Value) {
-    let Some(id) = job.as_str() else { return };
-    match crate::jobs::load(&state.db, id).await {
-        Ok(Some(spec)) => crate::jobs::spawn(state.clone(), id.to_string(), spec),
-        Ok(None) => {}
-        // The job stays recorded and runs at the next start.
-        Err(e) => tracing::error!(error = %e, job = id, "a recorded job could not be started"),
-    }
+/// Wakes the workers for the job a handler recorded, once its transaction has committed.
+async fn spawn_recorded(state: &AppState, _job: Value) {
+    crate::jobs::wake(state);
 }
 
 #[cfg(test)]

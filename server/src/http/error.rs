@@ -40,6 +40,12 @@ pub enum ApiError {
     Conflict { message: String, resource_id: String, resource_type: ResourceType },
     #[error("unknown operation {0}")]
     UnknownOperation(String),
+    /// 429 with `Retry-After` (seconds).
+    #[error("{message}")]
+    Throttling { message: String, retry_after_s: u32 },
+    /// 402: a quota (e.g. inference units) would be exceeded.
+    #[error("{message}")]
+    QuotaExceeded { message: String, resource_id: String, resource_type: ResourceType, quota_code: String },
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -61,6 +67,8 @@ impl ApiError {
             ApiError::NotFound { .. } => "ResourceNotFoundException",
             ApiError::Conflict { .. } => "ConflictException",
             ApiError::UnknownOperation(_) => "UnknownOperationException",
+            ApiError::Throttling { .. } => "ThrottlingException",
+            ApiError::QuotaExceeded { .. } => "ServiceQuotaExceededException",
             ApiError::Internal(_) => "InternalServerException",
         }
     }
@@ -71,6 +79,8 @@ impl ApiError {
             ApiError::AccessDenied(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } | ApiError::UnknownOperation(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Throttling { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QuotaExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,13 +112,28 @@ impl IntoResponse for ApiError {
                 "ResourceId": resource_id,
                 "ResourceType": resource_type.as_str(),
             }),
+            ApiError::Throttling { message, .. } => json!({ "Message": message, "ServiceCode": "lookoutvision" }),
+            ApiError::QuotaExceeded { message, resource_id, resource_type, quota_code } => json!({
+                "Message": message,
+                "ResourceId": resource_id,
+                "ResourceType": resource_type.as_str(),
+                "QuotaCode": quota_code,
+                "ServiceCode": "lookoutvision",
+            }),
             ApiError::UnknownOperation(what) => {
                 json!({ "Message": format!("No LFV operation matches {what}.") })
             }
             other => json!({ "Message": other.to_string() }),
         };
+        let retry_after = match &self {
+            ApiError::Throttling { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
+        };
         let mut response = (self.status(), axum::Json(body)).into_response();
         response.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(code));
+        if let Some(s) = retry_after {
+            response.headers_mut().insert("retry-after", HeaderValue::from(s));
+        }
         response
     }
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod datasets;
 pub mod error;
 pub mod idempotency;
+pub mod models;
 pub mod paging;
 pub mod projects;
 
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 
 /// Every LFV route; mounted at `/2020-11-20`.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(projects::router()).merge(datasets::router()).fallback(unknown_operation).method_not_allowed_fallback(method_not_allowed)
+    Router::new().merge(projects::router()).merge(datasets::router()).merge(models::router()).fallback(unknown_operation).method_not_allowed_fallback(method_not_allowed)
 }
 
 /// A known path with the wrong method: 405 in LFV's error shape (axum's default has no body).

@@ -121,6 +121,14 @@ async fn delete_project(
     let value = idempotency::run(&state.db, "DeleteProject", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
             let p = projects::find(conn, &name).await?.ok_or_else(|| ApiError::project_not_found(&name))?;
+            let n = crate::models::count_for_project(conn, &p.id).await?;
+            if n > 0 {
+                return Err(ApiError::Conflict {
+                    message: format!("The project {name} still has {n} model version(s); delete them first."),
+                    resource_id: name.clone(),
+                    resource_type: super::error::ResourceType::Project,
+                });
+            }
             let datasets = crate::datasets::list_for_project(conn, &p.id).await?;
             if !datasets.is_empty() {
                 let types: Vec<&str> = datasets.iter().map(|d| d.dataset_type.as_str()).collect();

@@ -1,0 +1,362 @@
+//! The console's model backend: implements `app::api::models::ModelBackend` over the same domain code as the
+//! LFV model API (`crate::models`).
+
+use super::internal;
+use crate::engine;
+use crate::jobs::Job;
+use crate::models::{self, trainset::SampleOrigin, ModelVersion, NewModel};
+use crate::state::AppState;
+use app::api::models::{EvalImage, EvalView, LabelRow, ModelBackend, ModelDetail, ModelSummary, ModelsOverview, TrainingProgress, TryResult};
+use app::api::BackendError;
+use base64::Engine as _;
+use sqlx::AnyConnection;
+use std::collections::HashMap;
+
+pub struct ConsoleModels {
+    pub state: AppState,
+}
+
+async fn project_id(conn: &mut AnyConnection, project: &str) -> Result<String, BackendError> {
+    crate::projects::find(conn, project)
+        .await
+        .map_err(internal)?
+        .map(|p| p.id)
+        .ok_or_else(|| BackendError::new(404, format!("The project {project} does not exist.")))
+}
+
+async fn model(conn: &mut AnyConnection, project: &str, version: i64) -> Result<ModelVersion, BackendError> {
+    let pid = project_id(conn, project).await?;
+    models::find(conn, &pid, &version.to_string())
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| BackendError::new(404, format!("The project {project} has no model version {version}.")))
+}
+
+fn perf(m: &ModelVersion) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let v: Option<serde_json::Value> = m.performance.as_deref().and_then(|p| serde_json::from_str(p).ok());
+    let g = |k: &str| v.as_ref().and_then(|v| v[k].as_f64());
+    (g("F1Score"), g("Precision"), g("Recall"))
+}
+
+async fn summary(conn: &mut AnyConnection, m: &ModelVersion) -> Result<ModelSummary, BackendError> {
+    let (f1, precision, recall) = perf(m);
+    let auroc = if m.status == models::TRAINING {
+        None
+    } else {
+        let ev = models::evaluation(conn, &m.id).await.map_err(internal)?;
+        ev.and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok()).and_then(|v| v["evaluation"]["image_auroc"].as_f64())
+    };
+    let progress = if m.status == models::TRAINING {
+        crate::jobs::training_progress(conn, &m.id).await.map_err(internal)?.map(|(stage, fraction, eta_ms)| TrainingProgress {
+            stage: stage.unwrap_or_else(|| "waiting for a worker".into()),
+            fraction: fraction.unwrap_or(0.0),
+            eta_ms,
+        })
+    } else {
+        None
+    };
+    Ok(ModelSummary {
+        version: m.version,
+        status: m.status.clone(),
+        status_message: m.status_message.clone(),
+        description: m.description.clone(),
+        f1,
+        precision,
+        recall,
+        auroc,
+        created_at_ms: m.created_at,
+        training_ms: m.training_ms,
+        tags: models::tags(conn, &m.id).await.map_err(internal)?,
+        progress,
+    })
+}
+
+/// The model page's view of the stored evaluation. Read as JSON values, not as the engine's `Evaluation`: a
+/// curve's first point has an infinite threshold, which JSON stores as null.
+fn eval_view(raw: &str) -> Option<EvalView> {
+    let v: serde_json::Value = serde_json::from_str(raw).ok()?;
+    let ev = &v["evaluation"];
+    let origins: HashMap<String, SampleOrigin> = serde_json::from_value(v["origins"].clone()).unwrap_or_default();
+    let images = ev["images"]
+        .as_array()?
+        .iter()
+        .map(|r| {
+            let id = r["id"].as_str().unwrap_or_default().to_string();
+            let o = origins.get(&id);
+            let name = o
+                .map(|o| o.source_ref.rsplit('/').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("/"))
+                .unwrap_or_else(|| id.clone());
+            EvalImage {
+                name,
+                image: o.map(|o| o.image.clone()).unwrap_or_default(),
+                mask: o.and_then(|o| o.mask.clone()),
+                anomalous: r["anomalous"].as_bool().unwrap_or_default(),
+                score: r["score"].as_f64().unwrap_or_default() as f32,
+            }
+        })
+        .collect();
+    let curve = |v: &serde_json::Value| -> Vec<(f64, f64)> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|p| Some((p["x"].as_f64()?, p["y"].as_f64()?))).collect())
+            .unwrap_or_default()
+    };
+    let labels = ev["labels"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| {
+                    Some(LabelRow {
+                        name: l["name"].as_str()?.to_string(),
+                        f1: l["f1"].as_f64().unwrap_or_default(),
+                        iou: l["iou"].as_f64().unwrap_or_default(),
+                        precision: l["precision"].as_f64().unwrap_or_default(),
+                        recall: l["recall"].as_f64().unwrap_or_default(),
+                        images: l["images"].as_u64().unwrap_or_default() as usize,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(EvalView {
+        source: ev["source"].as_str().unwrap_or_default().to_string(),
+        image_auroc: ev["image_auroc"].as_f64(),
+        average_precision: ev["average_precision"].as_f64(),
+        pixel_auroc: ev["pixel_auroc"].as_f64(),
+        roc: curve(&ev["roc"]),
+        pr: curve(&ev["pr"]),
+        images,
+        labels,
+    })
+}
+
+fn png_data_url(bytes: &[u8]) -> String {
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The heat map as a PNG: transparent where nothing is unusual, towards opaque red on the most unusual spots.
+fn heat_png(d: &engine::Detection) -> Vec<u8> {
+    let g = d.heat_map_image();
+    let img = image::RgbaImage::from_fn(g.width(), g.height(), |x, y| {
+        let v = g.get_pixel(x, y).0[0];
+        image::Rgba([255, (255 - v as u16).min(255) as u8 / 3, 0, v])
+    });
+    let mut out = Vec::new();
+    let _ = image::DynamicImage::ImageRgba8(img).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
+    out
+}
+
+#[async_trait::async_trait]
+impl ModelBackend for ConsoleModels {
+    async fn models(&self, project: &str) -> Result<ModelsOverview, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let pid = project_id(&mut conn, project).await?;
+        let datasets = crate::datasets::list_for_project(&mut conn, &pid).await.map_err(internal)?;
+        let mut counts = [None, None];
+        let mut missing = Vec::new();
+        for (i, t) in ["train", "test"].iter().enumerate() {
+            if let Some(d) = datasets.iter().find(|d| d.dataset_type == *t) {
+                if !crate::datasets::is_settled(&d.status) {
+                    missing.push(format!("The {t} dataset is {}; wait for it or delete it.", d.status));
+                }
+                let s = crate::datasets::stats(&mut conn, &d.id).await.map_err(internal)?;
+                counts[i] = Some(models::Counts { normal: s.normal, anomaly: s.anomaly, masked: 0 });
+            }
+        }
+        missing.extend(models::readiness(counts[0], counts[1]));
+        let list = models::list(&mut conn, &pid, None, 100).await.map_err(internal)?;
+        let mut out = Vec::with_capacity(list.len());
+        for m in &list {
+            out.push(summary(&mut conn, m).await?);
+        }
+        Ok(ModelsOverview { missing, models: out })
+    }
+
+    async fn train(&self, project: &str, description: &str, bucket: &str, prefix: &str) -> Result<i64, BackendError> {
+        let description = description.trim();
+        if description.chars().count() > 500 {
+            return Err(BackendError::new(400, "The description may have at most 500 characters."));
+        }
+        let overview = self.models(project).await?;
+        if !overview.missing.is_empty() {
+            return Err(BackendError::new(400, overview.missing.join(" ")));
+        }
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let pid = project_id(&mut tx, project).await?;
+        let new = NewModel {
+            description: (!description.is_empty()).then(|| description.to_string()),
+            output_bucket: bucket.trim().to_string(),
+            output_prefix: prefix.trim().to_string(),
+            kms_key_id: None,
+            tags: Vec::new(),
+        };
+        let m = models::create(&mut tx, &pid, &new).await.map_err(internal)?;
+        crate::jobs::enqueue(&mut tx, &Job::Train { model_id: m.id.clone() }).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        crate::jobs::wake(&self.state);
+        Ok(m.version)
+    }
+
+    async fn cancel_training(&self, project: &str, version: i64) -> Result<(), BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let m = model(&mut conn, project, version).await?;
+        if m.status != models::TRAINING {
+            return Err(BackendError::new(409, format!("Model version {version} is {}, not training.", m.status)));
+        }
+        if !crate::jobs::request_cancel(&mut conn, &m.id).await.map_err(internal)? {
+            crate::models::training::settle_failed(&self.state.db, &m.id, None, "Training was cancelled.").await.map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    async fn model(&self, project: &str, version: i64) -> Result<ModelDetail, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let m = model(&mut conn, project, version).await?;
+        let evaluation = models::evaluation(&mut conn, &m.id).await.map_err(internal)?.as_deref().and_then(eval_view);
+        let workers = self.state.hosting.get(&m.id).map(|h| h.workers()).unwrap_or(0);
+        Ok(ModelDetail {
+            project: project.to_string(),
+            arn: models::model_arn(&self.state.config.region, &self.state.config.account_id, project, m.version),
+            summary: summary(&mut conn, &m).await?,
+            threshold: m.threshold,
+            trained_threshold: m.trained_threshold,
+            evaluation,
+            output: (!m.output_bucket.is_empty()).then(|| format!("s3://{}/{}", m.output_bucket, m.output_prefix)),
+            min_units: m.min_inference_units,
+            max_units: m.max_inference_units,
+            workers,
+            endpoint: format!("http://{}", self.state.leptos_options.site_addr),
+        })
+    }
+
+    async fn set_threshold(&self, project: &str, version: i64, threshold: Option<f64>) -> Result<(), BackendError> {
+        if threshold.is_some_and(|t| !t.is_finite()) {
+            return Err(BackendError::new(400, "The threshold must be a number."));
+        }
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let m = model(&mut conn, project, version).await?;
+        if m.trained_threshold.is_none() {
+            return Err(BackendError::new(409, format!("Model version {version} is {}; it has no threshold yet.", m.status)));
+        }
+        models::set_threshold(&mut conn, &m.id, threshold).await.map_err(internal)?;
+        if let Some(h) = self.state.hosting.get(&m.id) {
+            h.set_threshold(threshold.or(m.trained_threshold).unwrap_or_default() as f32);
+        }
+        Ok(())
+    }
+
+    async fn start(&self, project: &str, version: i64, units: i64) -> Result<(), BackendError> {
+        if !(1..=crate::http::models::MAX_INFERENCE_UNITS).contains(&units) {
+            return Err(BackendError::new(400, format!("Inference units must be from 1 to {}.", crate::http::models::MAX_INFERENCE_UNITS)));
+        }
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let m = model(&mut conn, project, version).await?;
+        if !models::is_trained(&m.status) {
+            return Err(BackendError::new(409, format!("Model version {version} is {}; only a trained model can be hosted.", m.status)));
+        }
+        models::set_units(&mut conn, &m.id, Some(units), Some(units)).await.map_err(internal)?;
+        if !models::transition(&mut conn, &m.id, &[models::TRAINED, models::HOSTING_FAILED], models::STARTING_HOSTING, Some("Loading the model."))
+            .await
+            .map_err(internal)?
+        {
+            return Err(BackendError::new(409, "The model changed meanwhile; reload the page."));
+        }
+        let m = models::find_by_id(&mut conn, &m.id).await.map_err(internal)?.ok_or_else(|| BackendError::new(404, "gone"))?;
+        let st = self.state.clone();
+        tokio::spawn(async move { models::hosting::start(&st, &m).await });
+        Ok(())
+    }
+
+    async fn stop(&self, project: &str, version: i64) -> Result<(), BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let m = model(&mut conn, project, version).await?;
+        if !matches!(m.status.as_str(), models::HOSTED | models::STARTING_HOSTING | models::HOSTING_FAILED) {
+            return Err(BackendError::new(409, format!("Model version {version} is {}; it is not hosted.", m.status)));
+        }
+        self.state.hosting.remove(&m.id);
+        models::set_status(&mut conn, &m.id, models::TRAINED, Some("The model was stopped.")).await.map_err(internal)?;
+        models::set_units(&mut conn, &m.id, None, None).await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn delete(&self, project: &str, version: i64) -> Result<(), BackendError> {
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let m = model(&mut tx, project, version).await?;
+        if models::is_hosting(&m.status) {
+            return Err(BackendError::new(409, format!("Model version {version} is {}; stop it first.", m.status)));
+        }
+        crate::jobs::request_cancel(&mut tx, &m.id).await.map_err(internal)?;
+        models::delete(&mut tx, &m.id).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        if let Some(rel) = m.artifact {
+            let _ = tokio::fs::remove_file(self.state.config.data_dir.join(rel)).await;
+        }
+        Ok(())
+    }
+
+    async fn try_image(&self, project: &str, version: i64, image: Vec<u8>) -> Result<TryResult, BackendError> {
+        if image.len() > crate::http::models::MAX_IMAGE_BYTES {
+            return Err(BackendError::new(400, "The image is larger than 8 MB."));
+        }
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let m = model(&mut conn, project, version).await?;
+        drop(conn);
+        let Some(rel) = m.artifact.clone().filter(|_| models::is_trained(&m.status) || models::is_hosting(&m.status)) else {
+            return Err(BackendError::new(409, format!("Model version {version} is {}; only a trained model can be tried.", m.status)));
+        };
+        let path = self.state.config.data_dir.join(rel);
+        let backbone = self.state.backbone.clone();
+        let threshold = m.threshold;
+        let d = tokio::task::spawn_blocking(move || -> Result<engine::Detection, BackendError> {
+            let img = engine::image_io::decode_rgb(&image).map_err(|e| BackendError::new(400, format!("The image is not usable: {e}.")))?;
+            let model = engine::Model::load(&path).map_err(internal)?;
+            let mut d = model.detect(&backbone, &img).map_err(internal)?;
+            if let Some(t) = threshold {
+                models::hosting::apply_threshold(&mut d, t as f32, model.header.confidence_scale);
+            }
+            Ok(d)
+        })
+        .await
+        .map_err(internal)??;
+        Ok(TryResult {
+            is_anomalous: d.is_anomalous,
+            confidence: d.confidence as f64,
+            score: d.score as f64,
+            heat_map: png_data_url(&heat_png(&d)),
+            mask: d.anomaly_mask.as_deref().map(png_data_url),
+            anomalies: d
+                .anomalies
+                .iter()
+                .flatten()
+                .skip(1)
+                .map(|a| (a.name.clone(), a.pixel_anomaly.color.clone(), a.pixel_anomaly.total_percentage_area as f64))
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluations_with_infinite_thresholds_are_read() {
+        // serde_json writes the ROC curve's first threshold (+inf) as null; the page must still read the rest.
+        let raw = serde_json::json!({
+            "evaluation": {
+                "source": "test_set", "image_auroc": 0.9, "average_precision": null, "pixel_auroc": null,
+                "roc": [{"threshold": null, "x": 0.0, "y": 0.0}, {"threshold": 2.0, "x": 0.5, "y": 1.0}],
+                "pr": [{"threshold": 2.0, "x": 1.0, "y": 0.5}],
+                "images": [{"id": "test/e1", "anomalous": true, "predicted_anomalous": true, "score": 3.0, "confidence": 0.9}],
+                "labels": [{"name": "dent", "precision": 1.0, "recall": 0.5, "f1": 0.6, "iou": 0.4, "images": 2}],
+            },
+            "origins": {"test/e1": {"source_ref": "s3://b/anomaly/1.png", "image": "ab", "mask": null, "dataset_type": "test"}},
+        });
+        let v = eval_view(&raw.to_string()).unwrap();
+        assert_eq!(v.roc, vec![(0.0, 0.0), (0.5, 1.0)]);
+        assert_eq!(v.pr, vec![(1.0, 0.5)]);
+        assert_eq!(v.images[0].name, "anomaly/1.png");
+        assert_eq!(v.images[0].image, "ab");
+        assert_eq!(v.labels[0].images, 2);
+        assert_eq!(v.image_auroc, Some(0.9));
+    }
+}

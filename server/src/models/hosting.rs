@@ -1,0 +1,320 @@
+//! Hosted models: a model version loaded in memory and served by detection workers (LFV's inference units).
+//!
+//! Each inference unit is a detection worker — an OS thread, never the async runtime's — taking requests from
+//! the model's bounded queue. The queue holds `detect_queue_per_unit × MaxInferenceUnits` requests; a request
+//! that finds it full is refused at once (`ThrottlingException`), so a burst costs neither unbounded memory nor
+//! unbounded latency. When the queue is longer than twice the running workers, another worker starts, up to
+//! `MaxInferenceUnits`; extra workers stop after 30 s idle. The image is decoded on the worker too. A panic or a
+//! libtorch error in one request is that request's error; the worker carries on.
+
+use crate::engine::{self, Backbone, Detection, Model};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Why a detection did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// The image is unusable (not a JPEG/PNG, too small or large, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The model's queue is full.
+    #[error("The model is busy: its inference units' queue is full. Retry shortly or start it with more inference units.")]
+    Throttled,
+    /// The model is not hosted (any more).
+    #[error("The model version is not hosted.")]
+    NotHosted,
+    #[error("{0}")]
+    Internal(String),
+}
+
+struct Request {
+    bytes: Vec<u8>,
+    heat_map: bool,
+    reply: tokio::sync::oneshot::Sender<Result<Detection, DetectError>>,
+}
+
+/// Counts since the model was hosted (the dashboard and `/metrics` read them).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub processed: AtomicU64,
+    pub anomalous: AtomicU64,
+    pub invalid: AtomicU64,
+    pub throttled: AtomicU64,
+    pub errors: AtomicU64,
+    /// Sum of detection times (µs) of processed images.
+    pub time_us: AtomicU64,
+}
+
+struct Shared {
+    model: Model,
+    backbone: Arc<Backbone>,
+    rx: Mutex<Receiver<Request>>,
+    threshold: AtomicU32,
+    workers: AtomicUsize,
+    queued: AtomicUsize,
+    min_units: usize,
+    max_units: usize,
+    counters: Arc<Counters>,
+}
+
+/// A hosted model version.
+pub struct Hosted {
+    pub model_id: String,
+    tx: SyncSender<Request>,
+    shared: Arc<Shared>,
+    capacity: usize,
+}
+
+impl Hosted {
+    /// Loads nothing itself: takes a loaded model and starts `min_units` workers.
+    pub fn start(model_id: &str, model: Model, backbone: Arc<Backbone>, threshold: f32, min_units: usize, max_units: usize, per_unit: usize) -> Arc<Hosted> {
+        let min_units = min_units.max(1);
+        let max_units = max_units.max(min_units);
+        let capacity = (per_unit.max(1) * max_units).max(1);
+        let (tx, rx) = sync_channel(capacity);
+        let shared = Arc::new(Shared {
+            model,
+            backbone,
+            rx: Mutex::new(rx),
+            threshold: AtomicU32::new(threshold.to_bits()),
+            workers: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            min_units,
+            max_units,
+            counters: Arc::new(Counters::default()),
+        });
+        for _ in 0..min_units {
+            spawn_worker(shared.clone());
+        }
+        Arc::new(Hosted { model_id: model_id.to_string(), tx, shared, capacity })
+    }
+
+    pub fn set_threshold(&self, t: f32) {
+        self.shared.threshold.store(t.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn counters(&self) -> Arc<Counters> {
+        self.shared.counters.clone()
+    }
+
+    /// Running workers (LFV's in-service inference units).
+    pub fn workers(&self) -> usize {
+        self.shared.workers.load(Ordering::Relaxed)
+    }
+
+    pub fn units(&self) -> (usize, usize) {
+        (self.shared.min_units, self.shared.max_units)
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.shared.model
+    }
+
+    /// Queues one image and waits for its detection.
+    pub async fn detect(&self, bytes: Vec<u8>, heat_map: bool) -> Result<Detection, DetectError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let s = &self.shared;
+        if s.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            s.queued.fetch_sub(1, Ordering::AcqRel);
+            s.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(DetectError::Throttled);
+        }
+        match self.tx.try_send(Request { bytes, heat_map, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                s.queued.fetch_sub(1, Ordering::AcqRel);
+                s.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                return Err(DetectError::Throttled);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                s.queued.fetch_sub(1, Ordering::AcqRel);
+                return Err(DetectError::NotHosted);
+            }
+        }
+        // Scale out while the queue is longer than twice the workers.
+        let workers = s.workers.load(Ordering::Acquire);
+        if workers < s.max_units && s.queued.load(Ordering::Acquire) > 2 * workers {
+            spawn_worker(s.clone());
+        }
+        rx.await.unwrap_or_else(|_| Err(DetectError::Internal("the detection worker stopped".into())))
+    }
+}
+
+fn spawn_worker(shared: Arc<Shared>) {
+    shared.workers.fetch_add(1, Ordering::AcqRel);
+    let s = shared.clone();
+    let spawned = std::thread::Builder::new().name("vigil-detect".into()).spawn(move || worker(s));
+    if spawned.is_err() {
+        shared.workers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn worker(s: Arc<Shared>) {
+    loop {
+        let next = match s.rx.lock() {
+            Ok(rx) => rx.recv_timeout(Duration::from_secs(30)),
+            Err(_) => Err(RecvTimeoutError::Disconnected),
+        };
+        match next {
+            Ok(req) => {
+                s.queued.fetch_sub(1, Ordering::AcqRel);
+                let started = Instant::now();
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| detect_one(&s, &req.bytes, req.heat_map)))
+                    .unwrap_or_else(|_| Err(DetectError::Internal("the detection failed unexpectedly".into())));
+                let c = &s.counters;
+                match &out {
+                    Ok(d) => {
+                        c.processed.fetch_add(1, Ordering::Relaxed);
+                        if d.is_anomalous {
+                            c.anomalous.fetch_add(1, Ordering::Relaxed);
+                        }
+                        c.time_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    }
+                    Err(DetectError::Invalid(_)) => {
+                        c.invalid.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let _ = req.reply.send(out);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                // Extra workers (above MinInferenceUnits) stop when idle.
+                let n = s.workers.load(Ordering::Acquire);
+                if n > s.min_units && s.workers.compare_exchange(n, n - 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                s.workers.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+        }
+    }
+}
+
+fn detect_one(s: &Shared, bytes: &[u8], _heat_map: bool) -> Result<Detection, DetectError> {
+    let img = engine::image_io::decode_rgb(bytes).map_err(|e| DetectError::Invalid(format!("The image is not usable: {e}.")))?;
+    let mut d = s.model.detect(&s.backbone, &img).map_err(|e| match e {
+        engine::Error::Input(m) => DetectError::Invalid(m),
+        engine::Error::Image(e) => DetectError::Invalid(e.to_string()),
+        other => DetectError::Internal(other.to_string()),
+    })?;
+    apply_threshold(&mut d, f32::from_bits(s.threshold.load(Ordering::Relaxed)), s.model.header.confidence_scale);
+    Ok(d)
+}
+
+/// The verdict and confidence at a threshold other than the trained one (the console's slider).
+pub fn apply_threshold(d: &mut Detection, threshold: f32, scale: f32) {
+    let (a, c) = engine::threshold::verdict(d.score, threshold, scale);
+    d.is_anomalous = a;
+    d.confidence = c;
+}
+
+/// Every hosted model of this process, by model version id.
+#[derive(Default)]
+pub struct Hosting {
+    models: Mutex<HashMap<String, Arc<Hosted>>>,
+}
+
+impl Hosting {
+    pub fn get(&self, model_id: &str) -> Option<Arc<Hosted>> {
+        self.models.lock().ok()?.get(model_id).cloned()
+    }
+
+    pub fn insert(&self, h: Arc<Hosted>) {
+        if let Ok(mut m) = self.models.lock() {
+            m.insert(h.model_id.clone(), h);
+        }
+    }
+
+    /// Stops hosting: requests already queued finish; the workers stop when the last one is answered.
+    pub fn remove(&self, model_id: &str) -> Option<Arc<Hosted>> {
+        self.models.lock().ok()?.remove(model_id)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Hosted>> {
+        self.models.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Hosting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hosting({} models)", self.all().len())
+    }
+}
+
+/// StartModel's work after the status is `STARTING_HOSTING`: loads the model file (on a blocking thread), warms
+/// it up at its input size, and settles the status `HOSTED`, or `HOSTING_FAILED` with the reason.
+pub async fn start(state: &crate::state::AppState, m: &super::ModelVersion) {
+    let outcome = load(state, m).await;
+    let mut conn = match state.db.pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "could not settle a hosting start"),
+    };
+    let settled = match outcome {
+        Ok(h) => {
+            state.hosting.insert(h);
+            super::transition(&mut conn, &m.id, &[super::STARTING_HOSTING], super::HOSTED, Some("The model is hosted.")).await
+        }
+        Err(e) => {
+            tracing::warn!(model = %m.id, error = format!("{e:#}"), "hosting failed");
+            super::transition(&mut conn, &m.id, &[super::STARTING_HOSTING], super::HOSTING_FAILED, Some(&format!("Hosting failed: {e:#}"))).await
+        }
+    };
+    match settled {
+        // Stopped or deleted meanwhile: do not keep it loaded.
+        Ok(false) => {
+            state.hosting.remove(&m.id);
+        }
+        Ok(true) => {}
+        Err(e) => tracing::error!(error = %e, "could not settle a hosting start"),
+    }
+}
+
+async fn load(state: &crate::state::AppState, m: &super::ModelVersion) -> anyhow::Result<Arc<Hosted>> {
+    use anyhow::Context;
+    let rel = m.artifact.clone().context("the model version has no model file")?;
+    let path = state.config.data_dir.join(rel);
+    let backbone = state.backbone.clone();
+    let threshold = m.threshold.or(m.trained_threshold);
+    let (min, max) = (m.min_inference_units.unwrap_or(1).max(1) as usize, m.max_inference_units.unwrap_or(0).max(0) as usize);
+    let per_unit = state.config.detect_queue_per_unit;
+    let id = m.id.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Hosted>> {
+        let model = Model::load(&path).map_err(|e| anyhow::anyhow!("the model file could not be read ({e}); train a new version"))?;
+        // Warm-up at the model's own input size: the first forward passes are slow.
+        let (w, h) = model.input_size();
+        let blank = image::RgbImage::from_pixel(w.max(64), h.max(64), image::Rgb([128, 128, 128]));
+        for _ in 0..2 {
+            model.detect(&backbone, &blank).map_err(|e| anyhow::anyhow!("the model could not run ({e})"))?;
+        }
+        let t = threshold.map(|t| t as f32).unwrap_or_else(|| model.threshold());
+        Ok(Hosted::start(&id, model, backbone, t, min, max.max(min), per_unit))
+    })
+    .await?
+}
+
+/// At start-up: models that were hosted (or on their way) are hosted again, as LFV kept them running; models
+/// left stopping are stopped.
+pub async fn restore(state: &crate::state::AppState) -> Result<usize, sqlx::Error> {
+    let mut conn = state.db.pool.acquire().await?;
+    for m in super::with_status(&mut conn, &[super::STOPPING_HOSTING]).await? {
+        super::transition(&mut conn, &m.id, &[super::STOPPING_HOSTING], super::TRAINED, Some("The model was stopped.")).await?;
+    }
+    let hosted = super::with_status(&mut conn, &[super::HOSTED, super::STARTING_HOSTING]).await?;
+    for m in &hosted {
+        super::set_status(&mut conn, &m.id, super::STARTING_HOSTING, Some("Hosting the model again after a restart.")).await?;
+    }
+    drop(conn);
+    let n = hosted.len();
+    for m in hosted {
+        let st = state.clone();
+        tokio::spawn(async move { start(&st, &m).await });
+    }
+    Ok(n)
+}

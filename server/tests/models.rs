@@ -1,0 +1,342 @@
+//! Model versions and hosting through the official Rust client, against a real server and a real S3 server:
+//! datasets from manifests → CreateModel → TRAINED → evaluation files in the bucket → tags → StartModel →
+//! DetectAnomalies → StopModel → DeleteModel, with LFV's error for every wrong call; on SQLite and PostgreSQL.
+//! Also the job worker's claim on PostgreSQL (two workers, many jobs, no double claim).
+
+mod common;
+
+use aws_sdk_lookoutvision as lfv;
+use aws_sdk_lookoutvision::error::ProvideErrorMetadata;
+use aws_sdk_lookoutvision::primitives::{Blob, ByteStream};
+use aws_sdk_lookoutvision::types::{
+    DatasetGroundTruthManifest, DatasetSource, DatasetStatus, InputS3Object, ModelStatus, OutputConfig, S3Location, Tag,
+};
+use common::{Backend, Harness, S3Server};
+use std::time::Duration;
+
+const DATA: &str = "vigil-data";
+const OUT: &str = "vigil-out";
+
+fn small(path: &str) -> Vec<u8> {
+    std::fs::read(common::repo_root().join("server/tests/fixtures/cookies-small").join(path)).unwrap()
+}
+
+fn line(key: &str, anomalous: bool, mask: Option<&str>) -> String {
+    let class = if anomalous { "anomaly" } else { "normal" };
+    let mut v = serde_json::json!({
+        "source-ref": format!("s3://{DATA}/{key}"),
+        "anomaly-label": if anomalous { 1 } else { 0 },
+        "anomaly-label-metadata": {"class-name": class, "confidence": 1, "creation-date": "2024-01-01T00:00:00.000",
+            "human-annotated": "yes", "job-name": "labeling-job/x", "type": "groundtruth/image-classification"},
+    });
+    if let Some(m) = mask {
+        v["anomaly-mask-ref"] = serde_json::json!(format!("s3://{DATA}/{m}"));
+        v["anomaly-mask-ref-metadata"] = serde_json::json!({
+            "internal-color-map": {"0": {"class-name": "BACKGROUND", "hex-color": "#ffffff", "confidence": 0},
+                                   "1": {"class-name": "cracked", "hex-color": "#23a436", "confidence": 0}},
+            "type": "groundtruth/semantic-segmentation", "human-annotated": "yes",
+            "creation-date": "2024-01-01T00:00:00.000", "job-name": "labeling-job/x"});
+    }
+    v.to_string()
+}
+
+/// Train: normal-2..9 and anomaly-2..5 with masks; test: normal-10..13 and anomaly-6..9 with masks.
+async fn stage(s3: &S3Server) {
+    s3.bucket(DATA);
+    s3.bucket(OUT);
+    let mut train = String::new();
+    let mut test = String::new();
+    for i in 2..=13 {
+        let key = format!("normal/normal-{i}.jpg");
+        s3.put(DATA, &key, small(&key)).await;
+        let l = line(&key, false, None);
+        if i <= 9 { train += &l } else { test += &l }
+        if i <= 9 { train.push('\n') } else { test.push('\n') }
+    }
+    for i in 2..=9 {
+        let key = format!("anomaly/anomaly-{i}.jpg");
+        let mask = format!("masks/anomaly-{i}.png");
+        s3.put(DATA, &key, small(&key)).await;
+        s3.put(DATA, &mask, small(&mask)).await;
+        let l = line(&key, true, Some(&mask));
+        if i <= 5 { train += &l } else { test += &l }
+        if i <= 5 { train.push('\n') } else { test.push('\n') }
+    }
+    s3.put(DATA, "train.manifest", train.into_bytes()).await;
+    s3.put(DATA, "test.manifest", test.into_bytes()).await;
+}
+
+fn manifest(key: &str) -> DatasetSource {
+    DatasetSource::builder()
+        .ground_truth_manifest(DatasetGroundTruthManifest::builder().s3_object(InputS3Object::builder().bucket(DATA).key(key).build()).build())
+        .build()
+}
+
+fn output(bucket: &str) -> OutputConfig {
+    OutputConfig::builder().s3_location(S3Location::builder().bucket(bucket).prefix("evaluations/").build()).build()
+}
+
+async fn settle_dataset(c: &lfv::Client, project: &str, t: &str) {
+    for _ in 0..600 {
+        let d = c.describe_dataset().project_name(project).dataset_type(t).send().await.unwrap().dataset_description.unwrap();
+        match d.status() {
+            Some(DatasetStatus::CreateInProgress | DatasetStatus::UpdateInProgress) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Some(DatasetStatus::CreateComplete) => return,
+            other => panic!("dataset {t}: {other:?} {:?}", d.status_message()),
+        }
+    }
+    panic!("the dataset never settled");
+}
+
+/// Polls DescribeModel while the status is one of `passing`.
+async fn wait_model(c: &lfv::Client, project: &str, version: &str, passing: &[ModelStatus]) -> lfv::types::ModelDescription {
+    for _ in 0..1200 {
+        let d = c.describe_model().project_name(project).model_version(version).send().await.unwrap().model_description.unwrap();
+        if !passing.contains(d.status().unwrap()) {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("model {version} stayed in {passing:?}");
+}
+
+fn code<E: ProvideErrorMetadata>(e: E) -> String {
+    e.code().unwrap_or("?").to_string()
+}
+
+async fn model_flow(backend: Backend) {
+    let Some(s3) = S3Server::start().await else { return };
+    stage(&s3).await;
+    let Some(h) = Harness::start_with(backend, Some(&s3)).await else { return };
+    let c = &h.client;
+    c.create_project().project_name("cookies").send().await.unwrap();
+
+    // Readiness: no training dataset yet.
+    let e = c.create_model().project_name("cookies").output_config(output(OUT)).send().await.unwrap_err().into_service_error();
+    assert!(e.is_validation_exception(), "{e:?}");
+    assert!(e.message().unwrap().contains("no training dataset"), "{e:?}");
+    let e = c.create_model().project_name("nope").output_config(output(OUT)).send().await.unwrap_err().into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+
+    c.create_dataset().project_name("cookies").dataset_type("train").dataset_source(manifest("train.manifest")).send().await.unwrap();
+    c.create_dataset().project_name("cookies").dataset_type("test").dataset_source(manifest("test.manifest")).send().await.unwrap();
+    settle_dataset(c, "cookies", "train").await;
+    settle_dataset(c, "cookies", "test").await;
+
+    // A retried CreateModel (same client token) trains once.
+    let create = || {
+        c.create_model()
+            .project_name("cookies")
+            .description("first")
+            .output_config(output(OUT))
+            .kms_key_id("alias/vigil-test")
+            .tags(Tag::builder().key("line").value("3").build())
+            .client_token("train-once")
+    };
+    let a = create().send().await.unwrap().model_metadata.unwrap();
+    let b = create().send().await.unwrap().model_metadata.unwrap();
+    assert_eq!(a.model_version(), Some("1"));
+    assert_eq!(a, b, "same token, same answer, one version");
+    assert_eq!(a.status(), Some(&ModelStatus::Training));
+    assert_eq!(a.model_arn(), Some("arn:aws:lookoutvision:us-east-1:000000000000:model/cookies/1"));
+
+    // A second version whose output bucket does not exist fails with a message naming it.
+    let v2 = c.create_model().project_name("cookies").output_config(output("no-such-bucket")).send().await.unwrap().model_metadata.unwrap();
+    assert_eq!(v2.model_version(), Some("2"));
+
+    let d = wait_model(c, "cookies", "1", &[ModelStatus::Training]).await;
+    assert_eq!(d.status(), Some(&ModelStatus::Trained), "{:?}", d.status_message());
+    let perf = d.performance().unwrap();
+    for v in [perf.f1_score, perf.precision, perf.recall] {
+        let v = v.unwrap();
+        assert!((0.0..=1.0).contains(&v), "{perf:?}");
+    }
+    assert_eq!(d.kms_key_id(), Some("alias/vigil-test"));
+    assert_eq!(d.description(), Some("first"));
+    assert!(d.evaluation_end_timestamp().is_some());
+    let man = d.evaluation_manifest().unwrap();
+    let res = d.evaluation_result().unwrap();
+    assert_eq!(man.bucket(), Some(OUT));
+    let (man_key, res_key) = (man.key().unwrap().to_string(), res.key().unwrap().to_string());
+    assert!(man_key.starts_with("evaluations/cookies/"), "{man_key}");
+    let s3c = s3.client.clone();
+    let get = |key: String| {
+        let s3c = s3c.clone();
+        async move {
+        let o = s3c.get_object().bucket(OUT).key(&key).send().await.unwrap_or_else(|e| panic!("{key}: {e:?}"));
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+        }
+    };
+    let manifest_text = String::from_utf8(get(man_key.clone()).await).unwrap();
+    let evaluated: Vec<serde_json::Value> = manifest_text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(evaluated.len(), 8, "one line per test image");
+    let result: serde_json::Value = serde_json::from_slice(&get(res_key.clone()).await).unwrap();
+    let metrics = &result["AggregatedEvaluationResults"]["Metrics"];
+    assert!((metrics["F1Score"].as_f64().unwrap() - perf.f1_score.unwrap() as f64).abs() < 1e-6, "{metrics}");
+    assert!(metrics["ROCAUC"].as_f64().is_some(), "{metrics}");
+    assert_eq!(metrics["PixelAnomalyClassMetrics"][0]["ClassName"], "cracked");
+
+    let d2 = wait_model(c, "cookies", "2", &[ModelStatus::Training]).await;
+    assert_eq!(d2.status(), Some(&ModelStatus::TrainingFailed));
+    assert!(d2.status_message().unwrap().contains("no-such-bucket"), "{:?}", d2.status_message());
+
+    // latest, listing and paging.
+    let latest = c.describe_model().project_name("cookies").model_version("latest").send().await.unwrap();
+    assert_eq!(latest.model_description.unwrap().model_version(), Some("2"));
+    let p1 = c.list_models().project_name("cookies").max_results(1).send().await.unwrap();
+    assert_eq!(p1.models().len(), 1);
+    assert_eq!(p1.models()[0].model_version(), Some("2"));
+    let p2 = c.list_models().project_name("cookies").max_results(1).next_token(p1.next_token().unwrap()).send().await.unwrap();
+    assert_eq!(p2.models()[0].model_version(), Some("1"));
+    assert!(p2.models()[0].performance().is_some());
+    assert!(p2.next_token().is_none());
+    let e = c.describe_model().project_name("cookies").model_version("9").send().await.unwrap_err().into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    let e = c.describe_model().project_name("cookies").model_version("x1").send().await.unwrap_err().into_service_error();
+    assert!(e.is_validation_exception(), "{e:?}");
+
+    // Tags on the model ARN (percent-encoded in the path; repeated tagKeys).
+    let arn = a.model_arn().unwrap().to_string();
+    let tags = |t: &[(&str, &str)]| t.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Vec<_>>();
+    c.tag_resource().resource_arn(&arn).set_tags(Some(tags(&[("owner", "qa"), ("cell", "A 1")]))).send().await.unwrap();
+    let listed = c.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
+    let mut got: Vec<(String, String)> = listed.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
+    got.sort();
+    assert_eq!(got, vec![("cell".into(), "A 1".into()), ("line".into(), "3".into()), ("owner".into(), "qa".into())]);
+    c.untag_resource().resource_arn(&arn).tag_keys("owner").tag_keys("cell").send().await.unwrap();
+    let listed = c.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
+    assert_eq!(listed.tags().len(), 1);
+    let e = c.tag_resource().resource_arn(&arn).set_tags(Some(tags(&[("aws:x", "y")]))).send().await.unwrap_err().into_service_error();
+    assert!(e.is_validation_exception(), "{e:?}");
+    let e = c.list_tags_for_resource().resource_arn(arn.replace("/1", "/7")).send().await.unwrap_err().into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+
+    // Detection needs a hosted model.
+    let img = small("anomaly/anomaly-6.jpg");
+    let e = c.detect_anomalies().project_name("cookies").model_version("1").content_type("image/jpeg").body(ByteStream::from(img.clone())).send().await.unwrap_err();
+    assert_eq!(code(e.into_service_error()), "ConflictException");
+    let e = c.start_model().project_name("cookies").model_version("2").min_inference_units(1).send().await.unwrap_err().into_service_error();
+    assert!(e.is_conflict_exception(), "a failed training cannot be hosted: {e:?}");
+    let e = c.start_model().project_name("cookies").model_version("1").min_inference_units(0).send().await.unwrap_err().into_service_error();
+    assert!(e.is_validation_exception(), "{e:?}");
+
+    let s = c.start_model().project_name("cookies").model_version("1").min_inference_units(1).max_inference_units(2).send().await.unwrap();
+    assert_eq!(s.status(), Some(&lfv::types::ModelHostingStatus::StartingHosting));
+    let d = wait_model(c, "cookies", "1", &[ModelStatus::StartingHosting]).await;
+    assert_eq!(d.status(), Some(&ModelStatus::Hosted), "{:?}", d.status_message());
+    assert_eq!((d.min_inference_units(), d.max_inference_units()), (Some(1), Some(2)));
+
+    // Every test image: the verdict and confidence agree with the evaluation of the same model.
+    for e in &evaluated {
+        let key = e["source-ref"].as_str().unwrap().trim_start_matches(&format!("s3://{DATA}/")).to_string();
+        let r = c
+            .detect_anomalies()
+            .project_name("cookies")
+            .model_version("1")
+            .content_type("image/jpeg")
+            .body(ByteStream::from(small(&key)))
+            .send()
+            .await
+            .unwrap()
+            .detect_anomaly_result
+            .unwrap();
+        let predicted = e["anomaly-label-detected-metadata"]["class-name"] == "anomaly";
+        assert_eq!(r.is_anomalous(), Some(predicted), "{key}");
+        let conf = e["anomaly-label-detected-metadata"]["confidence"].as_f64().unwrap();
+        assert!((r.confidence().unwrap() as f64 - conf).abs() < 1e-3, "{key}: {:?} vs {conf}", r.confidence());
+        assert_eq!(r.source().unwrap().r#type(), Some("direct"));
+        let anomalies = r.anomalies();
+        assert_eq!(anomalies[0].name(), Some("background"), "segmentation models list background first");
+        let mask = r.anomaly_mask().unwrap().as_ref();
+        assert_eq!(&mask[..8], b"\x89PNG\r\n\x1a\n");
+    }
+    // Bad input, each with LFV's error.
+    let detect = |ct: &str, body: Vec<u8>| c.detect_anomalies().project_name("cookies").model_version("1").content_type(ct).body(ByteStream::from(body)).send();
+    assert_eq!(code(detect("image/gif", img.clone()).await.unwrap_err().into_service_error()), "ValidationException");
+    assert_eq!(code(detect("image/jpeg", b"not an image".to_vec()).await.unwrap_err().into_service_error()), "ValidationException");
+    assert_eq!(code(detect("image/png", vec![0u8; 9 * 1024 * 1024]).await.unwrap_err().into_service_error()), "ValidationException");
+    let tiny = {
+        let mut out = Vec::new();
+        image::RgbImage::new(32, 32).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+        out
+    };
+    assert_eq!(code(detect("image/png", tiny).await.unwrap_err().into_service_error()), "ValidationException");
+
+    // Hosted models and projects with models refuse deletion.
+    let e = c.delete_model().project_name("cookies").model_version("1").send().await.unwrap_err().into_service_error();
+    assert!(e.is_conflict_exception(), "{e:?}");
+    let e = c.delete_project().project_name("cookies").send().await.unwrap_err().into_service_error();
+    assert!(e.is_conflict_exception(), "{e:?}");
+
+    let s = c.stop_model().project_name("cookies").model_version("1").send().await.unwrap();
+    assert_eq!(s.status(), Some(&lfv::types::ModelHostingStatus::StoppingHosting));
+    let d = wait_model(c, "cookies", "1", &[ModelStatus::StoppingHosting]).await;
+    assert_eq!(d.status(), Some(&ModelStatus::Trained));
+    let e = c.detect_anomalies().project_name("cookies").model_version("1").content_type("image/jpeg").body(ByteStream::from(img)).send().await.unwrap_err();
+    assert_eq!(code(e.into_service_error()), "ConflictException");
+
+    for v in ["1", "2"] {
+        let r = c.delete_model().project_name("cookies").model_version(v).send().await.unwrap();
+        assert!(r.model_arn().unwrap().ends_with(&format!("model/cookies/{v}")));
+    }
+    let e = c.describe_model().project_name("cookies").model_version("1").send().await.unwrap_err().into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    // Versions are never reused.
+    let _ = Blob::new(Vec::new());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn model_lifecycle_on_sqlite() {
+    model_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn model_lifecycle_on_postgres() {
+    model_flow(Backend::Postgres).await;
+}
+
+/// Two workers claiming from one PostgreSQL queue never claim the same job, and every job is claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_never_claim_a_job_twice() {
+    let Some(h) = Harness::start(Backend::Postgres).await else { return };
+    let db = h.running.as_ref().unwrap().state.db.clone();
+    let n = 60;
+    {
+        let mut conn = db.pool.acquire().await.unwrap();
+        for i in 0..n {
+            // Jobs of a lane no worker of the server runs, so only this test claims them.
+            sqlx::query("insert into job (id, dataset_id, spec, attempts, kind, created_at, updated_at) values ($1, 'x', '{}', 0, 'test', $2, $2)")
+                .bind(format!("job-{i:03}"))
+                .bind(i as i64)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+    }
+    let claimer = |owner: &'static str| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(c) = vigil::jobs::claim_kind(&db, owner, "test", 60_000).await.unwrap() {
+                got.push(c.id);
+            }
+            got
+        })
+    };
+    let (a, b) = (claimer("worker-a"), claimer("worker-b"));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let mut all: Vec<String> = a.iter().chain(b.iter()).cloned().collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a job was claimed twice");
+    assert_eq!(all.len(), n, "every job was claimed once");
+    assert!(!a.is_empty() && !b.is_empty(), "both workers claimed jobs ({} / {})", a.len(), b.len());
+
+    // An expired lease makes a job claimable again, with its attempt counted.
+    sqlx::query("update job set lease_until = 0 where id = 'job-000'").execute(&db.pool).await.unwrap();
+    let again = vigil::jobs::claim_kind(&db, "worker-c", "test", 60_000).await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), ("job-000", 2));
+    h.stop().await;
+}
