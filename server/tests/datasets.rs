@@ -368,7 +368,7 @@ async fn folder_import_edit_export_reimport() {
     assert!(d.status_message().unwrap().contains("readme.txt"), "{:?}", d.status_message());
 
     // Move the unlabelled image to a new test dataset, then delete it there.
-    let page = console.entries("boards", "train", "unlabeled", 0).await.unwrap();
+    let page = console.entries("boards", "train", &app::api::EntryQuery { filter: "unlabeled".into(), ..Default::default() }).await.unwrap();
     assert_eq!(page.entries.len(), 1);
     let id = page.entries[0].id.clone();
     assert_eq!(console.move_entries("boards", "train", vec![id.clone()]).await.unwrap(), 1);
@@ -379,7 +379,7 @@ async fn folder_import_edit_export_reimport() {
     assert_eq!(t.dataset_description.unwrap().image_stats.unwrap().total, Some(0));
 
     // Relabel through the console; the LFV line follows.
-    let anomaly = console.entries("boards", "train", "anomaly", 0).await.unwrap().entries;
+    let anomaly = console.entries("boards", "train", &app::api::EntryQuery { filter: "anomaly".into(), ..Default::default() }).await.unwrap().entries;
     assert_eq!(console.set_labels("boards", "train", vec![anomaly[0].id.clone()], "normal").await.unwrap(), 1);
     let lines = entries(c, "boards", |b| b.anomaly_class("normal")).await;
     assert_eq!(lines.len(), 2);
@@ -466,10 +466,10 @@ async fn masks_round_trip_through_export() {
     let labels = console.labels("seg").await.unwrap();
     assert_eq!(labels.iter().map(|l| (l.name.as_str(), l.uses)).collect::<Vec<_>>(), vec![("crack", 1)]);
     assert_eq!(labels[0].color, "#23A436");
-    let typed = console.entries("seg", "train", "type:crack", 0).await.unwrap().entries;
+    let typed = console.entries("seg", "train", &app::api::EntryQuery { filter: "type:crack".into(), ..Default::default() }).await.unwrap().entries;
     assert_eq!(typed.len(), 1);
     assert!(typed[0].has_mask);
-    assert!(console.entries("seg", "train", "type:cracked", 0).await.unwrap().entries.is_empty());
+    assert!(console.entries("seg", "train", &app::api::EntryQuery { filter: "type:cracked".into(), ..Default::default() }).await.unwrap().entries.is_empty());
     assert_eq!(console.delete_label("seg", "crack").await.unwrap_err().status, 409);
     console.create_label("seg", "scratch", "#1f77b4").await.unwrap();
     assert_eq!(console.create_label("seg", "scratch", "#1F77B4").await.unwrap_err().status, 409);

@@ -99,7 +99,7 @@ async fn check_mvtec(h: &Harness, project: &str) {
     let names: Vec<(&str, i64)> = labels.iter().map(|l| (l.name.as_str(), l.uses)).collect();
     assert_eq!(names, vec![("broken_large", 1), ("contamination", 1)]);
     assert_ne!(labels[0].color, labels[1].color);
-    let broken = con.entries(project, "test", "type:broken_large", 0).await.unwrap().entries;
+    let broken = con.entries(project, "test", &app::api::EntryQuery { filter: "type:broken_large".into(), ..Default::default() }).await.unwrap().entries;
     assert_eq!(broken.len(), 1);
     assert!(broken[0].source_ref.ends_with("test/broken_large/000.png"), "{}", broken[0].source_ref);
     let out = c.list_dataset_entries().project_name(project).dataset_type("test").anomaly_class("anomaly").send().await.unwrap();
@@ -199,7 +199,7 @@ async fn mvtec_and_masked_folders_from_a_bucket_with_per_import_credentials() {
     let d = settle(c, "parts", "train").await;
     assert_eq!(d.status(), Some(&DatasetStatus::CreateComplete), "{:?}", d.status_message());
     assert_eq!(counts(&d), (2, 1, 1));
-    let typed = con.entries("parts", "train", "type:defect", 0).await.unwrap().entries;
+    let typed = con.entries("parts", "train", &app::api::EntryQuery { filter: "type:defect".into(), ..Default::default() }).await.unwrap().entries;
     assert_eq!(typed.len(), 1);
     assert!(typed[0].has_mask && typed[0].source_ref.ends_with("anomaly/a1.png"));
     h.stop().await;
@@ -248,7 +248,7 @@ async fn archives_from_the_export_import_back() {
         let con = console(&h);
         async move {
             let mut out = Vec::new();
-            for e in con.entries(project, "test", "anomaly", 0).await.unwrap().entries {
+            for e in con.entries(project, "test", &app::api::EntryQuery { filter: "anomaly".into(), ..Default::default() }).await.unwrap().entries {
                 let d = con.entry(project, "test", &e.id).await.unwrap();
                 out.push((e.image.clone(), d.mask.clone(), d.mask_classes.clone()));
             }
@@ -347,7 +347,7 @@ async fn interrupted_jobs_resume_after_a_restart() {
     let t = con.dataset("resume", "test").await.unwrap();
     assert_eq!(t.summary.status, "CREATE_FAILED");
     assert!(t.summary.status_message.unwrap().contains("restart"));
-    let typed = con.entries("resume", "train", "type:defect", 0).await.unwrap().entries;
+    let typed = con.entries("resume", "train", &app::api::EntryQuery { filter: "type:defect".into(), ..Default::default() }).await.unwrap().entries;
     assert_eq!(typed.len(), 1, "the resumed folder import attached the mask");
     // The finished job is gone.
     let mut remaining = 1;

@@ -33,6 +33,16 @@ pub struct DatasetSummary {
     pub labeled: i64,
     pub normal: i64,
     pub anomaly: i64,
+    /// Whether the import that created it can be run again (a failed import whose source is recorded).
+    #[serde(default)]
+    pub can_retry: bool,
+}
+
+impl DatasetSummary {
+    /// An import or update is still writing into it (the console polls until it ends).
+    pub fn busy(&self) -> bool {
+        self.status.ends_with("_IN_PROGRESS")
+    }
 }
 
 /// A dataset page: its summary and what its last import skipped.
@@ -65,6 +75,37 @@ pub struct EntryPage {
     pub entries: Vec<EntryView>,
     /// Whether a further page exists.
     pub more: bool,
+    /// How many images match the query (all pages).
+    #[serde(default)]
+    pub total: i64,
+}
+
+/// What the gallery shows: a filter, a file-name search and an order, then a page of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EntryQuery {
+    /// `all`, `normal`, `anomaly`, `unlabeled`, or `type:LABEL` (images whose mask uses LABEL).
+    pub filter: String,
+    /// Part of the image's path or file name (case-insensitive); empty for every image.
+    #[serde(default)]
+    pub search: String,
+    /// `added` (oldest first, the default), `newest`, `name` or `label`.
+    #[serde(default)]
+    pub sort: String,
+    /// Zero-based page number.
+    #[serde(default)]
+    pub page: usize,
+}
+
+impl EntryQuery {
+    /// The query as URL query parameters (the canvas keeps it, so previous / next stay inside it).
+    pub fn to_query_string(&self) -> String {
+        let enc = |s: &str| -> String {
+            s.bytes()
+                .map(|b| if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect()
+        };
+        format!("filter={}&sort={}&q={}", enc(&self.filter), enc(&self.sort), enc(&self.search))
+    }
 }
 
 /// Images per gallery page.
@@ -134,14 +175,15 @@ mod backend {
         async fn describe_project(&self, name: &str) -> Result<ProjectDetail, BackendError>;
         async fn delete_project(&self, name: &str) -> Result<(), BackendError>;
         async fn dataset(&self, project: &str, dataset_type: &str) -> Result<DatasetDetail, BackendError>;
-        /// A page of entries, newest last, filtered by label (`all`, `normal`, `anomaly`, `unlabeled`).
-        async fn entries(
-            &self,
-            project: &str,
-            dataset_type: &str,
-            filter: &str,
-            page: usize,
-        ) -> Result<EntryPage, BackendError>;
+        /// A page of entries matching a query (filter, search, order).
+        async fn entries(&self, project: &str, dataset_type: &str, query: &EntryQuery) -> Result<EntryPage, BackendError>;
+        /// The ids of every entry matching a query (all pages), in its order: select-all and the canvas's
+        /// previous / next.
+        async fn entry_ids(&self, project: &str, dataset_type: &str, query: &EntryQuery) -> Result<Vec<String>, BackendError>;
+        /// Deletes a dataset that no import or update is writing into (a failed one included).
+        async fn delete_dataset(&self, project: &str, dataset_type: &str) -> Result<(), BackendError>;
+        /// Runs a failed import again from the source it was given.
+        async fn retry_import(&self, project: &str, dataset_type: &str) -> Result<(), BackendError>;
         /// Adds uploaded files (name, bytes), creating the dataset if needed; `label` is `normal`,
         /// `anomaly` or empty for unlabelled.
         async fn upload(
@@ -256,13 +298,23 @@ pub async fn get_dataset(project: String, dataset_type: String) -> Result<Datase
 }
 
 #[server]
-pub async fn list_entries(
-    project: String,
-    dataset_type: String,
-    filter: String,
-    page: usize,
-) -> Result<EntryPage, ServerFnError> {
-    Ok(backend::backend()?.entries(&project, &dataset_type, &filter, page).await?)
+pub async fn list_entries(project: String, dataset_type: String, query: EntryQuery) -> Result<EntryPage, ServerFnError> {
+    Ok(backend::backend()?.entries(&project, &dataset_type, &query).await?)
+}
+
+#[server]
+pub async fn list_entry_ids(project: String, dataset_type: String, query: EntryQuery) -> Result<Vec<String>, ServerFnError> {
+    Ok(backend::backend()?.entry_ids(&project, &dataset_type, &query).await?)
+}
+
+#[server]
+pub async fn delete_dataset(project: String, dataset_type: String) -> Result<(), ServerFnError> {
+    Ok(backend::backend()?.delete_dataset(&project, &dataset_type).await?)
+}
+
+#[server]
+pub async fn retry_import(project: String, dataset_type: String) -> Result<(), ServerFnError> {
+    Ok(backend::backend()?.retry_import(&project, &dataset_type).await?)
 }
 
 #[server]

@@ -1,15 +1,18 @@
-//! A dataset's page: counts, import report, upload from the browser, and the gallery where images are
-//! labelled with the mouse or the keyboard (N normal, A anomaly, U unlabelled, arrows to move, space to select).
+//! A dataset's page: counts, import report (followed live while an import runs), deleting the dataset or
+//! running a failed import again, upload from the browser, and the gallery where images are found (filter,
+//! search by name, order, numbered pages), selected (click, shift-click for a range, Ctrl/Cmd+A for every
+//! image of the filter) and labelled with the mouse or the keyboard (N normal, A anomaly, U unlabelled,
+//! arrows to move, space to select, Delete).
 
 use crate::api::{
-    delete_entries, error_text, get_dataset, list_entries, list_labels, move_entries, set_labels, upload_images, DatasetDetail, EntryView, UploadReport,
-    GALLERY_PAGE,
+    delete_dataset, delete_entries, error_text, get_dataset, list_entries, list_entry_ids, list_labels, move_entries, retry_import, set_labels,
+    upload_images, DatasetDetail, EntryQuery, EntryView, UploadReport, GALLERY_PAGE,
 };
-use crate::pages::project::StatusBadge;
+use crate::pages::project::{poll_while, StatusBadge};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_navigate, use_params_map};
 use std::collections::HashSet;
 
 /// Files sent per request: a failed batch loses little, and the progress bar moves.
@@ -26,6 +29,8 @@ pub fn DatasetPage() -> impl IntoView {
         move || (project(), dataset_type(), version.get()),
         |(p, t, _)| get_dataset(p, t),
     );
+    // While an import or update runs, everything on the page is read again every second.
+    poll_while(move || detail.get().and_then(Result::ok), |d: &DatasetDetail| d.summary.busy(), version, 1000);
 
     view! {
         <Title text=move || format!("{} · {}", dataset_type(), project())/>
@@ -40,7 +45,7 @@ pub fn DatasetPage() -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match detail.await {
-                        Ok(d) => view! { <DatasetSummaryCard detail=d/> }.into_any(),
+                        Ok(d) => view! { <DatasetSummaryCard detail=d version/> }.into_any(),
                         Err(_) => view! {
                             <div class="card">
                                 <p class="muted">"This dataset is empty. Upload images below to create it."</p>
@@ -56,8 +61,45 @@ pub fn DatasetPage() -> impl IntoView {
 }
 
 #[component]
-fn DatasetSummaryCard(detail: DatasetDetail) -> impl IntoView {
+fn DatasetSummaryCard(detail: DatasetDetail, version: RwSignal<u32>) -> impl IntoView {
+    let project = detail.project.clone();
     let s = detail.summary;
+    let (busy, can_retry, dataset_type) = (s.busy(), s.can_retry, s.dataset_type.clone());
+    let error = RwSignal::new(None::<String>);
+    let navigate = use_navigate();
+    let remove = {
+        let (p, t) = (project.clone(), dataset_type.clone());
+        move |_| {
+            let ok = window()
+                .confirm_with_message(&format!("Delete the {t} dataset of {p} with all its images and labels? This cannot be undone."))
+                .unwrap_or(false);
+            if !ok {
+                return;
+            }
+            let (p, t, navigate) = (p.clone(), t.clone(), navigate.clone());
+            spawn_local(async move {
+                match delete_dataset(p.clone(), t).await {
+                    Ok(()) => navigate(&format!("/projects/{p}"), Default::default()),
+                    Err(e) => error.set(Some(error_text(&e))),
+                }
+            });
+        }
+    };
+    let retry = {
+        let (p, t) = (project.clone(), dataset_type.clone());
+        move |_| {
+            let (p, t) = (p.clone(), t.clone());
+            spawn_local(async move {
+                match retry_import(p, t).await {
+                    Ok(()) => {
+                        error.set(None);
+                        version.update(|v| *v += 1);
+                    }
+                    Err(e) => error.set(Some(error_text(&e))),
+                }
+            });
+        }
+    };
     let issues = detail.issues;
     let n_issues = issues.len();
     view! {
@@ -76,6 +118,13 @@ fn DatasetSummaryCard(detail: DatasetDetail) -> impl IntoView {
                     <ul>{issues.iter().map(|i| view! { <li>{i.clone()}</li> }).collect_view()}</ul>
                 </details>
             </Show>
+            <div class="form-row spaced">
+                {can_retry.then(|| view! { <button type="button" class="primary" on:click=retry>"Retry import"</button> })}
+                <button type="button" class="danger" disabled=busy title=if busy { "Wait for the import to finish" } else { "" } on:click=remove>
+                    "Delete dataset…"
+                </button>
+            </div>
+            <p class="error" role="alert">{move || error.get()}</p>
         </div>
     }
 }
@@ -189,62 +238,97 @@ fn Uploader(project: Signal<String>, dataset_type: Signal<String>, version: RwSi
     }
 }
 
+/// "1 image" / "12 images".
+fn images(n: usize) -> String {
+    format!("{n} image{}", if n == 1 { "" } else { "s" })
+}
+
 #[component]
 fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSignal<u32>) -> impl IntoView {
     let filter = RwSignal::new("all".to_string());
     // An anomaly label: only images whose mask uses it (overrides the label filter).
     let anomaly_type = RwSignal::new(None::<String>);
+    let search = RwSignal::new(String::new());
+    let sort = RwSignal::new("added".to_string());
     let page = RwSignal::new(0usize);
-    let entries = Resource::new(
-        move || {
-            let f = match anomaly_type.get() {
-                Some(t) => format!("type:{t}"),
-                None => filter.get(),
-            };
-            (project.get(), dataset_type.get(), f, page.get(), version.get())
+    // What the gallery shows, without the page (select-all and the canvas's previous / next use it).
+    let query = Memo::new(move |_| EntryQuery {
+        filter: match anomaly_type.get() {
+            Some(t) => format!("type:{t}"),
+            None => filter.get(),
         },
-        |(p, t, f, n, _)| list_entries(p, t, f, n),
+        search: search.get().trim().to_string(),
+        sort: sort.get(),
+        page: 0,
+    });
+    let entries = Resource::new(
+        move || (project.get(), dataset_type.get(), EntryQuery { page: page.get(), ..query.get() }, version.get()),
+        |(p, t, q, _)| list_entries(p, t, q),
     );
     // The project's anomaly labels, for the anomaly-type filter.
     let labels = Resource::new(move || (project.get(), version.get()), |(p, _)| list_labels(p));
     let selected = RwSignal::new(HashSet::<String>::new());
+    // Where a shift-click range starts (a position on the page).
+    let anchor = RwSignal::new(None::<usize>);
     let focus = RwSignal::new(0usize);
     let error = RwSignal::new(None::<String>);
+    // What the last bulk action did.
+    let notice = RwSignal::new(None::<String>);
     // The entries currently shown, for the keyboard handler.
     let shown = RwSignal::new(Vec::<EntryView>::new());
+    let reset = move || {
+        page.set(0);
+        selected.update(|s| s.clear());
+        anchor.set(None);
+        focus.set(0);
+    };
 
     let other = move || if dataset_type.get() == "train" { "test" } else { "train" };
+    let done = move |m: String| {
+        error.set(None);
+        notice.set(Some(m));
+        version.update(|v| *v += 1);
+    };
     let run = move |kind: &'static str, ids: Vec<String>| {
         if ids.is_empty() {
             return;
         }
         let (p, t) = (project.get_untracked(), dataset_type.get_untracked());
+        let to = if t == "train" { "test" } else { "train" };
         spawn_local(async move {
             let r = match kind {
-                "delete" => delete_entries(p, t, ids).await,
-                _ => move_entries(p, t, ids).await,
+                "delete" => delete_entries(p, t, ids).await.map(|n| format!("Deleted {}.", images(n))),
+                _ => move_entries(p, t, ids).await.map(|n| format!("Moved {} to {to}.", images(n))),
             };
             match r {
-                Ok(_) => {
-                    error.set(None);
+                Ok(m) => {
                     selected.update(|s| s.clear());
-                    version.update(|v| *v += 1);
+                    anchor.set(None);
+                    done(m);
                 }
                 Err(e) => error.set(Some(error_text(&e))),
             }
         });
+    };
+    // Deleting always asks first, from the button and from the Delete key alike.
+    let confirm_delete = move |ids: Vec<String>| {
+        if ids.is_empty() {
+            return;
+        }
+        let ok = window().confirm_with_message(&format!("Delete {} from this dataset?", images(ids.len()))).unwrap_or(false);
+        if ok {
+            run("delete", ids);
+        }
     };
     let apply = move |ids: Vec<String>, label: &'static str| {
         if ids.is_empty() {
             return;
         }
         let (p, t) = (project.get_untracked(), dataset_type.get_untracked());
+        let n = ids.len();
         spawn_local(async move {
             match set_labels(p, t, ids, label.to_string()).await {
-                Ok(_) => {
-                    error.set(None);
-                    version.update(|v| *v += 1);
-                }
+                Ok(_) => done(if label.is_empty() { format!("Removed the label of {}.", images(n)) } else { format!("Labelled {} {label}.", images(n)) }),
                 Err(e) => error.set(Some(error_text(&e))),
             }
         });
@@ -257,27 +341,63 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
             sel.into_iter().collect()
         }
     };
+    let select_all = move || {
+        let (p, t, q) = (project.get_untracked(), dataset_type.get_untracked(), query.get_untracked());
+        spawn_local(async move {
+            match list_entry_ids(p, t, q).await {
+                Ok(ids) => {
+                    let n = ids.len();
+                    selected.set(ids.into_iter().collect());
+                    notice.set(Some(format!("Selected all {} of this view.", images(n))));
+                }
+                Err(e) => error.set(Some(error_text(&e))),
+            }
+        });
+    };
+    // A click selects or unselects one image; with Shift, every image from the last click to this one.
+    let click = move |i: usize, shift: bool| {
+        let list = shown.get_untracked();
+        let Some(e) = list.get(i) else { return };
+        focus.set(i);
+        match anchor.get_untracked().filter(|_| shift) {
+            Some(a) => {
+                let (lo, hi) = (a.min(i), a.max(i));
+                selected.update(|s| s.extend(list[lo..=hi.min(list.len() - 1)].iter().map(|e| e.id.clone())));
+            }
+            None => {
+                let id = e.id.clone();
+                selected.update(|s| {
+                    if !s.remove(&id) {
+                        s.insert(id);
+                    }
+                });
+            }
+        }
+        anchor.set(Some(i));
+    };
     let on_key = move |ev: leptos::ev::KeyboardEvent| {
         let n = shown.get_untracked().len();
         let key = ev.key();
+        // Shortcuts are plain keys: with Ctrl, Cmd or Alt they are the browser's, except select-all.
+        if ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
+            if (ev.ctrl_key() || ev.meta_key()) && !ev.alt_key() && key.eq_ignore_ascii_case("a") {
+                ev.prevent_default();
+                select_all();
+            }
+            return;
+        }
         match key.as_str() {
             "n" | "N" => apply(targets(), "normal"),
             "a" | "A" => apply(targets(), "anomaly"),
             "u" | "U" => apply(targets(), ""),
             "ArrowRight" | "ArrowDown" if n > 0 => focus.update(|f| *f = (*f + 1).min(n - 1)),
             "ArrowLeft" | "ArrowUp" => focus.update(|f| *f = f.saturating_sub(1)),
-            " " => {
-                if let Some(e) = shown.get_untracked().get(focus.get_untracked()) {
-                    let id = e.id.clone();
-                    selected.update(|s| {
-                        if !s.remove(&id) {
-                            s.insert(id);
-                        }
-                    });
-                }
+            " " => click(focus.get_untracked(), ev.shift_key()),
+            "Escape" => {
+                selected.update(|s| s.clear());
+                anchor.set(None);
             }
-            "Escape" => selected.update(|s| s.clear()),
-            "Delete" => run("delete", targets()),
+            "Delete" => confirm_delete(targets()),
             _ => return,
         }
         ev.prevent_default();
@@ -288,8 +408,10 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
             <div class="gallery-head">
                 <h2>"Images"</h2>
                 <div class="form-row">
+                    <input type="search" placeholder="search by name" aria-label="Search by file name" prop:value=search
+                        on:input=move |ev| { search.set(event_target_value(&ev)); reset(); }/>
                     <label for="gallery-filter" class="inline">"Show"</label>
-                    <select id="gallery-filter" on:change=move |ev| { filter.set(event_target_value(&ev)); page.set(0); selected.update(|s| s.clear()); }>
+                    <select id="gallery-filter" on:change=move |ev| { filter.set(event_target_value(&ev)); reset(); }>
                         <option value="all">"all"</option>
                         <option value="normal">"normal"</option>
                         <option value="anomaly">"anomaly"</option>
@@ -303,8 +425,7 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                                 <select id="gallery-type" on:change=move |ev| {
                                     let v = event_target_value(&ev);
                                     anomaly_type.set((!v.is_empty()).then_some(v));
-                                    page.set(0);
-                                    selected.update(|s| s.clear());
+                                    reset();
                                 }>
                                     <option value="">"any"</option>
                                     {ls.into_iter().map(|l| {
@@ -315,34 +436,35 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                             })
                         })}
                     </Transition>
-                    <button type="button" on:click=move |_| apply(targets(), "normal")>"Normal (N)"</button>
-                    <button type="button" on:click=move |_| apply(targets(), "anomaly")>"Anomaly (A)"</button>
-                    <button type="button" on:click=move |_| apply(targets(), "")>"Unlabel (U)"</button>
+                    <label for="gallery-sort" class="inline">"Order"</label>
+                    <select id="gallery-sort" on:change=move |ev| { sort.set(event_target_value(&ev)); reset(); }>
+                        <option value="added">"oldest first"</option>
+                        <option value="newest">"newest first"</option>
+                        <option value="name">"name"</option>
+                        <option value="label">"label"</option>
+                    </select>
                 </div>
             </div>
             <div class="gallery-actions">
+                <span class="selection" data-testid="selected-count" aria-live="polite">
+                    {move || {
+                        let n = selected.with(HashSet::len);
+                        if n == 0 { "Nothing selected".to_string() } else { format!("{n} selected") }
+                    }}
+                </span>
+                <button type="button" on:click=move |_| select_all()>"Select all (Ctrl+A)"</button>
+                <button type="button" disabled=move || selected.with(HashSet::is_empty) on:click=move |_| { selected.update(|s| s.clear()); anchor.set(None); }>"Clear selection"</button>
+                <button type="button" on:click=move |_| apply(targets(), "normal")>"Normal (N)"</button>
+                <button type="button" on:click=move |_| apply(targets(), "anomaly")>"Anomaly (A)"</button>
+                <button type="button" on:click=move |_| apply(targets(), "")>"Unlabel (U)"</button>
                 <button type="button" on:click=move |_| run("move", targets())>{move || format!("Move to {}", other())}</button>
-                <button
-                    type="button"
-                    class="danger"
-                    on:click=move |_| {
-                        let ids = targets();
-                        let n = ids.len();
-                        let ok = window()
-                            .confirm_with_message(&format!("Delete {n} image{} from this dataset?", if n == 1 { "" } else { "s" }))
-                            .unwrap_or(false);
-                        if ok {
-                            run("delete", ids);
-                        }
-                    }
-                >
-                    "Delete (Del)"
-                </button>
+                <button type="button" class="danger" on:click=move |_| confirm_delete(targets())>"Delete (Del)"</button>
                 <a class="button" href=move || format!("/export/{}/{}.zip", project.get(), dataset_type.get()) download>
                     "Export manifest + images (zip)"
                 </a>
             </div>
-            <p class="hint">"Click or press space to select; N, A and U label the selection (or the focused image); Delete removes it; arrows move."</p>
+            <p class="hint">"Click to select, Shift+click for a range, Ctrl+A for every image shown by the filter; N, A and U label the selection (or the focused image); Delete removes it; arrows move, space selects."</p>
+            {move || notice.get().map(|m| view! { <p class="ok" role="status">{m}</p> })}
             <p class="error" role="alert">{move || error.get()}</p>
             <Transition fallback=|| view! { <p class="muted">"Loading images…"</p> }>
                 {move || Suspend::new(async move {
@@ -350,13 +472,16 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                         Err(e) => view! { <p class="error">{error_text(&e)}</p> }.into_any(),
                         Ok(p) if p.entries.is_empty() => {
                             shown.set(Vec::new());
-                            view! { <p class="empty">"No images here yet."</p> }.into_any()
+                            let m = if query.with_untracked(|q| q.filter == "all" && q.search.is_empty()) { "No images here yet." } else { "No image matches." };
+                            view! { <p class="empty">{m}</p> }.into_any()
                         }
                         Ok(p) => {
                             let more = p.more;
+                            let pages = ((p.total as usize).max(1)).div_ceil(GALLERY_PAGE);
+                            let total = p.total;
                             shown.set(p.entries.clone());
+                            let qs = query.get_untracked().to_query_string();
                             let items = p.entries.into_iter().enumerate().map(|(i, e)| {
-                                let id = e.id.clone();
                                 let id_sel = e.id.clone();
                                 let id_aria = e.id.clone();
                                 let label = e.label.clone().unwrap_or_else(|| "unlabelled".into());
@@ -368,10 +493,7 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                                         class:focused=move || focus.get() == i
                                         data-label=label.clone()
                                         aria-selected=move || selected.with(|s| s.contains(&id_aria)).to_string()
-                                        on:click=move |_| {
-                                            focus.set(i);
-                                            selected.update(|s| { if !s.remove(&id) { s.insert(id.clone()); } });
-                                        }
+                                        on:click=move |ev: leptos::ev::MouseEvent| click(i, ev.shift_key())
                                     >
                                         <img src=format!("/media/{}?thumb=1", e.image) alt=e.name.clone() loading="lazy" width="160" height="160"/>
                                         <span class="tile-name" title=e.source_ref.clone()>{e.name.clone()}</span>
@@ -380,7 +502,7 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                                         {(!e.types.is_empty()).then(|| view! { <span class="tile-types muted small">{e.types.join(" · ")}</span> })}
                                         <a
                                             class="tile-link"
-                                            href=format!("/projects/{}/datasets/{}/images/{}", project.get_untracked(), dataset_type.get_untracked(), e.id)
+                                            href=format!("/projects/{}/datasets/{}/images/{}?{qs}", project.get_untracked(), dataset_type.get_untracked(), e.id)
                                             on:click=|ev| ev.stop_propagation()
                                         >
                                             "Paint mask"
@@ -391,10 +513,10 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                             view! {
                                 <ul class="gallery" tabindex="0" aria-label="Images" on:keydown=on_key>{items}</ul>
                                 <div class="form-row spaced">
-                                    <button type="button" disabled=move || page.get() == 0 on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"← Previous"</button>
-                                    <span class="muted small">{move || format!("Page {}", page.get() + 1)}</span>
-                                    <button type="button" disabled=!more on:click=move |_| page.update(|p| *p += 1)>"Next →"</button>
-                                    <span class="muted small">{format!("{GALLERY_PAGE} per page")}</span>
+                                    <button type="button" disabled=move || page.get() == 0 on:click=move |_| { page.update(|p| *p = p.saturating_sub(1)); anchor.set(None); }>"← Previous"</button>
+                                    <span class="muted small" data-testid="page-of">{move || format!("Page {} of {pages}", page.get() + 1)}</span>
+                                    <button type="button" disabled=!more on:click=move |_| { page.update(|p| *p += 1); anchor.set(None); }>"Next →"</button>
+                                    <span class="muted small">{format!("{} · {GALLERY_PAGE} per page", images(total as usize))}</span>
                                 </div>
                             }.into_any()
                         }

@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod dataset;
 pub mod mask;
 pub mod models;
+pub mod mask_paint;
 pub mod project;
 pub mod projects;
 pub mod signin;

@@ -1,4 +1,5 @@
-//! One project's page: what it holds, and deleting it.
+//! One project's page: what it holds, and deleting it. While an import runs, the datasets table follows it
+//! live (it is read again every second until every dataset has settled).
 
 use crate::api::{error_text, get_project, DatasetSummary, DeleteProject, ImportS3, ProjectDetail};
 use crate::timefmt::format_utc;
@@ -136,6 +137,44 @@ pub fn poll_while<T: Clone + Send + Sync + 'static>(
 
 #[component]
 fn DatasetsCard(project: String, datasets: Vec<DatasetSummary>) -> impl IntoView {
+    // Bumped to read the datasets again: when an import starts, and every second while one runs.
+    let tick = RwSignal::new(0u32);
+    let name = project.clone();
+    let live = Resource::new(
+        move || tick.get(),
+        move |t| {
+            let (name, first) = (name.clone(), datasets.clone());
+            async move {
+                if t == 0 {
+                    Ok(first)
+                } else {
+                    get_project(name).await.map(|d| d.datasets)
+                }
+            }
+        },
+    );
+    poll_while(move || live.get().and_then(Result::ok), |ds: &Vec<DatasetSummary>| ds.iter().any(DatasetSummary::busy), tick, 1000);
+    let table_project = project.clone();
+    view! {
+        <div class="card">
+            <h2>"Datasets"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || {
+                    let project = table_project.clone();
+                    Suspend::new(async move {
+                        let datasets = live.await.unwrap_or_default();
+                        view! { <DatasetsTable project datasets/> }
+                    })
+                }}
+            </Transition>
+            <ImportManifestForm project=project.clone() tick/>
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn DatasetsTable(project: String, datasets: Vec<DatasetSummary>) -> impl IntoView {
     let missing: Vec<&str> =
         ["train", "test"].into_iter().filter(|t| !datasets.iter().any(|d| d.dataset_type == *t)).collect();
     let rows = datasets
@@ -163,9 +202,7 @@ fn DatasetsCard(project: String, datasets: Vec<DatasetSummary>) -> impl IntoView
         })
         .collect_view();
     view! {
-        <div class="card">
-            <h2>"Datasets"</h2>
-            <table class="table">
+            <table class="table" data-testid="datasets">
                 <thead>
                     <tr>
                         <th>"Dataset"</th><th>"Status"</th><th class="num">"Images"</th><th class="num">"Normal"</th>
@@ -175,15 +212,17 @@ fn DatasetsCard(project: String, datasets: Vec<DatasetSummary>) -> impl IntoView
                 <tbody>{rows}</tbody>
             </table>
             <div class="form-row spaced">{add_links}</div>
-            <ImportManifestForm project=project.clone()/>
-        </div>
     }
-    .into_any()
 }
 
 #[component]
-fn ImportManifestForm(project: String) -> impl IntoView {
+fn ImportManifestForm(project: String, tick: RwSignal<u32>) -> impl IntoView {
     let import = ServerAction::<ImportS3>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = import.value().get() {
+            tick.update(|t| *t += 1);
+        }
+    });
     let error = move || import.value().get().and_then(|r| r.err()).map(|e| error_text(&e));
     let started = move || matches!(import.value().get(), Some(Ok(())));
     let kind = RwSignal::new("manifest".to_string());
@@ -234,13 +273,13 @@ fn ImportManifestForm(project: String) -> impl IntoView {
                 <p class="hint">
                     "Folder: images under normal/ and anomaly/ get those labels; PNGs in masks/ with an anomaly image's name become its mask (label defect). "
                     "MVTec AD: train/good fills the train dataset; test/good and test/<defect> the test dataset, each defect folder becoming an anomaly label with the masks from ground_truth/. "
-                    "Images and masks are copied into Vigil, so later changes to the source do not affect the dataset. What cannot be imported is listed on the dataset page with the reason. Reload to follow progress."
+                    "Images and masks are copied into Vigil, so later changes to the source do not affect the dataset. What cannot be imported is listed on the dataset page with the reason; the table above follows the import as it runs."
                 </p>
                 <p class="error" role="alert">{error}</p>
                 <Show when=started><p class="ok">"Import started."</p></Show>
             </ActionForm>
         </details>
-        <ImportArchiveForm project=archive_project/>
+        <ImportArchiveForm project=archive_project tick/>
     }
     .into_any()
 }
@@ -296,7 +335,7 @@ fn post_file(
 
 /// Imports an archive written by the export (a manifest beside its images and masks) into a new dataset.
 #[component]
-fn ImportArchiveForm(project: String) -> impl IntoView {
+fn ImportArchiveForm(project: String, tick: RwSignal<u32>) -> impl IntoView {
     let dataset_type = RwSignal::new("train".to_string());
     let status = RwSignal::new(None::<Result<String, String>>);
     let busy = RwSignal::new(false);
@@ -338,7 +377,10 @@ fn ImportArchiveForm(project: String) -> impl IntoView {
                                 move |code, m| {
                                     busy.set(false);
                                     sent.set(None);
-                                    status.set(Some(if code == 202 { Ok(format!("{m} Reload to follow progress.")) } else { Err(m) }));
+                                    if code == 202 {
+                                        tick.update(|t| *t += 1);
+                                    }
+                                    status.set(Some(if code == 202 { Ok(m) } else { Err(m) }));
                                 },
                             );
                             if let Err(m) = started {

@@ -7,7 +7,7 @@ use crate::datasets::{self, manifest, Dataset};
 use crate::projects::{self, Project, ProjectError};
 use crate::state::AppState;
 use app::api::{
-    Backend, BackendError, DatasetDetail, DatasetSummary, EntryDetail, EntryPage, EntryView, LabelColor, LabelInfo, S3Connection,
+    Backend, BackendError, DatasetDetail, DatasetSummary, EntryDetail, EntryPage, EntryQuery, EntryView, LabelColor, LabelInfo, S3Connection,
     ProjectDetail, ProjectSummary, UploadReport, GALLERY_PAGE,
 };
 use axum::extract::{Path, Query, State};
@@ -88,7 +88,7 @@ impl Backend for ConsoleBackend {
         if let Some(p) = projects::find(&mut tx, name).await.map_err(internal)? {
             let all = crate::datasets::list_for_project(&mut tx, &p.id).await.map_err(internal)?;
             // A running import or update would write into what is being deleted: let it finish first.
-            if let Some(d) = all.iter().find(|d| !datasets::is_settled(&d.status)) {
+            if let Some(d) = all.iter().find(|d| datasets::is_busy(&d.status)) {
                 return Err(BackendError::new(
                     409,
                     format!("The {} dataset is busy ({}); delete the project when it has finished.", d.dataset_type, d.status),
@@ -111,31 +111,70 @@ impl Backend for ConsoleBackend {
         Ok(DatasetDetail { project: project.to_string(), summary, issues })
     }
 
-    async fn entries(&self, project: &str, dataset_type: &str, filter: &str, page: usize) -> Result<EntryPage, BackendError> {
+    async fn entries(&self, project: &str, dataset_type: &str, query: &EntryQuery) -> Result<EntryPage, BackendError> {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let d = match find_dataset(&mut conn, project, dataset_type).await {
             Ok((_, d)) => d,
-            Err(e) if e.status == 404 => return Ok(EntryPage { entries: Vec::new(), more: false }),
+            Err(e) if e.status == 404 => return Ok(EntryPage { entries: Vec::new(), more: false, total: 0 }),
             Err(e) => return Err(e),
         };
-        let mut f = datasets::EntryFilter::default();
-        match filter {
-            "normal" => f.label = Some(manifest::Label::Normal),
-            "anomaly" => f.label = Some(manifest::Label::Anomaly),
-            "unlabeled" => f.labeled = Some(false),
-            other => {
-                if let Some(t) = other.strip_prefix("type:") {
-                    f.anomaly_type = Some(t.to_string());
-                }
-            }
-        }
-        crate::security::check_gallery_page(page)?;
+        let f = entry_filter(query)?;
+        crate::security::check_gallery_page(query.page)?;
         let n = GALLERY_PAGE as i64;
-        let mut rows = datasets::list_entries(&mut conn, &d.id, &f, None, n + 1, page as i64 * n).await.map_err(internal)?;
+        let total = datasets::count_entries(&mut conn, &d.id, &f).await.map_err(internal)?;
+        let mut rows = datasets::list_entries(&mut conn, &d.id, &f, None, n + 1, query.page as i64 * n).await.map_err(internal)?;
         let more = rows.len() as i64 > n;
         rows.truncate(GALLERY_PAGE);
         let entries = rows.into_iter().map(entry_view).collect();
-        Ok(EntryPage { entries, more })
+        Ok(EntryPage { entries, more, total })
+    }
+
+    async fn entry_ids(&self, project: &str, dataset_type: &str, query: &EntryQuery) -> Result<Vec<String>, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let (_, d) = find_dataset(&mut conn, project, dataset_type).await?;
+        datasets::entry_ids(&mut conn, &d.id, &entry_filter(query)?).await.map_err(internal)
+    }
+
+    async fn delete_dataset(&self, project: &str, dataset_type: &str) -> Result<(), BackendError> {
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let (_, d) = find_dataset(&mut tx, project, dataset_type).await?;
+        if datasets::is_busy(&d.status) {
+            return Err(BackendError::new(
+                409,
+                format!("The {dataset_type} dataset is busy ({}); delete it when it has finished.", d.status),
+            ));
+        }
+        datasets::delete(&mut tx, &d.id).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn retry_import(&self, project: &str, dataset_type: &str) -> Result<(), BackendError> {
+        use crate::jobs::Job;
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let (_, d) = find_dataset(&mut tx, project, dataset_type).await?;
+        if d.status != datasets::CREATE_FAILED {
+            return Err(BackendError::new(409, format!("Only a failed import can be run again; the {dataset_type} dataset is {}.", d.status)));
+        }
+        let job: Job = datasets::import_source(&mut tx, &d.id)
+            .await
+            .map_err(internal)?
+            .and_then(|spec| serde_json::from_str(&spec).ok())
+            .ok_or_else(|| BackendError::new(409, "Vigil does not know where this dataset was imported from; delete it and import again."))?;
+        // The import starts over: whatever a failed attempt wrote goes, in every dataset the job fills.
+        let targets: Vec<String> = match &job {
+            Job::Mvtec { train_id, test_id, .. } => vec![train_id.clone(), test_id.clone()],
+            Job::Manifest { dataset_id, .. } | Job::Folder { dataset_id, .. } => vec![dataset_id.clone()],
+            _ => return Err(BackendError::new(409, "This import cannot be run again; delete the dataset and import again.")),
+        };
+        for id in &targets {
+            datasets::clear(&mut tx, id).await.map_err(internal)?;
+            datasets::set_status(&mut tx, id, datasets::CREATE_IN_PROGRESS, None).await.map_err(internal)?;
+        }
+        crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        crate::jobs::wake(&self.state);
+        Ok(())
     }
 
     async fn upload(
@@ -250,35 +289,54 @@ impl Backend for ConsoleBackend {
     ) -> Result<(), BackendError> {
         use base64::Engine as _;
         crate::security::check_mask_labels(labels.len())?;
-        let mut classes = Vec::new();
+        // The project's labels, in their colours now, are the only colours a mask may hold: what the canvas
+        // sends is checked against them exactly, never snapped to the nearest.
         for l in &labels {
             manifest::validate_label_name(&l.name).map_err(|m| BackendError::new(400, m))?;
-            let color = manifest::parse_hex_color(&l.color)
-                .ok_or_else(|| BackendError::new(400, format!("{:?} is not a colour (#rrggbb).", l.color)))?;
-            if color == [255, 255, 255] || color == [0, 0, 0] {
-                return Err(BackendError::new(400, "White and black are reserved for the background.".to_string()));
-            }
-            classes.push(manifest::MaskClass { name: l.name.clone(), color });
         }
         let b64 = png_data_url.strip_prefix("data:image/png;base64,").unwrap_or(png_data_url);
         let painted = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|_| BackendError::new(400, "The mask is not a base64 PNG."))?;
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
-        let (_, d) = find_dataset(&mut conn, project, dataset_type).await?;
+        let (p, d) = find_dataset(&mut conn, project, dataset_type).await?;
         ensure_settled(&d)?;
         let (e, width, height) = entry_with_size(&mut conn, &d.id, id).await?;
+        let mut classes: Vec<manifest::MaskClass> = Vec::new();
+        for l in datasets::labels::list(&mut conn, &p.id).await.map_err(internal)? {
+            let Some(color) = manifest::parse_hex_color(&l.color) else { continue };
+            if let Some(twin) = classes.iter().find(|c| c.color == color) {
+                return Err(BackendError::new(
+                    409,
+                    format!("The labels {} and {} have the same colour ({}); give one of them another colour first.", twin.name, l.name, l.color),
+                ));
+            }
+            classes.push(manifest::MaskClass { name: l.name, color });
+        }
+        // A label the canvas painted in a colour the project no longer gives it (recoloured elsewhere since).
+        for l in &labels {
+            if let Some(c) = classes.iter().find(|c| c.name == l.name) {
+                if manifest::parse_hex_color(&l.color) != Some(c.color) {
+                    return Err(BackendError::new(
+                        409,
+                        format!("The label {} is now {} in this project, not {}; reload the page to paint in the current colours.", l.name, manifest::hex_color(c.color), l.color),
+                    ));
+                }
+            }
+        }
         drop(conn);
         let blobs = self.state.blobs.clone();
         let cls = classes;
         let (mask, used) = tokio::task::spawn_blocking(move || -> Result<(datasets::BlobInfo, Vec<manifest::MaskClass>), String> {
-            let img = datasets::mask::normalize_painted(&painted, &cls)?;
+            if cls.is_empty() {
+                return Err("The project has no anomaly label yet: add one, paint with it, then save.".into());
+            }
+            let (img, census) = datasets::mask::normalize_painted(&painted, &cls)?;
             if i64::from(img.width()) != width || i64::from(img.height()) != height {
                 return Err(format!("the mask is {}×{} px but the image is {width}×{height} px", img.width(), img.height()));
             }
             // Only the labels the mask actually uses go into its colour map.
-            let used: Vec<manifest::MaskClass> =
-                cls.into_iter().filter(|c| img.pixels().any(|p| p.0 == c.color)).collect();
+            let used: Vec<manifest::MaskClass> = cls.into_iter().filter(|c| census.iter().any(|(n, _)| *n == c.name)).collect();
             if used.is_empty() {
                 return Err("The mask is empty: paint the anomaly before saving.".into());
             }
@@ -350,6 +408,7 @@ impl Backend for ConsoleBackend {
         let color = label_color(color)?;
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let p = find_project(&mut tx, project).await?;
+        colour_free(&mut tx, &p.id, name, &color).await?;
         if !datasets::labels::create(&mut tx, &p.id, name, &color).await.map_err(internal)? {
             return Err(BackendError::new(409, format!("The project already has a label named {name}.")));
         }
@@ -361,6 +420,7 @@ impl Backend for ConsoleBackend {
         let color = label_color(color)?;
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let p = find_project(&mut tx, project).await?;
+        colour_free(&mut tx, &p.id, name, &color).await?;
         if !datasets::labels::set_color(&mut tx, &p.id, name, &color).await.map_err(internal)? {
             return Err(BackendError::new(404, format!("The project has no label named {name}.")));
         }
@@ -431,6 +491,24 @@ impl Backend for ConsoleBackend {
             other => other,
         };
         let s3 = crate::security::s3_override(&self.state.config, &conn).await?;
+        // Refuse up front what cannot work (a missing manifest or prefix, an unreachable bucket) rather than
+        // start an import that is bound to fail.
+        let probe = match (&manifest_at, &place) {
+            (Some((bucket, key)), _) => Some((bucket.clone(), key.clone(), format!("There is no manifest at s3://{bucket}/{key}."))),
+            (None, Some(Place::S3 { bucket, prefix })) => {
+                Some((bucket.clone(), prefix.clone(), format!("There is nothing under s3://{bucket}/{prefix} (check the bucket and prefix).")))
+            }
+            _ => None,
+        };
+        if let Some((bucket, key, missing)) = probe {
+            let settings = s3.clone().unwrap_or_else(|| self.state.config.s3_settings());
+            let client = crate::s3::S3::connect(&settings).await;
+            match client.probe(&bucket, &key).await {
+                Ok(true) => {}
+                Ok(false) => return Err(BackendError::new(400, missing)),
+                Err(why) => return Err(BackendError::new(400, format!("The import was not started: {why}."))),
+            }
+        }
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let p = find_project(&mut tx, project).await?;
         let exists = |e: datasets::DatasetError| match e {
@@ -450,6 +528,16 @@ impl Backend for ConsoleBackend {
                 (None, place) => Job::Folder { dataset_id: d.id, place: place.map(|p| p.to_string()).unwrap_or_default(), s3 },
             }
         };
+        // Kept with the dataset(s) it fills, so that a failed import can be run again (`retry_import`).
+        let spec = serde_json::to_string(&job).map_err(internal)?;
+        let filled: Vec<&String> = match &job {
+            Job::Mvtec { train_id, test_id, .. } => vec![train_id, test_id],
+            Job::Manifest { dataset_id, .. } | Job::Folder { dataset_id, .. } => vec![dataset_id],
+            _ => Vec::new(),
+        };
+        for d in filled {
+            datasets::set_import_source(&mut tx, d, &spec).await.map_err(internal)?;
+        }
         crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         crate::jobs::wake(&self.state);
@@ -477,7 +565,7 @@ async fn entry_with_size(
 
 fn entry_view(e: datasets::StoredEntry) -> EntryView {
     EntryView {
-        name: e.source_ref.rsplit('/').next().unwrap_or(&e.source_ref).to_string(),
+        name: display_name(&e.source_ref),
         id: e.id,
         source_ref: e.source_ref,
         label: e.label,
@@ -488,6 +576,44 @@ fn entry_view(e: datasets::StoredEntry) -> EntryView {
         },
         image: e.image_hash,
         has_mask: e.mask_hash.is_some(),
+    }
+}
+
+/// The gallery's query as a database filter.
+fn entry_filter(query: &EntryQuery) -> Result<datasets::EntryFilter, BackendError> {
+    let mut f = datasets::EntryFilter::default();
+    match query.filter.as_str() {
+        "" | "all" => {}
+        "normal" => f.label = Some(manifest::Label::Normal),
+        "anomaly" => f.label = Some(manifest::Label::Anomaly),
+        "unlabeled" => f.labeled = Some(false),
+        other => match other.strip_prefix("type:") {
+            Some(t) => f.anomaly_type = Some(t.to_string()),
+            None => return Err(BackendError::new(400, format!("{other:?} is not a filter."))),
+        },
+    }
+    let search = query.search.trim();
+    if !search.is_empty() {
+        f.source_ref_search = Some(search.to_string());
+    }
+    f.order = match query.sort.as_str() {
+        "" | "added" => datasets::EntryOrder::Added,
+        "newest" => datasets::EntryOrder::Newest,
+        "name" => datasets::EntryOrder::Name,
+        "label" => datasets::EntryOrder::Label,
+        other => return Err(BackendError::new(400, format!("{other:?} is not an order: use added, newest, name or label."))),
+    };
+    Ok(f)
+}
+
+/// The name the gallery shows: the file name with its folder (`normal/22.png`, so it differs from
+/// `anomaly/22.png`), but not the hash folder an upload is kept under.
+fn display_name(source_ref: &str) -> String {
+    let mut parts = source_ref.trim_end_matches('/').rsplit('/');
+    let file = parts.next().unwrap_or(source_ref);
+    match parts.next() {
+        Some(dir) if !dir.is_empty() && !source_ref.starts_with("vigil://upload/") && !dir.ends_with(':') => format!("{dir}/{file}"),
+        _ => file.to_string(),
     }
 }
 
@@ -715,6 +841,15 @@ async fn find_project(conn: &mut AnyConnection, project: &str) -> Result<Project
     projects::find(conn, project).await.map_err(internal)?.ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))
 }
 
+/// Refuses a colour another label of the project has: a mask could not tell the two apart.
+async fn colour_free(conn: &mut AnyConnection, project_id: &str, name: &str, color: &str) -> Result<(), BackendError> {
+    let labels = datasets::labels::list(conn, project_id).await.map_err(internal)?;
+    match labels.iter().find(|l| l.name != name && l.color.eq_ignore_ascii_case(color)) {
+        Some(other) => Err(BackendError::new(409, format!("The label {} already has the colour {color}; choose another.", other.name))),
+        None => Ok(()),
+    }
+}
+
 /// A label colour as `#RRGGBB`, refusing the background colours.
 fn label_color(color: &str) -> Result<String, BackendError> {
     let c = manifest::parse_hex_color(color).ok_or_else(|| BackendError::new(400, format!("{color:?} is not a colour (#rrggbb).")))?;
@@ -758,7 +893,9 @@ async fn find_dataset(conn: &mut AnyConnection, project: &str, dataset_type: &st
 
 async fn dataset_summary(conn: &mut AnyConnection, d: &Dataset) -> Result<DatasetSummary, BackendError> {
     let s = datasets::stats(conn, &d.id).await.map_err(internal)?;
+    let can_retry = d.status == datasets::CREATE_FAILED && datasets::import_source(conn, &d.id).await.map_err(internal)?.is_some();
     Ok(DatasetSummary {
+        can_retry,
         dataset_type: d.dataset_type.clone(),
         status: d.status.clone(),
         status_message: d.status_message.clone(),

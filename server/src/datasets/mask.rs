@@ -1,6 +1,7 @@
 //! Checking anomaly masks against their colour maps. A mask is a PNG the size of its image; background is
 //! white (LFV's convention), black or transparent; every other pixel should carry one of the map's colours.
-//! Anti-aliased edges are tolerated: a pixel close to a class colour counts as that class.
+//! Imported masks may have anti-aliased edges: a pixel close to a class colour counts as that class. Masks
+//! painted in the console are exact, and checked exactly.
 
 use super::manifest::{hex_color, MaskClass};
 use image::ImageFormat;
@@ -63,9 +64,12 @@ pub fn check_mask(bytes: &[u8], width: u32, height: u32, classes: &[MaskClass]) 
     Ok(classes.iter().zip(counts).map(|(c, n)| (c.name.clone(), n)).collect())
 }
 
-/// Turns a painted RGBA mask (transparent background, class colours painted, soft edges) into LFV's
-/// convention: opaque class colours on white. A pixel at least half opaque takes the nearest class colour.
-pub fn normalize_painted(bytes: &[u8], classes: &[MaskClass]) -> Result<image::RgbImage, String> {
+/// Turns a painted RGBA mask (transparent background, every painted pixel opaque and exactly one class
+/// colour, as the console's canvas writes it) into LFV's convention: class colours on white, with the
+/// classes it uses and their pixel counts (in `classes`' order, unused ones left out). Nothing is guessed: a
+/// half-transparent pixel or a colour that is not a class colour is refused with a message naming it, so a
+/// stale or anti-aliased colour can never be saved under another label.
+pub fn normalize_painted(bytes: &[u8], classes: &[MaskClass]) -> Result<(image::RgbImage, Census), String> {
     if classes.is_empty() {
         return Err("a mask needs at least one anomaly label".into());
     }
@@ -77,19 +81,35 @@ pub fn normalize_painted(bytes: &[u8], classes: &[MaskClass]) -> Result<image::R
     reader.limits(limits);
     let img = reader.decode().map_err(|e| format!("the painted mask is not a PNG image: {e}"))?.to_rgba8();
     let mut out = image::RgbImage::from_pixel(img.width(), img.height(), image::Rgb([255, 255, 255]));
+    let mut counts = vec![0u64; classes.len()];
+    let (mut unknown, mut first_unknown) = (0u64, None);
     for (x, y, p) in img.enumerate_pixels() {
         let [r, g, b, a] = p.0;
-        if a < 128 {
+        if a == 0 {
             continue;
         }
-        let nearest = classes
-            .iter()
-            .min_by_key(|c| (r as i32 - c.color[0] as i32).abs() + (g as i32 - c.color[1] as i32).abs() + (b as i32 - c.color[2] as i32).abs());
-        if let Some(c) = nearest {
-            out.put_pixel(x, y, image::Rgb(c.color));
+        match classes.iter().position(|c| c.color == [r, g, b]).filter(|_| a == 255) {
+            Some(i) => {
+                counts[i] += 1;
+                out.put_pixel(x, y, image::Rgb(classes[i].color));
+            }
+            None => {
+                unknown += 1;
+                first_unknown.get_or_insert((x, y, [r, g, b], a));
+            }
         }
     }
-    Ok(out)
+    if let Some((x, y, rgb, a)) = first_unknown {
+        let what = if a == 255 { format!("the colour {}", hex_color(rgb)) } else { format!("a half-transparent {}", hex_color(rgb)) };
+        return Err(format!(
+            "The mask was not saved: {unknown} pixel{} (the first at {x},{y}) {} {what}, which is not the colour of any \
+             anomaly label of the project. Paint them again with a label.",
+            if unknown == 1 { "" } else { "s" },
+            if unknown == 1 { "has" } else { "have" },
+        ));
+    }
+    let census = classes.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(c, n)| (c.name.clone(), n)).collect();
+    Ok((out, census))
 }
 
 /// Turns a single-class mask without a colour map (MVTec's ground truth, a folder's `masks/`: white or any
@@ -151,16 +171,30 @@ mod tests {
 
     #[test]
     fn painted_masks_become_lfv_masks() {
+        let dent = MaskClass { name: "dent".into(), color: [0x1F, 0x77, 0xB4] };
+        let classes = vec![crack()[0].clone(), dent];
         let mut img = image::RgbaImage::new(64, 64);
         img.put_pixel(1, 1, image::Rgba([0x23, 0xA4, 0x36, 255]));
-        img.put_pixel(2, 1, image::Rgba([0x23, 0xA4, 0x36, 140])); // soft edge, kept
-        img.put_pixel(3, 1, image::Rgba([0x23, 0xA4, 0x36, 60])); // faint edge, background
-        let out = normalize_painted(&png(img), &crack()).unwrap();
+        img.put_pixel(2, 1, image::Rgba([0x23, 0xA4, 0x36, 255]));
+        img.put_pixel(3, 1, image::Rgba([0x1F, 0x77, 0xB4, 255]));
+        img.put_pixel(4, 1, image::Rgba([9, 9, 9, 0])); // transparent: background whatever its colour
+        let (out, census) = normalize_painted(&png(img.clone()), &classes).unwrap();
         assert_eq!(out.get_pixel(1, 1).0, [0x23, 0xA4, 0x36]);
-        assert_eq!(out.get_pixel(2, 1).0, [0x23, 0xA4, 0x36]);
-        assert_eq!(out.get_pixel(3, 1).0, [255, 255, 255]);
-        assert_eq!(out.get_pixel(0, 0).0, [255, 255, 255]);
-        assert!(normalize_painted(b"nope", &crack()).is_err());
+        assert_eq!(out.get_pixel(3, 1).0, [0x1F, 0x77, 0xB4]);
+        assert_eq!(out.get_pixel(4, 1).0, [255, 255, 255]);
+        assert_eq!(census, vec![("cracked".to_string(), 2), ("dent".to_string(), 1)]);
+        // Unused classes are left out of the census.
+        let (_, census) = normalize_painted(&png(img.clone()), &classes[..1].iter().cloned().chain([MaskClass { name: "dent".into(), color: [0x1F, 0x77, 0xB4] }, MaskClass { name: "spare".into(), color: [1, 2, 3] }]).collect::<Vec<_>>()).unwrap();
+        assert_eq!(census.len(), 2);
+        // A colour close to a class colour, or a soft edge of one, is refused rather than snapped.
+        let mut near = img.clone();
+        near.put_pixel(5, 1, image::Rgba([0x25, 0xA0, 0x38, 255]));
+        let e = normalize_painted(&png(near), &classes).unwrap_err();
+        assert!(e.contains("#25A038") && e.contains("1 pixel") && e.contains("5,1"), "{e}");
+        let mut soft = img;
+        soft.put_pixel(6, 2, image::Rgba([0x23, 0xA4, 0x36, 140]));
+        assert!(normalize_painted(&png(soft), &classes).unwrap_err().contains("half-transparent"));
+        assert!(normalize_painted(b"nope", &classes).is_err());
     }
 
     #[test]
