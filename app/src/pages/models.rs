@@ -277,15 +277,14 @@ fn Evaluation(project: String, version: i64, ev: EvalView, threshold: Option<f64
     let lo = scores.iter().copied().fold(f64::INFINITY, f64::min).min(threshold.unwrap_or(f64::INFINITY));
     let hi = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max).max(threshold.unwrap_or(f64::NEG_INFINITY));
     let (lo, hi) = if lo.is_finite() && hi.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) };
+    // A margin at both ends, so the slider can flag every image or none (the browser rounds its value).
+    let (lo, hi) = (lo - (hi - lo) * 0.01, hi + (hi - lo) * 0.01);
     let thr = RwSignal::new(threshold.unwrap_or((lo + hi) / 2.0));
     let images = StoredValue::new(ev.images.clone());
     let counts = Memo::new(move |_| images.with_value(|i| confusion(i, thr.get())));
+    // The slider's value is the page's own; saving does not reload the page (which would reset the slider).
     let save = ServerAction::<SaveThreshold>::new();
-    Effect::new(move |_| {
-        if let Some(Ok(())) = save.value().get() {
-            tick.update(|t| *t += 1);
-        }
-    });
+    let _ = tick;
     let (filter, set_filter) = signal("all".to_string());
     let p_save = project.clone();
     let p_restore = project.clone();
