@@ -48,7 +48,8 @@ if [ ! -s "$BACKBONE" ] || [ server/scripts/export_backbone.py -nt "$BACKBONE" ]
   mv "$BACKBONE.tmp" "$BACKBONE"
 fi
 
-if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -x end2end/node_modules/.bin/playwright ]; then
+if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -x end2end/node_modules/.bin/playwright ] ||
+   [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
   step "installing npm packages in end2end/ (wasm-opt from binaryen, Playwright without browsers)"
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
