@@ -5,8 +5,15 @@ mod cli;
 use clap::Parser;
 use vigil::config::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Stack of the runtime's threads. Rendering a console page on the server (Leptos SSR) nests deeply — the
+/// model page's charts overflowed tokio's 2 MiB default in debug builds, which aborts the whole process.
+const RUNTIME_STACK_BYTES: usize = 16 * 1024 * 1024;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(RUNTIME_STACK_BYTES).build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
