@@ -232,6 +232,11 @@ pub struct Config {
     /// ThrottlingException (429) instead of queueing without limit.
     #[arg(long, env = "VIGIL_DETECT_QUEUE_PER_UNIT", default_value_t = 8)]
     pub detect_queue_per_unit: usize,
+
+    /// Bearer token a Prometheus scraper sends to read `/metrics` (`Authorization: Bearer TOKEN`, at least
+    /// 16 characters). Unset: `/metrics` answers signed-in console users only.
+    #[arg(long, env = "VIGIL_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl Config {

@@ -94,6 +94,7 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
     if waiting > 0 {
         tracing::info!(waiting, "background jobs recorded before this start will run (interrupted ones once their lease runs out)");
     }
+    models::usage::start_flusher(state.clone());
     let rehosted = models::hosting::restore(&state).await?;
     if rehosted > 0 {
         tracing::info!(rehosted, "hosting the models that were hosted before the restart");
@@ -115,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .route("/import/{project}/{dataset_type}", axum::routing::post(console::import_archive))
         .route("/auth/signin", axum::routing::post(console::auth::sign_in))
         .route("/auth/signout", axum::routing::post(console::auth::sign_out))
+        .route("/metrics", axum::routing::get(metrics))
         .leptos_routes_with_context(&state, routes, move || {
             provide_context(backend.clone());
             provide_context(auth_backend.clone());
@@ -133,6 +135,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Prometheus' view of the hosted models (a scraper's bearer token or a console session, `http::auth`).
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match models::usage::metrics_text(&state).await {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the detection counts");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "The detection counts could not be read.\n").into_response()
+        }
+    }
+}
+
 /// A server running in the background (tests, embedding).
 pub struct Running {
     pub addr: SocketAddr,
@@ -148,6 +162,9 @@ impl Running {
         self.state.jobs.wake.notify_waiters();
         for h in self.state.hosting.all() {
             self.state.hosting.remove(&h.model_id);
+        }
+        if let Err(e) = models::usage::flush(&self.state).await {
+            tracing::warn!(error = %e, "the last detection counts could not be written");
         }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -83,6 +83,7 @@ pub async fn delete(conn: &mut AnyConnection, name: &str) -> Result<Project, Pro
     let project = find(conn, name).await?.ok_or_else(|| ProjectError::NotFound(name.to_string()))?;
     // The project's anomaly labels go with it (explicitly: SQLite enforces no cascade unless asked to).
     sqlx::query("delete from anomaly_label where project_id = $1").bind(&project.id).execute(&mut *conn).await?;
+    sqlx::query("delete from detection_hour where project_id = $1").bind(&project.id).execute(&mut *conn).await?;
     sqlx::query("delete from project where id = $1").bind(&project.id).execute(&mut *conn).await?;
     Ok(project)
 }

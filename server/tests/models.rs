@@ -227,6 +227,7 @@ async fn model_flow(backend: Backend) {
     assert_eq!((d.min_inference_units(), d.max_inference_units()), (Some(1), Some(2)));
 
     // Every test image: the verdict and confidence agree with the evaluation of the same model.
+    let mut flagged = 0;
     for e in &evaluated {
         let key = e["source-ref"].as_str().unwrap().trim_start_matches(&format!("s3://{DATA}/")).to_string();
         let r = c
@@ -242,6 +243,7 @@ async fn model_flow(backend: Backend) {
             .unwrap();
         let predicted = e["anomaly-label-detected-metadata"]["class-name"] == "anomaly";
         assert_eq!(r.is_anomalous(), Some(predicted), "{key}");
+        flagged += predicted as usize;
         let conf = e["anomaly-label-detected-metadata"]["confidence"].as_f64().unwrap();
         assert!((r.confidence().unwrap() as f64 - conf).abs() < 1e-3, "{key}: {:?} vs {conf}", r.confidence());
         assert_eq!(r.source().unwrap().r#type(), Some("direct"));
@@ -262,6 +264,54 @@ async fn model_flow(backend: Backend) {
     };
     assert_eq!(code(detect("image/png", tiny).await.unwrap_err().into_service_error()), "ValidationException");
 
+    // A burst far beyond the queue (8 per unit, 2 units): every call answers a result or ThrottlingException
+    // (429 with Retry-After), never a server error.
+    let burst: Vec<_> = (0..48).map(|_| h.api("POST", "/projects/cookies/models/1/detect", Some("image/jpeg"), img.clone())).collect();
+    let (mut ok, mut throttled) = (0u64, 0u64);
+    for r in futures::future::join_all(burst).await {
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(r.headers()["x-amzn-errortype"], "ThrottlingException");
+                assert!(r.headers().contains_key("retry-after"));
+                throttled += 1;
+            }
+            other => panic!("a burst of detections answered {other}: {}", r.text().await.unwrap()),
+        }
+    }
+    assert_eq!(ok + throttled, 48);
+    assert!(ok >= 16, "at least a full queue is served: {ok}");
+    let anomalous_in_burst = if c.detect_anomalies().project_name("cookies").model_version("1").content_type("image/jpeg").body(ByteStream::from(img.clone())).send().await.unwrap().detect_anomaly_result.unwrap().is_anomalous().unwrap() { ok + 1 } else { 0 };
+
+    // The counts, as Prometheus reads them (a scraper's token, or a console session) and on the dashboard.
+    let metrics_url = format!("{}/metrics", h.base);
+    assert_eq!(reqwest::get(&metrics_url).await.unwrap().status(), 401, "/metrics needs a token or a session");
+    let wrong = reqwest::Client::new().get(&metrics_url).bearer_auth("not-the-token-at-all").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let text = reqwest::Client::new().get(&metrics_url).bearer_auth(common::METRICS_TOKEN).send().await.unwrap().text().await.unwrap();
+    let sample = |name: &str| -> u64 {
+        let prefix = format!("lookoutvision_{name}{{ProjectName=\"cookies\",ModelVersion=\"1\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {name} in {text}")).parse::<f64>().unwrap() as u64
+    };
+    let processed = evaluated.len() as u64 + ok + 1;
+    assert_eq!(sample("ProcessedImageCount"), processed, "{text}");
+    assert_eq!(sample("DetectedAnomalyCount"), flagged as u64 + anomalous_in_burst, "{text}");
+    assert_eq!(sample("InvalidImageCount"), 4, "gif, not an image, too large, too small: {text}");
+    assert_eq!(sample("ThrottledCount"), throttled, "{text}");
+    assert_eq!(sample("ErrorCount"), 0, "{text}");
+    assert_eq!(sample("MaxInferenceUnits"), 2);
+    assert!((1..=2).contains(&sample("InServiceInferenceUnits")));
+    let session_view = h.http().get(&metrics_url).send().await.unwrap();
+    assert_eq!(session_view.status(), 200);
+    use app::api::models::ModelBackend;
+    let console = vigil::console::models::ConsoleModels { state: h.running.as_ref().unwrap().state.clone() };
+    let dash = console.dashboard(24).await.unwrap();
+    let cookies = dash.projects.iter().find(|p| p.project == "cookies").unwrap();
+    assert_eq!(cookies.processed as u64, processed);
+    assert_eq!(cookies.series.iter().map(|(n, _)| *n as u64).sum::<u64>(), processed);
+    assert_eq!(dash.hosted, 1);
+    assert!(console.dashboard(5).await.is_err(), "only the offered time frames");
+
     // Hosted models and projects with models refuse deletion.
     let e = c.delete_model().project_name("cookies").model_version("1").send().await.unwrap_err().into_service_error();
     assert!(e.is_conflict_exception(), "{e:?}");
@@ -272,6 +322,10 @@ async fn model_flow(backend: Backend) {
     assert_eq!(s.status(), Some(&lfv::types::ModelHostingStatus::StoppingHosting));
     let d = wait_model(c, "cookies", "1", &[ModelStatus::StoppingHosting]).await;
     assert_eq!(d.status(), Some(&ModelStatus::Trained));
+    // A stopped model's last counts are written; the dashboard keeps them.
+    let dash = console.dashboard(24 * 7).await.unwrap();
+    assert_eq!(dash.projects.iter().find(|p| p.project == "cookies").unwrap().processed as u64, processed);
+    assert_eq!(dash.hosted, 0);
     let e = c.detect_anomalies().project_name("cookies").model_version("1").content_type("image/jpeg").body(ByteStream::from(img)).send().await.unwrap_err();
     assert_eq!(code(e.into_service_error()), "ConflictException");
 

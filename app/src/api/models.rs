@@ -110,6 +110,35 @@ pub struct TryResult {
     pub anomalies: Vec<(String, String, f64)>,
 }
 
+/// One project on the dashboard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProjectActivity {
+    pub project: String,
+    /// Images DetectAnomalies processed over the time frame.
+    pub processed: i64,
+    /// Of those, found anomalous.
+    pub anomalous: i64,
+    /// Per bucket, oldest first: (processed, anomalous).
+    pub series: Vec<(i64, i64)>,
+}
+
+/// The dashboard over a time frame: LFV's overview and per-project detections.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dashboard {
+    /// The frame, in hours back from now.
+    pub hours: i64,
+    /// Hours per point of the series.
+    pub bucket_hours: i64,
+    /// Start of the first bucket (ms since the epoch).
+    pub since_ms: i64,
+    pub projects: Vec<ProjectActivity>,
+    /// Model versions hosted now, across projects.
+    pub hosted: i64,
+}
+
+/// Time frames the dashboard offers (hours).
+pub const DASHBOARD_FRAMES: [(i64, &str); 4] = [(24, "24 hours"), (24 * 7, "7 days"), (24 * 30, "30 days"), (24 * 90, "90 days")];
+
 #[cfg(feature = "ssr")]
 pub use backend::{ModelBackend, SharedModelBackend};
 
@@ -134,6 +163,8 @@ mod backend {
         async fn delete(&self, project: &str, version: i64) -> Result<(), BackendError>;
         /// Runs a trained model (hosted or not) on one image.
         async fn try_image(&self, project: &str, version: i64, image: Vec<u8>) -> Result<TryResult, BackendError>;
+        /// DetectAnomalies activity over the last `hours` (one of `DASHBOARD_FRAMES`).
+        async fn dashboard(&self, hours: i64) -> Result<Dashboard, BackendError>;
     }
 
     pub type SharedModelBackend = Arc<dyn ModelBackend>;
@@ -183,6 +214,11 @@ pub async fn stop_model(project: String, version: i64) -> Result<(), ServerFnErr
 #[server]
 pub async fn delete_model(project: String, version: i64) -> Result<(), ServerFnError> {
     Ok(backend::model_backend()?.delete(&project, version).await?)
+}
+
+#[server]
+pub async fn get_dashboard(hours: i64) -> Result<Dashboard, ServerFnError> {
+    Ok(backend::model_backend()?.dashboard(hours).await?)
 }
 
 /// `image` is a data URL (`data:image/png;base64,...`) read in the browser.

@@ -6,7 +6,7 @@ use crate::engine;
 use crate::jobs::Job;
 use crate::models::{self, trainset::SampleOrigin, ModelVersion, NewModel};
 use crate::state::AppState;
-use app::api::models::{EvalImage, EvalView, LabelRow, ModelBackend, ModelDetail, ModelSummary, ModelsOverview, TrainingProgress, TryResult};
+use app::api::models::{Dashboard, ProjectActivity, DASHBOARD_FRAMES, EvalImage, EvalView, LabelRow, ModelBackend, ModelDetail, ModelSummary, ModelsOverview, TrainingProgress, TryResult};
 use app::api::BackendError;
 use base64::Engine as _;
 use sqlx::AnyConnection;
@@ -291,6 +291,43 @@ impl ModelBackend for ConsoleModels {
             let _ = tokio::fs::remove_file(self.state.config.data_dir.join(rel)).await;
         }
         Ok(())
+    }
+
+    async fn dashboard(&self, hours: i64) -> Result<Dashboard, BackendError> {
+        if !DASHBOARD_FRAMES.iter().any(|(h, _)| *h == hours) {
+            let frames: Vec<String> = DASHBOARD_FRAMES.iter().map(|(h, _)| h.to_string()).collect();
+            return Err(BackendError::new(400, format!("The time frame must be one of {} hours.", frames.join(", "))));
+        }
+        // Fresh figures: this process's counts not yet written go in first.
+        if let Err(e) = models::usage::flush(&self.state).await {
+            tracing::warn!(error = %e, "could not write detection counts before the dashboard");
+        }
+        // About 24 to 90 points whatever the frame: hours for a day, 6 hours for a week, days beyond.
+        let bucket_hours = match hours {
+            h if h <= 48 => 1,
+            h if h <= 24 * 7 => 6,
+            _ => 24,
+        };
+        let now = models::usage::hour_now();
+        let since = now - hours + 1;
+        let since = since - since.rem_euclid(bucket_hours);
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let usage = models::usage::by_project(&mut conn, since, now, bucket_hours, 500).await.map_err(internal)?;
+        let (hosted,): (i64,) = sqlx::query_as("select count(*) from model_version where status = $1")
+            .bind(models::HOSTED)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(internal)?;
+        Ok(Dashboard {
+            hours,
+            bucket_hours,
+            since_ms: since * 3_600_000,
+            projects: usage
+                .into_iter()
+                .map(|u| ProjectActivity { project: u.project, processed: u.processed, anomalous: u.anomalous, series: u.series })
+                .collect(),
+            hosted,
+        })
     }
 
     async fn try_image(&self, project: &str, version: i64, image: Vec<u8>) -> Result<TryResult, BackendError> {

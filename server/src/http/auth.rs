@@ -27,11 +27,24 @@ pub fn is_api_path(path: &str) -> bool {
 
 /// The one authentication layer over the whole router.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/metrics" && metrics_bearer_ok(&state, req.headers()) {
+        return next.run(req).await;
+    }
     if is_api_path(req.uri().path()) {
         require_sigv4(State(state), req, next).await
     } else {
         crate::console::auth::require_session(state, req, next).await
     }
+}
+
+/// Whether the request carries the configured Prometheus token (`VIGIL_METRICS_TOKEN`, 16 characters or
+/// more; a shorter one is ignored, so that a guessable token never opens `/metrics`).
+fn metrics_bearer_ok(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(token) = state.config.metrics_token.as_deref().filter(|t| t.len() >= 16) else { return false };
+    let Some(sent) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    subtle::ConstantTimeEq::ct_eq(token.as_bytes(), sent.trim().as_bytes()).into()
 }
 
 /// Verifies the request's SigV4 signature; the handler sees the caller as an `ApiCaller` extension.

@@ -478,12 +478,13 @@ async fn detect_anomalies(
     check_version(&version, true)?;
     let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if ct != "image/jpeg" && ct != "image/png" {
-        return Err(ApiError::Validation(format!("ContentType must be image/jpeg or image/png, not {ct:?}.")));
-    }
-    let bytes = axum::body::to_bytes(body, MAX_IMAGE_BYTES)
-        .await
-        .map_err(|_| ApiError::Validation(format!("The image is larger than {} MB.", MAX_IMAGE_BYTES / (1024 * 1024))))?;
+    let refused = if ct != "image/jpeg" && ct != "image/png" {
+        Err(format!("ContentType must be image/jpeg or image/png, not {ct:?}."))
+    } else {
+        axum::body::to_bytes(body, MAX_IMAGE_BYTES)
+            .await
+            .map_err(|_| format!("The image is larger than {} MB.", MAX_IMAGE_BYTES / (1024 * 1024)))
+    };
     let mut conn = state.db.pool.acquire().await?;
     let (_, m) = project_model(&mut conn, &name, &version).await?;
     drop(conn);
@@ -491,6 +492,11 @@ async fn detect_anomalies(
         (models::HOSTED, Some(h)) => h,
         _ => return Err(conflict(m.version, format!("Model version {} is {}; start it (StartModel) before calling DetectAnomalies.", m.version, m.status))),
     };
+    // A refused image counts as LFV's InvalidImageCount, whether the worker or this handler refused it.
+    let bytes = refused.map_err(|why| {
+        hosted.count_invalid();
+        ApiError::Validation(why)
+    })?;
     use crate::models::hosting::DetectError;
     match hosted.detect(bytes.to_vec(), false).await {
         Ok(d) => Ok(Json(d.to_lfv_json())),

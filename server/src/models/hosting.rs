@@ -36,7 +36,8 @@ struct Request {
     reply: tokio::sync::oneshot::Sender<Result<Detection, DetectError>>,
 }
 
-/// Counts since the model was hosted (the dashboard and `/metrics` read them).
+/// Detection counts. Each hosted model keeps two: its totals since it was hosted, and the counts not yet
+/// added to the database's hourly rows (`usage::flush` drains those).
 #[derive(Debug, Default)]
 pub struct Counters {
     pub processed: AtomicU64,
@@ -46,6 +47,50 @@ pub struct Counters {
     pub errors: AtomicU64,
     /// Sum of detection times (µs) of processed images.
     pub time_us: AtomicU64,
+}
+
+/// A copy of a `Counters`, in its field order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub processed: u64,
+    pub anomalous: u64,
+    pub invalid: u64,
+    pub throttled: u64,
+    pub errors: u64,
+    pub time_us: u64,
+}
+
+impl Counts {
+    pub fn is_empty(&self) -> bool {
+        *self == Counts::default()
+    }
+}
+
+impl Counters {
+    fn fields(&self) -> [&AtomicU64; 6] {
+        [&self.processed, &self.anomalous, &self.invalid, &self.throttled, &self.errors, &self.time_us]
+    }
+
+    fn from_array(a: [u64; 6]) -> Counts {
+        Counts { processed: a[0], anomalous: a[1], invalid: a[2], throttled: a[3], errors: a[4], time_us: a[5] }
+    }
+
+    pub fn snapshot(&self) -> Counts {
+        Self::from_array(self.fields().map(|f| f.load(Ordering::Relaxed)))
+    }
+
+    /// Takes the counts, leaving zeros.
+    pub fn drain(&self) -> Counts {
+        Self::from_array(self.fields().map(|f| f.swap(0, Ordering::AcqRel)))
+    }
+
+    /// Adds counts back (a flush that could not be written).
+    pub fn add(&self, c: Counts) {
+        let v = [c.processed, c.anomalous, c.invalid, c.throttled, c.errors, c.time_us];
+        for (f, n) in self.fields().into_iter().zip(v) {
+            f.fetch_add(n, Ordering::Relaxed);
+        }
+    }
 }
 
 struct Shared {
@@ -58,11 +103,22 @@ struct Shared {
     min_units: usize,
     max_units: usize,
     counters: Arc<Counters>,
+    pending: Counters,
+}
+
+impl Shared {
+    /// Counts one outcome in the totals and in the counts waiting for the database.
+    fn count(&self, what: impl Fn(&Counters)) {
+        what(&self.counters);
+        what(&self.pending);
+    }
 }
 
 /// A hosted model version.
 pub struct Hosted {
     pub model_id: String,
+    pub project_id: String,
+    pub version: i64,
     tx: SyncSender<Request>,
     shared: Arc<Shared>,
     capacity: usize,
@@ -70,7 +126,16 @@ pub struct Hosted {
 
 impl Hosted {
     /// Loads nothing itself: takes a loaded model and starts `min_units` workers.
-    pub fn start(model_id: &str, model: Model, backbone: Arc<Backbone>, threshold: f32, min_units: usize, max_units: usize, per_unit: usize) -> Arc<Hosted> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        (model_id, project_id, version): (&str, &str, i64),
+        model: Model,
+        backbone: Arc<Backbone>,
+        threshold: f32,
+        min_units: usize,
+        max_units: usize,
+        per_unit: usize,
+    ) -> Arc<Hosted> {
         let min_units = min_units.max(1);
         let max_units = max_units.max(min_units);
         let capacity = (per_unit.max(1) * max_units).max(1);
@@ -85,11 +150,12 @@ impl Hosted {
             min_units,
             max_units,
             counters: Arc::new(Counters::default()),
+            pending: Counters::default(),
         });
         for _ in 0..min_units {
             spawn_worker(shared.clone());
         }
-        Arc::new(Hosted { model_id: model_id.to_string(), tx, shared, capacity })
+        Arc::new(Hosted { model_id: model_id.to_string(), project_id: project_id.to_string(), version, tx, shared, capacity })
     }
 
     pub fn set_threshold(&self, t: f32) {
@@ -98,6 +164,18 @@ impl Hosted {
 
     pub fn counters(&self) -> Arc<Counters> {
         self.shared.counters.clone()
+    }
+
+    /// Counts an image refused before it reached a worker (content type, size).
+    pub fn count_invalid(&self) {
+        self.shared.count(|c| {
+            c.invalid.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+
+    /// The counts not yet in the database.
+    pub fn pending(&self) -> &Counters {
+        &self.shared.pending
     }
 
     /// Running workers (LFV's in-service inference units).
@@ -119,14 +197,18 @@ impl Hosted {
         let s = &self.shared;
         if s.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             s.queued.fetch_sub(1, Ordering::AcqRel);
-            s.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            s.count(|c| {
+                c.throttled.fetch_add(1, Ordering::Relaxed);
+            });
             return Err(DetectError::Throttled);
         }
         match self.tx.try_send(Request { bytes, heat_map, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 s.queued.fetch_sub(1, Ordering::AcqRel);
-                s.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                s.count(|c| {
+                    c.throttled.fetch_add(1, Ordering::Relaxed);
+                });
                 return Err(DetectError::Throttled);
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -164,14 +246,14 @@ fn worker(s: Arc<Shared>) {
                 let started = Instant::now();
                 let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| detect_one(&s, &req.bytes, req.heat_map)))
                     .unwrap_or_else(|_| Err(DetectError::Internal("the detection failed unexpectedly".into())));
-                let c = &s.counters;
-                match &out {
+                let took = started.elapsed().as_micros() as u64;
+                s.count(|c| match &out {
                     Ok(d) => {
                         c.processed.fetch_add(1, Ordering::Relaxed);
                         if d.is_anomalous {
                             c.anomalous.fetch_add(1, Ordering::Relaxed);
                         }
-                        c.time_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        c.time_us.fetch_add(took, Ordering::Relaxed);
                     }
                     Err(DetectError::Invalid(_)) => {
                         c.invalid.fetch_add(1, Ordering::Relaxed);
@@ -179,7 +261,7 @@ fn worker(s: Arc<Shared>) {
                     Err(_) => {
                         c.errors.fetch_add(1, Ordering::Relaxed);
                     }
-                }
+                });
                 let _ = req.reply.send(out);
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -219,6 +301,8 @@ pub fn apply_threshold(d: &mut Detection, threshold: f32, scale: f32) {
 #[derive(Default)]
 pub struct Hosting {
     models: Mutex<HashMap<String, Arc<Hosted>>>,
+    /// Models no longer hosted whose last counts are still to be written (`usage::flush` empties it).
+    retired: Mutex<Vec<Arc<Hosted>>>,
 }
 
 impl Hosting {
@@ -234,7 +318,16 @@ impl Hosting {
 
     /// Stops hosting: requests already queued finish; the workers stop when the last one is answered.
     pub fn remove(&self, model_id: &str) -> Option<Arc<Hosted>> {
-        self.models.lock().ok()?.remove(model_id)
+        let h = self.models.lock().ok()?.remove(model_id)?;
+        if let Ok(mut r) = self.retired.lock() {
+            r.push(h.clone());
+        }
+        Some(h)
+    }
+
+    /// Models stopped since the last call.
+    pub fn take_retired(&self) -> Vec<Arc<Hosted>> {
+        self.retired.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
     }
 
     pub fn all(&self) -> Vec<Arc<Hosted>> {
@@ -284,7 +377,7 @@ async fn load(state: &crate::state::AppState, m: &super::ModelVersion) -> anyhow
     let threshold = m.threshold.or(m.trained_threshold);
     let (min, max) = (m.min_inference_units.unwrap_or(1).max(1) as usize, m.max_inference_units.unwrap_or(0).max(0) as usize);
     let per_unit = state.config.detect_queue_per_unit;
-    let id = m.id.clone();
+    let (id, project_id, version) = (m.id.clone(), m.project_id.clone(), m.version);
     tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Hosted>> {
         let model = Model::load(&path).map_err(|e| anyhow::anyhow!("the model file could not be read ({e}); train a new version"))?;
         // Warm-up at the model's own input size: the first forward passes are slow.
@@ -294,7 +387,7 @@ async fn load(state: &crate::state::AppState, m: &super::ModelVersion) -> anyhow
             model.detect(&backbone, &blank).map_err(|e| anyhow::anyhow!("the model could not run ({e})"))?;
         }
         let t = threshold.map(|t| t as f32).unwrap_or_else(|| model.threshold());
-        Ok(Hosted::start(&id, model, backbone, t, min, max.max(min), per_unit))
+        Ok(Hosted::start((&id, &project_id, version), model, backbone, t, min, max.max(min), per_unit))
     })
     .await?
 }

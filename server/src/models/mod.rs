@@ -4,6 +4,7 @@
 
 pub mod hosting;
 pub mod trainset;
+pub mod usage;
 pub mod training;
 
 use crate::store::now_ms;

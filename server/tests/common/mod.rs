@@ -26,6 +26,8 @@ pub const API_KEY: &str = "AKIDVIGILTEST";
 pub const API_SECRET: &str = "vigil-test-secret";
 /// The password of the console's `admin` on test servers.
 pub const ADMIN_PASSWORD: &str = "vigil-test-admin";
+/// The Prometheus scraper's token (`VIGIL_METRICS_TOKEN`).
+pub const METRICS_TOKEN: &str = "vigil-test-metrics-token";
 
 /// The SigV4 headers (`authorization`, `x-amz-date`, ...) for a request, made by `aws-sigv4` as the Rust SDK
 /// makes them. `url` is absolute; `headers` are sent too and signed.
@@ -233,6 +235,7 @@ impl Harness {
         config.access_key_id = Some(API_KEY.into());
         config.secret_access_key = Some(API_SECRET.into());
         config.admin_password = Some(ADMIN_PASSWORD.into());
+        config.metrics_token = Some(METRICS_TOKEN.into());
         // Disk imports read the temporary folders tests write.
         config.import_root = Some(std::env::temp_dir());
         if let Some(s3) = s3 {
