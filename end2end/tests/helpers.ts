@@ -95,5 +95,11 @@ export function lfv(page: Page) {
     get: (path: string) => send("GET", path),
     post: (path: string, data: unknown = {}) => send("POST", path, data),
     delete: (path: string) => send("DELETE", path),
+    /** A raw body with its content type (DetectAnomalies). */
+    postBytes: (path: string, body: Buffer, contentType: string) => {
+      const url = new URL(path, baseUrl);
+      const headers = sigv4Headers("POST", url, body, contentType);
+      return page.request.fetch(url.toString(), { method: "POST", headers, data: body });
+    },
   };
 }

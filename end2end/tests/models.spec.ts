@@ -1,0 +1,98 @@
+import { expect, test } from "@playwright/test";
+import { open, lfv } from "./helpers";
+import * as fs from "fs";
+import * as path from "path";
+
+/** The small cookie set the Rust engine tests use (normal/, anomaly/). */
+const small = path.join(__dirname, "..", "..", "server", "tests", "fixtures", "cookies-small");
+const file = (rel: string) => ({ name: path.basename(rel), mimeType: "image/jpeg", buffer: fs.readFileSync(path.join(small, rel)) });
+
+test.beforeEach(async ({ page }) => {
+  page.on("pageerror", (err) => {
+    throw err;
+  });
+});
+
+test("train from the console, follow it, read the model page, move and save the threshold, host and try an image", async ({ page }) => {
+  test.setTimeout(240_000);
+  const name = `models-${Date.now()}`;
+  expect((await lfv(page).post("/2020-11-20/projects", { ProjectName: name })).ok()).toBeTruthy();
+
+  // Before any image, the Train button says what is missing.
+  await open(page, `/projects/${name}`);
+  await expect(page.getByTestId("train-missing")).toContainText("no training dataset");
+  await expect(page.getByTestId("train")).toBeDisabled();
+
+  // Upload labelled images: 8 normal and 4 anomalous into train, 4 + 4 into test.
+  const upload = async (type: string, label: string, files: string[]) => {
+    await open(page, `/projects/${name}/datasets/${type}`);
+    await page.locator("#upload-label").selectOption(label);
+    await page.getByLabel("Choose images to upload").setInputFiles(files.map(file));
+    await expect(page.getByText(`Added ${files.length} images.`)).toBeVisible({ timeout: 30_000 });
+  };
+  const range = (prefix: string, from: number, to: number) =>
+    Array.from({ length: to - from + 1 }, (_, i) => `${prefix}/${prefix}-${from + i}.jpg`);
+  await upload("train", "normal", range("normal", 2, 9));
+  await upload("train", "anomaly", range("anomaly", 2, 5));
+  await upload("test", "normal", range("normal", 10, 13));
+  await upload("test", "anomaly", range("anomaly", 6, 9));
+
+  await open(page, `/projects/${name}`);
+  await expect(page.getByTestId("train")).toBeEnabled();
+  await page.locator("input[name=description]").fill("from the console");
+  await page.getByTestId("train").click();
+  const row = page.locator("tr[data-version='1']");
+  await expect(row).toBeVisible();
+  // Live: the row turns trained without a reload.
+  await expect(row.locator(".badge")).toHaveText("trained", { timeout: 180_000 });
+  await row.getByRole("link", { name: "Model 1" }).click();
+
+  await expect(page.getByTestId("model-status")).toHaveText("trained");
+  for (const chart of ["chart-roc-curve", "chart-precision-recall-curve", "chart-histogram"]) {
+    await expect(page.getByTestId(chart)).toBeVisible();
+  }
+  await expect(page.getByTestId("test-results").locator(".tile")).toHaveCount(8);
+
+  // Moving the threshold to its lowest flags every image: recall 100 %, no true negatives.
+  const slider = page.getByTestId("threshold");
+  const trained = await page.getByTestId("threshold-value").textContent();
+  const min = await slider.getAttribute("min");
+  await slider.fill(min!);
+  await expect(page.getByTestId("tn")).toHaveText("0");
+  await expect(page.getByTestId("fn")).toHaveText("0");
+  await expect(page.getByTestId("recall")).toHaveText("100.0 %");
+  await page.getByTestId("save-threshold").click();
+  await expect(page.getByTestId("threshold-saved")).toHaveText("Saved.");
+  await page.reload();
+  await expect(page.getByTestId("threshold-value")).not.toHaveText(trained!);
+  await expect(page.getByTestId("tn")).toHaveText("0");
+  await page.getByTestId("restore-threshold").click();
+  await expect(page.getByTestId("threshold-value")).toHaveText(trained!);
+
+  // Host it, then try an image: verdict and heat map overlay.
+  await page.getByTestId("start-model").click();
+  await expect(page.getByTestId("model-status")).toHaveText("hosted", { timeout: 60_000 });
+  await expect(page.getByTestId("snippet")).toContainText(`--project-name ${name}`);
+  await page.getByTestId("try-file").setInputFiles(file("anomaly/anomaly-7.jpg"));
+  await expect(page.getByTestId("try-verdict")).toContainText("confidence");
+  await expect(page.getByTestId("try-heatmap")).toHaveAttribute("src", /^data:image\/png;base64,/);
+
+  // The hosted model answers the LFV API too, and its detections reach the dashboard.
+  const described = await (await lfv(page).get(`/2020-11-20/projects/${name}/models/1`)).json();
+  expect(described.ModelDescription.Status).toBe("HOSTED");
+  for (const rel of ["anomaly/anomaly-8.jpg", "normal/normal-12.jpg", "anomaly/anomaly-9.jpg"]) {
+    const r = await lfv(page).postBytes(`/2020-11-20/projects/${name}/models/1/detect`, file(rel).buffer, "image/jpeg");
+    expect(r.status()).toBe(200);
+    expect(typeof (await r.json()).DetectAnomalyResult.IsAnomalous).toBe("boolean");
+  }
+  await open(page, "/dashboard?hours=24");
+  const mine = page.locator(`tr[data-project='${name}']`);
+  await expect(mine.getByTestId("project-processed")).toHaveText("3");
+  await expect(page.getByTestId("total-hosted")).not.toHaveText("0");
+  await mine.getByRole("link", { name }).click();
+  await expect(page).toHaveURL(new RegExp(`/projects/${name}$`));
+  await page.goBack();
+  await open(page, `/projects/${name}/models/1`);
+  await page.getByTestId("stop-model").click();
+  await expect(page.getByTestId("model-status")).toHaveText("trained", { timeout: 30_000 });
+});
