@@ -48,12 +48,54 @@ def settle(lfv, project, dataset_type):
         time.sleep(0.05)
 
 
+def write_manifest(images, bucket_dir, bucket, key_prefix, manifest_name):
+    """Copies IMAGES into BUCKET_DIR/KEY_PREFIX/ and writes a Ground Truth manifest of them, labelled by a
+    `normal` or `anomaly` folder anywhere in their path (else unlabelled)."""
+    lines = []
+    for i, p in enumerate(images):
+        key = f"{key_prefix}/{i:05d}-{os.path.basename(p)}"
+        os.makedirs(os.path.dirname(os.path.join(bucket_dir, key)), exist_ok=True)
+        shutil.copyfile(p, os.path.join(bucket_dir, key))
+        parts = p.lower().split(os.sep)
+        line = {"source-ref": f"s3://{bucket}/{key}"}
+        label = "anomaly" if "anomaly" in parts else "normal" if "normal" in parts else None
+        if label:
+            line["anomaly-label"] = 1 if label == "anomaly" else 0
+            line["anomaly-label-metadata"] = {"class-name": label, "human-annotated": "yes",
+                                              "type": "groundtruth/image-classification", "job-name": "bench"}
+        lines.append(json.dumps(line))
+    with open(os.path.join(bucket_dir, manifest_name), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def start_servers(vigil_bin, work, extra_env=None):
+    """A private s3s-fs serving WORK/s3 (one folder per bucket) and a Vigil server using it, on free ports;
+    returns (s3 process, vigil process, base URL, boto3 lookoutvision client). The caller terminates both."""
+    import boto3, botocore.config
+    s3_port, vigil_port = free_port(), free_port()
+    s3 = subprocess.Popen(["s3s-fs", "--host", "127.0.0.1", "--port", str(s3_port), "--access-key", "benchkey",
+                           "--secret-key", "benchsecret", os.path.join(work, "s3")],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, VIGIL_ADDR=f"127.0.0.1:{vigil_port}", DATABASE_URL=f"sqlite://{work}/vigil.db",
+               VIGIL_DATA_DIR=f"{work}/data", VIGIL_S3_ENDPOINT=f"http://127.0.0.1:{s3_port}",
+               VIGIL_S3_ACCESS_KEY_ID="benchkey", VIGIL_S3_SECRET_ACCESS_KEY="benchsecret", RUST_LOG="warn",
+               VIGIL_ACCESS_KEY_ID="AKIDBENCH", VIGIL_SECRET_ACCESS_KEY="bench-secret", VIGIL_ADMIN_PASSWORD="bench-admin",
+               **(extra_env or {}))
+    vigil = subprocess.Popen([vigil_bin, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{vigil_port}"
+    wait_for(f"http://127.0.0.1:{s3_port}/", s3, "s3s-fs")
+    wait_for(f"{base}/2020-11-20/projects", vigil, "vigil")
+    lfv = boto3.client("lookoutvision", endpoint_url=base, region_name="us-east-1",
+                       aws_access_key_id="AKIDBENCH", aws_secret_access_key="bench-secret",
+                       config=botocore.config.Config(retries={"max_attempts": 1}))
+    return s3, vigil, base, lfv
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("data", nargs="?", default=os.path.join(ROOT, "..", "shared", "datasets", "lfv-circuitboard"))
     ap.add_argument("--vigil", default=os.path.join(ROOT, "target", "release", "vigil"))
     args = ap.parse_args()
-    import boto3, botocore.config
 
     images = []
     for dirpath, _, files in os.walk(args.data):
@@ -67,38 +109,10 @@ def main():
     work = tempfile.mkdtemp(prefix="vigil-bench-import-")
     bucket_dir = os.path.join(work, "s3", "bench")
     os.makedirs(bucket_dir)
-    lines = []
-    for i, p in enumerate(images):
-        key = f"images/{i:05d}-{os.path.basename(p)}"
-        os.makedirs(os.path.dirname(os.path.join(bucket_dir, key)), exist_ok=True)
-        shutil.copyfile(p, os.path.join(bucket_dir, key))
-        parts = p.lower().split(os.sep)
-        line = {"source-ref": f"s3://bench/{key}"}
-        label = "anomaly" if "anomaly" in parts else "normal" if "normal" in parts else None
-        if label:
-            line["anomaly-label"] = 1 if label == "anomaly" else 0
-            line["anomaly-label-metadata"] = {"class-name": label, "human-annotated": "yes",
-                                              "type": "groundtruth/image-classification", "job-name": "bench"}
-        lines.append(json.dumps(line))
-    with open(os.path.join(bucket_dir, "train.manifest"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_manifest(images, bucket_dir, "bench", "images", "train.manifest")
 
-    s3_port, vigil_port = free_port(), free_port()
-    s3 = subprocess.Popen(["s3s-fs", "--host", "127.0.0.1", "--port", str(s3_port), "--access-key", "benchkey",
-                           "--secret-key", "benchsecret", os.path.join(work, "s3")],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = dict(os.environ, VIGIL_ADDR=f"127.0.0.1:{vigil_port}", DATABASE_URL=f"sqlite://{work}/vigil.db",
-               VIGIL_DATA_DIR=f"{work}/data", VIGIL_S3_ENDPOINT=f"http://127.0.0.1:{s3_port}",
-               VIGIL_S3_ACCESS_KEY_ID="benchkey", VIGIL_S3_SECRET_ACCESS_KEY="benchsecret", RUST_LOG="warn",
-               VIGIL_ACCESS_KEY_ID="AKIDBENCH", VIGIL_SECRET_ACCESS_KEY="bench-secret", VIGIL_ADMIN_PASSWORD="bench-admin")
-    vigil = subprocess.Popen([args.vigil, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{vigil_port}"
+    s3, vigil, base, lfv = start_servers(args.vigil, work)
     try:
-        wait_for(f"http://127.0.0.1:{s3_port}/", s3, "s3s-fs")
-        wait_for(f"{base}/2020-11-20/projects", vigil, "vigil")
-        lfv = boto3.client("lookoutvision", endpoint_url=base, region_name="us-east-1",
-                           aws_access_key_id="AKIDBENCH", aws_secret_access_key="bench-secret",
-                           config=botocore.config.Config(retries={"max_attempts": 1}))
         # The console's endpoints (export, archive import) need a session: sign in as the admin.
         console = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
         console.open(f"{base}/auth/signin", data=urllib.parse.urlencode(
