@@ -420,10 +420,12 @@ impl Backend for ConsoleBackend {
         let color = label_color(color)?;
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let p = find_project(&mut tx, project).await?;
-        colour_free(&mut tx, &p.id, name, &color).await?;
+        // An unknown label is a 404 whatever the colour; the colour check then runs in the same transaction
+        // (nothing is committed when it refuses).
         if !datasets::labels::set_color(&mut tx, &p.id, name, &color).await.map_err(internal)? {
             return Err(BackendError::new(404, format!("The project has no label named {name}.")));
         }
+        colour_free(&mut tx, &p.id, name, &color).await?;
         tx.commit().await.map_err(internal)?;
         Ok(())
     }
