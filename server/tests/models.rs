@@ -394,3 +394,122 @@ async fn two_workers_never_claim_a_job_twice() {
     assert_eq!((again.id.as_str(), again.attempts), ("job-000", 2));
     h.stop().await;
 }
+
+/// A `vigil serve` process of its own (the real binary), so that a test can kill it with SIGKILL.
+struct Process {
+    child: std::process::Child,
+    base: String,
+}
+
+fn serve(dir: &std::path::Path, s3: &S3Server, port: u16) -> Process {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("serve")
+        .current_dir(common::repo_root())
+        .env("VIGIL_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", format!("sqlite://{}", dir.join("vigil.db").display()))
+        .env("VIGIL_DATA_DIR", dir.join("data"))
+        .env("VIGIL_BACKBONE", common::backbone_path())
+        .env("VIGIL_TORCH_THREADS", "1")
+        .env("VIGIL_ACCESS_KEY_ID", common::API_KEY)
+        .env("VIGIL_SECRET_ACCESS_KEY", common::API_SECRET)
+        .env("VIGIL_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+        .env("VIGIL_S3_ENDPOINT", &s3.endpoint)
+        .env("VIGIL_S3_ACCESS_KEY_ID", common::S3_KEY)
+        .env("VIGIL_S3_SECRET_ACCESS_KEY", common::S3_SECRET)
+        .env("VIGIL_S3_REGION", "us-east-1")
+        // A dead worker's job is taken up again 2 s after its last renewal.
+        .env("VIGIL_JOB_LEASE_SECS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the vigil binary starts");
+    Process { child, base: format!("http://127.0.0.1:{port}") }
+}
+
+impl Process {
+    async fn ready(&mut self, dir: &std::path::Path) {
+        for _ in 0..600 {
+            if reqwest::get(format!("{}/signin", self.base)).await.is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("vigil exited ({status}): {}", std::fs::read_to_string(dir.join("server.log")).unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("vigil did not start");
+    }
+
+    /// SIGKILL: no shutdown, no cleanup.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// A process killed (SIGKILL) while it trains ends, once started again, with the model TRAINED (its job is
+/// claimed again when the lease runs out) — never stuck in TRAINING; and a model hosted before a SIGKILL is
+/// hosted again by the next start and answers DetectAnomalies.
+#[tokio::test]
+async fn a_killed_server_finishes_training_and_hosts_again() {
+    let Some(s3) = S3Server::start().await else { return };
+    stage(&s3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut p = serve(dir.path(), &s3, port);
+    p.ready(dir.path()).await;
+    let h = common::client_for(&p.base);
+    h.create_project().project_name("restart").send().await.unwrap();
+    h.create_dataset().project_name("restart").dataset_type("train").dataset_source(manifest("train.manifest")).send().await.unwrap();
+    h.create_dataset().project_name("restart").dataset_type("test").dataset_source(manifest("test.manifest")).send().await.unwrap();
+    settle_dataset(&h, "restart", "train").await;
+    settle_dataset(&h, "restart", "test").await;
+
+    let m = h.create_model().project_name("restart").output_config(output(OUT)).send().await.unwrap();
+    assert_eq!(m.model_metadata().unwrap().status(), Some(&ModelStatus::Training));
+    // Kill it once a worker holds the training job (it has an owner), i.e. mid-training.
+    use sqlx::Connection;
+    let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
+    let mut claimed = false;
+    for _ in 0..400 {
+        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        let owner: Option<(Option<String>,)> =
+            sqlx::query_as("select owner from job where kind = 'train'").fetch_optional(&mut conn).await.unwrap();
+        if matches!(owner, Some((Some(_),))) {
+            claimed = true;
+            break;
+        }
+        assert!(owner.is_some(), "the training finished before the kill: make the test data larger");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(claimed, "no worker claimed the training job");
+    p.kill();
+
+    let mut p = serve(dir.path(), &s3, port);
+    p.ready(dir.path()).await;
+    let d = wait_model(&h, "restart", "1", &[ModelStatus::Training]).await;
+    assert_eq!(d.status(), Some(&ModelStatus::Trained), "{:?}", d.status_message());
+    assert!(d.performance().is_some());
+
+    h.start_model().project_name("restart").model_version("1").min_inference_units(1).send().await.unwrap();
+    let d = wait_model(&h, "restart", "1", &[ModelStatus::StartingHosting]).await;
+    assert_eq!(d.status(), Some(&ModelStatus::Hosted), "{:?}", d.status_message());
+    p.kill();
+
+    let mut p = serve(dir.path(), &s3, port);
+    p.ready(dir.path()).await;
+    let d = wait_model(&h, "restart", "1", &[ModelStatus::StartingHosting]).await;
+    assert_eq!(d.status(), Some(&ModelStatus::Hosted), "hosted again after the restart: {:?}", d.status_message());
+    let r = h
+        .detect_anomalies()
+        .project_name("restart")
+        .model_version("1")
+        .content_type("image/jpeg")
+        .body(ByteStream::from(small("anomaly/anomaly-7.jpg")))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.detect_anomaly_result().unwrap().confidence().is_some());
+    p.kill();
+}

@@ -60,6 +60,22 @@ pub fn sigv4_headers(
     instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
+/// An SDK client for a server at `base`, signing with the bootstrap key.
+pub fn client_for(base: &str) -> lfv::Client {
+    client_signed(base, API_KEY, API_SECRET)
+}
+
+/// An SDK client for a server at `base`, signing with the given key.
+pub fn client_signed(base: &str, key: &str, secret: &str) -> lfv::Client {
+    let conf = lfv::Config::builder()
+        .behavior_version(lfv::config::BehaviorVersion::latest())
+        .region(lfv::config::Region::new("us-east-1"))
+        .endpoint_url(base)
+        .credentials_provider(aws_credential_types::Credentials::new(key, secret, None, None, "tests"))
+        .build();
+    lfv::Client::from_conf(conf)
+}
+
 impl Harness {
     /// A client for the console's HTTP endpoints (`/media`, `/export`, `/import`, pages), signed in as admin.
     pub fn http(&self) -> reqwest::Client {
@@ -82,13 +98,7 @@ impl Harness {
 
     /// An SDK client signing with other credentials.
     pub fn client_with(&self, key: &str, secret: &str) -> lfv::Client {
-        let conf = lfv::Config::builder()
-            .behavior_version(lfv::config::BehaviorVersion::latest())
-            .region(lfv::config::Region::new("us-east-1"))
-            .endpoint_url(&self.base)
-            .credentials_provider(aws_credential_types::Credentials::new(key, secret, None, None, "tests"))
-            .build();
-        lfv::Client::from_conf(conf)
+        client_signed(&self.base, key, secret)
     }
 }
 
@@ -246,18 +256,12 @@ impl Harness {
         }
         let running = vigil::start(config).await.expect("server starts");
         let base = format!("http://{}", running.addr);
-        let conf = lfv::Config::builder()
-            .behavior_version(lfv::config::BehaviorVersion::latest())
-            .region(lfv::config::Region::new("us-east-1"))
-            .endpoint_url(&base)
-            .credentials_provider(aws_credential_types::Credentials::new(API_KEY, API_SECRET, None, None, "tests"))
-            .build();
         let session = {
             let mut conn = running.state.db.pool.acquire().await.unwrap();
             let (admin, _) = vigil::auth::users::find_with_hash(&mut conn, "admin").await.unwrap().expect("admin created at start");
             vigil::auth::users::create_session(&mut conn, &admin.id).await.unwrap()
         };
-        Some(Harness { running: Some(running), client: lfv::Client::from_conf(conf), base, session, _dir: dir, pg })
+        Some(Harness { running: Some(running), client: client_for(&base), base, session, _dir: dir, pg })
     }
 
     pub async fn stop(mut self) {
