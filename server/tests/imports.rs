@@ -155,8 +155,8 @@ async fn mvtec_from_the_servers_disk() {
     h.stop().await;
 }
 
-/// The server has no S3 settings at all: the import brings its own endpoint and keys; wrong keys fail the
-/// import with a reason and leave nothing behind.
+/// The server has no S3 settings at all: the import brings its own endpoint (on the administrator's allow-list)
+/// and keys; wrong keys fail the import with a reason and leave nothing behind.
 #[tokio::test]
 async fn mvtec_and_masked_folders_from_a_bucket_with_per_import_credentials() {
     let Some(s3) = S3Server::start().await else { return };
@@ -167,7 +167,8 @@ async fn mvtec_and_masked_folders_from_a_bucket_with_per_import_credentials() {
     s3.put("mvtec", "parts/normal/n1.png", part(1, false)).await;
     s3.put("mvtec", "parts/anomaly/a1.png", part(2, true)).await;
     s3.put("mvtec", "parts/masks/a1.png", gt_mask()).await;
-    let h = Harness::start(Backend::Sqlite).await.unwrap();
+    let endpoint = s3.endpoint.clone();
+    let h = Harness::start_tuned(Backend::Sqlite, None, |c| c.s3_allowed_endpoints = vec![endpoint]).await.unwrap();
     let con = console(&h);
     let c = &h.client;
     let good = S3Connection {
@@ -180,10 +181,15 @@ async fn mvtec_and_masked_folders_from_a_bucket_with_per_import_credentials() {
 
     c.create_project().project_name("wrongkeys").send().await.unwrap();
     let bad = S3Connection { secret_access_key: "not-the-secret".into(), ..good.clone() };
-    con.import_s3("wrongkeys", "train", "s3://mvtec/parts/", "folder", bad).await.unwrap();
-    let d = settle(c, "wrongkeys", "train").await;
-    assert_eq!(d.status(), Some(&DatasetStatus::CreateFailed));
-    assert!(d.status_message().unwrap().contains("could not be listed"), "{:?}", d.status_message());
+    // Refused before anything is created, with the reason.
+    let e = con.import_s3("wrongkeys", "train", "s3://mvtec/parts/", "folder", bad).await.unwrap_err();
+    assert_eq!(e.status, 400);
+    assert!(e.message.contains("denied"), "{}", e.message);
+    let missing = c.describe_dataset().project_name("wrongkeys").dataset_type("train").send().await.unwrap_err().into_service_error();
+    assert!(missing.is_resource_not_found_exception(), "{missing:?}");
+    // A prefix with nothing under it is refused up front too.
+    let e = con.import_s3("wrongkeys", "train", "s3://mvtec/nothing-here/", "folder", good.clone()).await.unwrap_err();
+    assert_eq!(e.status, 400, "{}", e.message);
     let half = S3Connection { secret_access_key: String::new(), ..good.clone() };
     assert_eq!(con.import_s3("wrongkeys", "test", "s3://mvtec/parts/", "folder", half).await.unwrap_err().status, 400);
     let bad_endpoint = S3Connection { endpoint: "minio:9000".into(), ..good.clone() };

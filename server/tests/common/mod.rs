@@ -225,6 +225,11 @@ impl Harness {
     }
 
     pub async fn start_with(backend: Backend, s3: Option<&S3Server>) -> Option<Harness> {
+        Self::start_tuned(backend, s3, |_| {}).await
+    }
+
+    /// As `start_with`, with the configuration adjusted by `tune` before the server starts.
+    pub async fn start_tuned(backend: Backend, s3: Option<&S3Server>, tune: impl FnOnce(&mut vigil::config::Config)) -> Option<Harness> {
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg) = match backend {
             Backend::Sqlite => (format!("sqlite://{}", dir.path().join("vigil.db").display()), None),
@@ -254,6 +259,7 @@ impl Harness {
             config.s3_secret_access_key = Some(S3_SECRET.into());
             config.s3_region = Some("us-east-1".into());
         }
+        tune(&mut config);
         let running = vigil::start(config).await.expect("server starts");
         let base = format!("http://{}", running.addr);
         let session = {
