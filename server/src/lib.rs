@@ -213,8 +213,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 fn spawn_maintenance(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        let mut ticks = 0u64;
         loop {
             tick.tick().await;
+            ticks += 1;
+            // Blobs: 30 minutes after the start, then every 6 hours.
+            if ticks % 36 == 4 {
+                match collect_blob_garbage(&state, std::time::Duration::from_secs(24 * 3600)).await {
+                    Ok((0, _)) => {}
+                    Ok((files, bytes)) => tracing::info!(files, bytes, "removed blobs no image, mask or evaluation uses"),
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "collecting unused blobs failed"),
+                }
+            }
             if let Ok(mut conn) = state.db.pool.acquire().await {
                 if let Err(e) = auth::users::purge_expired_sessions(&mut conn).await {
                     tracing::warn!(error = %e, "purging expired sessions failed");
@@ -225,6 +235,41 @@ fn spawn_maintenance(state: AppState) {
             }
         }
     });
+}
+
+/// Removes the blobs (rows and files) that no dataset entry, mask or model evaluation refers to and that are
+/// older than `grace` (an import or upload writes its blobs before it commits the entries that use them).
+/// Returns the files and bytes removed.
+pub async fn collect_blob_garbage(state: &AppState, grace: std::time::Duration) -> anyhow::Result<(usize, u64)> {
+    use std::collections::HashSet;
+    let mut conn = state.db.pool.acquire().await?;
+    let mut used: HashSet<String> = HashSet::new();
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as("select image_hash, mask_hash from dataset_entry").fetch_all(&mut *conn).await?;
+    for (image, mask) in rows {
+        used.insert(image);
+        used.extend(mask);
+    }
+    // Model pages show their test images (and masks) by hash, even after the entries are gone.
+    let evaluations: Vec<(Option<String>,)> = sqlx::query_as("select evaluation from model_version").fetch_all(&mut *conn).await?;
+    for (text,) in evaluations.into_iter().filter_map(|(e,)| e.map(|t| (t,))) {
+        used.extend(text.split(|c: char| !c.is_ascii_hexdigit()).filter(|t| t.len() == 64).map(str::to_ascii_lowercase));
+    }
+    let cutoff = store::now_ms() - grace.as_millis() as i64;
+    let old: Vec<(String,)> = sqlx::query_as("select hash from blob where created_at < $1").bind(cutoff).fetch_all(&mut *conn).await?;
+    for (hash,) in old.iter().filter(|(h,)| !used.contains(h)) {
+        // Re-checked in the statement itself: an entry written meanwhile keeps its blob.
+        sqlx::query(
+            "delete from blob where hash = $1 and not exists (select 1 from dataset_entry where image_hash = $1 or mask_hash = $1)",
+        )
+        .bind(hash)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let rows: Vec<(String,)> = sqlx::query_as("select hash from blob").fetch_all(&mut *conn).await?;
+    drop(conn);
+    used.extend(rows.into_iter().map(|(h,)| h));
+    let blobs = state.blobs.clone();
+    Ok(tokio::task::spawn_blocking(move || blobs.collect_garbage(&used, grace)).await??)
 }
 
 async fn shutdown_signal() {

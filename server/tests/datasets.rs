@@ -489,3 +489,42 @@ async fn masks_round_trip_through_export() {
     assert_eq!(console.labels("seg").await.unwrap().len(), 1);
     h.stop().await;
 }
+
+/// Blobs nothing uses any more (their images deleted) are collected, with their rows; blobs in use stay, and
+/// so do young ones (an import writes its blobs before it commits the entries that use them).
+#[tokio::test]
+async fn unused_blobs_are_collected() {
+    use app::api::Backend as _;
+    let h = Harness::start(Backend::Sqlite).await.unwrap();
+    let state = h.running.as_ref().unwrap().state.clone();
+    let console = vigil::console::ConsoleBackend { state: state.clone() };
+    h.client.create_project().project_name("gc").send().await.unwrap();
+    let files = vec![("normal-1.jpg".to_string(), fixture("normal-1.jpg")), ("anomaly-1.jpg".to_string(), fixture("anomaly-1.jpg"))];
+    let report = console.upload("gc", "train", "normal", files).await.unwrap();
+    assert_eq!(report.added, 2, "{report:?}");
+    let page = console.entries("gc", "train", &app::api::EntryQuery::default()).await.unwrap().entries;
+    let (gone, kept) = (page[0].clone(), page[1].clone());
+    console.delete_entries("gc", "train", vec![gone.id.clone()]).await.unwrap();
+
+    let blob_rows = |hash: String| {
+        let state = state.clone();
+        async move {
+            let mut conn = state.db.pool.acquire().await.unwrap();
+            let (n,): (i64,) = sqlx::query_as("select count(*) from blob where hash = $1").bind(hash).fetch_one(&mut *conn).await.unwrap();
+            n
+        }
+    };
+    // Young blobs are left alone.
+    assert_eq!(vigil::collect_blob_garbage(&state, Duration::from_secs(3600)).await.unwrap().0, 0);
+    let (files, bytes) = vigil::collect_blob_garbage(&state, Duration::ZERO).await.unwrap();
+    assert_eq!(files, 1);
+    assert!(bytes > 0);
+    assert!(state.blobs.get(&gone.image).is_err());
+    assert_eq!(blob_rows(gone.image.clone()).await, 0);
+    assert!(state.blobs.get(&kept.image).is_ok());
+    assert_eq!(blob_rows(kept.image.clone()).await, 1);
+    // The kept image still serves.
+    let r = h.http().get(format!("{}/media/{}", h.base, kept.image)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    h.stop().await;
+}
