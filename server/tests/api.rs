@@ -131,6 +131,16 @@ async fn raw_http_error_shapes() {
     let r = h.api("POST", "/projects", Some("application/json"), b"{}".to_vec()).await;
     assert_eq!(r.status(), 400, "missing ProjectName");
 
+    // JSON bodies only: a form or text/plain body (what a cross-site page can send) is refused unread.
+    for ct in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let r = h.api("POST", "/projects", ct, br#"{"ProjectName":"smuggled"}"#.to_vec()).await;
+        assert_eq!(r.status(), 400, "{ct:?}");
+        assert_eq!(r.headers()["x-amzn-errortype"], "ValidationException");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["Message"].as_str().unwrap().contains("must be JSON"), "{body}");
+    }
+    assert_eq!(h.api("GET", "/projects/smuggled", None, Vec::new()).await.status(), 404, "nothing was created");
+
     let r = h.api("GET", "/projects/nope", None, Vec::new()).await;
     assert_eq!(r.status(), 404);
     let body: serde_json::Value = r.json().await.unwrap();

@@ -17,7 +17,36 @@ use std::collections::HashMap;
 
 /// Every LFV route; mounted at `/2020-11-20`.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(projects::router()).merge(datasets::router()).merge(models::router()).fallback(unknown_operation).method_not_allowed_fallback(method_not_allowed)
+    Router::new()
+        .merge(projects::router())
+        .merge(datasets::router())
+        .merge(models::router())
+        .fallback(unknown_operation)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(require_json))
+}
+
+/// LFV's operations take JSON bodies (`application/json`, as every AWS SDK sends them): a request with a
+/// body of another type is refused before any handler reads it, so a cross-site form or `text/plain` request
+/// can never reach an operation. DetectAnomalies, whose body is the image, has its own check.
+async fn require_json(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let writes = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
+    if writes && !req.uri().path().ends_with("/detect") {
+        let h = req.headers();
+        let length = h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let has_body = length.map_or(h.contains_key(header::TRANSFER_ENCODING), |n| n > 0);
+        if has_body {
+            let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            if ct != "application/json" && !ct.starts_with("application/x-amz-json") {
+                let shown = if ct.is_empty() { "none".to_string() } else { format!("{ct:?}") };
+                return ApiError::Validation(format!("The request body must be JSON (Content-Type: application/json), not {shown}.")).into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// A known path with the wrong method: 405 in LFV's error shape (axum's default has no body).
