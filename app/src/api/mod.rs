@@ -395,7 +395,8 @@ pub async fn save_mask(
     dataset_type: String,
     id: String,
     png: String,
-    labels: Vec<LabelColor>,
+    // An empty list is left out of the URL-encoded form entirely: without a default it would not parse.
+    #[server(default)] labels: Vec<LabelColor>,
 ) -> Result<(), ServerFnError> {
     Ok(backend::backend()?.save_mask(&project, &dataset_type, &id, &png, labels).await?)
 }
