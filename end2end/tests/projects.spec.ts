@@ -69,11 +69,14 @@ test("a bad name shows the validation message and creates nothing", async ({ pag
   await expect(page.getByRole("alert").filter({ hasText: "already exists" })).toBeVisible();
 });
 
-test("navigation and the dashboard placeholder", async ({ page }) => {
+test("navigation and the dashboard", async ({ page }) => {
   await open(page, "/");
   await page.getByRole("link", { name: "Dashboard" }).click();
   await expect(page.getByRole("heading", { name: "Dashboard", level: 1 })).toBeVisible();
-  await expect(page.getByText("The dashboard will summarise every project")).toBeVisible();
+  await expect(page.getByRole("heading", { name: /Overview · last 7 days/ })).toBeVisible();
+  await page.getByRole("link", { name: "24 hours" }).click();
+  await expect(page.getByRole("heading", { name: /Overview · last 24 hours/ })).toBeVisible();
+  await expect(page).toHaveURL(/hours=24$/);
   await page.getByRole("link", { name: "Projects" }).first().click();
   await expect(page.getByRole("heading", { name: "Projects", level: 1 })).toBeVisible();
 });

@@ -60,12 +60,14 @@ cargo leptos build
 E2E_DIR=$(mktemp -d /tmp/vigil-e2e.XXXXXX)
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # The API's bootstrap key (boto3 signs with it), the console's admin password (Playwright signs in with it)
-# and the folder disk imports may read (the MVTec test writes under the system's temporary folder).
+# the folder disk imports may read (the MVTec test writes under the system's temporary folder), and one S3
+# endpoint a console import may name (a closed port: the import is refused up front as unreachable).
 export VIGIL_E2E_ACCESS_KEY_ID="AKIDVIGILE2E" VIGIL_E2E_SECRET_ACCESS_KEY="vigil-e2e-secret-$RANDOM$RANDOM"
 export VIGIL_E2E_ADMIN_PASSWORD="vigil-e2e-admin-$RANDOM$RANDOM"
 VIGIL_ADDR="127.0.0.1:$PORT" DATABASE_URL="sqlite://$E2E_DIR/vigil.db" VIGIL_DATA_DIR="$E2E_DIR/data" \
   VIGIL_ACCESS_KEY_ID="$VIGIL_E2E_ACCESS_KEY_ID" VIGIL_SECRET_ACCESS_KEY="$VIGIL_E2E_SECRET_ACCESS_KEY" \
   VIGIL_ADMIN_PASSWORD="$VIGIL_E2E_ADMIN_PASSWORD" VIGIL_IMPORT_ROOT="${TMPDIR:-/tmp}" \
+  VIGIL_S3_ALLOWED_ENDPOINTS="http://127.0.0.1:9" \
   VIGIL_TORCH_THREADS=1 target/debug/vigil serve >"$E2E_DIR/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 120); do
