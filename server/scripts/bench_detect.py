@@ -16,7 +16,7 @@ compare with, is printed by `vigil bench` (README, Benchmark).
 import argparse, os, shutil, statistics, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_import import ROOT, settle, start_servers, write_manifest  # noqa: E402
+from bench_import import ROOT, settle, start_servers, stop_servers, write_manifest  # noqa: E402
 
 
 def rss_mib(pid):
@@ -161,11 +161,7 @@ def main():
             print(f"five models hosted: RSS {rss:.0f} MiB (peak {peak:.0f} MiB)")
         print(f"peak RSS of the server: {rss_mib(vigil.pid)[1]:.0f} MiB")
     finally:
-        vigil.terminate()
-        s3.terminate()
-        vigil.wait()
-        s3.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_servers(s3, vigil, work)
 
 
 if __name__ == "__main__":

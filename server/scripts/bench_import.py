@@ -91,6 +91,15 @@ def start_servers(vigil_bin, work, extra_env=None):
     return s3, vigil, base, lfv
 
 
+def stop_servers(s3, vigil, work):
+    """Ends what `start_servers` started and removes the work folder."""
+    vigil.terminate()
+    s3.terminate()
+    vigil.wait()
+    s3.wait()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("data", nargs="?", default=os.path.join(ROOT, "..", "shared", "datasets", "lfv-circuitboard"))
@@ -159,11 +168,7 @@ def main():
                 break
         row(f"ListDatasetEntries ({pages} pages of 100)", d["ImageStats"]["Total"], 0, time.perf_counter() - t)
     finally:
-        vigil.terminate()
-        s3.terminate()
-        vigil.wait()
-        s3.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_servers(s3, vigil, work)
 
 
 if __name__ == "__main__":
