@@ -17,7 +17,7 @@ test("gallery with thousands of images: page, filter, search and select-all time
   for (const dir of ["normal", "anomaly"]) fs.mkdirSync(path.join(root, dir));
   for (let i = 0; i < n; i++) {
     // Small, and each one different (images are stored by content).
-    const png = new PNG({ width: 32, height: 32 });
+    const png = new PNG({ width: 64, height: 64 }); // Vigil takes images of 64 px a side or more
     for (let p = 0; p < png.data.length; p += 4) {
       png.data[p] = i & 255;
       png.data[p + 1] = (i >> 8) & 255;
