@@ -153,6 +153,10 @@ test("paint a mask with a named label, save it, and see it in the dataset", asyn
   await page.getByRole("link", { name: "Back to the images" }).click();
   await expect(page.locator(".gallery .tile").first()).toHaveAttribute("data-label", "anomaly");
   await expect(page.locator(".gallery .tile .badge.mask")).toHaveCount(1);
+  // The thumbnail shows the mask over the image, loaded from the blob store.
+  const overlay = page.locator(".gallery .tile .mask-overlay");
+  await expect(overlay).toHaveCount(1);
+  await expect.poll(() => overlay.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
   const listed = await (await lfv(page).get(`/2020-11-20/projects/${name}/datasets/train/entries`)).json();
   const line = JSON.parse(listed.DatasetEntries[0]);
   expect(line["anomaly-label-metadata"]["class-name"]).toBe("anomaly");

@@ -111,9 +111,9 @@ pub fn router(state: AppState) -> Router {
     let options = state.leptos_options.clone();
     Router::new()
         .nest("/2020-11-20", http::router())
-        .route("/media/{hash}", axum::routing::get(console::get_media))
-        .route("/export/{project}/{file}", axum::routing::get(console::export_dataset))
-        .route("/import/{project}/{dataset_type}", axum::routing::post(console::import_archive))
+        .route("/media/{hash}", axum::routing::get(console::media::get_media))
+        .route("/export/{project}/{file}", axum::routing::get(console::archive::export_dataset))
+        .route("/import/{project}/{dataset_type}", axum::routing::post(console::archive::import_archive))
         .route("/auth/signin", axum::routing::post(console::auth::sign_in))
         .route("/auth/signout", axum::routing::post(console::auth::sign_out))
         .route("/metrics", axum::routing::get(metrics))

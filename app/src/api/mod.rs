@@ -65,6 +65,9 @@ pub struct EntryView {
     /// Blob name of the image, for `/media/{hash}`.
     pub image: String,
     pub has_mask: bool,
+    /// Blob name of the mask, if any (the gallery tints its thumbnail with it).
+    #[serde(default)]
+    pub mask: Option<String>,
     /// The anomaly labels its mask uses.
     pub types: Vec<String>,
 }

@@ -495,7 +495,13 @@ fn Gallery(project: Signal<String>, dataset_type: Signal<String>, version: RwSig
                                         aria-selected=move || selected.with(|s| s.contains(&id_aria)).to_string()
                                         on:click=move |ev: leptos::ev::MouseEvent| click(i, ev.shift_key())
                                     >
-                                        <img src=format!("/media/{}?thumb=1", e.image) alt=e.name.clone() loading="lazy" width="160" height="160"/>
+                                        <div class="thumb-stack">
+                                            <img src=format!("/media/{}?thumb=1", e.image) alt=e.name.clone() loading="lazy" width="160" height="160"/>
+                                            // The mask over the thumbnail, in its labels' colours (white drops out).
+                                            {e.mask.clone().map(|m| view! {
+                                                <img class="overlay mask-overlay" src=format!("/media/{m}?thumb=1") alt="" loading="lazy" width="160" height="160"/>
+                                            })}
+                                        </div>
                                         <span class="tile-name" title=e.source_ref.clone()>{e.name.clone()}</span>
                                         <span class=class>{label.clone()}</span>
                                         {e.has_mask.then(|| view! { <span class="badge mask" title=e.types.join(", ")>"mask"</span> })}

@@ -1,6 +1,10 @@
-//! The console's backend: implements `app::api::Backend` over the same domain code as the LFV API.
+//! The console's backend: implements `app::api::Backend` over the same domain code as the LFV API (projects,
+//! datasets, entries, masks, labels and imports here; models, auth, archives and media in their own modules).
 
+pub mod archive;
+use archive::sanitize_file_name;
 pub mod auth;
+pub mod media;
 pub mod models;
 
 use crate::datasets::{self, manifest, Dataset};
@@ -10,9 +14,6 @@ use app::api::{
     Backend, BackendError, DatasetDetail, DatasetSummary, EntryDetail, EntryPage, EntryQuery, EntryView, LabelColor, LabelInfo, S3Connection,
     ProjectDetail, ProjectSummary, UploadReport, GALLERY_PAGE,
 };
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use sqlx::AnyConnection;
 
 pub struct ConsoleBackend {
@@ -578,6 +579,7 @@ fn entry_view(e: datasets::StoredEntry) -> EntryView {
         },
         image: e.image_hash,
         has_mask: e.mask_hash.is_some(),
+        mask: e.mask_hash,
     }
 }
 
@@ -627,218 +629,6 @@ fn ensure_settled(d: &Dataset) -> Result<(), BackendError> {
     }
 }
 
-/// Largest archive `POST /import/...` accepts.
-pub const MAX_ARCHIVE_BYTES: u64 = 16 * 1024 * 1024 * 1024;
-
-/// A fresh path for a temporary file in the data directory (same disk as the blobs).
-fn temp_path(state: &AppState, suffix: &str) -> std::io::Result<std::path::PathBuf> {
-    let dir = state.config.data_dir.join("tmp");
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir.join(format!("{}{suffix}", hex::encode(rand::random::<[u8; 12]>()))))
-}
-
-/// `GET /export/{project}/{type}.zip`: the dataset as an LFV manifest with relative references
-/// (`images/…`, `masks/…`) beside the files, ready for `vigil train`, for uploading to a bucket, or for
-/// importing into another project. The archive is written to a temporary file and streamed from it, so a
-/// dataset of any size costs disk, not memory.
-pub async fn export_dataset(State(state): State<AppState>, Path((project, file)): Path<(String, String)>) -> Response {
-    let Some(dataset_type) = file.strip_suffix(".zip").map(str::to_string) else {
-        return (StatusCode::NOT_FOUND, "no such export").into_response();
-    };
-    let entries = async {
-        let mut conn = state.db.pool.acquire().await.map_err(internal)?;
-        let (_, d) = find_dataset(&mut conn, &project, &dataset_type).await?;
-        datasets::all_entries(&mut conn, &d.id).await.map_err(internal)
-    }
-    .await;
-    let entries = match entries {
-        Ok(e) => e,
-        Err(e) => return (StatusCode::from_u16(e.status).unwrap_or(StatusCode::NOT_FOUND), e.message).into_response(),
-    };
-    let blobs = state.blobs.clone();
-    let name = format!("{project}-{dataset_type}");
-    let path = match temp_path(&state, ".zip") {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "export: no temporary file");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "the export failed").into_response();
-        }
-    };
-    let built = tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
-        let result = std::fs::File::create(&path).map_err(anyhow::Error::from).and_then(|f| build_export(&blobs, &dataset_type, entries, f));
-        // Unlinked at once: the open handle keeps the bytes until the download ends (or fails).
-        let reopened = result.and_then(|()| Ok(std::fs::File::open(&path)?));
-        let _ = std::fs::remove_file(&path);
-        reopened
-    })
-    .await;
-    match built {
-        Ok(Ok(file)) => {
-            let len = file.metadata().map(|m| m.len()).unwrap_or_default();
-            let stream = futures::stream::unfold(tokio::fs::File::from_std(file), |mut f| async move {
-                use tokio::io::AsyncReadExt;
-                let mut buf = vec![0u8; 256 * 1024];
-                match f.read(&mut buf).await {
-                    Ok(0) => None,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), f))
-                    }
-                    Err(e) => Some((Err(e), f)),
-                }
-            });
-            (
-                [
-                    (header::CONTENT_TYPE, "application/zip".to_string()),
-                    (header::CONTENT_LENGTH, len.to_string()),
-                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.zip\"")),
-                ],
-                axum::body::Body::from_stream(stream),
-            )
-                .into_response()
-        }
-        other => {
-            tracing::error!(?other, "export failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the export failed").into_response()
-        }
-    }
-}
-
-fn build_export(
-    blobs: &crate::blobs::Blobs,
-    dataset_type: &str,
-    entries: Vec<datasets::StoredEntry>,
-    out: std::fs::File,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(out));
-    // JPEG and PNG are compressed already.
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .large_file(false);
-    let mut manifest = String::new();
-    let mut written = std::collections::HashSet::new();
-    for e in entries {
-        let mut raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&e.entry)?;
-        let base = sanitize_file_name(e.source_ref.rsplit('/').next().unwrap_or("image"));
-        // An image exported before keeps its name rather than gaining a second hash prefix.
-        let prefix = format!("{}-", &e.image_hash[..12]);
-        let image_path = if base.starts_with(&prefix) { format!("images/{base}") } else { format!("images/{prefix}{base}") };
-        if written.insert(image_path.clone()) {
-            zip.start_file(image_path.as_str(), opts)?;
-            zip.write_all(&blobs.get(&e.image_hash)?)?;
-        }
-        raw.insert("source-ref".into(), serde_json::Value::String(image_path));
-        if let Some(mask) = &e.mask_hash {
-            let mask_key = raw.keys().find(|k| k.ends_with("-ref") && *k != "source-ref").cloned();
-            if let Some(k) = mask_key {
-                let mask_path = format!("masks/{}.png", &mask[..12]);
-                if written.insert(mask_path.clone()) {
-                    zip.start_file(mask_path.as_str(), opts)?;
-                    zip.write_all(&blobs.get(mask)?)?;
-                }
-                raw.insert(k, serde_json::Value::String(mask_path));
-            }
-        }
-        manifest.push_str(&serde_json::Value::Object(raw).to_string());
-        manifest.push('\n');
-    }
-    zip.start_file(format!("{dataset_type}.manifest"), opts)?;
-    zip.write_all(manifest.as_bytes())?;
-    zip.finish()?.flush()?;
-    Ok(())
-}
-
-#[derive(serde::Deserialize)]
-pub struct ArchiveQuery {
-    /// The archive's file name, for messages.
-    #[serde(default)]
-    name: String,
-}
-
-fn json_error(status: u16, message: impl Into<String>) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(serde_json::json!({ "message": message.into() }))).into_response()
-}
-
-/// `POST /import/{project}/{type}?name=FILE.zip`: creates the dataset from an archive (the body) holding a
-/// Ground Truth manifest and the files it references — what the export writes. The archive is streamed to
-/// a temporary file, then imported in the background like any other import (the dataset's status and
-/// report follow it); `202` with `{"message": ...}` when it has started.
-pub async fn import_archive(
-    State(state): State<AppState>,
-    Path((project, dataset_type)): Path<(String, String)>,
-    Query(q): Query<ArchiveQuery>,
-    body: axum::body::Body,
-) -> Response {
-    use futures::StreamExt;
-    use tokio::io::AsyncWriteExt;
-    if let Err(m) = datasets::validate_dataset_type(&dataset_type) {
-        return json_error(400, m);
-    }
-    let display = if q.name.trim().is_empty() { "upload.zip".to_string() } else { sanitize_file_name(&q.name) };
-    // Refuse early, before reading the body, when the project or the dataset slot is wrong.
-    {
-        let Ok(mut conn) = state.db.pool.acquire().await else { return json_error(500, "The database is unavailable.") };
-        match find_project(&mut conn, &project).await {
-            Err(e) => return json_error(e.status, e.message),
-            Ok(p) => {
-                if let Ok(Some(_)) = datasets::find(&mut conn, &p.id, &dataset_type).await {
-                    return json_error(409, format!("The project already has a {dataset_type} dataset; delete it first or import into the other one."));
-                }
-            }
-        }
-    }
-    let path = match temp_path(&state, ".zip") {
-        Ok(p) => p,
-        Err(e) => return json_error(500, format!("No room for the upload: {e}")),
-    };
-    let written = async {
-        let mut f = tokio::fs::File::create(&path).await.map_err(|e| (500, format!("No room for the upload: {e}")))?;
-        let mut stream = body.into_data_stream();
-        let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| (400, format!("The upload was interrupted: {e}")))?;
-            n += chunk.len() as u64;
-            if n > MAX_ARCHIVE_BYTES {
-                return Err((413, format!("The archive is larger than {} GB.", MAX_ARCHIVE_BYTES >> 30)));
-            }
-            f.write_all(&chunk).await.map_err(|e| (500, format!("No room for the upload: {e}")))?;
-        }
-        f.flush().await.map_err(|e| (500, e.to_string()))?;
-        if n == 0 {
-            return Err((400, "The archive is empty.".to_string()));
-        }
-        Ok(())
-    }
-    .await;
-    if let Err((status, m)) = written {
-        let _ = tokio::fs::remove_file(&path).await;
-        return json_error(status, m);
-    }
-    let created = async {
-        let mut tx = state.db.begin_write().await.map_err(internal)?;
-        let p = find_project(&mut tx, &project).await?;
-        let d = datasets::create(&mut tx, &p.id, &dataset_type, datasets::CREATE_IN_PROGRESS).await.map_err(|e| match e {
-            datasets::DatasetError::Exists(t) => BackendError::new(409, format!("The project already has a {t} dataset; delete it first or import into the other one.")),
-            datasets::DatasetError::Db(e) => internal(e),
-        })?;
-        let job = crate::jobs::Job::Archive { dataset_id: d.id, path: path.display().to_string(), name: display.clone() };
-        crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        Ok::<_, BackendError>(())
-    }
-    .await;
-    match created {
-        Ok(()) => crate::jobs::wake(&state),
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&path).await;
-            return json_error(e.status, e.message);
-        }
-    }
-    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "message": format!("Importing {display}…") }))).into_response()
-}
-
 async fn find_project(conn: &mut AnyConnection, project: &str) -> Result<Project, BackendError> {
     projects::find(conn, project).await.map_err(internal)?.ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))
 }
@@ -870,17 +660,6 @@ fn parse_label(label: &str) -> Result<Option<manifest::Label>, BackendError> {
     }
 }
 
-/// A file name safe inside a URI path: its last path component, with only harmless characters.
-fn sanitize_file_name(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let clean: String = base
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
-        .take(200)
-        .collect();
-    if clean.is_empty() { "image".into() } else { clean }
-}
-
 async fn find_dataset(conn: &mut AnyConnection, project: &str, dataset_type: &str) -> Result<(Project, Dataset), BackendError> {
     let p = projects::find(conn, project)
         .await
@@ -908,53 +687,3 @@ async fn dataset_summary(conn: &mut AnyConnection, d: &Dataset) -> Result<Datase
     })
 }
 
-#[derive(serde::Deserialize)]
-pub struct MediaQuery {
-    thumb: Option<u8>,
-}
-
-/// Longest side of a gallery thumbnail.
-const THUMB_SIDE: u32 = 320;
-
-/// `GET /media/{hash}`: an image or mask from the blob store; `?thumb=1` gives a cached JPEG thumbnail.
-/// Blobs are content-addressed, so responses never change and can be cached forever.
-pub async fn get_media(State(state): State<AppState>, Path(hash): Path<String>, Query(q): Query<MediaQuery>) -> Response {
-    // Checked before any path is built from it: 64 lowercase hex digits, nothing else.
-    if !crate::security::is_blob_name(&hash) {
-        return (StatusCode::NOT_FOUND, "no such image").into_response();
-    }
-    let blobs = state.blobs.clone();
-    let thumbs = state.config.data_dir.join("thumbs");
-    let thumb = q.thumb.unwrap_or(0) == 1;
-    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<u8>, &'static str)> {
-        if !thumb {
-            let bytes = blobs.get(&hash)?;
-            let ct = if bytes.starts_with(b"\x89PNG") { "image/png" } else { "image/jpeg" };
-            return Ok((bytes, ct));
-        }
-        let cached = thumbs.join(format!("{hash}.jpg"));
-        if let Ok(bytes) = std::fs::read(&cached) {
-            return Ok((bytes, "image/jpeg"));
-        }
-        let bytes = blobs.get(&hash)?;
-        let img = crate::engine::image_io::decode_rgb(&bytes)?;
-        let small = image::imageops::thumbnail(&img, THUMB_SIDE, THUMB_SIDE);
-        let mut out = std::io::Cursor::new(Vec::new());
-        image::DynamicImage::ImageRgb8(small).write_to(&mut out, image::ImageFormat::Jpeg)?;
-        let out = out.into_inner();
-        std::fs::create_dir_all(&thumbs)?;
-        let tmp = thumbs.join(format!("{hash}.{}.tmp", hex::encode(rand::random::<[u8; 4]>())));
-        std::fs::write(&tmp, &out)?;
-        std::fs::rename(&tmp, &cached)?;
-        Ok((out, "image/jpeg"))
-    })
-    .await;
-    match result {
-        Ok(Ok((bytes, ct))) => (
-            [(header::CONTENT_TYPE, ct), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")],
-            bytes,
-        )
-            .into_response(),
-        _ => (StatusCode::NOT_FOUND, "no such image").into_response(),
-    }
-}
