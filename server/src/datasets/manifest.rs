@@ -125,6 +125,9 @@ fn color_map(meta: &Map<String, Value>, key: &str) -> Result<Vec<MaskClass>, Str
             return Err(format!("two anomaly labels share the colour {}", hex_color(color)));
         }
         classes.push(MaskClass { name: name.to_string(), color });
+        if classes.len() > crate::security::MAX_LABELS_PER_MASK {
+            return Err(format!("the internal-color-map names more than {} anomaly labels", crate::security::MAX_LABELS_PER_MASK));
+        }
     }
     Ok(classes)
 }
@@ -278,6 +281,13 @@ mod tests {
         assert!(parse_line(r#"{"source-ref":""}"#).is_err());
         let bad_colour = r##"{"source-ref":"s3://b/k.jpg","m-ref":"s3://b/m.png","m-ref-metadata":{"internal-color-map":{"1":{"class-name":"x","hex-color":"green"}}}}"##;
         assert!(parse_line(bad_colour).unwrap_err().contains("hex-color"));
+        // LFV's cap: 20 anomaly labels in one mask's colour map (background aside).
+        let map = |n: usize| {
+            let entries: Vec<String> = (0..n).map(|i| format!(r##""{i}":{{"class-name":"l{i}","hex-color":"#0000{i:02X}"}}"##)).collect();
+            format!(r#"{{"source-ref":"s3://b/k.jpg","m-ref":"s3://b/m.png","m-ref-metadata":{{"internal-color-map":{{{}}}}}}}"#, entries.join(","))
+        };
+        assert_eq!(parse_line(&map(20)).unwrap().classes.len(), 20);
+        assert!(parse_line(&map(21)).unwrap_err().contains("more than 20"));
     }
 
     #[test]
