@@ -371,3 +371,39 @@ async fn interrupted_jobs_resume_after_a_restart() {
     second.stop().await.unwrap();
     pool.close().await;
 }
+
+/// A per-import endpoint (on the allow-list) that accepts connections and never answers: the import is refused
+/// up front once the S3 call times out, with the reason, and leaves nothing behind — the dataset is never
+/// left busy.
+#[tokio::test]
+async fn a_blackhole_endpoint_times_out_with_a_reason() {
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = hole.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            sockets.push(s); // kept open, never read from or written to
+        }
+    });
+    let endpoint = format!("http://{addr}");
+    let allowed = endpoint.clone();
+    let h = Harness::start_tuned(Backend::Sqlite, None, |c| c.s3_allowed_endpoints = vec![allowed]).await.unwrap();
+    let con = console(&h);
+    h.client.create_project().project_name("blackhole").send().await.unwrap();
+    let conn = S3Connection {
+        endpoint,
+        region: "us-east-1".into(),
+        access_key_id: "AKIDHOLE".into(),
+        secret_access_key: "hole-secret".into(),
+        addressing: "path".into(),
+    };
+    let started = std::time::Instant::now();
+    let e = con.import_s3("blackhole", "train", "s3://parts/train.manifest", "manifest", conn).await.unwrap_err();
+    assert_eq!(e.status, 400);
+    assert!(e.message.contains("did not answer"), "{}", e.message);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let missing = h.client.describe_dataset().project_name("blackhole").dataset_type("train").send().await.unwrap_err().into_service_error();
+    assert!(missing.is_resource_not_found_exception(), "{missing:?}");
+    held.abort();
+    h.stop().await;
+}
