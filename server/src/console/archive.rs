@@ -222,10 +222,7 @@ pub async fn import_archive(
     let created = async {
         let mut tx = state.db.begin_write().await.map_err(internal)?;
         let p = find_project(&mut tx, &project).await?;
-        let d = datasets::create(&mut tx, &p.id, &dataset_type, datasets::CREATE_IN_PROGRESS).await.map_err(|e| match e {
-            datasets::DatasetError::Exists(t) => BackendError::new(409, format!("The project already has a {t} dataset; delete it first or import into the other one.")),
-            datasets::DatasetError::Db(e) => internal(e),
-        })?;
+        let d = datasets::create(&mut tx, &p.id, &dataset_type, datasets::CREATE_IN_PROGRESS).await?;
         let job = crate::jobs::Job::Archive { dataset_id: d.id, path: path.display().to_string(), name: display.clone() };
         crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;

@@ -37,6 +37,18 @@ impl From<ProjectError> for BackendError {
     }
 }
 
+/// `datasets`' errors as the console shows them (the LFV API's conversion is in `http::datasets`).
+impl From<datasets::DatasetError> for BackendError {
+    fn from(e: datasets::DatasetError) -> Self {
+        match e {
+            datasets::DatasetError::Exists(t) => {
+                BackendError::new(409, format!("The project already has a {t} dataset; delete it first or import into the other one."))
+            }
+            datasets::DatasetError::Db(e) => internal(e),
+        }
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> BackendError {
     tracing::error!(error = %e, "console backend error");
     BackendError::new(500, "Vigil had an internal error. Try again.")
@@ -514,18 +526,12 @@ impl Backend for ConsoleBackend {
         }
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let p = find_project(&mut tx, project).await?;
-        let exists = |e: datasets::DatasetError| match e {
-            datasets::DatasetError::Exists(t) => {
-                BackendError::new(409, format!("The project already has a {t} dataset; delete it first or import into the other one."))
-            }
-            datasets::DatasetError::Db(e) => internal(e),
-        };
         let job = if kind == "mvtec" {
-            let train = datasets::create(&mut tx, &p.id, "train", datasets::CREATE_IN_PROGRESS).await.map_err(exists)?;
-            let test = datasets::create(&mut tx, &p.id, "test", datasets::CREATE_IN_PROGRESS).await.map_err(exists)?;
+            let train = datasets::create(&mut tx, &p.id, "train", datasets::CREATE_IN_PROGRESS).await?;
+            let test = datasets::create(&mut tx, &p.id, "test", datasets::CREATE_IN_PROGRESS).await?;
             Job::Mvtec { train_id: train.id, test_id: test.id, place: place.map(|p| p.to_string()).unwrap_or_default(), s3 }
         } else {
-            let d = datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_IN_PROGRESS).await.map_err(exists)?;
+            let d = datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_IN_PROGRESS).await?;
             match (manifest_at, place) {
                 (Some((bucket, key)), _) => Job::Manifest { dataset_id: d.id, bucket, key, version: None, s3 },
                 (None, place) => Job::Folder { dataset_id: d.id, place: place.map(|p| p.to_string()).unwrap_or_default(), s3 },
