@@ -4,6 +4,8 @@
 pub mod archive;
 use archive::sanitize_file_name;
 pub mod auth;
+pub mod imports;
+pub mod labels;
 pub mod media;
 pub mod models;
 
@@ -163,31 +165,7 @@ impl Backend for ConsoleBackend {
     }
 
     async fn retry_import(&self, project: &str, dataset_type: &str) -> Result<(), BackendError> {
-        use crate::jobs::Job;
-        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
-        let (_, d) = find_dataset(&mut tx, project, dataset_type).await?;
-        if d.status != datasets::CREATE_FAILED {
-            return Err(BackendError::new(409, format!("Only a failed import can be run again; the {dataset_type} dataset is {}.", d.status)));
-        }
-        let job: Job = datasets::import_source(&mut tx, &d.id)
-            .await
-            .map_err(internal)?
-            .and_then(|spec| serde_json::from_str(&spec).ok())
-            .ok_or_else(|| BackendError::new(409, "Vigil does not know where this dataset was imported from; delete it and import again."))?;
-        // The import starts over: whatever a failed attempt wrote goes, in every dataset the job fills.
-        let targets: Vec<String> = match &job {
-            Job::Mvtec { train_id, test_id, .. } => vec![train_id.clone(), test_id.clone()],
-            Job::Manifest { dataset_id, .. } | Job::Folder { dataset_id, .. } => vec![dataset_id.clone()],
-            _ => return Err(BackendError::new(409, "This import cannot be run again; delete the dataset and import again.")),
-        };
-        for id in &targets {
-            datasets::clear(&mut tx, id).await.map_err(internal)?;
-            datasets::set_status(&mut tx, id, datasets::CREATE_IN_PROGRESS, None).await.map_err(internal)?;
-        }
-        crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        crate::jobs::wake(&self.state);
-        Ok(())
+        imports::retry(&self.state, project, dataset_type).await
     }
 
     async fn upload(
@@ -374,90 +352,23 @@ impl Backend for ConsoleBackend {
     }
 
     async fn rename_label(&self, project: &str, old: &str, new: &str) -> Result<usize, BackendError> {
-        manifest::validate_label_name(new).map_err(|m| BackendError::new(400, m))?;
-        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
-        let p = projects::find(&mut tx, project)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))?;
-        // The table first, so the label keeps its project colour (rewriting the lines below would otherwise
-        // register the new name in the masks' colour).
-        datasets::labels::rename(&mut tx, &p.id, old, new).await.map_err(internal)?;
-        let mut changed = 0;
-        for d in datasets::list_for_project(&mut tx, &p.id).await.map_err(internal)? {
-            ensure_settled(&d)?;
-            for e in datasets::all_entries(&mut tx, &d.id).await.map_err(internal)? {
-                let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&e.entry).map_err(internal)?;
-                let uses_new = manifest::parse_line(&e.entry).is_ok_and(|l| l.classes.iter().any(|c| c.name == new));
-                if let Some(line) = manifest::with_renamed_label(&raw, old, new) {
-                    if uses_new {
-                        return Err(BackendError::new(409, format!("An image already uses both {old} and {new}; they cannot be merged by renaming.")));
-                    }
-                    datasets::set_entry_line(&mut tx, &d.id, &e.id, &serde_json::Value::Object(line).to_string())
-                        .await
-                        .map_err(internal)?;
-                    changed += 1;
-                }
-            }
-        }
-        tx.commit().await.map_err(internal)?;
-        Ok(changed)
+        labels::rename(&self.state, project, old, new).await
     }
 
     async fn labels(&self, project: &str) -> Result<Vec<LabelInfo>, BackendError> {
-        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
-        let p = find_project(&mut conn, project).await?;
-        let counts = datasets::labels::usage_counts(&mut conn, &p.id).await.map_err(internal)?;
-        let labels = datasets::labels::list(&mut conn, &p.id).await.map_err(internal)?;
-        Ok(labels
-            .into_iter()
-            .map(|l| LabelInfo { uses: counts.get(&l.name).copied().unwrap_or(0), name: l.name, color: l.color })
-            .collect())
+        labels::list(&self.state, project).await
     }
 
     async fn create_label(&self, project: &str, name: &str, color: &str) -> Result<(), BackendError> {
-        manifest::validate_label_name(name).map_err(|m| BackendError::new(400, m))?;
-        crate::security::check_label_count(&self.state.db, project).await?;
-        let color = label_color(color)?;
-        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
-        let p = find_project(&mut tx, project).await?;
-        colour_free(&mut tx, &p.id, name, &color).await?;
-        if !datasets::labels::create(&mut tx, &p.id, name, &color).await.map_err(internal)? {
-            return Err(BackendError::new(409, format!("The project already has a label named {name}.")));
-        }
-        tx.commit().await.map_err(internal)?;
-        Ok(())
+        labels::create(&self.state, project, name, color).await
     }
 
     async fn recolor_label(&self, project: &str, name: &str, color: &str) -> Result<(), BackendError> {
-        let color = label_color(color)?;
-        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
-        let p = find_project(&mut tx, project).await?;
-        // An unknown label is a 404 whatever the colour; the colour check then runs in the same transaction
-        // (nothing is committed when it refuses).
-        if !datasets::labels::set_color(&mut tx, &p.id, name, &color).await.map_err(internal)? {
-            return Err(BackendError::new(404, format!("The project has no label named {name}.")));
-        }
-        colour_free(&mut tx, &p.id, name, &color).await?;
-        tx.commit().await.map_err(internal)?;
-        Ok(())
+        labels::recolor(&self.state, project, name, color).await
     }
 
     async fn delete_label(&self, project: &str, name: &str) -> Result<(), BackendError> {
-        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
-        let p = find_project(&mut tx, project).await?;
-        let uses = datasets::labels::usage(&mut tx, &p.id, name).await.map_err(internal)?;
-        if uses > 0 {
-            return Err(BackendError::new(
-                409,
-                format!("{name} is used in {uses} mask{}; erase it there (or rename it) before deleting it.", if uses == 1 { "" } else { "s" }),
-            ));
-        }
-        if !datasets::labels::delete(&mut tx, &p.id, name).await.map_err(internal)? {
-            return Err(BackendError::new(404, format!("The project has no label named {name}.")));
-        }
-        tx.commit().await.map_err(internal)?;
-        Ok(())
+        labels::delete(&self.state, project, name).await
     }
 
     async fn delete_entries(&self, project: &str, dataset_type: &str, ids: Vec<String>) -> Result<usize, BackendError> {
@@ -485,72 +396,7 @@ impl Backend for ConsoleBackend {
     }
 
     async fn import_s3(&self, project: &str, dataset_type: &str, uri: &str, kind: &str, conn: S3Connection) -> Result<(), BackendError> {
-        use crate::jobs::Job;
-        use datasets::import::Place;
-        datasets::validate_dataset_type(dataset_type).map_err(|m| BackendError::new(400, m))?;
-        let place = match kind {
-            "manifest" => None,
-            "folder" | "mvtec" => Some(Place::parse(uri).map_err(|m| BackendError::new(400, m))?),
-            other => return Err(BackendError::new(400, format!("{other:?} is not an import kind: use manifest, folder or mvtec."))),
-        };
-        let manifest_at = if kind == "manifest" {
-            Some(
-                manifest::parse_s3_uri(uri)
-                    .ok_or_else(|| BackendError::new(400, format!("{uri:?} is not an s3://bucket/key URI of a manifest.")))?,
-            )
-        } else {
-            None
-        };
-        let place = match place {
-            Some(Place::Dir(dir)) => Some(Place::Dir(crate::security::import_dir(self.state.config.import_root.as_deref(), &dir)?)),
-            other => other,
-        };
-        let s3 = crate::security::s3_override(&self.state.config, &conn).await?;
-        // Refuse up front what cannot work (a missing manifest or prefix, an unreachable bucket) rather than
-        // start an import that is bound to fail.
-        let probe = match (&manifest_at, &place) {
-            (Some((bucket, key)), _) => Some((bucket.clone(), key.clone(), format!("There is no manifest at s3://{bucket}/{key}."))),
-            (None, Some(Place::S3 { bucket, prefix })) => {
-                Some((bucket.clone(), prefix.clone(), format!("There is nothing under s3://{bucket}/{prefix} (check the bucket and prefix).")))
-            }
-            _ => None,
-        };
-        if let Some((bucket, key, missing)) = probe {
-            let settings = s3.clone().unwrap_or_else(|| self.state.config.s3_settings());
-            let client = crate::s3::S3::connect(&settings).await;
-            match client.probe(&bucket, &key).await {
-                Ok(true) => {}
-                Ok(false) => return Err(BackendError::new(400, missing)),
-                Err(why) => return Err(BackendError::new(400, format!("The import was not started: {why}."))),
-            }
-        }
-        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
-        let p = find_project(&mut tx, project).await?;
-        let job = if kind == "mvtec" {
-            let train = datasets::create(&mut tx, &p.id, "train", datasets::CREATE_IN_PROGRESS).await?;
-            let test = datasets::create(&mut tx, &p.id, "test", datasets::CREATE_IN_PROGRESS).await?;
-            Job::Mvtec { train_id: train.id, test_id: test.id, place: place.map(|p| p.to_string()).unwrap_or_default(), s3 }
-        } else {
-            let d = datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_IN_PROGRESS).await?;
-            match (manifest_at, place) {
-                (Some((bucket, key)), _) => Job::Manifest { dataset_id: d.id, bucket, key, version: None, s3 },
-                (None, place) => Job::Folder { dataset_id: d.id, place: place.map(|p| p.to_string()).unwrap_or_default(), s3 },
-            }
-        };
-        // Kept with the dataset(s) it fills, so that a failed import can be run again (`retry_import`).
-        let spec = serde_json::to_string(&job).map_err(internal)?;
-        let filled: Vec<&String> = match &job {
-            Job::Mvtec { train_id, test_id, .. } => vec![train_id, test_id],
-            Job::Manifest { dataset_id, .. } | Job::Folder { dataset_id, .. } => vec![dataset_id],
-            _ => Vec::new(),
-        };
-        for d in filled {
-            datasets::set_import_source(&mut tx, d, &spec).await.map_err(internal)?;
-        }
-        crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        crate::jobs::wake(&self.state);
-        Ok(())
+        imports::start(&self.state, project, dataset_type, uri, kind, conn).await
     }
 }
 
@@ -637,24 +483,6 @@ fn ensure_settled(d: &Dataset) -> Result<(), BackendError> {
 
 async fn find_project(conn: &mut AnyConnection, project: &str) -> Result<Project, BackendError> {
     projects::find(conn, project).await.map_err(internal)?.ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))
-}
-
-/// Refuses a colour another label of the project has: a mask could not tell the two apart.
-async fn colour_free(conn: &mut AnyConnection, project_id: &str, name: &str, color: &str) -> Result<(), BackendError> {
-    let labels = datasets::labels::list(conn, project_id).await.map_err(internal)?;
-    match labels.iter().find(|l| l.name != name && l.color.eq_ignore_ascii_case(color)) {
-        Some(other) => Err(BackendError::new(409, format!("The label {} already has the colour {color}; choose another.", other.name))),
-        None => Ok(()),
-    }
-}
-
-/// A label colour as `#RRGGBB`, refusing the background colours.
-fn label_color(color: &str) -> Result<String, BackendError> {
-    let c = manifest::parse_hex_color(color).ok_or_else(|| BackendError::new(400, format!("{color:?} is not a colour (#rrggbb).")))?;
-    if c == [255, 255, 255] || c == [0, 0, 0] {
-        return Err(BackendError::new(400, "White and black are reserved for the background.".to_string()));
-    }
-    Ok(manifest::hex_color(c))
 }
 
 fn parse_label(label: &str) -> Result<Option<manifest::Label>, BackendError> {
