@@ -37,7 +37,7 @@ pub(super) async fn retry(state: &AppState, project: &str, dataset_type: &str) -
 pub(super) async fn start(state: &AppState, project: &str, dataset_type: &str, uri: &str, kind: &str, conn: S3Connection) -> Result<(), BackendError> {
     use crate::jobs::Job;
     use datasets::import::Place;
-    datasets::validate_dataset_type(dataset_type).map_err(|m| BackendError::new(400, m))?;
+    datasets::validate_dataset_type(dataset_type).map_err(datasets::DatasetError::Invalid)?;
     let place = match kind {
         "manifest" => None,
         "folder" | "mvtec" => Some(Place::parse(uri).map_err(|m| BackendError::new(400, m))?),

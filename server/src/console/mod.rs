@@ -46,6 +46,9 @@ impl From<datasets::DatasetError> for BackendError {
             datasets::DatasetError::Exists(t) => {
                 BackendError::new(409, format!("The project already has a {t} dataset; delete it first or import into the other one."))
             }
+            datasets::DatasetError::NotFound { .. } => BackendError::new(404, e.to_string()),
+            datasets::DatasetError::Busy { .. } => BackendError::new(409, e.to_string()),
+            datasets::DatasetError::Invalid(m) => BackendError::new(400, m),
             datasets::DatasetError::Db(e) => internal(e),
         }
     }
@@ -103,11 +106,8 @@ impl Backend for ConsoleBackend {
         if let Some(p) = projects::find(&mut tx, name).await.map_err(internal)? {
             let all = crate::datasets::list_for_project(&mut tx, &p.id).await.map_err(internal)?;
             // A running import or update would write into what is being deleted: let it finish first.
-            if let Some(d) = all.iter().find(|d| datasets::is_busy(&d.status)) {
-                return Err(BackendError::new(
-                    409,
-                    format!("The {} dataset is busy ({}); delete the project when it has finished.", d.dataset_type, d.status),
-                ));
+            for d in &all {
+                datasets::check_not_busy(d)?;
             }
             for d in all {
                 crate::datasets::delete(&mut tx, &d.id).await.map_err(internal)?;
@@ -153,12 +153,7 @@ impl Backend for ConsoleBackend {
     async fn delete_dataset(&self, project: &str, dataset_type: &str) -> Result<(), BackendError> {
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let (_, d) = find_dataset(&mut tx, project, dataset_type).await?;
-        if datasets::is_busy(&d.status) {
-            return Err(BackendError::new(
-                409,
-                format!("The {dataset_type} dataset is busy ({}); delete it when it has finished.", d.status),
-            ));
-        }
+        datasets::check_not_busy(&d)?;
         datasets::delete(&mut tx, &d.id).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         Ok(())
@@ -176,7 +171,7 @@ impl Backend for ConsoleBackend {
         files: Vec<(String, Vec<u8>)>,
     ) -> Result<UploadReport, BackendError> {
         let label = parse_label(label)?;
-        datasets::validate_dataset_type(dataset_type).map_err(|m| BackendError::new(400, m))?;
+        datasets::validate_dataset_type(dataset_type).map_err(datasets::DatasetError::Invalid)?;
         // Check and store the images first (blocking work), then write every entry in one transaction.
         let blobs = self.state.blobs.clone();
         let checked = tokio::task::spawn_blocking(move || {
@@ -474,11 +469,7 @@ fn display_name(source_ref: &str) -> String {
 }
 
 fn ensure_settled(d: &Dataset) -> Result<(), BackendError> {
-    if datasets::is_settled(&d.status) {
-        Ok(())
-    } else {
-        Err(BackendError::new(409, format!("The {} dataset is busy ({}); try again when it has finished.", d.dataset_type, d.status)))
-    }
+    Ok(datasets::check_settled(d)?)
 }
 
 async fn find_project(conn: &mut AnyConnection, project: &str) -> Result<Project, BackendError> {
@@ -499,10 +490,7 @@ async fn find_dataset(conn: &mut AnyConnection, project: &str, dataset_type: &st
         .await
         .map_err(internal)?
         .ok_or_else(|| BackendError::from(ProjectError::NotFound(project.to_string())))?;
-    let d = datasets::find(conn, &p.id, dataset_type)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| BackendError::new(404, format!("The project {project} has no {dataset_type} dataset.")))?;
+    let d = datasets::require(conn, &p.id, project, dataset_type).await?;
     Ok((p, d))
 }
 

@@ -109,10 +109,42 @@ impl std::fmt::Display for Issue {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
+    #[error("The project {project} has no {dataset_type} dataset.")]
+    NotFound { project: String, dataset_type: String },
+    /// An import or update is writing into it (or it is in another unsettled state).
+    #[error("The {dataset_type} dataset is busy ({status}); try again when it has finished.")]
+    Busy { dataset_type: String, status: String },
+    #[error("{0}")]
+    Invalid(String),
     #[error("The project already has a {0} dataset.")]
     Exists(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// A dataset whose entries can change now, or `Busy`.
+pub fn check_settled(d: &Dataset) -> Result<(), DatasetError> {
+    if is_settled(&d.status) {
+        Ok(())
+    } else {
+        Err(DatasetError::Busy { dataset_type: d.dataset_type.clone(), status: d.status.clone() })
+    }
+}
+
+/// A dataset no import or update is writing into (it may be deleted), or `Busy`.
+pub fn check_not_busy(d: &Dataset) -> Result<(), DatasetError> {
+    if is_busy(&d.status) {
+        Err(DatasetError::Busy { dataset_type: d.dataset_type.clone(), status: d.status.clone() })
+    } else {
+        Ok(())
+    }
+}
+
+/// The project's dataset of that type, or `NotFound` (`project` names the project in the message).
+pub async fn require(conn: &mut AnyConnection, project_id: &str, project: &str, dataset_type: &str) -> Result<Dataset, DatasetError> {
+    find(conn, project_id, dataset_type)
+        .await?
+        .ok_or_else(|| DatasetError::NotFound { project: project.to_string(), dataset_type: dataset_type.to_string() })
 }
 
 type DatasetRow = (String, String, String, String, Option<String>, i64, i64);
@@ -628,4 +660,36 @@ pub async fn fail_interrupted(conn: &mut AnyConnection) -> Result<u64, sqlx::Err
         .execute(&mut *conn)
         .await?;
     Ok(a.rows_affected() + b.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset(status: &str) -> Dataset {
+        Dataset {
+            id: "d".into(),
+            project_id: "p".into(),
+            dataset_type: "train".into(),
+            status: status.into(),
+            status_message: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn busy_settled_and_failed_datasets() {
+        // A failed import is settled for deletion (not busy) but its entries cannot be edited.
+        assert!(check_not_busy(&dataset(CREATE_FAILED)).is_ok());
+        assert!(check_settled(&dataset(CREATE_FAILED)).is_err());
+        for s in [CREATE_IN_PROGRESS, UPDATE_IN_PROGRESS] {
+            let e = check_not_busy(&dataset(s)).unwrap_err();
+            assert!(matches!(e, DatasetError::Busy { .. }));
+            assert_eq!(e.to_string(), format!("The train dataset is busy ({s}); try again when it has finished."));
+        }
+        for s in [CREATE_COMPLETE, UPDATE_COMPLETE, UPDATE_FAILED_ROLLBACK_COMPLETE] {
+            assert!(check_settled(&dataset(s)).is_ok());
+        }
+    }
 }

@@ -37,18 +37,18 @@ impl From<DatasetError> for ApiError {
                 resource_id: t,
                 resource_type: ResourceType::Dataset,
             },
+            DatasetError::NotFound { ref dataset_type, .. } => {
+                ApiError::NotFound { message: e.to_string(), resource_id: dataset_type.clone(), resource_type: ResourceType::Dataset }
+            }
+            DatasetError::Busy { ref dataset_type, .. } => {
+                ApiError::Conflict { message: e.to_string(), resource_id: dataset_type.clone(), resource_type: ResourceType::Dataset }
+            }
+            DatasetError::Invalid(m) => ApiError::Validation(m),
             DatasetError::Db(e) => e.into(),
         }
     }
 }
 
-fn dataset_not_found(project: &str, dataset_type: &str) -> ApiError {
-    ApiError::NotFound {
-        message: format!("The project {project} has no {dataset_type} dataset."),
-        resource_id: dataset_type.to_string(),
-        resource_type: ResourceType::Dataset,
-    }
-}
 
 /// DatasetMetadata as LFV writes it (also used in DescribeProject).
 pub fn metadata(d: &Dataset) -> Value {
@@ -65,7 +65,7 @@ pub fn metadata(d: &Dataset) -> Value {
 
 fn check_names(project: &str, dataset_type: &str) -> Result<(), ApiError> {
     app::names::validate_project_name(project).map_err(ApiError::Validation)?;
-    datasets::validate_dataset_type(dataset_type).map_err(ApiError::Validation)
+    Ok(datasets::validate_dataset_type(dataset_type).map_err(DatasetError::Invalid)?)
 }
 
 async fn project(conn: &mut AnyConnection, name: &str) -> Result<Project, ApiError> {
@@ -74,7 +74,7 @@ async fn project(conn: &mut AnyConnection, name: &str) -> Result<Project, ApiErr
 
 async fn project_dataset(conn: &mut AnyConnection, name: &str, dataset_type: &str) -> Result<(Project, Dataset), ApiError> {
     let p = project(conn, name).await?;
-    let d = datasets::find(conn, &p.id, dataset_type).await?.ok_or_else(|| dataset_not_found(name, dataset_type))?;
+    let d = datasets::require(conn, &p.id, name, dataset_type).await?;
     Ok((p, d))
 }
 
@@ -199,13 +199,7 @@ async fn delete_dataset(
     let value = idempotency::run(&state.db, "DeleteDataset", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
             let (_, d) = project_dataset(conn, &name, &dataset_type).await?;
-            if matches!(d.status.as_str(), datasets::CREATE_IN_PROGRESS | datasets::UPDATE_IN_PROGRESS) {
-                return Err(ApiError::Conflict {
-                    message: format!("The {dataset_type} dataset is busy ({}); try again when it has finished.", d.status),
-                    resource_id: dataset_type.clone(),
-                    resource_type: ResourceType::Dataset,
-                });
-            }
+            datasets::check_not_busy(&d)?;
             datasets::delete(conn, &d.id).await?;
             Ok(json!({}))
         })
@@ -330,13 +324,7 @@ async fn update_dataset_entries(
     let outcome = idempotency::run_detailed(&state.db, "UpdateDatasetEntries", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
             let (_, d) = project_dataset(conn, &name, &dataset_type).await?;
-            if !datasets::is_settled(&d.status) {
-                return Err(ApiError::Conflict {
-                    message: format!("The {dataset_type} dataset is busy ({}); try again when it has finished.", d.status),
-                    resource_id: dataset_type.clone(),
-                    resource_type: ResourceType::Dataset,
-                });
-            }
+            datasets::check_settled(&d)?;
             datasets::set_status(conn, &d.id, datasets::UPDATE_IN_PROGRESS, None).await?;
             let job = Job::Update { dataset_id: d.id.clone(), changes: text };
             let id = crate::jobs::enqueue(conn, &job).await?;
