@@ -125,7 +125,7 @@ pub fn router(state: AppState) -> Router {
             let options = options.clone();
             move || app::shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .fallback(static_files)
         // UpdateDatasetEntries carries up to 10 MiB of JSON lines as base64, and console uploads batches of
         // images of up to 8 MB each; axum's 2 MB default would refuse both.
         // SigV4 on the LFV API, a session everywhere else (http::auth).
@@ -133,6 +133,17 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Static files (`/pkg/…`, the favicon) and the console's 404 page. Leptos' handler answers every status but
+/// 200 with its 404 page — so a browser revalidating a cached `vigil.wasm` (`If-Modified-Since`, `304`) got a
+/// 404 and the page never hydrated. The conditional headers are dropped, so a file is always sent whole.
+async fn static_files(uri: axum::http::Uri, state: axum::extract::State<AppState>, mut req: axum::extract::Request) -> axum::response::Response {
+    use axum::http::header;
+    for h in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_MATCH, header::IF_UNMODIFIED_SINCE, header::IF_RANGE] {
+        req.headers_mut().remove(h);
+    }
+    leptos_axum::file_and_error_handler::<AppState, _>(app::shell)(uri, state, req).await
 }
 
 /// Prometheus' view of the hosted models (a scraper's bearer token or a console session, `http::auth`).

@@ -74,3 +74,30 @@ fn per_import_secrets_are_sealed_in_job_specs() {
     let back: vigil::s3::S3Settings = serde_json::from_str(&json).unwrap();
     assert_eq!(back.secret_access_key.as_deref(), Some("very-secret"));
 }
+
+/// Static files are always sent whole: a browser revalidating its cached WASM bundle (`If-Modified-Since`,
+/// `If-None-Match`) gets the file, never the console's 404 page (which left the page without its WASM).
+#[tokio::test]
+async fn static_files_answer_conditional_requests_with_the_file() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(site.path().join("pkg")).unwrap();
+    std::fs::write(site.path().join("pkg/vigil.js"), b"console.log('vigil');").unwrap();
+    let root = site.path().display().to_string();
+    let h = Harness::start_tuned(Db::Sqlite, None, |c| c.site_root = root).await.unwrap();
+    let url = format!("{}/pkg/vigil.js", h.base);
+    let plain = reqwest::get(&url).await.unwrap();
+    assert_eq!(plain.status(), 200);
+    let modified = plain.headers().get("last-modified").cloned();
+    let client = reqwest::Client::new();
+    let mut revalidate = client.get(&url).header("if-modified-since", "Wed, 01 Jan 2098 00:00:00 GMT");
+    if let Some(m) = modified {
+        revalidate = revalidate.header("if-modified-since", m);
+    }
+    for r in [revalidate, client.get(&url).header("if-none-match", "\"anything\"")] {
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "console.log('vigil');");
+    }
+    assert_eq!(reqwest::get(format!("{}/pkg/missing.js", h.base)).await.unwrap().status(), 404);
+    h.stop().await;
+}
