@@ -239,7 +239,7 @@ impl ModelBackend for ConsoleModels {
         }
         models::set_threshold(&mut conn, &m.id, threshold).await.map_err(internal)?;
         if let Some(h) = self.state.hosting.get(&m.id) {
-            h.set_threshold(threshold.or(m.trained_threshold).unwrap_or_default() as f32);
+            h.set_threshold(threshold.or(m.trained_threshold));
         }
         Ok(())
     }
@@ -272,9 +272,7 @@ impl ModelBackend for ConsoleModels {
         if !matches!(m.status.as_str(), models::HOSTED | models::STARTING_HOSTING | models::HOSTING_FAILED) {
             return Err(BackendError::new(409, format!("Model version {version} is {}; it is not hosted.", m.status)));
         }
-        self.state.hosting.remove(&m.id);
-        models::set_status(&mut conn, &m.id, models::TRAINED, Some("The model was stopped.")).await.map_err(internal)?;
-        models::set_units(&mut conn, &m.id, None, None).await.map_err(internal)?;
+        models::hosting::stop(&self.state, &mut conn, &m.id).await.map_err(internal)?;
         Ok(())
     }
 
@@ -343,10 +341,23 @@ impl ModelBackend for ConsoleModels {
         let path = self.state.config.data_dir.join(rel);
         let backbone = self.state.backbone.clone();
         let threshold = m.threshold;
+        // A hosted version is already in memory; otherwise its file is read for this one image. Either way the
+        // try does not count as a detection (the dashboard counts DetectAnomalies only).
+        let hosted = self.state.hosting.get(&m.id);
         let d = tokio::task::spawn_blocking(move || -> Result<engine::Detection, BackendError> {
             let img = engine::image_io::decode_rgb(&image).map_err(|e| BackendError::new(400, format!("The image is not usable: {e}.")))?;
-            let model = engine::Model::load(&path).map_err(internal)?;
-            let mut d = model.detect(&backbone, &img).map_err(internal)?;
+            let loaded;
+            let model = match &hosted {
+                Some(h) => h.model(),
+                None => {
+                    loaded = engine::Model::load(&path).map_err(internal)?;
+                    &loaded
+                }
+            };
+            let mut d = model.detect(&backbone, &img).map_err(|e| match e {
+                engine::Error::Input(m) => BackendError::new(400, format!("The image is not usable: {m}.")),
+                other => internal(other),
+            })?;
             if let Some(t) = threshold {
                 models::hosting::apply_threshold(&mut d, t as f32, model.header.confidence_scale);
             }

@@ -460,10 +460,8 @@ async fn stop_model(
     .await?;
     let mut value = value;
     if let Some(Value::String(id)) = value.as_object_mut().and_then(|o| o.remove("_stop")) {
-        state.hosting.remove(&id);
         let mut conn = state.db.pool.acquire().await?;
-        models::transition(&mut conn, &id, &[models::STOPPING_HOSTING], models::TRAINED, Some("The model was stopped.")).await?;
-        models::set_units(&mut conn, &id, None, None).await?;
+        models::hosting::stop(&state, &mut conn, &id).await?;
     }
     Ok((StatusCode::ACCEPTED, Json(value)))
 }
@@ -498,7 +496,7 @@ async fn detect_anomalies(
         ApiError::Validation(why)
     })?;
     use crate::models::hosting::DetectError;
-    match hosted.detect(bytes.to_vec(), false).await {
+    match hosted.detect(bytes.into(), false).await {
         Ok(d) => Ok(Json(d.to_lfv_json())),
         Err(DetectError::Invalid(m)) => Err(ApiError::Validation(m)),
         Err(DetectError::Throttled) => Err(ApiError::Throttling { message: DetectError::Throttled.to_string(), retry_after_s: 1 }),

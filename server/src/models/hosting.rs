@@ -7,7 +7,7 @@
 //! `MaxInferenceUnits`; extra workers stop after 30 s idle. The image is decoded on the worker too. A panic or a
 //! libtorch error in one request is that request's error; the worker carries on.
 
-use crate::engine::{self, Backbone, Detection, Model};
+use crate::engine::{self, Backbone, DetectOptions, Detection, Model};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -158,7 +158,9 @@ impl Hosted {
         Arc::new(Hosted { model_id: model_id.to_string(), project_id: project_id.to_string(), version, tx, shared, capacity })
     }
 
-    pub fn set_threshold(&self, t: f32) {
+    /// Uses `t` from now on; `None` goes back to the threshold the model was trained with.
+    pub fn set_threshold(&self, t: Option<f64>) {
+        let t = t.map(|t| t as f32).unwrap_or_else(|| self.shared.model.threshold());
         self.shared.threshold.store(t.to_bits(), Ordering::Relaxed);
     }
 
@@ -279,9 +281,10 @@ fn worker(s: Arc<Shared>) {
     }
 }
 
-fn detect_one(s: &Shared, bytes: &[u8], _heat_map: bool) -> Result<Detection, DetectError> {
+fn detect_one(s: &Shared, bytes: &[u8], heat_map: bool) -> Result<Detection, DetectError> {
     let img = engine::image_io::decode_rgb(bytes).map_err(|e| DetectError::Invalid(format!("The image is not usable: {e}.")))?;
-    let mut d = s.model.detect(&s.backbone, &img).map_err(|e| match e {
+    // LFV's answer has no heat map: computing one for DetectAnomalies would be wasted work on the hot path.
+    let mut d = s.model.detect_with(&s.backbone, &img, DetectOptions { heat_map }).map_err(|e| match e {
         engine::Error::Input(m) => DetectError::Invalid(m),
         engine::Error::Image(e) => DetectError::Invalid(e.to_string()),
         other => DetectError::Internal(other.to_string()),
@@ -384,7 +387,9 @@ async fn load(state: &crate::state::AppState, m: &super::ModelVersion) -> anyhow
         let (w, h) = model.input_size();
         let blank = image::RgbImage::from_pixel(w.max(64), h.max(64), image::Rgb([128, 128, 128]));
         for _ in 0..2 {
-            model.detect(&backbone, &blank).map_err(|e| anyhow::anyhow!("the model could not run ({e})"))?;
+            model
+                .detect_with(&backbone, &blank, DetectOptions { heat_map: false })
+                .map_err(|e| anyhow::anyhow!("the model could not run ({e})"))?;
         }
         let t = threshold.map(|t| t as f32).unwrap_or_else(|| model.threshold());
         Ok(Hosted::start((&id, &project_id, version), model, backbone, t, min, max.max(min), per_unit))
@@ -392,12 +397,21 @@ async fn load(state: &crate::state::AppState, m: &super::ModelVersion) -> anyhow
     .await?
 }
 
+/// Stops hosting a model version and settles it `TRAINED` (from `STOPPING_HOSTING`, or at once from any hosting
+/// state for the console): requests already queued are answered, and its last counts are written later.
+pub async fn stop(state: &crate::state::AppState, conn: &mut sqlx::AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+    state.hosting.remove(id);
+    let from = [super::STOPPING_HOSTING, super::HOSTED, super::STARTING_HOSTING, super::HOSTING_FAILED];
+    super::transition(conn, id, &from, super::TRAINED, Some("The model was stopped.")).await?;
+    super::set_units(conn, id, None, None).await
+}
+
 /// At start-up: models that were hosted (or on their way) are hosted again, as LFV kept them running; models
 /// left stopping are stopped.
 pub async fn restore(state: &crate::state::AppState) -> Result<usize, sqlx::Error> {
     let mut conn = state.db.pool.acquire().await?;
     for m in super::with_status(&mut conn, &[super::STOPPING_HOSTING]).await? {
-        super::transition(&mut conn, &m.id, &[super::STOPPING_HOSTING], super::TRAINED, Some("The model was stopped.")).await?;
+        stop(state, &mut conn, &m.id).await?;
     }
     let hosted = super::with_status(&mut conn, &[super::HOSTED, super::STARTING_HOSTING]).await?;
     for m in &hosted {

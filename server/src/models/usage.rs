@@ -134,8 +134,9 @@ pub async fn by_project(
         .iter()
         .map(|(_, name)| ProjectUsage { project: name.clone(), series: vec![(0, 0); buckets], ..Default::default() })
         .collect();
+    let index: std::collections::HashMap<&str, usize> = projects.iter().enumerate().map(|(i, (id, _))| (id.as_str(), i)).collect();
     for (project_id, hour, processed, anomalous) in rows {
-        let Some(i) = projects.iter().position(|(id, _)| *id == project_id) else { continue };
+        let Some(&i) = index.get(project_id.as_str()) else { continue };
         let b = (((hour - since_hour) / bucket_hours) as usize).min(buckets - 1);
         let u = &mut out[i];
         u.processed += processed;
