@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { open, lfv } from "./helpers";
+import { open, lfv, hydrated } from "./helpers";
 import * as fs from "fs";
 import * as path from "path";
 
@@ -13,8 +13,8 @@ test.beforeEach(async ({ page }) => {
   });
 });
 
-test("train from the console, follow it, read the model page, move and save the threshold, host and try an image", async ({ page }) => {
-  test.setTimeout(240_000);
+test("train from the console, follow it, read the model page, move and save the threshold, host, try an image, run a trial, verify, add to the dataset and retrain", async ({ page }) => {
+  test.setTimeout(360_000);
   const name = `models-${Date.now()}`;
   expect((await lfv(page).post("/2020-11-20/projects", { ProjectName: name })).ok()).toBeTruthy();
 
@@ -92,7 +92,61 @@ test("train from the console, follow it, read the model page, move and save the 
   await mine.getByRole("link", { name }).click();
   await expect(page).toHaveURL(new RegExp(`/projects/${name}$`));
   await page.goBack();
+
+  // Trial detection over the test dataset: verify (keyboard, single, bulk), add to the training dataset, retrain.
   await open(page, `/projects/${name}/models/1`);
+  await page.getByTestId("trial-name").fill("week 48");
+  await page.getByTestId("trial-source").selectOption("dataset:test");
+  await page.getByTestId("start-trial").click();
+  await expect(page).toHaveURL(new RegExp(`/projects/${name}/trials/week%2048$`));
+  await hydrated(page);
+  await expect(page.getByTestId("trial-status")).toHaveText("completed", { timeout: 60_000 });
+  const tiles = page.getByTestId("trial-images").locator(".tile");
+  await expect(tiles).toHaveCount(8);
+  await expect(tiles.first().locator("img.heat")).toBeAttached();
+  // Keyboard: the first image (least confident) is focused; C marks it correct.
+  await page.getByTestId("trial-images").focus();
+  await page.keyboard.press("c");
+  await expect(page.getByTestId("trial-notice")).toHaveText("1 marked correct.");
+  await expect(page.getByTestId("trial-counts")).toContainText("1 of 8 images verified");
+  // Bulk: select two more and mark them incorrect.
+  await tiles.nth(1).click();
+  await tiles.nth(2).click();
+  await expect(page.getByTestId("trial-selected")).toHaveText("2 selected");
+  await page.getByTestId("mark-incorrect").click();
+  await expect(page.getByTestId("trial-counts")).toContainText("3 of 8 images verified");
+  await page.getByTestId("filter-verification").selectOption("incorrect");
+  await expect(tiles).toHaveCount(2);
+  await page.getByTestId("filter-verification").selectOption("unverified");
+  await expect(tiles).toHaveCount(5);
+  await page.getByTestId("filter-verification").selectOption("");
+  await page.getByTestId("add-verified").click();
+  await expect(page.getByTestId("trial-notice")).toContainText("3 verified image(s) added to the training dataset. 5 unverified");
+  await expect(page.getByTestId("trial-counts")).toContainText("3 added to the dataset");
+  await expect(page.getByRole("link", { name: "Fix mask" })).toHaveCount(3);
+  const train = await (await lfv(page).get(`/2020-11-20/projects/${name}/datasets/train`)).json();
+  expect(train.DatasetDescription.ImageStats.Total).toBe(15);
+  await page.getByRole("link", { name: "Fix mask" }).first().click();
+  await expect(page).toHaveURL(new RegExp(`/projects/${name}/datasets/train/images/`));
+  await page.goBack();
+  await hydrated(page);
+  await page.getByTestId("retrain").click();
+  await expect(page).toHaveURL(new RegExp(`/projects/${name}/models/2$`));
+  await hydrated(page);
+
+  // A trial over uploaded images, from the model page.
+  await open(page, `/projects/${name}/models/1`);
+  await page.getByTestId("trial-name").fill("uploaded");
+  await page.getByTestId("trial-source").selectOption("upload");
+  await page.getByTestId("trial-files").setInputFiles([file("anomaly/anomaly-2.jpg"), file("normal/normal-2.jpg")]);
+  await page.getByTestId("start-trial").click();
+  await expect(page).toHaveURL(new RegExp(`/projects/${name}/trials/uploaded$`));
+  await hydrated(page);
+  await expect(page.getByTestId("trial-status")).toHaveText("completed", { timeout: 60_000 });
+  await expect(page.getByTestId("trial-images").locator(".tile")).toHaveCount(2);
+
+  await open(page, `/projects/${name}/models/1`);
+  await expect(page.getByTestId("trials")).toContainText("week 48");
   await page.getByTestId("stop-model").click();
   await expect(page.getByTestId("model-status")).toHaveText("trained", { timeout: 30_000 });
 });

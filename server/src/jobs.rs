@@ -1,5 +1,5 @@
 //! Durable background jobs and the worker that runs them: imports (S3 manifests and folders, MVTec AD,
-//! archives), UpdateDatasetEntries and model training.
+//! archives), UpdateDatasetEntries, model training, trial detections and batch runs.
 //!
 //! A job is written in the same transaction that marks its target (dataset or model version) in progress.
 //! Workers *claim* jobs: one atomic `update ... returning` gives the job an owner and a lease (on PostgreSQL the
@@ -42,6 +42,10 @@ pub enum Job {
     Update { dataset_id: String, changes: String },
     /// CreateModel: trains the model version.
     Train { model_id: String },
+    /// A trial detection (`trials`): the model version over the trial's images.
+    Trial { trial_id: String },
+    /// A batch run (`trials`): a hosted model over a folder or S3 prefix, results to S3 or a download.
+    Batch { trial_id: String },
 }
 
 /// A worker lane: the kinds of job it claims.
@@ -49,6 +53,8 @@ pub enum Job {
 pub enum Lane {
     Train,
     Import,
+    /// Trials and batches: detection over many images, beside training and imports.
+    Detect,
 }
 
 impl Lane {
@@ -56,6 +62,7 @@ impl Lane {
         match self {
             Lane::Train => "train",
             Lane::Import => "import",
+            Lane::Detect => "detect",
         }
     }
 }
@@ -69,12 +76,14 @@ impl Job {
             }
             Job::Mvtec { train_id, test_id, .. } => (train_id, Some(test_id)),
             Job::Train { model_id } => (model_id, None),
+            Job::Trial { trial_id } | Job::Batch { trial_id } => (trial_id, None),
         }
     }
 
     pub fn lane(&self) -> Lane {
         match self {
             Job::Train { .. } => Lane::Train,
+            Job::Trial { .. } | Job::Batch { .. } => Lane::Detect,
             _ => Lane::Import,
         }
     }
@@ -298,6 +307,7 @@ async fn give_up(state: &AppState, id: &str, job: &Job, attempts: i64) {
          of memory). Try again with fewer or smaller images."
     );
     match job {
+        Job::Trial { trial_id } | Job::Batch { trial_id } => crate::trials::give_up(state, trial_id, &why).await,
         Job::Train { model_id } => {
             if let Err(e) = crate::models::training::settle_failed(&state.db, model_id, Some(id), &why).await {
                 tracing::error!(error = %e, "could not settle a model version");
@@ -361,7 +371,7 @@ pub async fn start_workers(state: &AppState) -> Result<usize, sqlx::Error> {
         }
     }
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".into());
-    let lanes = [(Lane::Train, state.config.train_workers), (Lane::Import, state.config.import_workers)];
+    let lanes = [(Lane::Train, state.config.train_workers), (Lane::Import, state.config.import_workers), (Lane::Detect, 1)];
     for (lane, n) in lanes {
         for _ in 0..n.max(1) {
             let owner = format!("{host}:{}:{}", std::process::id(), hex::encode(rand::random::<[u8; 4]>()));
@@ -413,6 +423,8 @@ async fn place_importer(state: &AppState, s3: &Option<S3Settings>, place: &str) 
 async fn run(state: &AppState, job_id: &str, job: Job, progress: Arc<JobProgress>) {
     match job {
         Job::Train { model_id } => crate::models::training::run(state, job_id, &model_id, progress).await,
+        Job::Trial { trial_id } => crate::trials::run_trial(state, &trial_id, progress).await,
+        Job::Batch { trial_id } => crate::trials::run_batch(state, &trial_id, progress).await,
         Job::Manifest { dataset_id, bucket, key, version, s3 } => {
             importer(state, &s3).await.import_manifest(&dataset_id, &bucket, &key, version.as_deref()).await
         }

@@ -16,6 +16,7 @@ pub mod s3;
 pub mod security;
 pub mod state;
 pub mod store;
+pub mod trials;
 
 use anyhow::Context;
 use app::api::SharedBackend;
@@ -107,13 +108,16 @@ pub fn router(state: AppState) -> Router {
     let backend: SharedBackend = Arc::new(console::ConsoleBackend { state: state.clone() });
     let auth_backend: app::api::auth::SharedAuthBackend = Arc::new(console::auth::AuthConsole { state: state.clone() });
     let model_backend: app::api::models::SharedModelBackend = Arc::new(console::models::ConsoleModels { state: state.clone() });
+    let trial_backend: app::api::trials::SharedTrialBackend = Arc::new(console::trials::ConsoleTrials { state: state.clone() });
     let routes = generate_route_list(app::App);
     let options = state.leptos_options.clone();
     Router::new()
         .nest("/2020-11-20", http::router())
+        .nest("/vigil/v1", http::extension_router())
         .route("/media/{hash}", axum::routing::get(console::media::get_media))
         .route("/export/{project}/{file}", axum::routing::get(console::archive::export_dataset))
         .route("/import/{project}/{dataset_type}", axum::routing::post(console::archive::import_archive))
+        .route("/batches/{project}/{file}", axum::routing::get(console::trials::download_batch))
         .route("/auth/signin", axum::routing::post(console::auth::sign_in))
         .route("/auth/signout", axum::routing::post(console::auth::sign_out))
         .route("/metrics", axum::routing::get(metrics))
@@ -121,6 +125,7 @@ pub fn router(state: AppState) -> Router {
             provide_context(backend.clone());
             provide_context(auth_backend.clone());
             provide_context(model_backend.clone());
+            provide_context(trial_backend.clone());
         }, {
             let options = options.clone();
             move || app::shell(options.clone())
@@ -265,12 +270,21 @@ pub async fn collect_blob_garbage(state: &AppState, grace: std::time::Duration) 
     for (text,) in evaluations.into_iter().filter_map(|(e,)| e.map(|t| (t,))) {
         used.extend(text.split(|c: char| !c.is_ascii_hexdigit()).filter(|t| t.len() == 64).map(str::to_ascii_lowercase));
     }
+    // Trial images, heat maps and masks.
+    let trial_rows: Vec<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("select image_hash, heat_hash, mask_hash from trial_image").fetch_all(&mut *conn).await?;
+    for (image, heat, mask) in trial_rows {
+        used.insert(image);
+        used.extend(heat);
+        used.extend(mask);
+    }
     let cutoff = store::now_ms() - grace.as_millis() as i64;
     let old: Vec<(String,)> = sqlx::query_as("select hash from blob where created_at < $1").bind(cutoff).fetch_all(&mut *conn).await?;
     for (hash,) in old.iter().filter(|(h,)| !used.contains(h)) {
         // Re-checked in the statement itself: an entry written meanwhile keeps its blob.
         sqlx::query(
-            "delete from blob where hash = $1 and not exists (select 1 from dataset_entry where image_hash = $1 or mask_hash = $1)",
+            "delete from blob where hash = $1 and not exists (select 1 from dataset_entry where image_hash = $1 or mask_hash = $1) \
+             and not exists (select 1 from trial_image where image_hash = $1 or heat_hash = $1 or mask_hash = $1)",
         )
         .bind(hash)
         .execute(&mut *conn)

@@ -81,6 +81,56 @@ impl S3 {
 
     /// Reads a whole object, refusing one larger than `max_bytes`.
     pub async fn get(&self, bucket: &str, key: &str, version: Option<&str>, max_bytes: u64) -> Result<Vec<u8>, FetchError> {
+        let mut bytes = Vec::new();
+        self.read(bucket, key, version, max_bytes, |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok(())
+        })
+        .await?;
+        Ok(bytes)
+    }
+
+    /// Reads an object line by line (`\n`-separated, the line without its end), never holding more than one
+    /// line and one chunk: manifests of up to a gigabyte. A line longer than `max_line` bytes is an error.
+    pub async fn for_each_line(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        max_bytes: u64,
+        max_line: usize,
+        mut f: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), FetchError> {
+        let mut line: Vec<u8> = Vec::new();
+        self.read(bucket, key, version, max_bytes, |mut chunk| {
+            while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+                line.extend_from_slice(&chunk[..end]);
+                f(&line).map_err(FetchError::Other)?;
+                line.clear();
+                chunk = &chunk[end + 1..];
+            }
+            line.extend_from_slice(chunk);
+            if line.len() > max_line {
+                return Err(FetchError::Other(format!("a line is longer than {max_line} bytes")));
+            }
+            Ok(())
+        })
+        .await?;
+        if !line.is_empty() {
+            f(&line).map_err(FetchError::Other)?;
+        }
+        Ok(())
+    }
+
+    /// Streams an object's bytes to `f` chunk by chunk, refusing one larger than `max_bytes`.
+    async fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        max_bytes: u64,
+        mut f: impl FnMut(&[u8]) -> Result<(), FetchError>,
+    ) -> Result<(), FetchError> {
         let out = self
             .client
             .get_object()
@@ -102,14 +152,15 @@ impl S3 {
             return Err(FetchError::TooLarge(max_bytes));
         }
         let mut body = out.body;
-        let mut bytes = Vec::new();
+        let mut read = 0u64;
         while let Some(chunk) = body.try_next().await.map_err(|e| FetchError::Other(e.to_string()))? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > max_bytes {
+            read += chunk.len() as u64;
+            if read > max_bytes {
                 return Err(FetchError::TooLarge(max_bytes));
             }
+            f(&chunk)?;
         }
-        Ok(bytes)
+        Ok(())
     }
 
     /// Whether an object exists at `key`, or under it when `key` ends with `/` (asking for one key only): the

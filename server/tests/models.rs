@@ -4,6 +4,8 @@
 //! Also the job worker's claim on PostgreSQL (two workers, many jobs, no double claim).
 
 mod common;
+#[path = "models/trials.rs"]
+mod trials;
 
 use aws_sdk_lookoutvision as lfv;
 use aws_sdk_lookoutvision::error::ProvideErrorMetadata;
@@ -293,7 +295,7 @@ async fn model_flow(backend: Backend) {
         let prefix = format!("lookoutvision_{name}{{ProjectName=\"cookies\",ModelVersion=\"1\"}} ");
         text.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {name} in {text}")).parse::<f64>().unwrap() as u64
     };
-    let processed = evaluated.len() as u64 + ok + 1;
+    let mut processed = evaluated.len() as u64 + ok + 1;
     assert_eq!(sample("ProcessedImageCount"), processed, "{text}");
     assert_eq!(sample("DetectedAnomalyCount"), flagged as u64 + anomalous_in_burst, "{text}");
     assert_eq!(sample("InvalidImageCount"), 4, "gif, not an image, too large, too small: {text}");
@@ -311,6 +313,13 @@ async fn model_flow(backend: Backend) {
     assert_eq!(cookies.series.iter().map(|(n, _)| *n as u64).sum::<u64>(), processed);
     assert_eq!(dash.hosted, 1);
     assert!(console.dashboard(5).await.is_err(), "only the offered time frames");
+
+    // Trials and batches on this model; the batches' detections count like any other.
+    let verdicts: std::collections::HashMap<String, bool> = evaluated
+        .iter()
+        .map(|e| (e["source-ref"].as_str().unwrap().to_string(), e["anomaly-label-detected-metadata"]["class-name"] == "anomaly"))
+        .collect();
+    processed += trials::trials_and_batches(&h, &s3, &verdicts).await;
 
     // Hosted models and projects with models refuse deletion.
     let e = c.delete_model().project_name("cookies").model_version("1").send().await.unwrap_err().into_service_error();

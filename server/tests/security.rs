@@ -101,3 +101,56 @@ async fn static_files_answer_conditional_requests_with_the_file() {
     assert_eq!(reqwest::get(format!("{}/pkg/missing.js", h.base)).await.unwrap().status(), 404);
     h.stop().await;
 }
+
+/// A flood of DetectAnomalies bodies cannot run the server out of memory: beyond
+/// `MAX_DETECT_IN_FLIGHT` requests being received at once, the next is throttled before its body is read, and
+/// the room comes back as the requests end.
+#[tokio::test]
+async fn detect_requests_beyond_the_in_flight_limit_are_throttled_unread() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start(Db::Sqlite).await.unwrap();
+    let state = h.running.as_ref().unwrap().state.clone();
+    let max = vigil::models::hosting::MAX_DETECT_IN_FLIGHT;
+    let addr = h.base.trim_start_matches("http://").to_string();
+    let path = "/2020-11-20/projects/p/models/1/detect";
+    let url = format!("{}{path}", h.base);
+    // Each request announces a 1 MiB signed body and sends only its first kilobyte, so the server holds it open.
+    let body = vec![7u8; 1 << 20];
+    let mut held = Vec::new();
+    for _ in 0..max {
+        let signed = common::sigv4_headers(common::API_KEY, common::API_SECRET, "POST", &url, &[("content-type", "image/png")], &body, std::time::SystemTime::now());
+        let mut head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: image/png\r\ncontent-length: {}\r\n", body.len());
+        for (k, v) in signed.iter().filter(|(k, _)| k != "host") {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body[..1024]).await.unwrap();
+        held.push(s);
+    }
+    let wait_for = |permits: usize| {
+        let state = state.clone();
+        async move {
+            for _ in 0..500 {
+                if state.hosting.in_flight.available_permits() == permits {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("{} permits free, expected {permits}", state.hosting.in_flight.available_permits());
+        }
+    };
+    wait_for(0).await;
+    let r = h.api("POST", "/projects/p/models/1/detect", Some("image/png"), vec![1, 2, 3]).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-amzn-errortype"], "ThrottlingException");
+    assert_eq!(r.headers()["retry-after"], "1");
+    // Other operations are not held up by the flood.
+    assert!(h.client.list_projects().send().await.is_ok());
+    drop(held);
+    wait_for(max).await;
+    let r = h.api("POST", "/projects/p/models/1/detect", Some("image/png"), vec![1, 2, 3]).await;
+    assert_eq!(r.status(), 404, "room again: the request reaches the API, which has no such project");
+    h.stop().await;
+}

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod models;
+pub mod trials;
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -9,6 +9,7 @@ pub mod mask_paint;
 pub mod project;
 pub mod projects;
 pub mod signin;
+pub mod trial;
 
 use leptos::prelude::*;
 

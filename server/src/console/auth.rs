@@ -57,7 +57,7 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The session check: pages without a session redirect to `/signin?next=…`; server functions and the
-/// media, export and import endpoints answer 401. State-changing requests from another origin get 403.
+/// media, export, import and batch download endpoints answer 401. State-changing requests from another origin get 403.
 pub async fn require_session(state: AppState, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -97,7 +97,7 @@ pub async fn require_session(state: AppState, mut req: Request, next: Next) -> R
         }
         None => {
             let is_page = matches!(*req.method(), Method::GET | Method::HEAD)
-                && !(path == "/metrics" || path.starts_with("/api/") || path.starts_with("/media/") || path.starts_with("/export/") || path.starts_with("/import/"));
+                && !(path == "/metrics" || path.starts_with("/api/") || path.starts_with("/media/") || path.starts_with("/export/") || path.starts_with("/import/") || path.starts_with("/batches/"));
             if is_page {
                 let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let location = format!("/signin?next={}", urlencode(target));

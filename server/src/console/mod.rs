@@ -8,6 +8,7 @@ pub mod imports;
 pub mod labels;
 pub mod media;
 pub mod models;
+pub mod trials;
 
 use crate::datasets::{self, manifest, Dataset};
 use crate::projects::{self, Project, ProjectError};

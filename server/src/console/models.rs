@@ -133,18 +133,6 @@ fn png_data_url(bytes: &[u8]) -> String {
     format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
-/// The heat map as a PNG: transparent where nothing is unusual, towards opaque red on the most unusual spots.
-fn heat_png(d: &engine::Detection) -> Vec<u8> {
-    let g = d.heat_map_image();
-    let img = image::RgbaImage::from_fn(g.width(), g.height(), |x, y| {
-        let v = g.get_pixel(x, y).0[0];
-        image::Rgba([255, (255 - v as u16).min(255) as u8 / 3, 0, v])
-    });
-    let mut out = Vec::new();
-    let _ = image::DynamicImage::ImageRgba8(img).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
-    out
-}
-
 #[async_trait::async_trait]
 impl ModelBackend for ConsoleModels {
     async fn models(&self, project: &str) -> Result<ModelsOverview, BackendError> {
@@ -369,7 +357,7 @@ impl ModelBackend for ConsoleModels {
             is_anomalous: d.is_anomalous,
             confidence: d.confidence as f64,
             score: d.score as f64,
-            heat_map: png_data_url(&heat_png(&d)),
+            heat_map: png_data_url(&crate::trials::heat_png(&d)),
             mask: d.anomaly_mask.as_deref().map(png_data_url),
             anomalies: d
                 .anomalies

@@ -22,6 +22,8 @@ use std::sync::Arc;
 pub const MAX_IMAGE_BYTES: u64 = 8 * 1024 * 1024;
 /// LFV's limit for a manifest.
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024 * 1024;
+/// Longest manifest line: a JSON line with a colour map of 20 labels is a few kilobytes.
+pub const MAX_MANIFEST_LINE_BYTES: usize = 256 * 1024;
 /// Objects fetched at once.
 const PARALLEL_FETCHES: usize = 8;
 /// Issues quoted in a status message; the rest are in the import report.
@@ -125,31 +127,50 @@ pub fn label_from_folder(name: &str) -> String {
 /// Parses a manifest's text: the valid lines (with their 1-based numbers) and an issue for each bad one.
 /// A source-ref that appears twice keeps its first line.
 pub fn parse_manifest(text: &str) -> (Vec<(i64, ManifestLine)>, Vec<Issue>) {
-    let mut lines = Vec::new();
-    let mut issues = Vec::new();
-    let mut seen: HashMap<String, i64> = HashMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let n = i as i64 + 1;
+    let mut p = ManifestParser::default();
+    for raw in text.lines() {
+        p.push(raw);
+    }
+    p.finish()
+}
+
+/// Parses a manifest one line at a time (a streamed manifest is never held whole): valid lines, and an issue
+/// for each malformed or repeated one.
+#[derive(Default)]
+pub struct ManifestParser {
+    n: i64,
+    lines: Vec<(i64, ManifestLine)>,
+    issues: Vec<Issue>,
+    seen: HashMap<String, i64>,
+}
+
+impl ManifestParser {
+    pub fn push(&mut self, raw: &str) {
+        self.n += 1;
+        let n = self.n;
         if raw.trim().is_empty() {
-            continue;
+            return;
         }
         match parse_line(raw) {
             Ok(l) => {
-                if let Some(first) = seen.get(&l.source_ref) {
-                    issues.push(Issue {
+                if let Some(first) = self.seen.get(&l.source_ref) {
+                    self.issues.push(Issue {
                         line: Some(n),
                         source_ref: Some(l.source_ref.clone()),
                         reason: format!("duplicate source-ref (first on line {first})"),
                     });
                 } else {
-                    seen.insert(l.source_ref.clone(), n);
-                    lines.push((n, l));
+                    self.seen.insert(l.source_ref.clone(), n);
+                    self.lines.push((n, l));
                 }
             }
-            Err(reason) => issues.push(Issue { line: Some(n), source_ref: None, reason: format!("malformed line: {reason}") }),
+            Err(reason) => self.issues.push(Issue { line: Some(n), source_ref: None, reason: format!("malformed line: {reason}") }),
         }
     }
-    (lines, issues)
+
+    pub fn finish(self) -> (Vec<(i64, ManifestLine)>, Vec<Issue>) {
+        (self.lines, self.issues)
+    }
 }
 
 fn fetch_reason(e: FetchError) -> String {
@@ -336,6 +357,19 @@ impl Importer {
             return Err(format!("Nothing in {source} could be imported ({total} items). {}", quote(&issues)));
         }
         let mut tx = self.db.begin_write().await.map_err(internal)?;
+        // Lines whose masks would bring the project past its label limit are skipped, each named.
+        let mut entries = entries;
+        let refused = super::labels::beyond_limit(&mut tx, dataset_id, &entries).await.map_err(internal)?;
+        for (i, label) in refused.iter().rev() {
+            let e = entries.remove(*i);
+            issues.push(label_limit_issue(e.source_ref, label));
+        }
+        if entries.is_empty() {
+            drop(tx);
+            let mut conn = self.db.pool.acquire().await.map_err(internal)?;
+            super::record_issues(&mut conn, dataset_id, &issues).await.map_err(internal)?;
+            return Err(format!("Nothing in {source} could be imported ({total} items). {}", quote(&issues)));
+        }
         super::upsert_entries(&mut tx, dataset_id, &entries).await.map_err(internal)?;
         super::record_issues(&mut tx, dataset_id, &issues).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
@@ -353,12 +387,20 @@ impl Importer {
 
     async fn try_import_manifest(&self, dataset_id: &str, bucket: &str, key: &str, version: Option<&str>) -> Result<String, String> {
         let uri = format!("s3://{bucket}/{key}");
-        let bytes = self.s3.get(bucket, key, version, MAX_MANIFEST_BYTES).await.map_err(|e| match e {
-            FetchError::TooLarge(_) => format!("The manifest {uri} is larger than 1 GB."),
-            other => format!("The manifest {uri} could not be read: {other}."),
-        })?;
-        let text = String::from_utf8(bytes).map_err(|_| format!("The manifest {uri} is not UTF-8 text."))?;
-        let (lines, issues) = parse_manifest(&text);
+        // Streamed: each line is parsed as it arrives, so a large manifest is never held whole.
+        let mut parser = ManifestParser::default();
+        self.s3
+            .for_each_line(bucket, key, version, MAX_MANIFEST_BYTES, MAX_MANIFEST_LINE_BYTES, |raw| {
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                parser.push(std::str::from_utf8(raw).map_err(|_| "it is not UTF-8 text".to_string())?);
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                FetchError::TooLarge(_) => format!("The manifest {uri} is larger than 1 GB."),
+                other => format!("The manifest {uri} could not be read: {other}."),
+            })?;
+        let (lines, issues) = parser.finish();
         if lines.is_empty() && issues.is_empty() {
             return Err(format!("The manifest {uri} has no lines."));
         }
@@ -492,9 +534,25 @@ impl Importer {
         }
         let added = entries.iter().filter(|e| !existing.contains_key(&e.source_ref)).count();
         let mut tx = self.db.begin_write().await.map_err(internal)?;
+        let refused = super::labels::beyond_limit(&mut tx, dataset_id, &entries).await.map_err(internal)?;
+        if !refused.is_empty() {
+            let issues: Vec<Issue> = refused.iter().map(|(i, label)| label_limit_issue(entries[*i].source_ref.clone(), label)).collect();
+            return Err(format!("The update was rolled back; no entry was changed. {} of {n} lines failed: {}", issues.len(), quote(&issues)));
+        }
         super::upsert_entries(&mut tx, dataset_id, &entries).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         Ok(format!("Updated {} entries ({added} added, {} replaced).", n, n - added))
+    }
+}
+
+fn label_limit_issue(source_ref: String, label: &str) -> Issue {
+    Issue {
+        line: None,
+        source_ref: Some(source_ref),
+        reason: format!(
+            "its mask names the anomaly label {label}, which would give the project more than {} labels (LFV's limit)",
+            crate::security::MAX_LABELS_PER_PROJECT
+        ),
     }
 }
 

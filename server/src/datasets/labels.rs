@@ -55,6 +55,25 @@ pub async fn register(conn: &mut AnyConnection, project_id: &str, classes: &[Mas
     Ok(())
 }
 
+/// The entries (by index) whose colour maps would take the project past its label limit
+/// ([`crate::security::MAX_LABELS_PER_PROJECT`], LFV's 100), each with the first label it cannot add. Entries
+/// are taken in order: the earlier ones get the room that is left.
+pub async fn beyond_limit(conn: &mut AnyConnection, dataset_id: &str, entries: &[super::NewEntry]) -> Result<Vec<(usize, String)>, sqlx::Error> {
+    let Some(project_id) = project_of_dataset(conn, dataset_id).await? else { return Ok(Vec::new()) };
+    let mut known: std::collections::HashSet<String> = list(conn, &project_id).await?.into_iter().map(|l| l.name).collect();
+    let mut refused = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let classes = manifest::parse_line(&e.entry).map(|l| l.classes).unwrap_or_default();
+        let new: Vec<&str> = classes.iter().map(|c| c.name.as_str()).filter(|n| !known.contains(*n)).collect();
+        if known.len() + new.len() > crate::security::MAX_LABELS_PER_PROJECT as usize {
+            refused.push((i, new[0].to_string()));
+        } else {
+            known.extend(new.into_iter().map(str::to_string));
+        }
+    }
+    Ok(refused)
+}
+
 /// Registers the labels of a JSON line written into a dataset.
 pub async fn register_line(conn: &mut AnyConnection, dataset_id: &str, entry: &str) -> Result<(), sqlx::Error> {
     let classes = manifest::parse_line(entry).map(|l| l.classes).unwrap_or_default();
@@ -202,5 +221,34 @@ mod tests {
         assert_eq!(types_of(r#"{"source-ref":"s3://b/a.jpg"}"#), "");
         assert_eq!(types_of("not json"), "");
         assert_eq!(type_pattern("a_b"), "%,a\\_b,%");
+    }
+
+    fn masked_line(i: usize, labels: std::ops::Range<usize>) -> super::super::NewEntry {
+        let mut map = serde_json::json!({"0": {"class-name": "BACKGROUND", "hex-color": "#ffffff"}});
+        for (k, n) in labels.enumerate() {
+            map[(k + 1).to_string()] = serde_json::json!({"class-name": format!("l{n}"), "hex-color": format!("#{:06x}", n + 1)});
+        }
+        let line = serde_json::json!({"source-ref": format!("s3://b/{i}.jpg"), "anomaly-mask-ref": format!("s3://b/{i}.png"),
+            "anomaly-mask-ref-metadata": {"internal-color-map": map}});
+        let blob = super::super::BlobInfo { hash: format!("{i:064x}"), size: 1, content_type: "image/png".into(), width: 64, height: 64 };
+        super::super::NewEntry { source_ref: format!("s3://b/{i}.jpg"), image: blob, label: None, mask: None, entry: line.to_string() }
+    }
+
+    #[tokio::test]
+    async fn imports_never_take_a_project_past_its_label_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let mut conn = db.pool.acquire().await.unwrap();
+        let p = crate::projects::create(&mut conn, "limits").await.unwrap();
+        let d = super::super::create(&mut conn, &p.id, "train", super::super::CREATE_COMPLETE).await.unwrap();
+        // 95 labels already; a line bringing 5 new ones fits, the next bringing one more does not, and a line
+        // naming only known labels always does.
+        for n in 0..95 {
+            create(&mut conn, &p.id, &format!("l{n}"), "#000000").await.unwrap();
+        }
+        let entries = vec![masked_line(0, 90..100), masked_line(1, 99..101), masked_line(2, 0..20)];
+        assert_eq!(beyond_limit(&mut conn, &d.id, &entries).await.unwrap(), vec![(1, "l100".to_string())]);
+        super::super::upsert_entries(&mut conn, &d.id, &[entries[0].clone(), entries[2].clone()]).await.unwrap();
+        assert_eq!(list(&mut conn, &p.id).await.unwrap().len(), 100);
     }
 }

@@ -31,6 +31,24 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         return next.run(req).await;
     }
     if is_api_path(req.uri().path()) {
+        // DetectAnomalies bodies (up to 8 MB each) are read only while there is room for them; beyond that the
+        // caller is throttled at once, so a flood of large images cannot run the server out of memory.
+        let _permit = if req.method() == axum::http::Method::POST && req.uri().path().ends_with("/detect") {
+            match state.hosting.in_flight.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let mut r = refusal(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "ThrottlingException",
+                        "Too many DetectAnomalies requests are in flight on this server. Retry shortly.",
+                    );
+                    r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+                    return r;
+                }
+            }
+        } else {
+            None
+        };
         require_sigv4(State(state), req, next).await
     } else {
         crate::console::auth::require_session(state, req, next).await

@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod models;
 pub mod paging;
 pub mod projects;
+pub mod trials;
 
 use crate::state::AppState;
 use axum::http::{Method, Uri};
@@ -21,6 +22,15 @@ pub fn router() -> Router<AppState> {
         .merge(projects::router())
         .merge(datasets::router())
         .merge(models::router())
+        .fallback(unknown_operation)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(require_json))
+}
+
+/// Vigil's REST extensions (trials and batches); mounted at `/vigil/v1`, signed and shaped like the LFV API.
+pub fn extension_router() -> Router<AppState> {
+    Router::new()
+        .merge(trials::router())
         .fallback(unknown_operation)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(require_json))

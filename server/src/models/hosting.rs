@@ -300,9 +300,24 @@ pub fn apply_threshold(d: &mut Detection, threshold: f32, scale: f32) {
     d.confidence = c;
 }
 
+/// DetectAnomalies requests one process receives or serves at once (at most 8 MB of body each).
+pub const MAX_DETECT_IN_FLIGHT: usize = 64;
+
+impl Default for Hosting {
+    fn default() -> Self {
+        Hosting {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_DETECT_IN_FLIGHT)),
+            models: Mutex::default(),
+            retired: Mutex::default(),
+        }
+    }
+}
+
 /// Every hosted model of this process, by model version id.
-#[derive(Default)]
 pub struct Hosting {
+    /// DetectAnomalies requests being received or served, across models: each may hold an 8 MB body, so a
+    /// request beyond [`MAX_DETECT_IN_FLIGHT`] is refused (429) before its body is read (`http::auth`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     models: Mutex<HashMap<String, Arc<Hosted>>>,
     /// Models no longer hosted whose last counts are still to be written (`usage::flush` empties it).
     retired: Mutex<Vec<Arc<Hosted>>>,

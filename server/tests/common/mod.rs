@@ -86,7 +86,12 @@ impl Harness {
 
     /// A raw LFV API request (`path` after `/2020-11-20`, with its query), signed with the bootstrap key.
     pub async fn api(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> reqwest::Response {
-        let url = format!("{}/2020-11-20{path}", self.base);
+        self.signed(method, &format!("/2020-11-20{path}"), content_type, body).await
+    }
+
+    /// A request to any signed path (the LFV API, Vigil's `/vigil/v1` extensions), signed with the bootstrap key.
+    pub async fn signed(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
         let extra: Vec<(&str, &str)> = content_type.map(|c| vec![("content-type", c)]).unwrap_or_default();
         let signed = sigv4_headers(API_KEY, API_SECRET, method, &url, &extra, &body, std::time::SystemTime::now());
         let mut req = reqwest::Client::new().request(method.parse().unwrap(), &url).body(body);

@@ -1,0 +1,210 @@
+//! The console's trial and batch backend: implements `app::api::trials::TrialBackend` over `crate::trials`, the
+//! same domain code as the REST extension (`http::trials`).
+
+use super::internal;
+use crate::datasets;
+use crate::state::AppState;
+use crate::trials::{self, Output, Source, Trial, TrialError, KIND_BATCH, KIND_TRIAL};
+use app::api::trials::{TrialBackend, TrialDetail, TrialImageView, TrialSummary};
+use app::api::BackendError;
+use sqlx::AnyConnection;
+
+pub struct ConsoleTrials {
+    pub state: AppState,
+}
+
+impl From<TrialError> for BackendError {
+    fn from(e: TrialError) -> Self {
+        match e {
+            TrialError::NotFound(m) => BackendError::new(404, m),
+            TrialError::Exists(_) | TrialError::Conflict(_) => BackendError::new(409, e.to_string()),
+            TrialError::Invalid(m) => BackendError::new(400, m),
+            TrialError::Db(e) => internal(e),
+        }
+    }
+}
+
+fn summary(t: &Trial) -> TrialSummary {
+    TrialSummary {
+        name: t.name.clone(),
+        kind: t.kind.clone(),
+        model_version: t.model_version,
+        source: t.source.clone(),
+        output: t.output.clone(),
+        status: t.status.clone(),
+        status_message: t.status_message.clone(),
+        total: t.total,
+        processed: t.processed,
+        anomalous: t.anomalous,
+        failed: t.failed,
+        created_at_ms: t.created_at,
+    }
+}
+
+fn kind(k: &str) -> Result<&'static str, BackendError> {
+    match k {
+        KIND_TRIAL => Ok(KIND_TRIAL),
+        KIND_BATCH => Ok(KIND_BATCH),
+        _ => Err(BackendError::new(400, format!("{k:?} is neither a trial nor a batch."))),
+    }
+}
+
+async fn find(conn: &mut AnyConnection, project: &str, kind: &str, name: &str) -> Result<Trial, BackendError> {
+    let p = crate::projects::find(conn, project)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| BackendError::new(404, format!("The project {project} does not exist.")))?;
+    trials::find(conn, &p.id, kind, name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| BackendError::new(404, format!("The project {project} has no {kind} {name}.")))
+}
+
+/// Checks and stores uploaded images (blocking work); any unusable one refuses the whole upload, named.
+async fn store_uploads(state: &AppState, uploads: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, datasets::BlobInfo)>, BackendError> {
+    let blobs = state.blobs.clone();
+    let (ok, bad) = tokio::task::spawn_blocking(move || {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for (file, bytes) in uploads {
+            let file = super::archive::sanitize_file_name(&file);
+            match datasets::import::store_image(&blobs, bytes) {
+                Ok(info) => ok.push((file, info)),
+                Err(reason) => bad.push(format!("{file}: {reason}")),
+            }
+        }
+        (ok, bad)
+    })
+    .await
+    .map_err(internal)?;
+    if !bad.is_empty() {
+        let more = if bad.len() > 5 { format!(" and {} more", bad.len() - 5) } else { String::new() };
+        return Err(BackendError::new(400, format!("Not usable images: {}{more}.", bad[..bad.len().min(5)].join("; "))));
+    }
+    Ok(ok)
+}
+
+#[async_trait::async_trait]
+impl TrialBackend for ConsoleTrials {
+    async fn list(&self, project: &str, k: &str) -> Result<Vec<TrialSummary>, BackendError> {
+        let k = kind(k)?;
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let p = crate::projects::find(&mut conn, project)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| BackendError::new(404, format!("The project {project} does not exist.")))?;
+        Ok(trials::list(&mut conn, &p.id, k).await.map_err(internal)?.iter().map(summary).collect())
+    }
+
+    async fn create(&self, project: &str, name: &str, version: i64, source: &str, uploads: Vec<(String, Vec<u8>)>) -> Result<(), BackendError> {
+        let source = Source::parse(source).map_err(|m| BackendError::new(400, m))?;
+        trials::validate_name(name)?;
+        let stored = store_uploads(&self.state, uploads).await?;
+        trials::create_trial(&self.state, project, name, &version.to_string(), source, stored).await?;
+        Ok(())
+    }
+
+    async fn append(&self, project: &str, name: &str, uploads: Vec<(String, Vec<u8>)>) -> Result<(), BackendError> {
+        let stored = store_uploads(&self.state, uploads).await?;
+        trials::append_uploads(&self.state, project, name, stored).await?;
+        Ok(())
+    }
+
+    async fn trial(&self, project: &str, name: &str) -> Result<TrialDetail, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let t = find(&mut conn, project, KIND_TRIAL, name).await?;
+        let images = trials::images(&mut conn, &t.id).await.map_err(internal)?;
+        // Added images link to their entry in the labelling canvas (train first, where they are added by default).
+        let sets = datasets::list_for_project(&mut conn, &t.project_id).await.map_err(internal)?;
+        let mut views = Vec::with_capacity(images.len());
+        for i in images {
+            let mut entry = None;
+            if i.added_at.is_some() {
+                for d in sets.iter().filter(|d| d.dataset_type == "train").chain(sets.iter().filter(|d| d.dataset_type != "train")) {
+                    let id: Option<(String,)> = sqlx::query_as("select id from dataset_entry where dataset_id = $1 and source_ref = $2")
+                        .bind(&d.id)
+                        .bind(&i.name)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(internal)?;
+                    if let Some((id,)) = id {
+                        entry = Some((d.dataset_type.clone(), id));
+                        break;
+                    }
+                }
+            }
+            views.push(TrialImageView {
+                seq: i.seq,
+                source: i.name,
+                image: i.image_hash,
+                heat_map: i.heat_hash,
+                mask: i.mask_hash,
+                done: i.done,
+                error: i.error,
+                is_anomalous: i.is_anomalous,
+                confidence: i.confidence,
+                anomalies: i.anomalies,
+                verdict: i.verdict,
+                entry,
+            });
+        }
+        Ok(TrialDetail { project: project.to_string(), trial: summary(&t), images: views })
+    }
+
+    async fn verify(&self, project: &str, name: &str, images: Vec<i64>, verdict: &str) -> Result<u64, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let t = find(&mut conn, project, KIND_TRIAL, name).await?;
+        let verdict = (!verdict.is_empty()).then_some(verdict);
+        Ok(trials::set_verdicts(&mut conn, &t.id, &images, verdict).await?)
+    }
+
+    async fn add_to_dataset(&self, project: &str, name: &str, dataset_type: &str) -> Result<(usize, usize), BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let t = find(&mut conn, project, KIND_TRIAL, name).await?;
+        drop(conn);
+        Ok(trials::add_to_dataset(&self.state, &t, dataset_type).await?)
+    }
+
+    async fn cancel(&self, project: &str, k: &str, name: &str) -> Result<(), BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let t = find(&mut conn, project, kind(k)?, name).await?;
+        Ok(trials::cancel(&self.state, &t).await?)
+    }
+
+    async fn delete(&self, project: &str, k: &str, name: &str) -> Result<(), BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let t = find(&mut conn, project, kind(k)?, name).await?;
+        drop(conn);
+        Ok(trials::delete(&self.state, &t).await?)
+    }
+
+    async fn create_batch(&self, project: &str, version: i64, source: &str, output: &str) -> Result<String, BackendError> {
+        let source = Source::parse(source).map_err(|m| BackendError::new(400, m))?;
+        let output = Output::parse(output).map_err(|m| BackendError::new(400, m))?;
+        Ok(trials::create_batch(&self.state, project, &version.to_string(), source, output).await?.name)
+    }
+}
+
+/// `GET /batches/{project}/{id}.zip`: a finished batch's results, for a signed-in console user.
+pub async fn download_batch(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path((project, file)): axum::extract::Path<(String, String)>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let id = file.strip_suffix(".zip").unwrap_or(&file);
+    let found = async {
+        let mut conn = state.db.pool.acquire().await.map_err(|e| crate::http::error::ApiError::from(e))?;
+        let p = crate::projects::find(&mut conn, &project).await?.ok_or_else(|| crate::http::error::ApiError::project_not_found(&project))?;
+        let t = trials::find(&mut conn, &p.id, KIND_BATCH, id).await?.ok_or_else(|| crate::http::error::ApiError::NotFound {
+            message: format!("The project {project} has no batch {id}."),
+            resource_id: id.to_string(),
+            resource_type: crate::http::error::ResourceType::Trial,
+        })?;
+        drop(conn);
+        crate::http::trials::download(&state, &t).await
+    };
+    match found.await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,248 @@
+//! The batch job: every image of an S3 prefix or a server folder through a hosted model's inference units, the
+//! results written as JSON lines and mask PNGs to S3 or into a zip for download.
+
+use super::run::{folder_files, s3_keys};
+use super::{download_path, find_by_id, folder, settle, Output, Source, CANCELLED, COMPLETED, FAILED, MAX_BATCH_IMAGES, RUNNING};
+use crate::datasets;
+use crate::engine;
+use crate::jobs::JobProgress;
+use crate::models::hosting;
+use crate::state::AppState;
+use crate::store::now_ms;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Runs a batch job over a hosted model: every image of the source through the model's inference units, the
+/// results written as JSON lines (`results.jsonl`) plus one PNG per segmentation mask (`masks/…`), to S3 or into
+/// a zip in the data directory.
+pub async fn run_batch(state: &AppState, trial_id: &str, progress: Arc<JobProgress>) {
+    if let Err(message) = batch_job(state, trial_id, &progress).await {
+        tracing::warn!(batch = trial_id, message = %message, "batch failed");
+        settle(state, trial_id, FAILED, Some(&message)).await;
+    }
+}
+
+enum Input {
+    S3 { bucket: String, keys: Vec<String> },
+    Files(Vec<PathBuf>),
+}
+
+impl Input {
+    fn len(&self) -> usize {
+        match self {
+            Input::S3 { keys, .. } => keys.len(),
+            Input::Files(f) => f.len(),
+        }
+    }
+
+    fn name(&self, i: usize) -> String {
+        match self {
+            Input::S3 { bucket, keys } => format!("s3://{bucket}/{}", keys[i]),
+            Input::Files(f) => f[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        }
+    }
+
+    async fn read(&self, state: &AppState, i: usize) -> Result<Vec<u8>, String> {
+        let max = datasets::import::MAX_IMAGE_BYTES;
+        match self {
+            Input::S3 { bucket, keys } => state.s3.get(bucket, &keys[i], None, max).await.map_err(|e| e.to_string()),
+            Input::Files(f) => {
+                let path = f[i].clone();
+                tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+                    use std::io::Read;
+                    let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+                    let mut bytes = Vec::new();
+                    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+                    if bytes.len() as u64 > max {
+                        return Err(format!("the file is larger than {} MB", max >> 20));
+                    }
+                    Ok(bytes)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        }
+    }
+}
+
+async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> Result<(), String> {
+    let db = |e: sqlx::Error| {
+        tracing::error!(error = %e, "batch database error");
+        "The database could not be reached; the batch stopped.".to_string()
+    };
+    let mut conn = state.db.pool.acquire().await.map_err(db)?;
+    let Some(t) = find_by_id(&mut conn, trial_id).await.map_err(db)? else { return Ok(()) };
+    drop(conn);
+    sqlx::query("update trial set status = $1, status_message = null, processed = 0, anomalous = 0, failed = 0, updated_at = $2 where id = $3")
+        .bind(RUNNING)
+        .bind(now_ms())
+        .bind(trial_id)
+        .execute(&state.db.pool)
+        .await
+        .map_err(db)?;
+    let output = Output::parse(t.output.as_deref().unwrap_or("download"))?;
+    progress.set("listing", 0.0);
+    let input = match Source::parse(&t.source)? {
+        Source::S3 { bucket, prefix } => Input::S3 { keys: s3_keys(state, &bucket, &prefix, MAX_BATCH_IMAGES).await?, bucket },
+        Source::Folder(dir) => {
+            // Checked again: the folder (or a link in its path) may have changed since the batch was asked for.
+            let dir = folder(state, &dir).map_err(|e| e.to_string())?;
+            Input::Files(tokio::task::spawn_blocking(move || folder_files(&dir, MAX_BATCH_IMAGES)).await.map_err(|e| e.to_string())??)
+        }
+        _ => return Err("A batch reads an S3 prefix or a folder.".into()),
+    };
+    if input.len() == 0 {
+        return Err(format!("There are no JPEG or PNG images in {}.", t.source));
+    }
+    sqlx::query("update trial set total = $1 where id = $2").bind(input.len() as i64).bind(trial_id).execute(&state.db.pool).await.map_err(db)?;
+    let mut sink = Sink::open(state, trial_id, &output)?;
+    let (mut processed, mut anomalous, mut failed) = (0i64, 0i64, 0i64);
+    for i in 0..input.len() {
+        if progress.cancelled() {
+            sink.abandon();
+            settle(state, trial_id, CANCELLED, Some(&format!("Cancelled after {i} of {} images; no results were kept.", input.len()))).await;
+            return Ok(());
+        }
+        progress.set("detecting", i as f64 / input.len() as f64);
+        let name = input.name(i);
+        let result = match input.read(state, i).await {
+            Ok(bytes) => detect_hosted(state, &t.model_id, bytes).await,
+            Err(e) => Err(e),
+        };
+        let line = match result {
+            Ok(d) => {
+                processed += 1;
+                anomalous += d.is_anomalous as i64;
+                let mut r = d.to_lfv_json();
+                let mut line = serde_json::json!({ "Image": name });
+                if let Some(mask) = d.anomaly_mask {
+                    let key = format!("masks/{:06}.png", i + 1);
+                    sink.file(state, &key, mask).await?;
+                    r["DetectAnomalyResult"].as_object_mut().map(|o| o.remove("AnomalyMask"));
+                    line["AnomalyMask"] = key.into();
+                }
+                line["DetectAnomalyResult"] = r["DetectAnomalyResult"].take();
+                line
+            }
+            Err(reason) => {
+                failed += 1;
+                serde_json::json!({ "Image": name, "Error": reason })
+            }
+        };
+        sink.line(&line)?;
+        if i % 16 == 15 || i + 1 == input.len() {
+            sqlx::query("update trial set processed = $1, anomalous = $2, failed = $3, updated_at = $4 where id = $5")
+                .bind(processed)
+                .bind(anomalous)
+                .bind(failed)
+                .bind(now_ms())
+                .bind(trial_id)
+                .execute(&state.db.pool)
+                .await
+                .map_err(db)?;
+        }
+    }
+    progress.set("writing results", 1.0);
+    let place = sink.finish(state).await?;
+    settle(state, trial_id, COMPLETED, Some(&format!("Results: {place}"))).await;
+    Ok(())
+}
+
+/// One image through the hosted model's queue, waiting while the queue is full (line traffic comes first).
+async fn detect_hosted(state: &AppState, model_id: &str, bytes: Vec<u8>) -> Result<engine::Detection, String> {
+    loop {
+        let Some(h) = state.hosting.get(model_id) else {
+            return Err("The model version stopped being hosted during the batch.".into());
+        };
+        match h.detect(bytes.clone(), false).await {
+            Ok(d) => return Ok(d),
+            Err(hosting::DetectError::Throttled) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Err(hosting::DetectError::NotHosted) => return Err("The model version stopped being hosted during the batch.".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Where a batch's results go while it runs.
+enum Sink {
+    S3 { bucket: String, prefix: String, lines: Vec<u8> },
+    Zip { path: PathBuf, tmp: PathBuf, zip: Option<zip::ZipWriter<std::fs::File>>, lines: Vec<u8> },
+}
+
+impl Sink {
+    fn open(state: &AppState, id: &str, output: &Output) -> Result<Sink, String> {
+        Ok(match output {
+            Output::S3 { bucket, prefix } => {
+                let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.clone() } else { format!("{prefix}/") };
+                Sink::S3 { bucket: bucket.clone(), prefix: format!("{prefix}{id}/"), lines: Vec::new() }
+            }
+            Output::Download => {
+                let path = download_path(state, id);
+                let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                std::fs::create_dir_all(&dir).map_err(|e| format!("No room for the results: {e}"))?;
+                let tmp = dir.join(format!("{id}.{}.tmp", hex::encode(rand::random::<[u8; 4]>())));
+                let f = std::fs::File::create(&tmp).map_err(|e| format!("No room for the results: {e}"))?;
+                Sink::Zip { path, tmp, zip: Some(zip::ZipWriter::new(f)), lines: Vec::new() }
+            }
+        })
+    }
+
+    async fn file(&mut self, state: &AppState, key: &str, bytes: Vec<u8>) -> Result<(), String> {
+        match self {
+            Sink::S3 { bucket, prefix, .. } => state
+                .s3
+                .put(bucket, &format!("{prefix}{key}"), bytes, "image/png")
+                .await
+                .map_err(|e| format!("s3://{bucket}/{prefix}{key} could not be written: {e}")),
+            Sink::Zip { zip, .. } => {
+                use std::io::Write;
+                let z = zip.as_mut().ok_or("the results file is closed")?;
+                let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+                z.start_file(key, opts).map_err(|e| format!("No room for the results: {e}"))?;
+                z.write_all(&bytes).map_err(|e| format!("No room for the results: {e}"))
+            }
+        }
+    }
+
+    fn line(&mut self, v: &serde_json::Value) -> Result<(), String> {
+        let (Sink::S3 { lines, .. } | Sink::Zip { lines, .. }) = self;
+        lines.extend_from_slice(v.to_string().as_bytes());
+        lines.push(b'\n');
+        Ok(())
+    }
+
+    fn abandon(&mut self) {
+        if let Sink::Zip { tmp, zip, .. } = self {
+            zip.take();
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+
+    /// Writes the JSON lines and publishes the results; returns where they are.
+    async fn finish(mut self, state: &AppState) -> Result<String, String> {
+        match &mut self {
+            Sink::S3 { bucket, prefix, lines } => {
+                let key = format!("{prefix}results.jsonl");
+                state
+                    .s3
+                    .put(bucket, &key, std::mem::take(lines), "application/x-ndjson")
+                    .await
+                    .map_err(|e| format!("s3://{bucket}/{key} could not be written: {e}"))?;
+                Ok(format!("s3://{bucket}/{key}"))
+            }
+            Sink::Zip { path, tmp, zip, lines } => {
+                use std::io::Write;
+                let mut z = zip.take().ok_or("the results file is closed")?;
+                let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+                let no_room = |e: &dyn std::fmt::Display| format!("No room for the results: {e}");
+                z.start_file("results.jsonl", opts).map_err(|e| no_room(&e))?;
+                z.write_all(lines).map_err(|e| no_room(&e))?;
+                let f = z.finish().map_err(|e| no_room(&e))?;
+                f.sync_all().map_err(|e| no_room(&e))?;
+                std::fs::rename(&tmp, &path).map_err(|e| no_room(&e))?;
+                Ok("ready to download".into())
+            }
+        }
+    }
+}
+

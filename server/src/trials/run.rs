@@ -1,0 +1,305 @@
+//! The trial job: reads an S3 source once, then runs the model version over every image not yet done, keeping
+//! the verdict, confidence, heat map and mask of each.
+
+use super::{find_by_id, insert_images, settle, NewImage, Source, CANCELLED, COMPLETED, FAILED, MAX_TRIAL_IMAGES, RUNNING};
+use crate::datasets;
+use crate::engine;
+use crate::jobs::JobProgress;
+use crate::models::{self, hosting, ModelVersion};
+use crate::state::AppState;
+use crate::store::now_ms;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Is this key an image a trial or batch reads (by its extension)?
+pub(super) fn is_image_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".jpg", ".jpeg", ".png"].iter().any(|e| lower.ends_with(e))
+}
+
+/// The image keys under an S3 prefix, sorted, at most `max` (more is an error, so nothing is silently left out).
+pub(super) async fn s3_keys(state: &AppState, bucket: &str, prefix: &str, max: usize) -> Result<Vec<String>, String> {
+    let mut keys: Vec<String> = state
+        .s3
+        .list(bucket, prefix)
+        .await
+        .map_err(|e| format!("s3://{bucket}/{prefix} could not be listed: {e}"))?
+        .into_iter()
+        .filter(|k| is_image_name(k))
+        .collect();
+    keys.sort();
+    if keys.len() > max {
+        return Err(format!("s3://{bucket}/{prefix} holds {} images; at most {max} can be run at once.", keys.len()));
+    }
+    Ok(keys)
+}
+
+/// The image files of a folder (not its subfolders), sorted, at most `max`.
+pub(super) fn folder_files(dir: &Path, max: usize) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| format!("{} could not be read: {e}", dir.display()))? {
+        let e = e.map_err(|e| format!("{} could not be read: {e}", dir.display()))?;
+        let is_file = e.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if is_file && is_image_name(&e.file_name().to_string_lossy()) {
+            files.push(e.path());
+            if files.len() > max {
+                return Err(format!("{} holds more than {max} images; at most {max} can be run at once.", dir.display()));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The heat map as a PNG: transparent where nothing is unusual, towards opaque red on the most unusual spots.
+pub fn heat_png(d: &engine::Detection) -> Vec<u8> {
+    let g = d.heat_map_image();
+    let img = image::RgbaImage::from_fn(g.width(), g.height(), |x, y| {
+        let v = g.get_pixel(x, y).0[0];
+        image::Rgba([255, (255 - v as u16).min(255) as u8 / 3, 0, v])
+    });
+    let mut out = Vec::new();
+    let _ = image::DynamicImage::ImageRgba8(img).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
+    out
+}
+
+/// Runs a trial job: lists an S3 source (once), then detects every image not yet done.
+pub async fn run_trial(state: &AppState, trial_id: &str, progress: Arc<JobProgress>) {
+    if let Err(message) = trial_job(state, trial_id, &progress).await {
+        tracing::warn!(trial = trial_id, message = %message, "trial failed");
+        settle(state, trial_id, FAILED, Some(&message)).await;
+    }
+}
+
+async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> Result<(), String> {
+    let db = |e: sqlx::Error| {
+        tracing::error!(error = %e, "trial database error");
+        "The database could not be reached; the trial stopped.".to_string()
+    };
+    let mut conn = state.db.pool.acquire().await.map_err(db)?;
+    let Some(t) = find_by_id(&mut conn, trial_id).await.map_err(db)? else { return Ok(()) };
+    let Some(m) = models::find_by_id(&mut conn, &t.model_id).await.map_err(db)? else { return Ok(()) };
+    drop(conn);
+    sqlx::query("update trial set status = $1, status_message = null, updated_at = $2 where id = $3")
+        .bind(RUNNING)
+        .bind(now_ms())
+        .bind(trial_id)
+        .execute(&state.db.pool)
+        .await
+        .map_err(db)?;
+    if let Ok(Source::S3 { bucket, prefix }) = Source::parse(&t.source) {
+        let (n,): (i64,) =
+            sqlx::query_as("select count(*) from trial_image where trial_id = $1").bind(trial_id).fetch_one(&state.db.pool).await.map_err(db)?;
+        if n == 0 {
+            progress.set("listing", 0.0);
+            let keys = s3_keys(state, &bucket, &prefix, MAX_TRIAL_IMAGES).await?;
+            if keys.is_empty() {
+                return Err(format!("There are no JPEG or PNG images under s3://{bucket}/{prefix}."));
+            }
+            let mut images = Vec::with_capacity(keys.len());
+            let mut skipped = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                if progress.cancelled() {
+                    settle(state, trial_id, CANCELLED, Some("Cancelled while the images were read.")).await;
+                    return Ok(());
+                }
+                progress.set("reading images", i as f64 / keys.len() as f64 * 0.2);
+                let uri = format!("s3://{bucket}/{key}");
+                let stored = match state.s3.get(&bucket, key, None, datasets::import::MAX_IMAGE_BYTES).await {
+                    Ok(bytes) => {
+                        let blobs = state.blobs.clone();
+                        tokio::task::spawn_blocking(move || datasets::import::store_image(&blobs, bytes)).await.map_err(|e| e.to_string())?
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                match stored {
+                    Ok(blob) => images.push(NewImage { name: uri, blob }),
+                    Err(reason) => skipped.push(format!("{uri}: {reason}")),
+                }
+            }
+            let mut tx = state.db.begin_write().await.map_err(db)?;
+            insert_images(&mut tx, trial_id, 0, &images).await.map_err(db)?;
+            if !skipped.is_empty() {
+                let message = format!("{} objects were not usable images and were left out: {}", skipped.len(), skipped.iter().take(5).cloned().collect::<Vec<_>>().join("; "));
+                sqlx::query("update trial set failed = $1, status_message = $2 where id = $3")
+                    .bind(skipped.len() as i64)
+                    .bind(message)
+                    .bind(trial_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+            if images.is_empty() {
+                return Err(format!("None of the {} objects under s3://{bucket}/{prefix} is a usable image.", keys.len()));
+            }
+        }
+    }
+    let runner = Runner::new(state, &m).await?;
+    let todo: Vec<(i64, String)> = sqlx::query_as("select seq, image_hash from trial_image where trial_id = $1 and done = 0 order by seq")
+        .bind(trial_id)
+        .fetch_all(&state.db.pool)
+        .await
+        .map_err(db)?;
+    recount(state, trial_id).await.map_err(db)?;
+    let (total,): (i64,) = sqlx::query_as("select total from trial where id = $1").bind(trial_id).fetch_one(&state.db.pool).await.map_err(db)?;
+    let mut done = total - todo.len() as i64;
+    for (seq, hash) in todo {
+        if progress.cancelled() {
+            settle(state, trial_id, CANCELLED, Some(&format!("Cancelled after {done} of {total} images."))).await;
+            return Ok(());
+        }
+        progress.set("detecting", 0.2 + 0.8 * done as f64 / total.max(1) as f64);
+        let blobs = state.blobs.clone();
+        let bytes = tokio::task::spawn_blocking(move || blobs.get(&hash)).await.map_err(|e| e.to_string())?;
+        let outcome = match bytes {
+            Ok(bytes) => runner.detect(bytes, true).await,
+            Err(_) => Err("the image is no longer in the blob store".to_string()),
+        };
+        let q = match outcome {
+            Ok(d) => {
+                let blobs = state.blobs.clone();
+                // The heat map and mask go to the blob store (blocking writes), then the row gets the results.
+                let ((heat_hash, mask_hash), d) = tokio::task::spawn_blocking(move || {
+                    let heat = blobs.put(&heat_png(&d)).ok();
+                    let mask = d.anomaly_mask.as_deref().and_then(|m| blobs.put(m).ok());
+                    ((heat, mask), d)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                let anomalies: Vec<(String, String, f64)> = d
+                    .anomalies
+                    .iter()
+                    .flatten()
+                    .skip(1)
+                    .map(|a| (a.name.clone(), a.pixel_anomaly.color.clone(), a.pixel_anomaly.total_percentage_area as f64))
+                    .collect();
+                sqlx::query(
+                    "update trial_image set done = 1, error = null, is_anomalous = $1, confidence = $2, score = $3, heat_hash = $4, \
+                     mask_hash = $5, anomalies = $6 where trial_id = $7 and seq = $8",
+                )
+                .bind(d.is_anomalous as i64)
+                .bind(d.confidence as f64)
+                .bind(d.score as f64)
+                .bind(heat_hash)
+                .bind(mask_hash)
+                .bind(serde_json::to_string(&anomalies).unwrap_or_default())
+                .bind(trial_id)
+                .bind(seq)
+                .execute(&state.db.pool)
+                .await
+            }
+            Err(reason) => {
+                sqlx::query("update trial_image set done = 1, error = $1 where trial_id = $2 and seq = $3")
+                    .bind(reason)
+                    .bind(trial_id)
+                    .bind(seq)
+                    .execute(&state.db.pool)
+                    .await
+            }
+        };
+        q.map_err(db)?;
+        done += 1;
+        recount(state, trial_id).await.map_err(db)?;
+    }
+    // Images added meanwhile (a large upload arrives in parts) keep the trial running for the job queued with them.
+    sqlx::query(
+        "update trial set status = $1, updated_at = $2 where id = $3 and status = $4 \
+         and not exists (select 1 from trial_image where trial_id = $3 and done = 0)",
+    )
+    .bind(COMPLETED)
+    .bind(now_ms())
+    .bind(trial_id)
+    .bind(RUNNING)
+    .execute(&state.db.pool)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The trial's counts from its rows.
+async fn recount(state: &AppState, trial_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update trial set processed = (select count(*) from trial_image where trial_id = $1 and done = 1 and error is null), \
+         anomalous = (select count(*) from trial_image where trial_id = $1 and done = 1 and is_anomalous = 1), \
+         updated_at = $2 where id = $1",
+    )
+    .bind(trial_id)
+    .bind(now_ms())
+    .execute(&state.db.pool)
+    .await?;
+    Ok(())
+}
+
+/// The model a trial runs: the hosted one when the version is hosted, otherwise its file, read once.
+pub(super) struct Runner {
+    hosted: Option<Arc<hosting::Hosted>>,
+    loaded: Option<Arc<engine::Model>>,
+    backbone: Arc<engine::Backbone>,
+    threshold: Option<f64>,
+}
+
+impl Runner {
+    async fn new(state: &AppState, m: &ModelVersion) -> Result<Runner, String> {
+        let hosted = state.hosting.get(&m.id);
+        let loaded = match (&hosted, &m.artifact) {
+            (Some(_), _) => None,
+            (None, Some(rel)) => {
+                let path = state.config.data_dir.join(rel);
+                let model = tokio::task::spawn_blocking(move || engine::Model::load(&path)).await.map_err(|e| e.to_string())?.map_err(|e| {
+                    tracing::error!(error = %e, "loading a model for a trial");
+                    format!("The model version's file could not be read: {e}")
+                })?;
+                Some(Arc::new(model))
+            }
+            (None, None) => return Err("The model version has no model file.".into()),
+        };
+        Ok(Runner { hosted, loaded, backbone: state.backbone.clone(), threshold: m.threshold })
+    }
+
+    /// One image, on a blocking thread (never the async runtime's).
+    async fn detect(&self, bytes: Vec<u8>, heat_map: bool) -> Result<engine::Detection, String> {
+        let (hosted, loaded, backbone, threshold) = (self.hosted.clone(), self.loaded.clone(), self.backbone.clone(), self.threshold);
+        let joined = tokio::task::spawn_blocking(move || -> Result<engine::Detection, String> {
+            let img = engine::image_io::decode_rgb(&bytes).map_err(|e| format!("not a usable image: {e}"))?;
+            let model: &engine::Model = match (&hosted, &loaded) {
+                (Some(h), _) => h.model(),
+                (None, Some(m)) => m,
+                _ => return Err("no model".into()),
+            };
+            let mut d = model.detect_with(&backbone, &img, engine::DetectOptions { heat_map }).map_err(|e| match e {
+                engine::Error::Input(m) => format!("not a usable image: {m}"),
+                other => {
+                    tracing::error!(error = %other, "trial detection failed");
+                    "the model could not run on this image".to_string()
+                }
+            })?;
+            if let Some(t) = threshold {
+                hosting::apply_threshold(&mut d, t as f32, model.header.confidence_scale);
+            }
+            Ok(d)
+        })
+        .await;
+        // A panic inside libtorch fails this image, not the trial or the server.
+        joined.unwrap_or_else(|_| Err("the model failed on this image".into()))
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_images_are_listed_from_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["b.png", "a.JPG", "notes.txt", "c.jpeg"] {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub.png")).unwrap();
+        let names: Vec<String> =
+            folder_files(dir.path(), 10).unwrap().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["a.JPG", "b.png", "c.jpeg"]);
+        assert!(folder_files(dir.path(), 2).is_err());
+    }
+}
