@@ -245,6 +245,37 @@ fn BatchRuns(project: String, version: i64, hosted: bool, batches: Resource<Resu
     }
 }
 
+/// The trial page's own state, kept across reloads of the trial (every second while it runs, after each
+/// verification), so filters, order, selection and messages stay put.
+#[derive(Clone, Copy)]
+struct TrialUi {
+    verdict_filter: RwSignal<String>,
+    verification: RwSignal<String>,
+    confident_first: RwSignal<bool>,
+    shown_count: RwSignal<usize>,
+    opacity: RwSignal<f64>,
+    selected: RwSignal<HashSet<i64>>,
+    focus: RwSignal<usize>,
+    notice: RwSignal<Option<String>>,
+    error: RwSignal<Option<String>>,
+}
+
+impl TrialUi {
+    fn new() -> Self {
+        TrialUi {
+            verdict_filter: RwSignal::new(String::new()),
+            verification: RwSignal::new(String::new()),
+            confident_first: RwSignal::new(false),
+            shown_count: RwSignal::new(PAGE),
+            opacity: RwSignal::new(0.5),
+            selected: RwSignal::new(HashSet::new()),
+            focus: RwSignal::new(0),
+            notice: RwSignal::new(None),
+            error: RwSignal::new(None),
+        }
+    }
+}
+
 /// `/projects/:name/trials/:trial`.
 #[component]
 pub fn TrialPage() -> impl IntoView {
@@ -254,6 +285,7 @@ pub fn TrialPage() -> impl IntoView {
     let tick = RwSignal::new(0u32);
     let detail = Resource::new(move || (project(), trial(), tick.get()), |(p, t, _)| get_trial(p, t));
     poll_while(move || detail.get().and_then(|r| r.ok()), |d: &TrialDetail| d.trial.status == "RUNNING", tick, 1000);
+    let ui = TrialUi::new();
     view! {
         <Title text=move || format!("{} · trial {}", project(), trial())/>
         <section class="page">
@@ -263,7 +295,7 @@ pub fn TrialPage() -> impl IntoView {
             </nav>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || detail.get().map(|r| match r {
-                    Ok(d) => view! { <TrialView detail=d tick/> }.into_any(),
+                    Ok(d) => view! { <TrialView detail=d tick ui/> }.into_any(),
                     Err(e) => view! { <div class="card"><p class="error" role="alert">{error_text(&e)}</p></div> }.into_any(),
                 })}
             </Transition>
@@ -272,20 +304,14 @@ pub fn TrialPage() -> impl IntoView {
 }
 
 #[component]
-fn TrialView(detail: TrialDetail, tick: RwSignal<u32>) -> impl IntoView {
+fn TrialView(detail: TrialDetail, tick: RwSignal<u32>, ui: TrialUi) -> impl IntoView {
     let t = detail.trial.clone();
     let project = detail.project.clone();
     let name = t.name.clone();
-    let images = StoredValue::new(detail.images.clone());
-    let verdict_filter = RwSignal::new(String::new());
-    let verification = RwSignal::new(String::new());
-    let confident_first = RwSignal::new(false);
-    let shown_count = RwSignal::new(PAGE);
-    let opacity = RwSignal::new(0.5f64);
-    let selected = RwSignal::new(HashSet::<i64>::new());
-    let focus = RwSignal::new(0usize);
-    let notice = RwSignal::new(None::<String>);
-    let error = RwSignal::new(None::<String>);
+    // Verdicts change here at once (no reload, so the gallery keeps the keyboard focus); adding to the dataset
+    // reloads the trial for the canvas links.
+    let images = RwSignal::new(detail.images.clone());
+    let TrialUi { verdict_filter, verification, confident_first, shown_count, opacity, selected, focus, notice, error } = ui;
 
     let filter = move || TrialFilter {
         verdict: match verdict_filter.get().as_str() {
@@ -301,12 +327,14 @@ fn TrialView(detail: TrialDetail, tick: RwSignal<u32>) -> impl IntoView {
         },
         confident_first: confident_first.get(),
     };
-    let shown = Memo::new(move |_| images.with_value(|all| filter_images(all, filter())));
-    let counts = images.with_value(|all| {
-        let verified = all.iter().filter(|i| i.verdict.is_some()).count();
-        let added = all.iter().filter(|i| i.entry.is_some()).count();
-        let usable = all.iter().filter(|i| i.done && i.error.is_none()).count();
-        (verified, added, usable)
+    let shown = Memo::new(move |_| images.with(|all| filter_images(all, filter())));
+    let counts = Memo::new(move |_| {
+        images.with(|all| {
+            let verified = all.iter().filter(|i| i.verdict.is_some()).count();
+            let added = all.iter().filter(|i| i.entry.is_some()).count();
+            let usable = all.iter().filter(|i| i.done && i.error.is_none()).count();
+            (verified, added, usable)
+        })
     });
 
     let (p, n) = (project.clone(), name.clone());
@@ -324,7 +352,12 @@ fn TrialView(detail: TrialDetail, tick: RwSignal<u32>) -> impl IntoView {
                         "incorrect" => format!("{changed} marked incorrect."),
                         _ => format!("{changed} unverified."),
                     }));
-                    tick.update(|t| *t += 1);
+                    let v = (!verdict.is_empty()).then(|| verdict.to_string());
+                    images.update(|all| {
+                        for i in all.iter_mut().filter(|i| seqs.contains(&i.seq) && i.done && i.error.is_none()) {
+                            i.verdict = v.clone();
+                        }
+                    });
                 }
                 Err(e) => error.set(Some(error_text(&e))),
             }
@@ -425,17 +458,17 @@ fn TrialView(detail: TrialDetail, tick: RwSignal<u32>) -> impl IntoView {
         </header>
         <div class="card">
             <div class="gallery-head">
-                <p data-testid="trial-counts">{format!("{} of {} images verified · {} added to the dataset", counts.0, counts.2, counts.1)}</p>
+                <p data-testid="trial-counts">{move || { let c = counts.get(); format!("{} of {} images verified · {} added to the dataset", c.0, c.2, c.1) }}</p>
                 <div class="form-row">
                     <label>"Verdict "
-                        <select data-testid="filter-verdict" on:change=move |e| { verdict_filter.set(event_target_value(&e)); focus.set(0); }>
+                        <select data-testid="filter-verdict" prop:value=move || verdict_filter.get() on:change=move |e| { verdict_filter.set(event_target_value(&e)); focus.set(0); }>
                             <option value="">"all"</option>
                             <option value="anomaly">"anomaly"</option>
                             <option value="normal">"normal"</option>
                         </select>
                     </label>
                     <label>"Verification "
-                        <select data-testid="filter-verification" on:change=move |e| { verification.set(event_target_value(&e)); focus.set(0); }>
+                        <select data-testid="filter-verification" prop:value=move || verification.get() on:change=move |e| { verification.set(event_target_value(&e)); focus.set(0); }>
                             <option value="">"all"</option>
                             <option value="unverified">"unverified"</option>
                             <option value="correct">"correct"</option>
@@ -443,7 +476,7 @@ fn TrialView(detail: TrialDetail, tick: RwSignal<u32>) -> impl IntoView {
                         </select>
                     </label>
                     <label>"Order "
-                        <select data-testid="trial-sort" on:change=move |e| confident_first.set(event_target_value(&e) == "high")>
+                        <select data-testid="trial-sort" prop:value=move || if confident_first.get() { "high" } else { "low" } on:change=move |e| confident_first.set(event_target_value(&e) == "high")>
                             <option value="low">"least confident first"</option>
                             <option value="high">"most confident first"</option>
                         </select>
