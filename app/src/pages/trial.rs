@@ -22,7 +22,7 @@ const PAGE: usize = 60;
 
 fn status_class(s: &str) -> &'static str {
     match s {
-        "COMPLETED" => "badge ok",
+        "COMPLETED" => "badge good",
         "FAILED" => "badge bad",
         "RUNNING" => "badge busy",
         _ => "badge",
@@ -522,8 +522,8 @@ fn TrialView(detail: TrialDetail, tick: RwSignal<u32>, ui: TrialUi) -> impl Into
                             class:focused=move || focus.get() == i
                             data-verdict=verdict.clone().unwrap_or_default()
                             on:click=move |_| { focus.set(i); selected.update(|s| if !s.remove(&seq) { s.insert(seq); }); }>
-                            <div class="thumb-stack">
-                                <img src=format!("/media/{}?thumb=1", im.image) alt=file.clone() loading="lazy" width="160" height="160"/>
+                            <div class="thumb-stack" style=format!("aspect-ratio: {} / {}", im.width.max(1), im.height.max(1))>
+                                <img src=format!("/media/{}?thumb=1", im.image) alt=file.clone() loading="lazy"/>
                                 {im.heat_map.clone().map(|h| view! {
                                     <img class="overlay heat" src=format!("/media/{h}") alt="" loading="lazy" style=move || format!("opacity:{}", opacity.get())/>
                                 })}
@@ -534,7 +534,7 @@ fn TrialView(detail: TrialDetail, tick: RwSignal<u32>, ui: TrialUi) -> impl Into
                             <span class="tile-name" title=im.source.clone()>{file}</span>
                             <span><span class=class>{label}</span> " " <span class="small">{conf}</span></span>
                             {im.error.clone().map(|e| view! { <span class="error small">{e}</span> })}
-                            {verdict.clone().map(|v| view! { <span class=if v == "correct" { "badge ok" } else { "badge bad" }>{format!("✓ {v}")}</span> })}
+                            {verdict.clone().map(|v| view! { <span class=if v == "correct" { "badge good" } else { "badge bad" }>{format!("✓ {v}")}</span> })}
                             {(!im.anomalies.is_empty()).then(|| view! {
                                 <span class="tile-types muted small">{im.anomalies.iter().map(|(n, _, a)| format!("{n} {:.1} %", a * 100.0)).collect::<Vec<_>>().join(" · ")}</span>
                             })}

@@ -139,6 +139,8 @@ impl TrialBackend for ConsoleTrials {
                 image: i.image_hash,
                 heat_map: i.heat_hash,
                 mask: i.mask_hash,
+                width: i.width,
+                height: i.height,
                 done: i.done,
                 error: i.error,
                 is_anomalous: i.is_anomalous,

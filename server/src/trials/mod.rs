@@ -132,7 +132,9 @@ impl Source {
             if prefix.len() > 1024 {
                 return Err("The S3 prefix is longer than 1,024 characters.".into());
             }
-            return Ok(Source::S3 { bucket: bucket.into(), prefix: prefix.into() });
+            // A prefix names a folder: `s3://b/incoming` reads `incoming/…`.
+            let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+            return Ok(Source::S3 { bucket: bucket.into(), prefix });
         }
         if s == "upload" {
             return Ok(Source::Upload);
@@ -402,6 +404,9 @@ pub async fn create_trial(
     uploads: Vec<(String, BlobInfo)>,
 ) -> Result<Trial, TrialError> {
     validate_name(name)?;
+    if let Source::S3 { bucket, prefix } = &source {
+        check_s3(state, bucket, prefix).await?;
+    }
     let mut tx = state.db.begin_write().await?;
     let (project_id, m) = project_model(&mut tx, project, version, false).await?;
     if find(&mut tx, &project_id, KIND_TRIAL, name).await?.is_some() {
@@ -500,7 +505,10 @@ pub async fn append_uploads(state: &AppState, project: &str, name: &str, uploads
 pub async fn create_batch(state: &AppState, project: &str, version: &str, source: Source, output: Output) -> Result<Trial, TrialError> {
     let source = match source {
         Source::Folder(dir) => Source::Folder(folder(state, &dir)?),
-        s @ Source::S3 { .. } => s,
+        Source::S3 { bucket, prefix } => {
+            check_s3(state, &bucket, &prefix).await?;
+            Source::S3 { bucket, prefix }
+        }
         _ => return Err(TrialError::Invalid("A batch reads an S3 prefix or a folder on the server.".into())),
     };
     let mut tx = state.db.begin_write().await?;
@@ -513,6 +521,15 @@ pub async fn create_batch(state: &AppState, project: &str, version: &str, source
     tx.commit().await?;
     crate::jobs::wake(state);
     Ok(t)
+}
+
+/// An S3 source is checked before anything is recorded: the bucket must answer and hold objects under the prefix.
+async fn check_s3(state: &AppState, bucket: &str, prefix: &str) -> Result<(), TrialError> {
+    match state.s3.probe(bucket, prefix).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(TrialError::Invalid(format!("There is nothing under s3://{bucket}/{prefix}."))),
+        Err(why) => Err(TrialError::Invalid(format!("s3://{bucket}/{prefix} cannot be read: {why}."))),
+    }
 }
 
 pub(crate) fn folder(state: &AppState, dir: &Path) -> Result<PathBuf, TrialError> {
@@ -700,6 +717,7 @@ mod tests {
         assert!(Source::parse("dataset:validation").is_err());
         assert_eq!(Source::parse("s3://my-bucket/a/b/").unwrap(), Source::S3 { bucket: "my-bucket".into(), prefix: "a/b/".into() });
         assert_eq!(Source::parse("s3://my-bucket").unwrap(), Source::S3 { bucket: "my-bucket".into(), prefix: "".into() });
+        assert_eq!(Source::parse("s3://my-bucket/in").unwrap(), Source::S3 { bucket: "my-bucket".into(), prefix: "in/".into() });
         assert!(Source::parse("s3://A_B/x").is_err());
         assert!(Source::parse("relative/folder").is_err());
         assert_eq!(Source::parse(" /srv/images ").unwrap(), Source::Folder("/srv/images".into()));
