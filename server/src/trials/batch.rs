@@ -95,7 +95,7 @@ async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
         return Err(format!("There are no JPEG or PNG images in {}.", t.source));
     }
     sqlx::query("update trial set total = $1 where id = $2").bind(input.len() as i64).bind(trial_id).execute(&state.db.pool).await.map_err(db)?;
-    let mut sink = Sink::open(state, trial_id, &output)?;
+    let mut sink = Sink::open(state, trial_id, &t.name, &output)?;
     let (mut processed, mut anomalous, mut failed) = (0i64, 0i64, 0i64);
     for i in 0..input.len() {
         if progress.cancelled() {
@@ -170,11 +170,12 @@ enum Sink {
 }
 
 impl Sink {
-    fn open(state: &AppState, id: &str, output: &Output) -> Result<Sink, String> {
+    /// `id` keys the download file; `name` (the batch id users see) names the results' folder in S3.
+    fn open(state: &AppState, id: &str, name: &str, output: &Output) -> Result<Sink, String> {
         Ok(match output {
             Output::S3 { bucket, prefix } => {
                 let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.clone() } else { format!("{prefix}/") };
-                Sink::S3 { bucket: bucket.clone(), prefix: format!("{prefix}{id}/"), lines: Vec::new() }
+                Sink::S3 { bucket: bucket.clone(), prefix: format!("{prefix}{name}/"), lines: Vec::new() }
             }
             Output::Download => {
                 let path = download_path(state, id);

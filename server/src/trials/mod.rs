@@ -511,6 +511,10 @@ pub async fn create_batch(state: &AppState, project: &str, version: &str, source
         }
         _ => return Err(TrialError::Invalid("A batch reads an S3 prefix or a folder on the server.".into())),
     };
+    if let Output::S3 { bucket, prefix } = &output {
+        // The results bucket must answer now, not after the whole batch ran.
+        state.s3.probe(bucket, prefix).await.map_err(|why| TrialError::Invalid(format!("s3://{bucket}/{prefix} cannot be written: {why}.")))?;
+    }
     let mut tx = state.db.begin_write().await?;
     let (project_id, m) = project_model(&mut tx, project, version, true).await?;
     check_room(&mut tx, &project_id).await?;
