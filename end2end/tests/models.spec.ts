@@ -2,6 +2,7 @@ import { expect, test } from "@playwright/test";
 import { open, lfv, hydrated } from "./helpers";
 import * as fs from "fs";
 import * as path from "path";
+import * as os from "os";
 
 /** The small cookie set the Rust engine tests use (normal/, anomaly/). */
 const small = path.join(__dirname, "..", "..", "server", "tests", "fixtures", "cookies-small");
@@ -145,8 +146,22 @@ test("train from the console, follow it, read the model page, move and save the 
   await expect(page.getByTestId("trial-status")).toHaveText("completed", { timeout: 60_000 });
   await expect(page.getByTestId("trial-images").locator(".tile")).toHaveCount(2);
 
+  // A batch run from a folder on the server (under VIGIL_IMPORT_ROOT) through the hosted model, to a download.
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), "vigil-batch-"));
+  for (const rel of ["anomaly/anomaly-3.jpg", "normal/normal-3.jpg"]) {
+    fs.copyFileSync(path.join(small, rel), path.join(folder, path.basename(rel)));
+  }
   await open(page, `/projects/${name}/models/1`);
   await expect(page.getByTestId("trials")).toContainText("week 48");
+  await page.getByTestId("batch-source").fill(folder);
+  await page.getByTestId("batch-output").fill("download");
+  await page.getByTestId("start-batch").click();
+  const download = page.getByTestId("batches").getByRole("link", { name: "Download (zip)" });
+  await expect(download).toBeVisible({ timeout: 60_000 });
+  const zip = await page.request.get((await download.getAttribute("href"))!);
+  expect(zip.status()).toBe(200);
+  expect((await zip.body()).subarray(0, 2).toString()).toBe("PK");
+  fs.rmSync(folder, { recursive: true, force: true });
   await page.getByTestId("stop-model").click();
   await expect(page.getByTestId("model-status")).toHaveText("trained", { timeout: 30_000 });
 });
