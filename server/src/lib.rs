@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod datasets;
 pub mod jobs;
+pub mod lfv;
 pub mod models;
 pub mod engine;
 pub mod http;

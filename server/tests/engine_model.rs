@@ -56,7 +56,7 @@ fn trains_detects_evaluates_and_reloads_exactly() {
     let img = image_io::decode_rgb(&std::fs::read(fixtures().join("anomaly/anomaly-8.jpg")).unwrap()).unwrap();
     let d = model.detect(&b, &img).unwrap();
     assert!(d.is_anomalous);
-    let j = d.to_lfv_json();
+    let j = vigil::lfv::detect_result(&d);
     let r = &j["DetectAnomalyResult"];
     assert_eq!(r["Source"]["Type"], "direct");
     assert_eq!(r["IsAnomalous"], true);
@@ -97,7 +97,7 @@ fn trains_detects_evaluates_and_reloads_exactly() {
         assert_eq!(a.confidence.to_bits(), c.confidence.to_bits());
         assert_eq!(a.heat_map, c.heat_map);
         assert_eq!(a.anomaly_mask, c.anomaly_mask);
-        assert_eq!(a.to_lfv_json(), c.to_lfv_json());
+        assert_eq!(vigil::lfv::detect_result(&a), vigil::lfv::detect_result(&c));
     }
     // One model, several threads at once: the same scores as one at a time.
     let sequential: Vec<u32> = test.iter().map(|s| loaded.detect(&b, &s.image.load().unwrap()).unwrap().score.to_bits()).collect();

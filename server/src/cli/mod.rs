@@ -154,7 +154,7 @@ fn detect(a: DetectArgs) -> Result<()> {
                 let name = format!("{}.png", path.file_stem().and_then(|s| s.to_str()).unwrap_or("mask"));
                 std::fs::write(dir.join(&name), mask).with_context(|| format!("writing {}", dir.join(&name).display()))?;
             }
-            let mut j = d.to_lfv_json();
+            let mut j = vigil::lfv::detect_result(&d);
             if a.images.len() > 1 {
                 j["Image"] = path.display().to_string().into();
             }

@@ -18,7 +18,6 @@
 //! model.check_backbone(&backbone)?;                             // refuses a backbone file it was not trained with
 //! let detection = model.detect(&backbone, &image_io::decode_rgb(&bytes)?)?;   // with the heat map
 //! let fast = model.detect_with(&backbone, &img, DetectOptions { heat_map: false })?; // LFV's DetectAnomalies
-//! let json = detection.to_lfv_json();                           // {"DetectAnomalyResult": {...}}
 //! let ev = model.evaluate(&backbone, &test_samples, &mut |done, total| ...)?;
 //! ```
 

@@ -8,7 +8,6 @@ use super::segmentation::{self, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
 use super::train::{blend, image_logit};
 use super::{anomaly_map, artifact, image_io, Error, Result};
-use base64::Engine as _;
 use image::{RgbImage, RgbaImage};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -217,23 +216,6 @@ pub struct Detection {
 }
 
 impl Detection {
-    /// LFV's `DetectAnomalies` response body: `{"DetectAnomalyResult": {...}}` with PascalCase fields;
-    /// `Anomalies` and `AnomalyMask` (base64 PNG) only for segmentation models.
-    pub fn to_lfv_json(&self) -> serde_json::Value {
-        let mut r = serde_json::json!({
-            "Source": {"Type": "direct"},
-            "IsAnomalous": self.is_anomalous,
-            "Confidence": self.confidence,
-        });
-        if let Some(a) = &self.anomalies {
-            r["Anomalies"] = serde_json::to_value(a).unwrap_or_default();
-        }
-        if let Some(m) = &self.anomaly_mask {
-            r["AnomalyMask"] = base64::engine::general_purpose::STANDARD.encode(m).into();
-        }
-        serde_json::json!({ "DetectAnomalyResult": r })
-    }
-
     /// The heat map as an 8-bit grayscale image (0 = nothing unusual, 255 = twice a normal image's peak).
     pub fn heat_map_image(&self) -> image::GrayImage {
         image::GrayImage::from_fn(self.heat_width, self.heat_height, |x, y| {
@@ -865,29 +847,8 @@ impl Model {
 }
 
 impl Evaluation {
-    /// LFV's `AggregatedEvaluationResults.Metrics` object of the evaluation result file: `ROCAUC`,
-    /// `AveragePrecision`, `Precision`, `Recall`, `F1Score` and, for segmentation, `PixelAnomalyClassMetrics`
-    /// (`Precision`, `Recall`, `F1Score`, `AIOU`, `ClassName` per label). `DescribeModel.Performance` is
-    /// `{F1Score, Recall, Precision}` from the same figures.
-    pub fn to_lfv_metrics_json(&self) -> serde_json::Value {
-        let mut m = serde_json::json!({
-            "ROCAUC": self.image_auroc,
-            "AveragePrecision": self.average_precision,
-            "Precision": self.precision,
-            "Recall": self.recall,
-            "F1Score": self.f1,
-        });
-        if !self.labels.is_empty() {
-            m["PixelAnomalyClassMetrics"] = self
-                .labels
-                .iter()
-                .map(|l| serde_json::json!({"Precision": l.precision, "Recall": l.recall, "F1Score": l.f1, "AIOU": l.iou, "ClassName": l.name}))
-                .collect();
-        }
-        m
-    }
-
-    pub(super) fn from_images(source: &str, threshold: f32, images: Vec<ImageResult>) -> Evaluation {
+    /// The figures, curves and histogram of per-image results at a threshold (no pixel figures).
+    pub fn from_images(source: &str, threshold: f32, images: Vec<ImageResult>) -> Evaluation {
         let scores: Vec<f32> = images.iter().map(|r| r.score).collect();
         let labels: Vec<bool> = images.iter().map(|r| r.anomalous).collect();
         let c = Confusion::at(&scores, &labels, threshold);
@@ -923,45 +884,5 @@ mod tests {
         fn shared<T: Send + Sync>() {}
         shared::<Model>();
         shared::<Backbone>();
-    }
-
-    #[test]
-    fn lfv_metrics_shape() {
-        let images = vec![
-            ImageResult { id: "a".into(), anomalous: true, predicted_anomalous: true, score: 0.9, confidence: 0.9 },
-            ImageResult { id: "b".into(), anomalous: false, predicted_anomalous: false, score: 0.1, confidence: 0.9 },
-        ];
-        let mut ev = Evaluation::from_images("test_set", 0.5, images);
-        ev.labels.push(LabelMetrics { name: "dent".into(), precision: 0.5, recall: 1.0, f1: 2.0 / 3.0, iou: 0.5, images: 1 });
-        let m = ev.to_lfv_metrics_json();
-        assert_eq!(m["ROCAUC"], 1.0);
-        assert_eq!(m["F1Score"], 1.0);
-        assert_eq!(m["PixelAnomalyClassMetrics"][0]["ClassName"], "dent");
-        assert_eq!(m["PixelAnomalyClassMetrics"][0]["AIOU"], 0.5);
-    }
-
-    #[test]
-    fn lfv_json_shape() {
-        let d = Detection {
-            is_anomalous: true,
-            confidence: 0.9,
-            score: 2.0,
-            anomalies: Some(vec![
-                Anomaly { name: "background".into(), pixel_anomaly: PixelAnomaly { total_percentage_area: 0.75, color: "#FFFFFF".into() } },
-                Anomaly { name: "cracked".into(), pixel_anomaly: PixelAnomaly { total_percentage_area: 0.25, color: "#23A436".into() } },
-            ]),
-            anomaly_mask: Some(vec![1, 2, 3]),
-            heat_map: vec![0.0; 4],
-            heat_width: 2,
-            heat_height: 2,
-        };
-        let j = d.to_lfv_json();
-        let r = &j["DetectAnomalyResult"];
-        assert_eq!(r["Source"]["Type"], "direct");
-        assert_eq!(r["IsAnomalous"], true);
-        assert_eq!(r["Anomalies"][0]["Name"], "background");
-        assert_eq!(r["Anomalies"][1]["PixelAnomaly"]["Color"], "#23A436");
-        assert_eq!(r["Anomalies"][1]["PixelAnomaly"]["TotalPercentageArea"], 0.25);
-        assert_eq!(r["AnomalyMask"], "AQID");
     }
 }

@@ -497,7 +497,7 @@ async fn detect_anomalies(
     })?;
     use crate::models::hosting::DetectError;
     match hosted.detect(bytes.into(), false).await {
-        Ok(d) => Ok(Json(d.to_lfv_json())),
+        Ok(d) => Ok(Json(crate::lfv::detect_result(&d))),
         Err(DetectError::Invalid(m)) => Err(ApiError::Validation(m)),
         Err(DetectError::Throttled) => Err(ApiError::Throttling { message: DetectError::Throttled.to_string(), retry_after_s: 1 }),
         Err(DetectError::NotHosted) => Err(conflict(m.version, format!("Model version {} is no longer hosted.", m.version))),

@@ -143,7 +143,7 @@ async fn train(state: &AppState, model_id: &str, progress: Arc<JobProgress>) -> 
             "NumberOfTestNormalImages": evaluation.n_normal,
             "NumberOfTestAnomalousImages": evaluation.n_anomaly,
         },
-        "AggregatedEvaluationResults": { "Metrics": evaluation.to_lfv_metrics_json() },
+        "AggregatedEvaluationResults": { "Metrics": crate::lfv::evaluation_metrics(&evaluation) },
         "Vigil": {
             "Threshold": evaluation.threshold,
             "ImageAUROC": evaluation.image_auroc,

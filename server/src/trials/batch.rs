@@ -113,7 +113,7 @@ async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
             Ok(d) => {
                 processed += 1;
                 anomalous += d.is_anomalous as i64;
-                let mut r = d.to_lfv_json();
+                let mut r = crate::lfv::detect_result(&d);
                 let mut line = serde_json::json!({ "Image": name });
                 if let Some(mask) = d.anomaly_mask {
                     let key = format!("masks/{:06}.png", i + 1);
