@@ -6,7 +6,9 @@ Starts a private s3s-fs and a Vigil server (as bench_import.py does), imports a 
 folders), trains one model version (CreateModel → TRAINED, timed), then for 1, 2 and 4 inference units:
 StartModel → HOSTED (timed), single-client latency p50 / p99 over the test images, throughput with 8 concurrent
 clients (ThrottlingException answers counted and retried after a pause), the server's resident memory, and
-StopModel. With --five it trains four more versions and hosts all five at once for the memory figure.
+StopModel. Then Vigil's extension: a trial over the test dataset (model not hosted) and a batch over the test
+images' S3 prefix through the hosted model (1 unit) to S3, each timed from the request to COMPLETED. With --five
+it trains four more versions and hosts all five at once for the memory figure.
 
     server/scripts/bench_detect.py [--vigil target/release/vigil] [--requests 64] [--five] [DATA]
 
@@ -49,6 +51,33 @@ def detect(lfv, project, version, body, content_type):
         except lfv.exceptions.ThrottlingException:
             throttled += 1
             time.sleep(0.05)
+
+
+def vigil_call(base, method, path, body=None):
+    """A signed call to Vigil's /vigil/v1 extension (SigV4 with the bench key, as the LFV API)."""
+    import json as _json, urllib.request
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    data = _json.dumps(body).encode() if body is not None else None
+    req = AWSRequest(method=method, url=f"{base}/vigil/v1{path}", data=data,
+                     headers={"Content-Type": "application/json"} if data else {})
+    SigV4Auth(Credentials("AKIDBENCH", "bench-secret"), "lookoutvision", "us-east-1").add_auth(req)
+    r = urllib.request.Request(req.url, data=data, method=method, headers=dict(req.headers.items()))
+    with urllib.request.urlopen(r) as resp:
+        return _json.loads(resp.read() or b"{}")
+
+
+def run_until_done(base, create_path, body, describe, key):
+    """Starts a trial or batch and polls it; returns (seconds, final description)."""
+    t = time.perf_counter()
+    created = vigil_call(base, "POST", create_path, body)[key]
+    name = created.get("TrialName") or created.get("BatchId")
+    while True:
+        d = vigil_call(base, "GET", describe(name))[key]
+        if d["Status"] != "RUNNING":
+            return time.perf_counter() - t, d
+        time.sleep(0.05)
 
 
 def main():
@@ -148,6 +177,19 @@ def main():
                   f"{sum(throttled):>5} {rss:>8.0f}")
             lfv.stop_model(ProjectName="bench", ModelVersion=version)
             wait_status(lfv, "bench", version, ("STOPPING_HOSTING",))
+        # Trial detection (model file, not hosted) and a batch through the hosted model (1 unit), end to end.
+        secs, d = run_until_done(base, "/projects/bench/trials", {"TrialName": "bench", "ModelVersion": version, "Source": "dataset:test"},
+                                 lambda n: f"/projects/bench/trials/{n}", "Trial")
+        assert d["Status"] == "COMPLETED", d
+        print(f"trial over the test dataset: {d['ImageCount']} images in {secs:.1f} s ({d['ImageCount'] / secs:.1f} img/s, heat maps kept)")
+        lfv.start_model(ProjectName="bench", ModelVersion=version, MinInferenceUnits=1, MaxInferenceUnits=1)
+        assert wait_status(lfv, "bench", version, ("STARTING_HOSTING",))["Status"] == "HOSTED"
+        secs, d = run_until_done(base, f"/projects/bench/models/{version}/batches", {"Source": "s3://bench/test/", "Output": "s3://out/batches/"},
+                                 lambda n: f"/projects/bench/batches/{n}", "Batch")
+        assert d["Status"] == "COMPLETED", d
+        print(f"batch over s3://bench/test/ to S3, 1 unit: {d['ImageCount']} images in {secs:.1f} s ({d['ImageCount'] / secs:.1f} img/s)")
+        lfv.stop_model(ProjectName="bench", ModelVersion=version)
+        wait_status(lfv, "bench", version, ("STOPPING_HOSTING",))
         if args.five:
             versions = [version] + [train_version()[0] for _ in range(4)]
             for v in versions:
