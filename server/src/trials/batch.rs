@@ -2,7 +2,7 @@
 //! results written as JSON lines and mask PNGs to S3 or into a zip for download.
 
 use super::run::{folder_files, s3_keys};
-use super::{download_path, find_by_id, folder, settle, Output, Source, CANCELLED, COMPLETED, FAILED, MAX_BATCH_IMAGES, RUNNING};
+use super::{download_path, folder, settle, Output, Source, CANCELLED, COMPLETED, FAILED, MAX_BATCH_IMAGES};
 use crate::datasets;
 use crate::engine;
 use crate::jobs::JobProgress;
@@ -66,20 +66,8 @@ impl Input {
 }
 
 async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> Result<(), String> {
-    let db = |e: sqlx::Error| {
-        tracing::error!(error = %e, "batch database error");
-        "The database could not be reached; the batch stopped.".to_string()
-    };
-    let mut conn = state.db.pool.acquire().await.map_err(db)?;
-    let Some(t) = find_by_id(&mut conn, trial_id).await.map_err(db)? else { return Ok(()) };
-    drop(conn);
-    sqlx::query("update trial set status = $1, status_message = null, processed = 0, anomalous = 0, failed = 0, updated_at = $2 where id = $3")
-        .bind(RUNNING)
-        .bind(now_ms())
-        .bind(trial_id)
-        .execute(&state.db.pool)
-        .await
-        .map_err(db)?;
+    let db = super::db_failure;
+    let Some(t) = super::start_job(state, trial_id, true).await? else { return Ok(()) };
     let output = Output::parse(t.output.as_deref().unwrap_or("download"))?;
     progress.set("listing", 0.0);
     let input = match Source::parse(&t.source)? {

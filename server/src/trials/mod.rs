@@ -706,6 +706,27 @@ pub(crate) async fn settle(state: &AppState, id: &str, status: &str, message: Op
     }
 }
 
+/// A job's database failure: logged, and the trial or batch ends with this message.
+pub(crate) fn db_failure(e: sqlx::Error) -> String {
+    tracing::error!(error = %e, "trial or batch: database error");
+    "The database could not be reached; the job stopped.".to_string()
+}
+
+/// Marks a trial or batch running as its job starts (or starts again after a restart), clearing the counts of a
+/// batch, which starts over; `None` when it was deleted meanwhile.
+pub(crate) async fn start_job(state: &AppState, id: &str, reset_counts: bool) -> Result<Option<Trial>, String> {
+    let reset = if reset_counts { ", processed = 0, anomalous = 0, failed = 0" } else { "" };
+    sqlx::query(&format!("update trial set status = $1, status_message = null{reset}, updated_at = $2 where id = $3"))
+        .bind(RUNNING)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&state.db.pool)
+        .await
+        .map_err(db_failure)?;
+    let mut conn = state.db.pool.acquire().await.map_err(db_failure)?;
+    find_by_id(&mut conn, id).await.map_err(db_failure)
+}
+
 /// The job's end after too many attempts (`jobs::give_up`).
 pub async fn give_up(state: &AppState, id: &str, why: &str) {
     settle(state, id, FAILED, Some(why)).await;

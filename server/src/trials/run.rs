@@ -1,7 +1,7 @@
 //! The trial job: reads an S3 source once, then runs the model version over every image not yet done, keeping
 //! the verdict, confidence, heat map and mask of each.
 
-use super::{find_by_id, insert_images, settle, NewImage, Source, CANCELLED, COMPLETED, FAILED, MAX_TRIAL_IMAGES, RUNNING};
+use super::{insert_images, settle, NewImage, Source, CANCELLED, COMPLETED, FAILED, MAX_TRIAL_IMAGES, RUNNING};
 use crate::datasets;
 use crate::engine;
 use crate::jobs::JobProgress;
@@ -76,21 +76,11 @@ pub async fn run_trial(state: &AppState, trial_id: &str, progress: Arc<JobProgre
 }
 
 async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> Result<(), String> {
-    let db = |e: sqlx::Error| {
-        tracing::error!(error = %e, "trial database error");
-        "The database could not be reached; the trial stopped.".to_string()
-    };
+    let db = super::db_failure;
+    let Some(t) = super::start_job(state, trial_id, false).await? else { return Ok(()) };
     let mut conn = state.db.pool.acquire().await.map_err(db)?;
-    let Some(t) = find_by_id(&mut conn, trial_id).await.map_err(db)? else { return Ok(()) };
     let Some(m) = models::find_by_id(&mut conn, &t.model_id).await.map_err(db)? else { return Ok(()) };
     drop(conn);
-    sqlx::query("update trial set status = $1, status_message = null, updated_at = $2 where id = $3")
-        .bind(RUNNING)
-        .bind(now_ms())
-        .bind(trial_id)
-        .execute(&state.db.pool)
-        .await
-        .map_err(db)?;
     if let Ok(Source::S3 { bucket, prefix }) = Source::parse(&t.source) {
         let (n,): (i64,) =
             sqlx::query_as("select count(*) from trial_image where trial_id = $1").bind(trial_id).fetch_one(&state.db.pool).await.map_err(db)?;
