@@ -145,6 +145,11 @@ test("train from the console, follow it, read the model page, move and save the 
   await hydrated(page);
   await expect(page.getByTestId("trial-status")).toHaveText("completed", { timeout: 60_000 });
   await expect(page.getByTestId("trial-images").locator(".tile")).toHaveCount(2);
+  page.once("dialog", (d) => d.accept());
+  await page.getByTestId("delete-trial").click();
+  await expect(page).toHaveURL(new RegExp(`/projects/${name}/models/1$`));
+  await expect(page.getByTestId("trials")).toContainText("week 48");
+  await expect(page.getByTestId("trials")).not.toContainText("uploaded");
 
   // A batch run from a folder on the server (under VIGIL_IMPORT_ROOT) through the hosted model, to a download.
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), "vigil-batch-"));

@@ -429,6 +429,22 @@ fn TrialView(detail: TrialDetail, tick: RwSignal<u32>, ui: TrialUi) -> impl Into
             navigate(&format!("/projects/{p_nav}/models/{v}"), Default::default());
         }
     });
+    let remove = {
+        let (p, n, back) = (project.clone(), name.clone(), format!("/projects/{}/models/{}", project, t.model_version));
+        let navigate = use_navigate();
+        move |_| {
+            if !window().confirm_with_message(&format!("Delete the trial {n} and its results? Images already added to a dataset stay there.")).unwrap_or(false) {
+                return;
+            }
+            let (p, n, back, navigate) = (p.clone(), n.clone(), back.clone(), navigate.clone());
+            spawn_local(async move {
+                match delete_trial(p, "trial".into(), n).await {
+                    Ok(()) => navigate(&back, Default::default()),
+                    Err(e) => error.set(Some(error_text(&e))),
+                }
+            });
+        }
+    };
     let (p_train, n_train) = (project.clone(), name.clone());
     let (p_cancel, n_cancel) = (project.clone(), name.clone());
     let running = t.status == "RUNNING";
@@ -499,6 +515,7 @@ fn TrialView(detail: TrialDetail, tick: RwSignal<u32>, ui: TrialUi) -> impl Into
                 <button type="button" data-testid="retrain" disabled=move || train.pending().get() on:click=move |_| {
                     train.dispatch(TrainModel { project: p_train.clone(), description: format!("Retrained after trial {}", n_train), bucket: String::new(), prefix: String::new() });
                 }>"Train a new model"</button>
+                <button type="button" class="danger" data-testid="delete-trial" disabled=running on:click=remove>"Delete trial…"</button>
             </div>
             <p class="hint">"Click an image to select it; arrows move, space selects, C marks correct, X incorrect, U clears — on the selection, or on the focused image."</p>
             {move || notice.get().map(|m| view! { <p class="ok" role="status" data-testid="trial-notice">{m}</p> })}
