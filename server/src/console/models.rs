@@ -233,24 +233,16 @@ impl ModelBackend for ConsoleModels {
     }
 
     async fn start(&self, project: &str, version: i64, units: i64) -> Result<(), BackendError> {
-        if !(1..=crate::http::models::MAX_INFERENCE_UNITS).contains(&units) {
-            return Err(BackendError::new(400, format!("Inference units must be from 1 to {}.", crate::http::models::MAX_INFERENCE_UNITS)));
-        }
+        use models::hosting::StartError;
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let m = model(&mut conn, project, version).await?;
-        if !models::is_trained(&m.status) {
-            return Err(BackendError::new(409, format!("Model version {version} is {}; only a trained model can be hosted.", m.status)));
+        match models::hosting::begin_start(&mut conn, &m, units, units).await {
+            Ok(true) => models::hosting::spawn_start(&self.state, m.id),
+            Ok(false) => {}
+            Err(e @ (StartError::Units(_) | StartError::TooManyUnits)) => return Err(BackendError::new(400, e.to_string())),
+            Err(e @ StartError::NotTrained { .. }) => return Err(BackendError::new(409, e.to_string())),
+            Err(StartError::Db(e)) => return Err(internal(e)),
         }
-        models::set_units(&mut conn, &m.id, Some(units), Some(units)).await.map_err(internal)?;
-        if !models::transition(&mut conn, &m.id, &[models::TRAINED, models::HOSTING_FAILED], models::STARTING_HOSTING, Some("Loading the model."))
-            .await
-            .map_err(internal)?
-        {
-            return Err(BackendError::new(409, "The model changed meanwhile; reload the page."));
-        }
-        let m = models::find_by_id(&mut conn, &m.id).await.map_err(internal)?.ok_or_else(|| BackendError::new(404, "gone"))?;
-        let st = self.state.clone();
-        tokio::spawn(async move { models::hosting::start(&st, &m).await });
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use super::error::{ApiError, ResourceType};
 use super::projects::epoch_seconds;
 use super::{idempotency, paging, parse_body, query_map};
 use crate::jobs::Job;
-use crate::models::{self, ModelVersion, NewModel};
+use crate::models::{self, hosting::StartError, ModelVersion, NewModel};
 use crate::projects::{self, Project};
 use crate::state::AppState;
 use axum::extract::{Path, RawQuery, State};
@@ -18,8 +18,6 @@ use sqlx::AnyConnection;
 
 /// Largest image DetectAnomalies accepts (LFV: 8 MB).
 pub const MAX_IMAGE_BYTES: usize = 8 * 1024 * 1024;
-/// Inference units one model version may ask for.
-pub const MAX_INFERENCE_UNITS: i64 = 16;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -382,23 +380,7 @@ async fn start_model(
     check_version(&version, true)?;
     let req: StartModelRequest = parse_body(&body)?;
     let min = req.min_inference_units.ok_or_else(|| ApiError::Validation("MinInferenceUnits is required (1 or more).".into()))?;
-    if min < 1 {
-        return Err(ApiError::Validation(format!("MinInferenceUnits must be 1 or more, not {min}.")));
-    }
-    if let Some(max) = req.max_inference_units {
-        if max < 1 || max < min {
-            return Err(ApiError::Validation(format!("MaxInferenceUnits ({max}) must be at least MinInferenceUnits ({min}).")));
-        }
-    }
     let max = req.max_inference_units.unwrap_or(min);
-    if max > MAX_INFERENCE_UNITS {
-        return Err(ApiError::QuotaExceeded {
-            message: format!("A model version can use at most {MAX_INFERENCE_UNITS} inference units."),
-            resource_id: version.clone(),
-            resource_type: ResourceType::Model,
-            quota_code: "inference-units".into(),
-        });
-    }
     let token = idempotency::client_token(&headers)?;
     let hash = idempotency::params_hash(&[
         ("ProjectName", &name),
@@ -409,31 +391,25 @@ async fn start_model(
     let value = idempotency::run(&state.db, "StartModel", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
             let (_, m) = project_model(conn, &name, &version).await?;
-            if m.status == models::HOSTED || m.status == models::STARTING_HOSTING {
-                // LFV answers a repeated start with the current state.
-                return Ok(json!({ "Status": m.status }));
+            match models::hosting::begin_start(conn, &m, min, max).await {
+                Ok(true) => Ok(json!({ "Status": models::STARTING_HOSTING, "_start": m.id })),
+                Ok(false) => Ok(json!({ "Status": m.status })),
+                Err(StartError::Units(why)) => Err(ApiError::Validation(why)),
+                Err(e @ StartError::TooManyUnits) => Err(ApiError::QuotaExceeded {
+                    message: e.to_string(),
+                    resource_id: version.clone(),
+                    resource_type: ResourceType::Model,
+                    quota_code: "inference-units".into(),
+                }),
+                Err(e @ StartError::NotTrained { .. }) => Err(conflict(m.version, e.to_string())),
+                Err(StartError::Db(e)) => Err(e.into()),
             }
-            if !models::is_trained(&m.status) {
-                return Err(conflict(m.version, format!("Model version {} is {}; only a trained model can be hosted.", m.version, m.status)));
-            }
-            models::set_units(conn, &m.id, Some(min), Some(max)).await?;
-            models::set_status(conn, &m.id, models::STARTING_HOSTING, Some("Loading the model.")).await?;
-            Ok(json!({ "Status": models::STARTING_HOSTING, "_start": m.id }))
         })
     })
     .await?;
     let mut value = value;
     if let Some(Value::String(id)) = value.as_object_mut().and_then(|o| o.remove("_start")) {
-        let st = state.clone();
-        tokio::spawn(async move {
-            let m = match st.db.pool.acquire().await {
-                Ok(mut c) => models::find_by_id(&mut c, &id).await.ok().flatten(),
-                Err(_) => None,
-            };
-            if let Some(m) = m {
-                models::hosting::start(&st, &m).await;
-            }
-        });
+        models::hosting::spawn_start(&state, id);
     }
     Ok((StatusCode::ACCEPTED, Json(value)))
 }

@@ -361,6 +361,68 @@ impl std::fmt::Debug for Hosting {
 
 /// StartModel's work after the status is `STARTING_HOSTING`: loads the model file (on a blocking thread), warms
 /// it up at its input size, and settles the status `HOSTED`, or `HOSTING_FAILED` with the reason.
+/// Inference units one model version may ask for.
+pub const MAX_INFERENCE_UNITS: i64 = 16;
+
+/// Why a model version cannot start hosting now.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Units out of range (min < 1, or max < min).
+    #[error("{0}")]
+    Units(String),
+    /// More than [`MAX_INFERENCE_UNITS`] asked for (LFV: a quota).
+    #[error("A model version can use at most {MAX_INFERENCE_UNITS} inference units.")]
+    TooManyUnits,
+    #[error("Model version {version} is {status}; only a trained model can be hosted.")]
+    NotTrained { version: i64, status: String },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// The first half of StartModel, for the API and the console alike: checks the units and the version's state,
+/// records the units and marks it `STARTING_HOSTING` (in the caller's connection or transaction). Returns
+/// whether it was marked: a version already hosted or starting is left as it is (LFV answers a repeated start
+/// with the current state). Then call [`spawn_start`].
+pub async fn begin_start(conn: &mut sqlx::AnyConnection, m: &super::ModelVersion, min: i64, max: i64) -> Result<bool, StartError> {
+    if min < 1 {
+        return Err(StartError::Units(format!("MinInferenceUnits must be 1 or more, not {min}.")));
+    }
+    if max < min {
+        return Err(StartError::Units(format!("MaxInferenceUnits ({max}) must be at least MinInferenceUnits ({min}).")));
+    }
+    if max > MAX_INFERENCE_UNITS {
+        return Err(StartError::TooManyUnits);
+    }
+    if m.status == super::HOSTED || m.status == super::STARTING_HOSTING {
+        return Ok(false);
+    }
+    if !super::is_trained(&m.status) {
+        return Err(StartError::NotTrained { version: m.version, status: m.status.clone() });
+    }
+    super::set_units(conn, &m.id, Some(min), Some(max)).await?;
+    let from = [super::TRAINED, super::HOSTING_FAILED];
+    if !super::transition(conn, &m.id, &from, super::STARTING_HOSTING, Some("Loading the model.")).await? {
+        return Err(StartError::NotTrained { version: m.version, status: "changing".into() });
+    }
+    Ok(true)
+}
+
+/// The second half of StartModel: loads the version (marked `STARTING_HOSTING` and committed) in the
+/// background and settles it `HOSTED` or `HOSTING_FAILED`.
+pub fn spawn_start(state: &crate::state::AppState, model_id: String) {
+    let st = state.clone();
+    tokio::spawn(async move {
+        let m = match st.db.pool.acquire().await {
+            Ok(mut c) => super::find_by_id(&mut c, &model_id).await.ok().flatten(),
+            Err(_) => None,
+        };
+        if let Some(m) = m {
+            start(&st, &m).await;
+        }
+    });
+}
+
+/// Loads a version marked `STARTING_HOSTING` and settles it (start-up re-hosting calls it directly).
 pub async fn start(state: &crate::state::AppState, m: &super::ModelVersion) {
     let outcome = load(state, m).await;
     let mut conn = match state.db.pool.acquire().await {
