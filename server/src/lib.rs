@@ -242,6 +242,11 @@ fn spawn_maintenance(state: AppState) {
                     Err(e) => tracing::warn!(error = format!("{e:#}"), "collecting unused blobs failed"),
                 }
             }
+            match trials::remove_orphan_downloads(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(files = n, "removed batch results whose batch is gone"),
+                Err(e) => tracing::warn!(error = %e, "removing orphaned batch results failed"),
+            }
             if let Ok(mut conn) = state.db.pool.acquire().await {
                 if let Err(e) = auth::users::purge_expired_sessions(&mut conn).await {
                     tracing::warn!(error = %e, "purging expired sessions failed");

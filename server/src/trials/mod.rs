@@ -675,6 +675,27 @@ pub async fn delete(state: &AppState, t: &Trial) -> Result<(), TrialError> {
     Ok(())
 }
 
+/// Removes batch result files whose batch no longer exists (deleted with its model version or project), and
+/// temporary ones older than a day. Returns how many were removed.
+pub async fn remove_orphan_downloads(state: &AppState) -> Result<usize, sqlx::Error> {
+    let dir = state.config.data_dir.join("batches");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
+    let ids: std::collections::HashSet<String> =
+        sqlx::query_as::<_, (String,)>("select id from trial where kind = 'batch'").fetch_all(&state.db.pool).await?.into_iter().map(|(id,)| id).collect();
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let id = name.split('.').next().unwrap_or_default();
+        let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a.as_secs() > 24 * 3600);
+        // A temporary file is left by a batch cut off by a crash (its restart writes a new one).
+        let orphan = (name.ends_with(".zip") && !ids.contains(id)) || (name.ends_with(".tmp") && old);
+        if orphan && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Asks a running trial or batch to stop.
 pub async fn cancel(state: &AppState, t: &Trial) -> Result<(), TrialError> {
     if t.status != RUNNING {

@@ -165,7 +165,22 @@ pub async fn trials_and_batches(h: &Harness, s3: &S3Server, evaluated: &HashMap<
     assert_eq!(s, 200);
     let (s, _, _) = call(h, "GET", "/projects/cookies/trials/incoming", None).await;
     assert_eq!(s, 404);
+    let state = h.running.as_ref().unwrap().state.clone();
+    let zip_path = vigil::trials::download_path(&state, &h_batch_id(&state, &id).await);
+    assert!(zip_path.exists());
     let (s, _, _) = call(h, "DELETE", &format!("/projects/cookies/batches/{id}"), None).await;
     assert_eq!(s, 200);
+    assert!(!zip_path.exists(), "deleting a batch deletes its results");
+    // Results whose batch went another way (with its model version) are collected.
+    let orphan = zip_path.with_file_name("0123456789abcdef0123456789abcdef.zip");
+    std::fs::write(&orphan, b"PK").unwrap();
+    assert_eq!(vigil::trials::remove_orphan_downloads(&state).await.unwrap(), 1);
+    assert!(!orphan.exists());
     6
+}
+
+/// The internal id of a batch (its results file is named by it), from the id users see.
+async fn h_batch_id(state: &vigil::state::AppState, name: &str) -> String {
+    let row: (String,) = sqlx::query_as("select id from trial where name = $1").bind(name).fetch_one(&state.db.pool).await.unwrap();
+    row.0
 }
