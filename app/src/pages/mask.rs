@@ -7,18 +7,13 @@
 //! colour map. Unsaved edits are asked about before the page is left.
 
 use super::mask_paint::{rgb, IndexMask, Rect};
-use crate::api::{
-    create_label, delete_label, error_text, get_entry, list_entry_ids, recolor_label, rename_label, save_mask, set_labels, EntryDetail,
-    EntryQuery, LabelColor,
-};
+use super::mask_labels::LabelPanel;
+use crate::api::{delete_label, error_text, get_entry, list_entry_ids, save_mask, set_labels, EntryDetail, EntryQuery, LabelColor};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos::wasm_bindgen::JsCast;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
-
-/// Colours offered to new labels, in turn (none is white or black, the background colours).
-const PALETTE: [&str; 8] = ["#E4572E", "#23A436", "#1F77B4", "#F2A541", "#9B5DE5", "#00BBF9", "#F15BB5", "#8AC926"];
 
 /// Undo steps kept (each a copy of the label-index buffer, one byte per pixel).
 const HISTORY: usize = 30;
@@ -159,8 +154,9 @@ fn image_pixels(img: &web_sys::HtmlImageElement, width: u32, height: u32) -> Opt
     Some(ctx.get_image_data(0.0, 0.0, width as f64, height as f64).ok()?.data().0)
 }
 
+/// What a pointer on the canvas does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tool {
+pub enum Tool {
     Brush,
     Eraser,
     Polygon,
@@ -201,8 +197,6 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail, order:
     let class_now = RwSignal::new(detail.entry.label.clone());
     let dirty = RwSignal::new(false);
     let renaming = RwSignal::new(None::<String>);
-    let rename_to = RwSignal::new(String::new());
-    let rename_error = RwSignal::new(None::<String>);
     let (w, h) = (detail.width, detail.height);
     let (wu, hu) = (w.max(0) as u32, h.max(0) as u32);
     // The label-index buffer, allocated in the browser only (the server renders an empty canvas).
@@ -438,67 +432,9 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail, order:
             }
         });
     };
-    let add_label = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let name = new_name.get_untracked().trim().to_string();
-        if name.is_empty() {
-            return;
-        }
-        if let Some(i) = labels.with_untracked(|l| l.iter().position(|x| x.name.eq_ignore_ascii_case(&name))) {
-            let existing = labels.with_untracked(|l| l[i].name.clone());
-            current.set(i);
-            new_name.set(String::new());
-            status.set(Some(Err(format!("There is already a label named {existing}; it is selected."))));
-            return;
-        }
-        let colour = labels.with_untracked(|l| {
-            PALETTE.iter().find(|c| !l.iter().any(|x| x.color.eq_ignore_ascii_case(c))).unwrap_or(&PALETTE[0]).to_string()
-        });
-        let p = project.get_value();
-        spawn_local(async move {
-            match create_label(p, name.clone(), colour.clone()).await {
-                Ok(()) => {
-                    labels.update(|l| {
-                        l.push(LabelColor { name, color: colour });
-                        current.set(l.len() - 1);
-                    });
-                    if tool.get_untracked() == Tool::Eraser || tool.get_untracked() == Tool::Pan {
-                        tool.set(Tool::Brush);
-                    }
-                    new_name.set(String::new());
-                    status.set(None);
-                }
-                Err(e) => status.set(Some(Err(error_text(&e)))),
-            }
-        });
-    };
-    let recolour = move |name: String, colour: String| {
-        if let Some(other) = labels.with_untracked(|ls| ls.iter().find(|x| x.name != name && x.color.eq_ignore_ascii_case(&colour)).map(|x| x.name.clone())) {
-            status.set(Some(Err(format!("The label {other} already has the colour {colour}; choose another."))));
-            labels.update(|_| {}); // puts the colour picker back
-            return;
-        }
-        let p = project.get_value();
-        spawn_local(async move {
-            match recolor_label(p, name.clone(), colour.clone()).await {
-                Ok(()) => {
-                    labels.update(|ls| {
-                        if let Some(x) = ls.iter_mut().find(|x| x.name == name) {
-                            x.color = colour.clone();
-                        }
-                    });
-                    // Every pixel of the label takes the new colour: they are drawn from the index buffer.
-                    render(None);
-                    status.set(Some(Ok(format!("{name} is now {colour}."))));
-                }
-                Err(e) => {
-                    labels.update(|_| {});
-                    status.set(Some(Err(error_text(&e))));
-                }
-            }
-        });
-    };
-    let remove_label = move |name: String| {
+    // Deleting a label: refused while it is painted here; once the server agrees, the labels after it move down
+    // one place in the buffer and in every undo step.
+    let remove_label = Callback::new(move |name: String| {
         let Some(i) = labels.with_untracked(|ls| ls.iter().position(|x| x.name == name)) else { return };
         let mut painted = false;
         with_mask(&mut |m| painted = m.uses(i as u8 + 1));
@@ -536,35 +472,7 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail, order:
                 Err(e) => status.set(Some(Err(error_text(&e)))),
             }
         });
-    };
-    let do_rename = move || {
-        let Some(old) = renaming.get_untracked() else { return };
-        let new = rename_to.get_untracked().trim().to_string();
-        if new.is_empty() || new == old {
-            renaming.set(None);
-            return;
-        }
-        if labels.with_untracked(|ls| ls.iter().any(|x| x.name != old && x.name.eq_ignore_ascii_case(&new))) {
-            rename_error.set(Some(format!("There is already a label named {new}.")));
-            return;
-        }
-        let p = project.get_value();
-        spawn_local(async move {
-            match rename_label(p, old.clone(), new.clone()).await {
-                Ok(n) => {
-                    labels.update(|ls| {
-                        if let Some(x) = ls.iter_mut().find(|x| x.name == old) {
-                            x.name = new.clone();
-                        }
-                    });
-                    renaming.set(None);
-                    status.set(Some(Ok(format!("Renamed {old} to {new} in {n} image{}.", if n == 1 { "" } else { "s" }))));
-                }
-                Err(e) => rename_error.set(Some(error_text(&e))),
-            }
-        });
-    };
-
+    });
     // Previous / next inside the gallery's filter and order.
     let here = order.iter().position(|i| *i == detail.entry.id);
     let href_of = {
@@ -731,47 +639,7 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail, order:
                 </Show>
             </div>
             <aside class="card mask-tools">
-                <h2>"Labels"</h2>
-                <Show when=move || labels.with(Vec::is_empty)>
-                    <p class="hint">"This project has no anomaly label yet: add one (for example defect) to paint with it."</p>
-                </Show>
-                <ul class="label-list">
-                    {move || labels.get().into_iter().enumerate().map(|(i, l)| {
-                        let name = l.name.clone();
-                        view! {
-                        <li>
-                            <label class="inline">
-                                <input type="radio" name="mask-label" prop:checked=move || current.get() == i on:change=move |_| {
-                                    current.set(i);
-                                    if matches!(tool.get_untracked(), Tool::Eraser | Tool::Pan) { tool.set(Tool::Brush); }
-                                }/>
-                                <span class="swatch" style=format!("background: {}", l.color)></span>
-                                {l.name.clone()}
-                            </label>
-                            <button type="button" class="small-button" aria-label=format!("Rename {}", l.name) title="Rename" on:click={
-                                let old = name.clone();
-                                move |_| {
-                                    rename_to.set(old.clone());
-                                    rename_error.set(None);
-                                    renaming.set(Some(old.clone()));
-                                }
-                            }>"✎"</button>
-                            <button type="button" class="small-button danger" aria-label=format!("Delete {}", l.name) title="Delete (only when no saved mask uses it)" on:click={
-                                let name = name.clone();
-                                move |_| remove_label(name.clone())
-                            }>"✕"</button>
-                            <input type="color" aria-label=format!("Colour of {}", l.name) prop:value=l.color.clone()
-                                on:change={
-                                    let name = name.clone();
-                                    move |ev| recolour(name.clone(), event_target_value(&ev).to_uppercase())
-                                }/>
-                        </li>
-                    }}).collect_view()}
-                </ul>
-                <form class="form-row" on:submit=add_label>
-                    <input type="text" placeholder="new label, e.g. scratch" aria-label="New label name" prop:value=new_name on:input=move |ev| new_name.set(event_target_value(&ev))/>
-                    <button type="submit">"Add"</button>
-                </form>
+                <LabelPanel project labels current tool status new_name renaming on_recoloured=Callback::new(move |()| render(None)) on_remove=remove_label/>
                 <h2>"Tools"</h2>
                 <div class="form-row tools" role="group" aria-label="Tools">
                     {tool_button(Tool::Brush, "Brush", "B")}
@@ -820,22 +688,6 @@ fn MaskEditor(project: String, dataset_type: String, detail: EntryDetail, order:
                 })}
             </aside>
         </div>
-        <Show when=move || renaming.with(Option::is_some)>
-            <div class="dialog-backdrop">
-                <form class="card dialog" role="dialog" aria-modal="true" aria-label="Rename label"
-                    on:submit=move |ev: leptos::ev::SubmitEvent| { ev.prevent_default(); do_rename(); }
-                    on:keydown=move |ev: leptos::ev::KeyboardEvent| if ev.key() == "Escape" { renaming.set(None); }>
-                    <h2>{move || format!("Rename {}", renaming.get().unwrap_or_default())}</h2>
-                    <p class="muted small">"Every mask of the project that uses it is renamed too."</p>
-                    <input type="text" aria-label="New name" autofocus prop:value=rename_to on:input=move |ev| rename_to.set(event_target_value(&ev))/>
-                    {move || rename_error.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
-                    <div class="form-row spaced">
-                        <button type="submit" class="primary">"Rename"</button>
-                        <button type="button" on:click=move |_| renaming.set(None)>"Cancel"</button>
-                    </div>
-                </form>
-            </div>
-        </Show>
     }
 }
 

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod dashboard;
 pub mod dataset;
 pub mod mask;
+pub mod mask_labels;
 pub mod models;
 pub mod mask_paint;
 pub mod project;

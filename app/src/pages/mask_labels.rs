@@ -1,0 +1,177 @@
+//! The labelling canvas's label panel: the project's anomaly labels to paint with — pick one, add one (a
+//! duplicate name selects the existing label), rename one in a dialog (across the project's masks), recolour,
+//! delete — and the server calls behind them. What a change means for the painted pixels stays with the canvas
+//! (`mask.rs`): it redraws after a recolour (`on_recoloured`) and performs deletions (`on_remove`), which must
+//! renumber its label-index buffer.
+
+use super::mask::Tool;
+use crate::api::{create_label, error_text, recolor_label, rename_label, LabelColor};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+/// Colours offered to new labels, in turn (none is white or black, the background colours).
+const PALETTE: [&str; 8] = ["#E4572E", "#23A436", "#1F77B4", "#F2A541", "#9B5DE5", "#00BBF9", "#F15BB5", "#8AC926"];
+
+/// `renaming` holds the label whose rename dialog is open (the canvas ignores its shortcuts meanwhile).
+#[component]
+pub fn LabelPanel(
+    project: StoredValue<String>,
+    labels: RwSignal<Vec<LabelColor>>,
+    current: RwSignal<usize>,
+    tool: RwSignal<Tool>,
+    status: RwSignal<Option<Result<String, String>>>,
+    new_name: RwSignal<String>,
+    renaming: RwSignal<Option<String>>,
+    on_recoloured: Callback<()>,
+    on_remove: Callback<String>,
+) -> impl IntoView {
+    let rename_to = RwSignal::new(String::new());
+    let rename_error = RwSignal::new(None::<String>);
+    let add_label = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let name = new_name.get_untracked().trim().to_string();
+        if name.is_empty() {
+            return;
+        }
+        if let Some(i) = labels.with_untracked(|l| l.iter().position(|x| x.name.eq_ignore_ascii_case(&name))) {
+            let existing = labels.with_untracked(|l| l[i].name.clone());
+            current.set(i);
+            new_name.set(String::new());
+            status.set(Some(Err(format!("There is already a label named {existing}; it is selected."))));
+            return;
+        }
+        let colour = labels.with_untracked(|l| {
+            PALETTE.iter().find(|c| !l.iter().any(|x| x.color.eq_ignore_ascii_case(c))).unwrap_or(&PALETTE[0]).to_string()
+        });
+        let p = project.get_value();
+        spawn_local(async move {
+            match create_label(p, name.clone(), colour.clone()).await {
+                Ok(()) => {
+                    labels.update(|l| {
+                        l.push(LabelColor { name, color: colour });
+                        current.set(l.len() - 1);
+                    });
+                    if tool.get_untracked() == Tool::Eraser || tool.get_untracked() == Tool::Pan {
+                        tool.set(Tool::Brush);
+                    }
+                    new_name.set(String::new());
+                    status.set(None);
+                }
+                Err(e) => status.set(Some(Err(error_text(&e)))),
+            }
+        });
+    };
+    let recolour = move |name: String, colour: String| {
+        if let Some(other) = labels.with_untracked(|ls| ls.iter().find(|x| x.name != name && x.color.eq_ignore_ascii_case(&colour)).map(|x| x.name.clone())) {
+            status.set(Some(Err(format!("The label {other} already has the colour {colour}; choose another."))));
+            labels.update(|_| {}); // puts the colour picker back
+            return;
+        }
+        let p = project.get_value();
+        spawn_local(async move {
+            match recolor_label(p, name.clone(), colour.clone()).await {
+                Ok(()) => {
+                    labels.update(|ls| {
+                        if let Some(x) = ls.iter_mut().find(|x| x.name == name) {
+                            x.color = colour.clone();
+                        }
+                    });
+                    // Every pixel of the label takes the new colour: the canvas draws them from its index buffer.
+                    on_recoloured.run(());
+                    status.set(Some(Ok(format!("{name} is now {colour}."))));
+                }
+                Err(e) => {
+                    labels.update(|_| {});
+                    status.set(Some(Err(error_text(&e))));
+                }
+            }
+        });
+    };
+    let do_rename = move || {
+        let Some(old) = renaming.get_untracked() else { return };
+        let new = rename_to.get_untracked().trim().to_string();
+        if new.is_empty() || new == old {
+            renaming.set(None);
+            return;
+        }
+        if labels.with_untracked(|ls| ls.iter().any(|x| x.name != old && x.name.eq_ignore_ascii_case(&new))) {
+            rename_error.set(Some(format!("There is already a label named {new}.")));
+            return;
+        }
+        let p = project.get_value();
+        spawn_local(async move {
+            match rename_label(p, old.clone(), new.clone()).await {
+                Ok(n) => {
+                    labels.update(|ls| {
+                        if let Some(x) = ls.iter_mut().find(|x| x.name == old) {
+                            x.name = new.clone();
+                        }
+                    });
+                    renaming.set(None);
+                    status.set(Some(Ok(format!("Renamed {old} to {new} in {n} image{}.", if n == 1 { "" } else { "s" }))));
+                }
+                Err(e) => rename_error.set(Some(error_text(&e))),
+            }
+        });
+    };
+
+    view! {
+        <h2>"Labels"</h2>
+        <Show when=move || labels.with(Vec::is_empty)>
+            <p class="hint">"This project has no anomaly label yet: add one (for example defect) to paint with it."</p>
+        </Show>
+        <ul class="label-list">
+            {move || labels.get().into_iter().enumerate().map(|(i, l)| {
+                let name = l.name.clone();
+                view! {
+                <li>
+                    <label class="inline">
+                        <input type="radio" name="mask-label" prop:checked=move || current.get() == i on:change=move |_| {
+                            current.set(i);
+                            if matches!(tool.get_untracked(), Tool::Eraser | Tool::Pan) { tool.set(Tool::Brush); }
+                        }/>
+                        <span class="swatch" style=format!("background: {}", l.color)></span>
+                        {l.name.clone()}
+                    </label>
+                    <button type="button" class="small-button" aria-label=format!("Rename {}", l.name) title="Rename" on:click={
+                        let old = name.clone();
+                        move |_| {
+                            rename_to.set(old.clone());
+                            rename_error.set(None);
+                            renaming.set(Some(old.clone()));
+                        }
+                    }>"✎"</button>
+                    <button type="button" class="small-button danger" aria-label=format!("Delete {}", l.name) title="Delete (only when no saved mask uses it)" on:click={
+                        let name = name.clone();
+                        move |_| on_remove.run(name.clone())
+                    }>"✕"</button>
+                    <input type="color" aria-label=format!("Colour of {}", l.name) prop:value=l.color.clone()
+                        on:change={
+                            let name = name.clone();
+                            move |ev| recolour(name.clone(), event_target_value(&ev).to_uppercase())
+                        }/>
+                </li>
+            }}).collect_view()}
+        </ul>
+        <form class="form-row" on:submit=add_label>
+            <input type="text" placeholder="new label, e.g. scratch" aria-label="New label name" prop:value=new_name on:input=move |ev| new_name.set(event_target_value(&ev))/>
+            <button type="submit">"Add"</button>
+        </form>
+        <Show when=move || renaming.with(Option::is_some)>
+            <div class="dialog-backdrop">
+                <form class="card dialog" role="dialog" aria-modal="true" aria-label="Rename label"
+                    on:submit=move |ev: leptos::ev::SubmitEvent| { ev.prevent_default(); do_rename(); }
+                    on:keydown=move |ev: leptos::ev::KeyboardEvent| if ev.key() == "Escape" { renaming.set(None); }>
+                    <h2>{move || format!("Rename {}", renaming.get().unwrap_or_default())}</h2>
+                    <p class="muted small">"Every mask of the project that uses it is renamed too."</p>
+                    <input type="text" aria-label="New name" autofocus prop:value=rename_to on:input=move |ev| rename_to.set(event_target_value(&ev))/>
+                    {move || rename_error.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
+                    <div class="form-row spaced">
+                        <button type="submit" class="primary">"Rename"</button>
+                        <button type="button" on:click=move |_| renaming.set(None)>"Cancel"</button>
+                    </div>
+                </form>
+            </div>
+        </Show>
+    }
+}
