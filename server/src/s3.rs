@@ -101,25 +101,9 @@ impl S3 {
         max_line: usize,
         mut f: impl FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<(), FetchError> {
-        let mut line: Vec<u8> = Vec::new();
-        self.read(bucket, key, version, max_bytes, |mut chunk| {
-            while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
-                line.extend_from_slice(&chunk[..end]);
-                f(&line).map_err(FetchError::Other)?;
-                line.clear();
-                chunk = &chunk[end + 1..];
-            }
-            line.extend_from_slice(chunk);
-            if line.len() > max_line {
-                return Err(FetchError::Other(format!("a line is longer than {max_line} bytes")));
-            }
-            Ok(())
-        })
-        .await?;
-        if !line.is_empty() {
-            f(&line).map_err(FetchError::Other)?;
-        }
-        Ok(())
+        let mut lines = Lines { line: Vec::new(), max: max_line };
+        self.read(bucket, key, version, max_bytes, |chunk| lines.push(chunk, &mut f)).await?;
+        lines.finish(&mut f)
     }
 
     /// Streams an object's bytes to `f` chunk by chunk, refusing one larger than `max_bytes`.
@@ -223,5 +207,71 @@ impl S3 {
                 }
             })?;
         Ok(())
+    }
+}
+
+/// Splits a stream of chunks into `\n`-separated lines, holding at most one line.
+struct Lines {
+    line: Vec<u8>,
+    max: usize,
+}
+
+impl Lines {
+    fn too_long(&self) -> FetchError {
+        FetchError::Other(format!("a line is longer than {} bytes", self.max))
+    }
+
+    fn push(&mut self, mut chunk: &[u8], f: &mut impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), FetchError> {
+        while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+            if self.line.len() + end > self.max {
+                return Err(self.too_long());
+            }
+            self.line.extend_from_slice(&chunk[..end]);
+            f(&self.line).map_err(FetchError::Other)?;
+            self.line.clear();
+            chunk = &chunk[end + 1..];
+        }
+        if self.line.len() + chunk.len() > self.max {
+            return Err(self.too_long());
+        }
+        self.line.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The last line, when the object does not end with `\n`.
+    fn finish(self, f: &mut impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), FetchError> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        f(&self.line).map_err(FetchError::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_across_chunks_and_bounded() {
+        let mut got: Vec<String> = Vec::new();
+        let mut f = |l: &[u8]| {
+            got.push(String::from_utf8_lossy(l).into_owned());
+            Ok(())
+        };
+        let mut lines = Lines { line: Vec::new(), max: 8 };
+        for chunk in [&b"ab\ncd"[..], b"ef\n\ngh", b"", b"ij"] {
+            lines.push(chunk, &mut f).unwrap();
+        }
+        lines.finish(&mut f).unwrap();
+        assert_eq!(got, ["ab", "cdef", "", "ghij"]);
+        // A long line is refused whether it ends inside the chunk or runs past it.
+        let mut ok = |_: &[u8]| Ok(());
+        assert!(Lines { line: Vec::new(), max: 4 }.push(b"abcdefgh\nx", &mut ok).is_err());
+        let mut lines = Lines { line: Vec::new(), max: 4 };
+        lines.push(b"abc", &mut ok).unwrap();
+        assert!(lines.push(b"de", &mut ok).is_err());
+        // The callback's refusal stops the reading.
+        let mut no = |_: &[u8]| Err("it is not UTF-8 text".to_string());
+        assert!(matches!(Lines { line: Vec::new(), max: 8 }.push(b"x\n", &mut no), Err(FetchError::Other(m)) if m.contains("UTF-8")));
     }
 }

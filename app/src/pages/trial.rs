@@ -30,9 +30,12 @@ fn status_class(s: &str) -> &'static str {
 }
 
 fn progress_text(t: &TrialSummary) -> String {
-    let mut s = format!("{} of {} images", t.processed + t.failed.min(t.total), t.total);
+    let mut s = format!("{} of {} images", t.processed + t.failed, t.total);
     if t.processed > 0 {
         s.push_str(&format!(" · {} anomalous", t.anomalous));
+    }
+    if t.failed > 0 {
+        s.push_str(&format!(" · {} could not be run", t.failed));
     }
     s
 }
@@ -448,7 +451,7 @@ fn TrialView(detail: TrialDetail, tick: RwSignal<u32>, ui: TrialUi) -> impl Into
     let (p_train, n_train) = (project.clone(), name.clone());
     let (p_cancel, n_cancel) = (project.clone(), name.clone());
     let running = t.status == "RUNNING";
-    let fraction = if t.total > 0 { (t.processed + t.failed.min(t.total)) as f64 / t.total as f64 } else { 0.0 };
+    let fraction = if t.total > 0 { (t.processed + t.failed) as f64 / t.total as f64 } else { 0.0 };
     let mark_a = mark.clone();
     let mark_b = mark.clone();
     let mark_c = mark.clone();

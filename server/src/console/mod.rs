@@ -195,7 +195,7 @@ impl Backend for ConsoleBackend {
         for c in checked {
             match c {
                 Ok((name, image)) => {
-                    let source_ref = format!("vigil://upload/{}/{}", &image.hash[..16], name);
+                    let source_ref = datasets::upload_source_ref(&image.hash, &name);
                     let mut raw = serde_json::Map::new();
                     raw.insert("source-ref".into(), serde_json::Value::String(source_ref.clone()));
                     let raw = manifest::with_label(&raw, label, &now);

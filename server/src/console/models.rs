@@ -351,13 +351,7 @@ impl ModelBackend for ConsoleModels {
             score: d.score as f64,
             heat_map: png_data_url(&crate::trials::heat_png(&d)),
             mask: d.anomaly_mask.as_deref().map(png_data_url),
-            anomalies: d
-                .anomalies
-                .iter()
-                .flatten()
-                .skip(1)
-                .map(|a| (a.name.clone(), a.pixel_anomaly.color.clone(), a.pixel_anomaly.total_percentage_area as f64))
-                .collect(),
+            anomalies: crate::trials::anomaly_areas(&d),
         })
     }
 }

@@ -50,14 +50,7 @@ fn kind(k: &str) -> Result<&'static str, BackendError> {
 }
 
 async fn find(conn: &mut AnyConnection, project: &str, kind: &str, name: &str) -> Result<Trial, BackendError> {
-    let p = crate::projects::find(conn, project)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| BackendError::new(404, format!("The project {project} does not exist.")))?;
-    trials::find(conn, &p.id, kind, name)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| BackendError::new(404, format!("The project {project} has no {kind} {name}.")))
+    Ok(trials::require(conn, project, kind, name).await?)
 }
 
 /// Checks and stores uploaded images (blocking work); any unusable one refuses the whole upload, named.
@@ -195,13 +188,8 @@ pub async fn download_batch(
     use axum::response::IntoResponse;
     let id = file.strip_suffix(".zip").unwrap_or(&file);
     let found = async {
-        let mut conn = state.db.pool.acquire().await.map_err(|e| crate::http::error::ApiError::from(e))?;
-        let p = crate::projects::find(&mut conn, &project).await?.ok_or_else(|| crate::http::error::ApiError::project_not_found(&project))?;
-        let t = trials::find(&mut conn, &p.id, KIND_BATCH, id).await?.ok_or_else(|| crate::http::error::ApiError::NotFound {
-            message: format!("The project {project} has no batch {id}."),
-            resource_id: id.to_string(),
-            resource_type: crate::http::error::ResourceType::Trial,
-        })?;
+        let mut conn = state.db.pool.acquire().await.map_err(crate::http::error::ApiError::from)?;
+        let t = trials::require(&mut conn, &project, KIND_BATCH, id).await?;
         drop(conn);
         crate::http::trials::download(&state, &t).await
     };

@@ -214,12 +214,7 @@ impl Importer {
     }
 
     async fn blob_info(&self, hash: &str) -> Result<Option<BlobInfo>, sqlx::Error> {
-        let row: Option<(String, i64, String, i64, i64)> =
-            sqlx::query_as("select hash, size, content_type, width, height from blob where hash = $1")
-                .bind(hash)
-                .fetch_optional(&self.db.pool)
-                .await?;
-        Ok(row.map(|(hash, size, content_type, width, height)| BlobInfo { hash, size, content_type, width, height }))
+        super::blob_info(&mut *self.db.pool.acquire().await?, hash).await
     }
 
     /// Turns a manifest line into an entry: fetches and checks its image and mask, unless the dataset already

@@ -272,6 +272,18 @@ pub async fn stats(conn: &mut AnyConnection, dataset_id: &str) -> Result<ImageSt
     Ok(s)
 }
 
+/// What the blob store knows of a blob (size, type, pixel size), if it is recorded.
+pub async fn blob_info(conn: &mut AnyConnection, hash: &str) -> Result<Option<BlobInfo>, sqlx::Error> {
+    let row: Option<(String, i64, String, i64, i64)> =
+        sqlx::query_as("select hash, size, content_type, width, height from blob where hash = $1").bind(hash).fetch_optional(&mut *conn).await?;
+    Ok(row.map(|(hash, size, content_type, width, height)| BlobInfo { hash, size, content_type, width, height }))
+}
+
+/// The `source-ref` of an image uploaded from the browser: unique per content and file name.
+pub fn upload_source_ref(hash: &str, file_name: &str) -> String {
+    format!("vigil://upload/{}/{}", &hash[..hash.len().min(16)], file_name)
+}
+
 pub async fn upsert_blob(conn: &mut AnyConnection, b: &BlobInfo, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into blob (hash, size, content_type, width, height, created_at, updated_at) \

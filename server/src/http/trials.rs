@@ -115,16 +115,9 @@ async fn project_id(state: &AppState, name: &str) -> Result<String, ApiError> {
 }
 
 async fn trial(state: &AppState, project: &str, kind: &str, name: &str) -> Result<Trial, ApiError> {
-    let pid = project_id(state, project).await?;
+    check_project(project)?;
     let mut conn = state.db.pool.acquire().await?;
-    trials::find(&mut conn, &pid, kind, name).await?.ok_or_else(|| {
-        let what = if kind == KIND_TRIAL { "trial" } else { "batch" };
-        ApiError::NotFound {
-            message: format!("The project {project} has no {what} {name}."),
-            resource_id: name.to_string(),
-            resource_type: ResourceType::Trial,
-        }
-    })
+    Ok(trials::require(&mut conn, project, kind, name).await?)
 }
 
 #[derive(Deserialize)]

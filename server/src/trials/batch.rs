@@ -83,11 +83,11 @@ async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
         return Err(format!("There are no JPEG or PNG images in {}.", t.source));
     }
     sqlx::query("update trial set total = $1 where id = $2").bind(input.len() as i64).bind(trial_id).execute(&state.db.pool).await.map_err(db)?;
-    let mut sink = Sink::open(state, trial_id, &t.name, &output)?;
+    let mut sink = Sink::open(state, trial_id, &t.name, &output).await?;
     let (mut processed, mut anomalous, mut failed) = (0i64, 0i64, 0i64);
     for i in 0..input.len() {
         if progress.cancelled() {
-            sink.abandon();
+            sink.abandon().await;
             settle(state, trial_id, CANCELLED, Some(&format!("Cancelled after {i} of {} images; no results were kept.", input.len()))).await;
             return Ok(());
         }
@@ -117,7 +117,7 @@ async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
                 serde_json::json!({ "Image": name, "Error": reason })
             }
         };
-        sink.line(&line)?;
+        sink.line(&line);
         if i % 16 == 15 || i + 1 == input.len() {
             sqlx::query("update trial set processed = $1, anomalous = $2, failed = $3, updated_at = $4 where id = $5")
                 .bind(processed)
@@ -157,9 +157,35 @@ enum Sink {
     Zip { path: PathBuf, tmp: PathBuf, zip: Option<zip::ZipWriter<std::fs::File>>, lines: Vec<u8> },
 }
 
+type Zip = zip::ZipWriter<std::fs::File>;
+
+fn no_room(e: impl std::fmt::Display) -> String {
+    format!("No room for the results: {e}")
+}
+
+/// Runs `f` on the zip writer on a blocking thread, so the batch's disk writes stay off the async runtime.
+async fn with_zip<T: Send + 'static>(
+    zip: &mut Option<Zip>,
+    f: impl FnOnce(&mut Zip) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let mut z = zip.take().ok_or("the results file is closed")?;
+    let (z, out) = tokio::task::spawn_blocking(move || {
+        let out = f(&mut z);
+        (z, out)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    *zip = Some(z);
+    out
+}
+
+fn stored() -> zip::write::SimpleFileOptions {
+    zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)
+}
+
 impl Sink {
     /// `id` keys the download file; `name` (the batch id users see) names the results' folder in S3.
-    fn open(state: &AppState, id: &str, name: &str, output: &Output) -> Result<Sink, String> {
+    async fn open(state: &AppState, id: &str, name: &str, output: &Output) -> Result<Sink, String> {
         Ok(match output {
             Output::S3 { bucket, prefix } => {
                 let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.clone() } else { format!("{prefix}/") };
@@ -168,9 +194,9 @@ impl Sink {
             Output::Download => {
                 let path = download_path(state, id);
                 let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                std::fs::create_dir_all(&dir).map_err(|e| format!("No room for the results: {e}"))?;
+                tokio::fs::create_dir_all(&dir).await.map_err(no_room)?;
                 let tmp = dir.join(format!("{id}.{}.tmp", hex::encode(rand::random::<[u8; 4]>())));
-                let f = std::fs::File::create(&tmp).map_err(|e| format!("No room for the results: {e}"))?;
+                let f = tokio::fs::File::create(&tmp).await.map_err(no_room)?.into_std().await;
                 Sink::Zip { path, tmp, zip: Some(zip::ZipWriter::new(f)), lines: Vec::new() }
             }
         })
@@ -184,51 +210,55 @@ impl Sink {
                 .await
                 .map_err(|e| format!("s3://{bucket}/{prefix}{key} could not be written: {e}")),
             Sink::Zip { zip, .. } => {
-                use std::io::Write;
-                let z = zip.as_mut().ok_or("the results file is closed")?;
-                let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-                z.start_file(key, opts).map_err(|e| format!("No room for the results: {e}"))?;
-                z.write_all(&bytes).map_err(|e| format!("No room for the results: {e}"))
+                let key = key.to_string();
+                with_zip(zip, move |z| {
+                    use std::io::Write;
+                    z.start_file(key, stored()).map_err(no_room)?;
+                    z.write_all(&bytes).map_err(no_room)
+                })
+                .await
             }
         }
     }
 
-    fn line(&mut self, v: &serde_json::Value) -> Result<(), String> {
+    fn line(&mut self, v: &serde_json::Value) {
         let (Sink::S3 { lines, .. } | Sink::Zip { lines, .. }) = self;
         lines.extend_from_slice(v.to_string().as_bytes());
         lines.push(b'\n');
-        Ok(())
     }
 
-    fn abandon(&mut self) {
+    async fn abandon(&mut self) {
         if let Sink::Zip { tmp, zip, .. } = self {
             zip.take();
-            let _ = std::fs::remove_file(tmp);
+            let _ = tokio::fs::remove_file(tmp).await;
         }
     }
 
     /// Writes the JSON lines and publishes the results; returns where they are.
-    async fn finish(mut self, state: &AppState) -> Result<String, String> {
-        match &mut self {
+    async fn finish(self, state: &AppState) -> Result<String, String> {
+        match self {
             Sink::S3 { bucket, prefix, lines } => {
                 let key = format!("{prefix}results.jsonl");
                 state
                     .s3
-                    .put(bucket, &key, std::mem::take(lines), "application/x-ndjson")
+                    .put(&bucket, &key, lines, "application/x-ndjson")
                     .await
                     .map_err(|e| format!("s3://{bucket}/{key} could not be written: {e}"))?;
                 Ok(format!("s3://{bucket}/{key}"))
             }
             Sink::Zip { path, tmp, zip, lines } => {
-                use std::io::Write;
-                let mut z = zip.take().ok_or("the results file is closed")?;
-                let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-                let no_room = |e: &dyn std::fmt::Display| format!("No room for the results: {e}");
-                z.start_file("results.jsonl", opts).map_err(|e| no_room(&e))?;
-                z.write_all(lines).map_err(|e| no_room(&e))?;
-                let f = z.finish().map_err(|e| no_room(&e))?;
-                f.sync_all().map_err(|e| no_room(&e))?;
-                std::fs::rename(&tmp, &path).map_err(|e| no_room(&e))?;
+                let z = zip.ok_or("the results file is closed")?;
+                tokio::task::spawn_blocking(move || -> Result<(), String> {
+                    use std::io::Write;
+                    let mut z = z;
+                    z.start_file("results.jsonl", stored()).map_err(no_room)?;
+                    z.write_all(&lines).map_err(no_room)?;
+                    // On disk before it is offered for download.
+                    z.finish().map_err(no_room)?.sync_all().map_err(no_room)?;
+                    std::fs::rename(&tmp, &path).map_err(no_room)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
                 Ok("ready to download".into())
             }
         }

@@ -28,8 +28,8 @@ mod run;
 mod verify;
 
 pub use batch::run_batch;
-pub use run::{heat_png, run_trial};
-pub use verify::{add_to_dataset, set_verdicts};
+pub use run::{anomaly_areas, heat_png, run_trial};
+pub use verify::{add_to_dataset, set_verdicts, verified_label};
 
 /// Images one trial may run over (LFV's trial detection limit).
 pub const MAX_TRIAL_IMAGES: usize = 2_000;
@@ -270,6 +270,13 @@ pub async fn find(conn: &mut AnyConnection, project_id: &str, kind: &str, name: 
     row.as_ref().map(from_row).transpose()
 }
 
+/// A project's trial or batch by the project's name and its own, or `NotFound` naming what is missing.
+pub async fn require(conn: &mut AnyConnection, project: &str, kind: &str, name: &str) -> Result<Trial, TrialError> {
+    let p = crate::projects::find(conn, project).await?.ok_or_else(|| TrialError::NotFound(format!("The project {project} does not exist.")))?;
+    let what = if kind == KIND_BATCH { "batch" } else { "trial" };
+    find(conn, &p.id, kind, name).await?.ok_or_else(|| TrialError::NotFound(format!("The project {project} has no {what} {name}.")))
+}
+
 pub async fn find_by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<Trial>, sqlx::Error> {
     let row = sqlx::query(&format!("select {COLUMNS} from trial where id = $1")).bind(id).fetch_optional(&mut *conn).await?;
     row.as_ref().map(from_row).transpose()
@@ -440,7 +447,7 @@ pub async fn create_trial(
             }
             uploads
                 .into_iter()
-                .map(|(file, blob)| NewImage { name: format!("vigil://upload/{}/{}", &blob.hash[..16], file), blob })
+                .map(|(file, blob)| NewImage { name: datasets::upload_source_ref(&blob.hash, &file), blob })
                 .collect()
         }
         Source::S3 { .. } => Vec::new(),
@@ -464,8 +471,7 @@ pub async fn create_trial(
 /// requests) and runs them: the trial is running again until every image is done.
 pub async fn append_uploads(state: &AppState, project: &str, name: &str, uploads: Vec<(String, BlobInfo)>) -> Result<Trial, TrialError> {
     let mut tx = state.db.begin_write().await?;
-    let p = crate::projects::find(&mut tx, project).await?.ok_or_else(|| TrialError::NotFound(format!("The project {project} does not exist.")))?;
-    let t = find(&mut tx, &p.id, KIND_TRIAL, name).await?.ok_or_else(|| TrialError::NotFound(format!("The project {project} has no trial {name}.")))?;
+    let t = require(&mut tx, project, KIND_TRIAL, name).await?;
     if t.source != "upload" {
         return Err(TrialError::Invalid(format!("The trial {name} reads {}; images can only be added to an uploaded trial.", t.source)));
     }
@@ -475,7 +481,7 @@ pub async fn append_uploads(state: &AppState, project: &str, name: &str, uploads
         return Err(TrialError::Invalid(format!("A trial runs over at most {MAX_TRIAL_IMAGES} images; {name} has {n}.")));
     }
     let images: Vec<NewImage> =
-        uploads.into_iter().map(|(file, blob)| NewImage { name: format!("vigil://upload/{}/{}", &blob.hash[..16], file), blob }).collect();
+        uploads.into_iter().map(|(file, blob)| NewImage { name: datasets::upload_source_ref(&blob.hash, &file), blob }).collect();
     insert_images(&mut tx, &t.id, next.map_or(0, |s| s + 1), &images).await?;
     sqlx::query("update trial set status = $1, status_message = null, updated_at = $2 where id = $3")
         .bind(RUNNING)

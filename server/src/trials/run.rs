@@ -67,6 +67,16 @@ pub fn heat_png(d: &engine::Detection) -> Vec<u8> {
     out
 }
 
+/// The anomaly types a segmentation model found, without the background: `(name, colour, area fraction)`.
+pub fn anomaly_areas(d: &engine::Detection) -> Vec<(String, String, f64)> {
+    d.anomalies
+        .iter()
+        .flatten()
+        .skip(1)
+        .map(|a| (a.name.clone(), a.pixel_anomaly.color.clone(), a.pixel_anomaly.total_percentage_area as f64))
+        .collect()
+}
+
 /// Runs a trial job: lists an S3 source (once), then detects every image not yet done.
 pub async fn run_trial(state: &AppState, trial_id: &str, progress: Arc<JobProgress>) {
     if let Err(message) = trial_job(state, trial_id, &progress).await {
@@ -115,8 +125,8 @@ async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
             insert_images(&mut tx, trial_id, 0, &images).await.map_err(db)?;
             if !skipped.is_empty() {
                 let message = format!("{} objects were not usable images and were left out: {}", skipped.len(), skipped.iter().take(5).cloned().collect::<Vec<_>>().join("; "));
-                sqlx::query("update trial set failed = $1, status_message = $2 where id = $3")
-                    .bind(skipped.len() as i64)
+                // Objects that are not usable images never become rows: the message names them.
+                sqlx::query("update trial set status_message = $1 where id = $2")
                     .bind(message)
                     .bind(trial_id)
                     .execute(&mut *tx)
@@ -150,6 +160,11 @@ async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
             Ok(bytes) => runner.detect(bytes, true).await,
             Err(_) => Err("the image is no longer in the blob store".to_string()),
         };
+        // (processed, anomalous, failed) this image adds to the trial's counts.
+        let counted: (i64, i64, i64) = match &outcome {
+            Ok(d) => (1, d.is_anomalous as i64, 0),
+            Err(_) => (0, 0, 1),
+        };
         let q = match outcome {
             Ok(d) => {
                 let blobs = state.blobs.clone();
@@ -161,13 +176,6 @@ async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
                 })
                 .await
                 .map_err(|e| e.to_string())?;
-                let anomalies: Vec<(String, String, f64)> = d
-                    .anomalies
-                    .iter()
-                    .flatten()
-                    .skip(1)
-                    .map(|a| (a.name.clone(), a.pixel_anomaly.color.clone(), a.pixel_anomaly.total_percentage_area as f64))
-                    .collect();
                 sqlx::query(
                     "update trial_image set done = 1, error = null, is_anomalous = $1, confidence = $2, score = $3, heat_hash = $4, \
                      mask_hash = $5, anomalies = $6 where trial_id = $7 and seq = $8",
@@ -177,7 +185,7 @@ async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
                 .bind(d.score as f64)
                 .bind(heat_hash)
                 .bind(mask_hash)
-                .bind(serde_json::to_string(&anomalies).unwrap_or_default())
+                .bind(serde_json::to_string(&anomaly_areas(&d)).unwrap_or_default())
                 .bind(trial_id)
                 .bind(seq)
                 .execute(&state.db.pool)
@@ -194,7 +202,15 @@ async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
         };
         q.map_err(db)?;
         done += 1;
-        recount(state, trial_id).await.map_err(db)?;
+        sqlx::query("update trial set processed = processed + $1, anomalous = anomalous + $2, failed = failed + $3, updated_at = $4 where id = $5")
+            .bind(counted.0)
+            .bind(counted.1)
+            .bind(counted.2)
+            .bind(now_ms())
+            .bind(trial_id)
+            .execute(&state.db.pool)
+            .await
+            .map_err(db)?;
     }
     // Images added meanwhile (a large upload arrives in parts) keep the trial running for the job queued with them.
     sqlx::query(
@@ -211,11 +227,12 @@ async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
     Ok(())
 }
 
-/// The trial's counts from its rows.
+/// The trial's counts from its rows (as a job starts; each image then adds its own).
 async fn recount(state: &AppState, trial_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update trial set processed = (select count(*) from trial_image where trial_id = $1 and done = 1 and error is null), \
          anomalous = (select count(*) from trial_image where trial_id = $1 and done = 1 and is_anomalous = 1), \
+         failed = (select count(*) from trial_image where trial_id = $1 and done = 1 and error is not null), \
          updated_at = $2 where id = $1",
     )
     .bind(trial_id)
