@@ -68,6 +68,9 @@ pub struct TrainArgs {
     /// Never train a segmentation head.
     #[arg(long)]
     pub no_segmentation: bool,
+    /// Any other training option (`engine::TrainOptions`, e.g. `--set folds=5 --set gaussian=false`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Print the evaluation as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -118,6 +121,9 @@ pub struct BenchArgs {
     /// Also write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Training options other than the defaults (`engine::TrainOptions`, e.g. `--set gaussian=false`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

@@ -248,8 +248,8 @@ fn backbone_checksum_is_recorded_and_checked_and_old_files_still_load() {
     engine::set_threads(1);
     let b = Backbone::load(&common::backbone_path()).unwrap();
     assert_eq!(b.checksum().len(), 64);
-    // A model as version 1 wrote it: no residual column, none of the newer header fields.
-    let opts = TrainOptions { pca_residual: false, ..Default::default() };
+    // A model as version 1 wrote it: no residual column, no Gaussian model, none of the newer header fields.
+    let opts = TrainOptions { pca_residual: false, gaussian: false, ..Default::default() };
     let (model, _) = engine::train(&b, &small_set(), &opts, &mut |_| {}).unwrap();
     assert_eq!(model.header.backbone.sha256.as_deref(), Some(b.checksum()));
     model.check_backbone(&b).unwrap();
@@ -279,12 +279,18 @@ fn backbone_checksum_is_recorded_and_checked_and_old_files_still_load() {
         h["backbone"].as_object_mut().unwrap().remove("sha256");
         h.as_object_mut().unwrap().remove("target_fpr");
         h["patchcore"].as_object_mut().unwrap().remove("pca_residual");
-        h["score"].as_object_mut().unwrap().remove("supervised_weight");
+        let sc = h["score"].as_object_mut().unwrap();
+        for k in ["supervised_weight", "gaussian_weight", "patchcore_scale", "gaussian_scale", "head_stats"] {
+            sc.remove(k);
+        }
         let t = h["training"].as_object_mut().unwrap();
-        t.remove("oof_auroc_by_weight");
+        for k in ["oof_auroc_by_weight", "oof_auroc_gaussian", "oof_auroc_by_gaussian_weight", "gaussian_shrinkage"] {
+            t.remove(k);
+        }
         let o = t["options"].as_object_mut().unwrap();
-        o.remove("pca_residual");
-        o.remove("normal_fpr");
+        for k in ["pca_residual", "normal_fpr", "gaussian", "gaussian_weight", "head_stats"] {
+            o.remove(k);
+        }
         h["format_version"] = 1.into();
     });
     let old = Model::from_bytes(&v1).unwrap();
@@ -305,4 +311,61 @@ fn backbone_checksum_is_recorded_and_checked_and_old_files_still_load() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     // Into a folder that does not exist: an error, and nothing left behind.
     assert!(model.save(&dir.path().join("missing/m.vigil")).is_err());
+}
+
+/// A labelled set large enough for the supervised score (≥ 10 anomalies): the fixtures and their mirror images.
+fn labelled_set() -> TrainSet {
+    let mirror = |s: Sample| -> Sample {
+        let img = image::imageops::flip_horizontal(&s.image.load().unwrap());
+        Sample { id: format!("{}-mirrored", s.id), image: ImageSource::Decoded(std::sync::Arc::new(img)), anomalous: s.anomalous, mask: None }
+    };
+    let base: Vec<Sample> = (2..=11).map(|n| sample("normal", n)).chain((2..=7).map(|n| sample("anomaly", n))).map(|mut s| {
+        s.mask = None;
+        s
+    }).collect();
+    let train: Vec<Sample> = base.iter().cloned().chain(base.iter().cloned().map(mirror)).collect();
+    let test: Vec<Sample> = [12, 13].map(|n| sample("normal", n)).into_iter().chain([8, 9].map(|n| sample("anomaly", n))).collect();
+    TrainSet { train, test: Some(test), labels: vec![] }
+}
+
+#[test]
+fn gaussian_fusion_and_supervised_heads_with_image_scores_reload_exactly() {
+    engine::set_threads(1);
+    let b = Backbone::load(&common::backbone_path()).unwrap();
+    // Forced weights so that every part of the score is exercised: the Gaussian fused with PatchCore, the
+    // supervised heads taking both image scores, blended half and half.
+    let opts = TrainOptions { gaussian_weight: Some(0.5), supervised_weight: Some(0.5), ..Default::default() };
+    let (model, ev) = engine::train(&b, &labelled_set(), &opts, &mut |_| {}).unwrap();
+    let sc = &model.header.score;
+    assert_eq!(sc.kind, "blend");
+    assert_eq!(sc.gaussian_weight, Some(0.5));
+    assert!(sc.head_stats && sc.patchcore_scale.is_some() && sc.gaussian_scale.is_some());
+    let t = &model.header.training;
+    assert!(t.oof_auroc_gaussian.is_some() && t.gaussian_shrinkage.is_some_and(|d| (0.0..=1.0).contains(&d)));
+    assert_eq!(ev.image_auroc, Some(1.0), "{:?}", ev.images);
+    let bytes = model.to_bytes().unwrap();
+    let loaded = Model::from_bytes(&bytes).unwrap();
+    for s in &labelled_set().test.unwrap() {
+        let img = s.image.load().unwrap();
+        let (a, c) = (model.detect_with(&b, &img, DetectOptions { heat_map: false }).unwrap(), loaded.detect(&b, &img).unwrap());
+        assert_eq!(a.score.to_bits(), c.score.to_bits(), "{}", s.id);
+    }
+    // A file whose score needs the Gaussian model but lacks it is refused, not scored wrongly.
+    let (mut header, tensors) = artifact::from_bytes(&bytes).unwrap();
+    let entries: Vec<(String, tch::Tensor)> = tensors.into_iter().filter(|(n, _)| !n.starts_with("gauss.")).collect();
+    let refs: Vec<(&str, &tch::Tensor)> = entries.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    header.as_object_mut().unwrap().remove("tensors");
+    let e = Model::from_bytes(&artifact::to_bytes(&header, &refs).unwrap()).err().expect("missing Gaussian model");
+    assert!(e.to_string().contains("Gaussian"), "{e}");
+
+    // The weights can also be chosen automatically; an unknown forced weight is an input error.
+    let bad = TrainOptions { supervised_weight: Some(0.3), ..Default::default() };
+    assert!(matches!(engine::train(&b, &labelled_set(), &bad, &mut |_| {}), Err(engine::Error::Input(_))));
+    // Without the Gaussian model: the score is PatchCore's (or the older blend), as version 2 trained it.
+    let plain = TrainOptions { gaussian: false, ..Default::default() };
+    let (m, _) = engine::train(&b, &small_set(), &plain, &mut |_| {}).unwrap();
+    assert_eq!((m.header.score.kind.as_str(), m.header.score.gaussian_weight), ("patchcore", None));
+    let (m, _) = engine::train(&b, &small_set(), &TrainOptions::default(), &mut |_| {}).unwrap();
+    assert_eq!(m.header.score.kind, "fused");
+    assert_eq!(m.header.score.gaussian_weight, Some(engine::train::DEFAULT_GAUSSIAN_WEIGHT));
 }

@@ -86,7 +86,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
         };
         println!("== {name}: {} training images, {} test images", set.train.len(), set.test.as_ref().map_or(0, |t| t.len()));
-        let opts = TrainOptions::default();
+        let opts = super::with_options(TrainOptions::default(), &a.set)?;
         let started = Instant::now();
         let (model, ev) = engine::train(&b, &set, &opts, &mut |_| {})?;
         let train_wall = started.elapsed().as_secs_f64();
@@ -115,6 +115,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "  out-of-fold AUROC: PatchCore {:?}, supervised {:?}, chosen {:?} (blend weights tried {:?}); threshold {:.4} {:?}",
             t.oof_auroc_patchcore, t.oof_auroc_supervised, t.oof_auroc_combined, t.oof_auroc_by_weight, model.header.threshold, model.header.threshold_rule
         );
+        if t.oof_auroc_gaussian.is_some() {
+            println!(
+                "  Gaussian: out-of-fold AUROC {:?}, fusion weight {:?} (tried {:?}), shrinkage {:?}, image heads take the scores: {}",
+                t.oof_auroc_gaussian, model.header.score.gaussian_weight, t.oof_auroc_by_gaussian_weight, t.gaussian_shrinkage, model.header.score.head_stats
+            );
+        }
         println!("  fit {fit:.2}s (train() with evaluation {train_wall:.2}s)");
 
         // Pixel figures by k-fold over the training set (whose anomalies have masks).
@@ -197,6 +203,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "input": [w, h],
             "bank": model.header.patchcore.bank_size,
             "score": model.header.score.kind,
+            "gaussian_weight": model.header.score.gaussian_weight,
+            "oof_auroc_patchcore": model.header.training.oof_auroc_patchcore,
+            "oof_auroc_gaussian": model.header.training.oof_auroc_gaussian,
+            "options": &opts,
             "segmentation": model.header.segmentation,
             "image_auroc": ev.image_auroc,
             "average_precision": ev.average_precision,

@@ -73,6 +73,23 @@ impl Bar {
     }
 }
 
+/// `opts` with `KEY=VALUE` settings applied (values as JSON, or as plain strings), checked by
+/// `TrainOptions`'s own deserialisation: unknown keys and ill-typed values are errors.
+pub fn with_options(opts: TrainOptions, sets: &[String]) -> Result<TrainOptions> {
+    let mut v = serde_json::to_value(&opts)?;
+    for s in sets {
+        let (k, val) = s.split_once('=').ok_or_else(|| anyhow::anyhow!("--set {s}: expected KEY=VALUE"))?;
+        let obj = v.as_object_mut().ok_or_else(|| anyhow::anyhow!("options are not an object"))?;
+        if !obj.contains_key(k) {
+            let known: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+            anyhow::bail!("--set {s}: unknown training option {k:?} (known: {})", known.join(", "));
+        }
+        let parsed = serde_json::from_str(val).unwrap_or_else(|_| serde_json::Value::String(val.to_string()));
+        obj.insert(k.to_string(), parsed);
+    }
+    serde_json::from_value(v).map_err(|e| anyhow::anyhow!("--set: {e}"))
+}
+
 fn train(a: TrainArgs) -> Result<()> {
     let set = data::load_train(&a.data, a.test.as_deref())?;
     let b = backbone(&a.engine)?;
@@ -91,6 +108,7 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     opts.supervised = !a.no_supervised;
     opts.segmentation = !a.no_segmentation;
+    let opts = with_options(opts, &a.set)?;
     let n_anom = set.train.iter().filter(|s| s.anomalous).count();
     eprintln!(
         "training on {} images ({} normal, {} anomalous{}){}",

@@ -25,6 +25,7 @@ pub mod anomaly_map;
 pub mod artifact;
 pub mod backbone;
 pub mod coreset;
+pub mod gaussian;
 pub mod image_io;
 pub mod metrics;
 pub mod model;

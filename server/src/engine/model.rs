@@ -4,6 +4,7 @@
 use super::backbone::{Backbone, Features, Resize, BACKBONE_ID, S16_CHANNELS, S8_CHANNELS};
 use super::metrics::{self, Confusion, CurvePoint, Histogram};
 use super::patchcore::{self, MemoryBank, EMBED_DIM};
+use super::gaussian::{self, Gaussian, NormalScale};
 use super::segmentation::{self, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
 use super::train::{blend, image_logit};
@@ -132,6 +133,16 @@ pub struct TrainOptions {
     pub supervised: bool,
     /// Train a segmentation head when anomalies have masks.
     pub segmentation: bool,
+    /// Fit a Gaussian model of pooled normal features (see `gaussian`) and fuse its score with PatchCore's.
+    pub gaussian: bool,
+    /// Weight of the Gaussian score in the fusion (0 = PatchCore alone, 1 = Gaussian alone). `None`: chosen
+    /// by out-of-fold AUROC with at least 10 labelled anomalies, else `train::DEFAULT_GAUSSIAN_WEIGHT`.
+    pub gaussian_weight: Option<f32>,
+    /// The supervised image head also takes the PatchCore and Gaussian image scores (on their normal scales).
+    pub head_stats: bool,
+    /// Weight of the supervised score in the blend; `None`: chosen by out-of-fold AUROC (PatchCore alone unless
+    /// another weight beats it by more than 0.005).
+    pub supervised_weight: Option<f32>,
     /// Images per backbone forward pass while training.
     pub batch_size: usize,
 }
@@ -152,6 +163,10 @@ impl Default for TrainOptions {
             seed: 17,
             supervised: true,
             segmentation: true,
+            gaussian: true,
+            gaussian_weight: None,
+            head_stats: true,
+            supervised_weight: None,
             batch_size: 8,
         }
     }
@@ -347,6 +362,18 @@ pub struct ScoreSpec {
     /// `w` of the blend, chosen by out-of-fold AUROC.
     #[serde(default)]
     pub supervised_weight: Option<f32>,
+    /// Weight of the Gaussian score in the unsupervised score (`gaussian::fuse`); absent or 0: the
+    /// unsupervised score is PatchCore's raw score.
+    #[serde(default)]
+    pub gaussian_weight: Option<f32>,
+    /// Normal scales of the PatchCore and Gaussian image scores (out-of-fold normal scores).
+    #[serde(default)]
+    pub patchcore_scale: Option<NormalScale>,
+    #[serde(default)]
+    pub gaussian_scale: Option<NormalScale>,
+    /// The image heads take the pooled features followed by both image scores on their normal scales.
+    #[serde(default)]
+    pub head_stats: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -368,6 +395,14 @@ pub struct TrainingSummary {
     /// Out-of-fold AUROC of each blend weight tried (0 = PatchCore alone, 1 = supervised alone).
     #[serde(default)]
     pub oof_auroc_by_weight: Vec<(f32, Option<f64>)>,
+    /// Out-of-fold AUROC of the Gaussian score alone, and of each fusion weight tried (labelled sets).
+    #[serde(default)]
+    pub oof_auroc_gaussian: Option<f64>,
+    #[serde(default)]
+    pub oof_auroc_by_gaussian_weight: Vec<(f32, Option<f64>)>,
+    /// Ledoit–Wolf shrinkage of the final Gaussian model.
+    #[serde(default)]
+    pub gaussian_shrinkage: Option<f64>,
     pub fit_seconds: f64,
     pub options: Option<TrainOptions>,
 }
@@ -380,6 +415,8 @@ pub struct Model {
     /// The supervised image score's heads, one per fold (older models: one refitted head); their mean logit
     /// is the score.
     pub(super) image_heads: Vec<LinearHead>,
+    /// Gaussian model of pooled normal features, when the score uses it.
+    pub(super) gaussian: Option<Gaussian>,
 }
 
 /// What [`Model::detect_with`] computes besides the verdict.
@@ -487,24 +524,7 @@ impl Model {
                 _ => None,
             };
             let t4 = Instant::now();
-            let scores: Vec<f32> = match (&self.header.score.patchcore_ranks, &self.header.score.supervised_ranks) {
-                (Some(rp), Some(rl)) if !self.image_heads.is_empty() => {
-                    let pooled = pooled_features(&f)?;
-                    let mut sum: Option<Tensor> = None;
-                    for head in &self.image_heads {
-                        let l = image_logit(head, &pooled)?;
-                        sum = Some(match sum {
-                            Some(s) => s.f_add(&l)?,
-                            None => l,
-                        });
-                    }
-                    let mean = sum.ok_or_else(|| Error::Shape("no image head".into()))?.f_div_scalar(self.image_heads.len() as f64)?;
-                    let lr = f32_values(&mean)?;
-                    let wgt = self.supervised_weight();
-                    pc.iter().zip(&lr).map(|(&a, &b)| blend(rp, rl, wgt, a, b)).collect()
-                }
-                _ => pc,
-            };
+            let scores = self.image_scores(&f, &pc)?;
             let mut seg: Vec<(Option<Vec<u8>>, Option<Tensor>)> = Vec::new();
             if let (Some(head), Some(maps)) = (&self.seg_head, &maps) {
                 let b = e.size()[0];
@@ -545,6 +565,56 @@ impl Model {
             }
             Ok(out)
         })
+    }
+
+    /// The image scores from the backbone features and PatchCore's scores: PatchCore alone, or fused with the
+    /// Gaussian score, then blended with the supervised score when the model has one.
+    fn image_scores(&self, f: &Features, pc: &[f32]) -> Result<Vec<f32>> {
+        let sc = &self.header.score;
+        let fusion_w = sc.gaussian_weight.filter(|&w| w > 0.0);
+        let needs_pooled = fusion_w.is_some() || !self.image_heads.is_empty();
+        if !needs_pooled {
+            return Ok(pc.to_vec());
+        }
+        let pooled = pooled_features(f)?;
+        let g: Option<Vec<f32>> = match &self.gaussian {
+            Some(gm) => Some(f32_values(&gm.scores(&pooled)?)?),
+            None => None,
+        };
+        let scales = match (&sc.patchcore_scale, &sc.gaussian_scale, &g) {
+            (Some(ps), Some(gs), Some(g)) => Some((ps, gs, g)),
+            _ => None,
+        };
+        let unsupervised: Vec<f32> = match (fusion_w, scales) {
+            (Some(w), Some((ps, gs, g))) => pc.iter().zip(g).map(|(&a, &b)| gaussian::fuse(ps, gs, w, a, b)).collect(),
+            (Some(_), None) => return Err(Error::Artifact("the score fuses a Gaussian model the file does not have".into())),
+            (None, _) => pc.to_vec(),
+        };
+        let (Some(rp), Some(rl)) = (&sc.patchcore_ranks, &sc.supervised_ranks) else {
+            return Ok(unsupervised);
+        };
+        if self.image_heads.is_empty() {
+            return Ok(unsupervised);
+        }
+        let input = if sc.head_stats {
+            let (ps, gs, g) = scales.ok_or_else(|| Error::Artifact("the image heads need the Gaussian model".into()))?;
+            let stats: Vec<f32> = pc.iter().zip(g).flat_map(|(&a, &b)| [ps.apply(a), gs.apply(b)]).collect();
+            Tensor::f_cat(&[pooled, Tensor::f_from_slice(&stats)?.f_view([pc.len() as i64, 2])?], 1)?
+        } else {
+            pooled
+        };
+        let mut sum: Option<Tensor> = None;
+        for head in &self.image_heads {
+            let l = image_logit(head, &input)?;
+            sum = Some(match sum {
+                Some(s) => s.f_add(&l)?,
+                None => l,
+            });
+        }
+        let mean = sum.ok_or_else(|| Error::Shape("no image head".into()))?.f_div_scalar(self.image_heads.len() as f64)?;
+        let lr = f32_values(&mean)?;
+        let wgt = self.supervised_weight();
+        Ok(unsupervised.iter().zip(&lr).map(|(&a, &b)| blend(rp, rl, wgt, a, b)).collect())
     }
 
     /// The weight of the supervised score in the blend (older `rank_average` models: 0.5).
@@ -733,6 +803,11 @@ impl Model {
         for (i, hd) in self.image_heads.iter().enumerate() {
             heads.push((format!("image.{i}"), hd));
         }
+        if let Some(g) = &self.gaussian {
+            tensors.push(("gauss.mean".into(), &g.mean));
+            tensors.push(("gauss.std".into(), &g.std));
+            tensors.push(("gauss.precision".into(), &g.precision));
+        }
         for (prefix, hd) in &heads {
             tensors.push((format!("{prefix}.mean"), &hd.mean));
             tensors.push((format!("{prefix}.std"), &hd.std));
@@ -784,6 +859,22 @@ impl Model {
         while let Some(hd) = head(&format!("image.{}", image_heads.len())) {
             image_heads.push(hd);
         }
+        let gaussian = match (take("gauss.mean"), take("gauss.std"), take("gauss.precision")) {
+            (Some(mean), Some(std), Some(precision)) => {
+                if mean.size() != [POOLED_DIM] || std.size() != [POOLED_DIM] || precision.size() != [POOLED_DIM, POOLED_DIM] {
+                    return Err(Error::Artifact("Gaussian model has the wrong shape".into()));
+                }
+                Some(Gaussian { mean, std, precision })
+            }
+            (None, None, None) => None,
+            _ => return Err(Error::Artifact("incomplete Gaussian model".into())),
+        };
+        let sc = &header.score;
+        let needs_gaussian = sc.gaussian_weight.is_some_and(|w| w > 0.0) || (sc.head_stats && !image_heads.is_empty());
+        if needs_gaussian && (gaussian.is_none() || sc.patchcore_scale.is_none() || sc.gaussian_scale.is_none()) {
+            return Err(Error::Artifact("the score uses a Gaussian model the file does not have".into()));
+        }
+        let head_dim = POOLED_DIM + if sc.head_stats { 2 } else { 0 };
         if header.segmentation && seg_head.is_none() {
             return Err(Error::Artifact("segmentation model without its head".into()));
         }
@@ -795,7 +886,7 @@ impl Model {
                 return Err(Error::Artifact("segmentation head does not match the labels".into()));
             }
         }
-        if image_heads.iter().any(|h| h.weight.size().len() != 2 || !head_ok(h, POOLED_DIM, 2)) {
+        if image_heads.iter().any(|h| h.weight.size().len() != 2 || !head_ok(h, head_dim, 2)) {
             return Err(Error::Artifact("image head has the wrong shape".into()));
         }
         let bank = MemoryBank::new(bank, pca)?;
@@ -803,7 +894,7 @@ impl Model {
         if bank.bank.size()[1] != width {
             return Err(Error::Artifact("memory bank has the wrong width".into()));
         }
-        Ok(Model { header, bank, seg_head, image_heads })
+        Ok(Model { header, bank, seg_head, image_heads, gaussian })
     }
 
     /// Writes the model file atomically: to a uniquely named temporary file in the same folder, flushed to

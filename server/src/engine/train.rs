@@ -30,6 +30,7 @@ use super::model::{
     ScoreSpec, Stage, TrainOptions, TrainSet, TrainingSummary,
 };
 use super::patchcore::{self, MemoryBank, Pca, EMBED_DIM};
+use super::gaussian::{self, Gaussian, NormalScale};
 use super::segmentation::{self, FitOptions, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
 use super::{anomaly_map, artifact, AnomalyLabel, Error, Result};
@@ -42,8 +43,16 @@ pub const RESIZE: Resize = Resize::TorchAntialias;
 /// Rows of the PCA fit (a seeded sample of the normal patches).
 const PCA_ROWS: usize = 50_000;
 
-/// Blend weights of the supervised score tried (0 = PatchCore alone, 1 = supervised alone).
+/// Blend weights of the supervised score tried (0 = PatchCore alone, 1 = supervised alone); also the
+/// Gaussian score's fusion weights tried.
 const BLEND_WEIGHTS: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
+
+/// The Gaussian score's weight in the fusion when too few labelled anomalies can choose it (see the README's
+/// benchmark: measured on normal-only texture and part sets).
+pub const DEFAULT_GAUSSIAN_WEIGHT: f32 = 0.5;
+
+/// Labelled anomalies (and normals) needed before out-of-fold AUROC chooses weights and the supervised head.
+const MIN_LABELLED: usize = 10;
 
 /// Chooses the input size: long side `long` (or 40 % of the image's, clamped to 256–640), short side in
 /// proportion, both multiples of 32 (at least 64).
@@ -270,13 +279,28 @@ pub fn train(
     let k = opts.folds.clamp(2, n_norm);
     let folds = assign_folds(&labels, k, opts.seed);
     let mut oof_pc = vec![0f32; total];
+    let mut oof_g = vec![0f32; total];
+    let mut g_ok = opts.gaussian;
     let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
+    let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
+    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
     for f in 0..k {
         progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
         let normals: Vec<&Tensor> = (0..total).filter(|&i| folds[i] != f && !labels[i]).map(|i| &items[i].embedding).collect();
         let fold_seed = opts.seed.wrapping_add(f as u64 + 1);
         let pca = fit_pca(&normals, opts, fold_seed)?;
         let bank = build_bank(&normals, opts, fold_seed, pca.as_ref())?;
+        let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f && !labels[i]).collect();
+        // The Gaussian needs at least 2 normals per fold (and is pointless with fewer than 4).
+        g_ok &= tr.len() >= 4;
+        if g_ok {
+            let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
+            let (g, _) = Gaussian::fit(&pooled.f_index_select(0, &index(&tr)?)?)?;
+            let s = f32_values(&g.scores(&pooled.f_index_select(0, &index(&te)?)?)?)?;
+            for (j, &i) in te.iter().enumerate() {
+                oof_g[i] = s[j];
+            }
+        }
         for i in (0..total).filter(|&i| folds[i] == f) {
             let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
             let map = bank.score_maps(&e)?; // (1, h, w)
@@ -293,6 +317,32 @@ pub fn train(
     };
     let auroc_pc = metrics::auroc(&oof_pc, &labels);
     tracing::debug!(secs = started.elapsed().as_secs_f64(), auroc = ?auroc_pc, "out-of-fold scores");
+
+    // 2b. The Gaussian score and its fusion with PatchCore's, both on their normal scales.
+    let labelled = n_anom >= MIN_LABELLED && n_norm >= MIN_LABELLED;
+    let g_normal: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| oof_g[i]).collect();
+    let scales = match (g_ok, NormalScale::new(&normal_oof), NormalScale::new(&g_normal)) {
+        (true, Some(ps), Some(gs)) => Some((ps, gs)),
+        _ => None,
+    };
+    let mut fusion_w = 0.0f32;
+    let mut fusion_aurocs = Vec::new();
+    let mut oof_u = oof_pc.clone();
+    if let Some((ps, gs)) = &scales {
+        let fused = |w: f32| -> Vec<f32> { (0..total).map(|i| gaussian::fuse(ps, gs, w, oof_pc[i], oof_g[i])).collect() };
+        fusion_w = match opts.gaussian_weight {
+            Some(w) => w.clamp(0.0, 1.0),
+            None if labelled => {
+                fusion_aurocs = BLEND_WEIGHTS.iter().map(|&w| metrics::auroc(&fused(w), &labels)).collect();
+                BLEND_WEIGHTS[choose_blend(&fusion_aurocs, 0.005)]
+            }
+            None => DEFAULT_GAUSSIAN_WEIGHT,
+        };
+        if fusion_w > 0.0 {
+            oof_u = fused(fusion_w);
+        }
+        tracing::debug!(weight = fusion_w, auroc_gaussian = ?metrics::auroc(&oof_g, &labels), "Gaussian fusion");
+    }
 
     // 3. Supervised image score.
     progress(Progress { stage: Stage::Heads, done: 0, total: 2 });
@@ -311,11 +361,29 @@ pub fn train(
     };
     let img_opts = FitOptions { steps: 200, learning_rate: 0.05, l2: 0.1 };
     let mut image_heads = Vec::new();
-    let mut score_spec =
-        ScoreSpec { kind: "patchcore".into(), patchcore_norm: pc_norm, patchcore_ranks: None, supervised_ranks: None, supervised_weight: None };
-    let mut final_oof = oof_pc.clone();
-    if opts.supervised && n_anom >= 10 && n_norm >= 10 {
-        let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
+    let mut score_spec = ScoreSpec {
+        kind: if fusion_w > 0.0 { "fused".into() } else { "patchcore".into() },
+        patchcore_norm: pc_norm,
+        patchcore_ranks: None,
+        supervised_ranks: None,
+        supervised_weight: None,
+        gaussian_weight: (fusion_w > 0.0).then_some(fusion_w),
+        patchcore_scale: scales.map(|s| s.0),
+        gaussian_scale: scales.map(|s| s.1),
+        head_stats: false,
+    };
+    summary.oof_auroc_gaussian = g_ok.then(|| metrics::auroc(&oof_g, &labels)).flatten();
+    summary.oof_auroc_by_gaussian_weight = BLEND_WEIGHTS.iter().copied().zip(fusion_aurocs.iter().copied()).collect();
+    let mut final_oof = oof_u.clone();
+    let head_stats = opts.head_stats && scales.is_some();
+    if opts.supervised && labelled {
+        let input = match (&scales, head_stats) {
+            (Some((ps, gs)), true) => {
+                let stats: Vec<f32> = (0..total).flat_map(|i| [ps.apply(oof_pc[i]), gs.apply(oof_g[i])]).collect();
+                Tensor::f_cat(&[pooled.shallow_clone(), Tensor::f_from_slice(&stats)?.f_view([total as i64, 2])?], 1)?
+            }
+            _ => pooled.shallow_clone(),
+        };
         let onehot = |idx: &[usize]| -> Result<Tensor> {
             let v: Vec<f32> = idx.iter().flat_map(|&i| if labels[i] { [0.0, 1.0] } else { [1.0, 0.0] }).collect();
             Ok(Tensor::f_from_slice(&v)?.f_view([idx.len() as i64, 2])?)
@@ -325,20 +393,24 @@ pub fn train(
         for f in 0..k {
             let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f).collect();
             let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
-            let idx = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
             let y = onehot(&tr)?;
-            let head = LinearHead::fit(&pooled.f_index_select(0, &idx(&tr)?)?, &y, &segmentation::balanced_weights(&y)?, img_opts)?;
-            let s = f32_values(&image_logit(&head, &pooled.f_index_select(0, &idx(&te)?)?)?)?;
+            let head = LinearHead::fit(&input.f_index_select(0, &index(&tr)?)?, &y, &segmentation::balanced_weights(&y)?, img_opts)?;
+            let s = f32_values(&image_logit(&head, &input.f_index_select(0, &index(&te)?)?)?)?;
             for (j, &i) in te.iter().enumerate() {
                 oof_lr[i] = s[j];
             }
             heads.push(head);
         }
-        let rp = RankScale::new(oof_pc.clone());
+        let rp = RankScale::new(oof_u.clone());
         let rl = RankScale::new(oof_lr.clone());
-        let blends: Vec<Vec<f32>> = BLEND_WEIGHTS.iter().map(|&w| (0..total).map(|i| blend(&rp, &rl, w, oof_pc[i], oof_lr[i])).collect()).collect();
+        let blends: Vec<Vec<f32>> = BLEND_WEIGHTS.iter().map(|&w| (0..total).map(|i| blend(&rp, &rl, w, oof_u[i], oof_lr[i])).collect()).collect();
         let aurocs: Vec<Option<f64>> = blends.iter().map(|b| metrics::auroc(b, &labels)).collect();
-        let best = choose_blend(&aurocs, 0.005);
+        let best = match opts.supervised_weight {
+            Some(w) => BLEND_WEIGHTS.iter().position(|&b| (b - w).abs() < 1e-6).ok_or_else(|| {
+                Error::Input(format!("supervised_weight must be one of {BLEND_WEIGHTS:?}; got {w}"))
+            })?,
+            None => choose_blend(&aurocs, 0.005),
+        };
         summary.oof_auroc_supervised = aurocs[BLEND_WEIGHTS.len() - 1];
         summary.oof_auroc_combined = aurocs[best];
         summary.oof_auroc_by_weight = BLEND_WEIGHTS.iter().zip(&aurocs).map(|(&w, &a)| (w, a)).collect();
@@ -346,13 +418,11 @@ pub fn train(
         if best != 0 {
             let w = BLEND_WEIGHTS[best];
             image_heads = heads;
-            score_spec = ScoreSpec {
-                kind: if w >= 1.0 { "supervised".into() } else { "blend".into() },
-                patchcore_norm: pc_norm,
-                patchcore_ranks: Some(rp),
-                supervised_ranks: Some(rl),
-                supervised_weight: Some(w),
-            };
+            score_spec.kind = if w >= 1.0 { "supervised".into() } else { "blend".into() };
+            score_spec.patchcore_ranks = Some(rp);
+            score_spec.supervised_ranks = Some(rl);
+            score_spec.supervised_weight = Some(w);
+            score_spec.head_stats = head_stats;
             final_oof = blends[best].clone();
             summary.supervised_used = true;
         }
@@ -455,6 +525,15 @@ pub fn train(
     let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
     let pca = fit_pca(&normals, opts, opts.seed)?;
     let bank = build_bank(&normals, opts, opts.seed, pca.as_ref())?;
+    let uses_gaussian = score_spec.gaussian_weight.is_some() || score_spec.head_stats;
+    let gaussian = if uses_gaussian {
+        let idx: Vec<usize> = (0..total).filter(|&i| !labels[i]).collect();
+        let (g, delta) = Gaussian::fit(&pooled.f_index_select(0, &index(&idx)?)?)?;
+        summary.gaussian_shrinkage = Some(delta);
+        Some(g)
+    } else {
+        None
+    };
     drop(normals);
     drop(items);
     progress(Progress { stage: Stage::MemoryBank, done: 1, total: 1 });
@@ -497,7 +576,7 @@ pub fn train(
         segmentation: segmentation_model,
         training: summary,
     };
-    let mut model = Model { header, bank, seg_head, image_heads };
+    let mut model = Model { header, bank, seg_head, image_heads, gaussian };
     model.header.training.fit_seconds = started.elapsed().as_secs_f64();
 
     // Evaluation.
