@@ -121,6 +121,9 @@ pub struct BenchArgs {
     /// Also write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Accuracy on the test images only: no k-fold pixel figures, no timings.
+    #[arg(long)]
+    pub accuracy_only: bool,
     /// Training options other than the defaults (`engine::TrainOptions`, e.g. `--set gaussian=false`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,

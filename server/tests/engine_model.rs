@@ -347,8 +347,11 @@ fn gaussian_fusion_and_supervised_heads_with_image_scores_reload_exactly() {
     let loaded = Model::from_bytes(&bytes).unwrap();
     for s in &labelled_set().test.unwrap() {
         let img = s.image.load().unwrap();
-        let (a, c) = (model.detect_with(&b, &img, DetectOptions { heat_map: false }).unwrap(), loaded.detect(&b, &img).unwrap());
-        assert_eq!(a.score.to_bits(), c.score.to_bits(), "{}", s.id);
+        for heat_map in [false, true] {
+            let o = DetectOptions { heat_map };
+            let (a, c) = (model.detect_with(&b, &img, o).unwrap(), loaded.detect_with(&b, &img, o).unwrap());
+            assert_eq!(a.score.to_bits(), c.score.to_bits(), "{}", s.id);
+        }
     }
     // A file whose score needs the Gaussian model but lacks it is refused, not scored wrongly.
     let (mut header, tensors) = artifact::from_bytes(&bytes).unwrap();

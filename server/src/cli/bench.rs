@@ -125,7 +125,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
         // Pixel figures by k-fold over the training set (whose anomalies have masks).
         let mut pixel = serde_json::Value::Null;
-        if masks {
+        if masks && !a.accuracy_only {
             let k = 4;
             let (mut pa, mut sa, mut ious) = (Vec::new(), Vec::new(), Vec::new());
             let all: Vec<Sample> = set.train.clone();
@@ -150,6 +150,20 @@ pub fn run(a: BenchArgs) -> Result<()> {
             pixel = serde_json::json!({"pixel_auroc": mean(&pa), "segmentation_pixel_auroc": mean(&sa), "per_label": per_label});
         }
 
+        if a.accuracy_only {
+            report.push(serde_json::json!({
+                "dataset": name,
+                "input": [w, h],
+                "score": model.header.score.kind,
+                "image_auroc": ev.image_auroc,
+                "average_precision": ev.average_precision,
+                "f1": ev.f1,
+                "test_pixel_auroc": ev.pixel_auroc,
+                "fit_seconds": fit,
+                "options": &opts,
+            }));
+            continue;
+        }
         // Speed.
         let test: Vec<Sample> = set.test.clone().unwrap_or_else(|| set.train.clone());
         let imgs: Vec<image::RgbImage> = test.iter().take(16).map(|s| s.image.load()).collect::<Result<_, _>>()?;

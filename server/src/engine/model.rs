@@ -140,6 +140,11 @@ pub struct TrainOptions {
     pub gaussian_weight: Option<f32>,
     /// The supervised image head also takes the PatchCore and Gaussian image scores (on their normal scales).
     pub head_stats: bool,
+    /// Give both feature taps the same share of PatchCore's distances (`patchcore::tap_weights`).
+    pub equal_taps: bool,
+    /// With at least 10 labelled anomalies and no `input_long_side`, also try a 1.5× larger input (up to
+    /// 960 px) and keep it when its out-of-fold AUROC is better by more than 0.005.
+    pub size_search: bool,
     /// Weight of the supervised score in the blend; `None`: chosen by out-of-fold AUROC (PatchCore alone unless
     /// another weight beats it by more than 0.005).
     pub supervised_weight: Option<f32>,
@@ -166,6 +171,8 @@ impl Default for TrainOptions {
             gaussian: true,
             gaussian_weight: None,
             head_stats: true,
+            equal_taps: false,
+            size_search: true,
             supervised_weight: None,
             batch_size: 8,
         }
@@ -343,6 +350,9 @@ pub struct PatchCoreSpec {
     #[serde(default)]
     pub pca_residual: bool,
     pub pool_kernel: i64,
+    /// Per-channel weights applied to every embedding (`patchcore::tap_weights`); absent: unweighted.
+    #[serde(default)]
+    pub tap_weights: Option<Vec<f32>>,
     pub bank_size: i64,
     pub blur_sigma: f64,
     pub image_score: String,
@@ -400,6 +410,9 @@ pub struct TrainingSummary {
     pub oof_auroc_gaussian: Option<f64>,
     #[serde(default)]
     pub oof_auroc_by_gaussian_weight: Vec<(f32, Option<f64>)>,
+    /// Input sizes tried and the best out-of-fold AUROC of the unsupervised scores at each.
+    #[serde(default)]
+    pub oof_auroc_by_input_size: Vec<((u32, u32), Option<f64>)>,
     /// Ledoit–Wolf shrinkage of the final Gaussian model.
     #[serde(default)]
     pub gaussian_shrinkage: Option<f64>,
@@ -500,6 +513,10 @@ impl Model {
             let f = backbone.forward(&x)?;
             let t2 = Instant::now();
             let e = patchcore::embed(&f)?;
+            let e = match &self.header.patchcore.tap_weights {
+                Some(w) => patchcore::weigh(&e, w)?,
+                None => e,
+            };
             // Same precision path as training: embeddings pass through f16.
             let e = e.f_to_kind(Kind::Half)?.f_to_kind(Kind::Float)?;
             // Patch maps only when something needs them (heat map, segmentation head); otherwise the image
@@ -658,7 +675,7 @@ impl Model {
             let mut colors = vec![segmentation::parse_hex_color(&self.header.background.color).unwrap_or([255, 255, 255])];
             colors.extend(self.header.labels.iter().map(|l| segmentation::parse_hex_color(&l.color).unwrap_or([255, 0, 0])));
             let full = segmentation::resize_classes(classes, w, h, img_w, img_h);
-            anomaly_mask = Some(segmentation::png_bytes(&segmentation::colorize(&full, img_w, img_h, &colors))?);
+            anomaly_mask = Some(segmentation::indexed_png(&full, img_w, img_h, &colors)?);
             anomalies = Some(list);
         }
         tracing::trace!(detection_ms = t0.elapsed().as_secs_f64() * 1e3, "detection");
@@ -824,6 +841,9 @@ impl Model {
         let header: ModelHeader = serde_json::from_value(header).map_err(|e| Error::Artifact(format!("model header: {e}")))?;
         if header.backbone.id != BACKBONE_ID {
             return Err(Error::Artifact(format!("model was trained with backbone {}; this Vigil has {BACKBONE_ID}", header.backbone.id)));
+        }
+        if header.patchcore.tap_weights.as_ref().is_some_and(|w| w.len() as i64 != EMBED_DIM || w.iter().any(|x| !x.is_finite())) {
+            return Err(Error::Artifact("tap weights do not match the embedding".into()));
         }
         let (w, h) = (header.input.width, header.input.height);
         if w == 0 || h == 0 || w % 32 != 0 || h % 32 != 0 || w > 8192 || h > 8192 {

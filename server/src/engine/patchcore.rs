@@ -28,6 +28,44 @@ pub fn embed(f: &Features) -> Result<Tensor> {
     })
 }
 
+/// Per-channel weights `(D,)` that give both taps the same share of the squared distance: each tap's channels
+/// are divided by the root of that tap's mean squared patch norm over `embeddings` (normal images, `(D, h, w)`).
+/// Without it the stride-16 tap (112 channels, larger activations) dominates every distance and the finer
+/// stride-8 tap, which sees the smallest defects, hardly counts.
+pub fn tap_weights(embeddings: &[&Tensor]) -> Result<Vec<f32>> {
+    let (mut e8, mut e16, mut n) = (0f64, 0f64, 0f64);
+    tch::no_grad(|| -> Result<()> {
+        for e in embeddings {
+            let s = e.size();
+            if s.len() != 3 || s[0] != EMBED_DIM {
+                return Err(Error::Shape(format!("embedding must be ({EMBED_DIM}, h, w), got {s:?}")));
+            }
+            let sq = e.f_to_kind(Kind::Float)?.f_square()?;
+            e8 += sq.f_narrow(0, 0, S8_CHANNELS)?.f_sum(Kind::Double)?.f_double_value(&[])?;
+            e16 += sq.f_narrow(0, S8_CHANNELS, S16_CHANNELS)?.f_sum(Kind::Double)?.f_double_value(&[])?;
+            n += (s[1] * s[2]) as f64;
+        }
+        Ok(())
+    })?;
+    if n == 0.0 || e8 <= 0.0 || e16 <= 0.0 {
+        return Err(Error::Shape("no patch energy to weigh the taps by".into()));
+    }
+    let (w8, w16) = ((n / e8).sqrt() as f32, (n / e16).sqrt() as f32);
+    Ok((0..EMBED_DIM).map(|c| if c < S8_CHANNELS { w8 } else { w16 }).collect())
+}
+
+/// Scales embeddings `(B, D, h, w)` or `(D, h, w)` channel-wise by `weights` (`(D,)`).
+pub fn weigh(e: &Tensor, weights: &[f32]) -> Result<Tensor> {
+    let s = e.size();
+    if weights.len() as i64 != EMBED_DIM || s.len() < 3 {
+        return Err(Error::Shape(format!("tap weights {} for embedding {s:?}", weights.len())));
+    }
+    let mut shape = vec![1i64; s.len()];
+    shape[s.len() - 3] = EMBED_DIM;
+    let w = Tensor::f_from_slice(weights)?.f_view(shape.as_slice())?;
+    Ok(tch::no_grad(|| e.f_mul(&w.f_to_kind(e.kind())?))?)
+}
+
 /// `(B, D, h, w) -> (B·h·w, D)`, rows in image-major, then row-major order.
 pub fn to_rows(e: &Tensor) -> Result<Tensor> {
     let s = e.size();
@@ -405,6 +443,25 @@ mod tests {
         let all = Tensor::cat(&[to_rows(&a.unsqueeze(0)).unwrap(), to_rows(&b.unsqueeze(0)).unwrap()], 0);
         let idx: Vec<i64> = sample_row_indices(8, 4, 5).into_iter().map(|i| i as i64).collect();
         assert!(got.equal(&all.index_select(0, &Tensor::from_slice(&idx))));
+    }
+
+    #[test]
+    fn tap_weights_give_both_taps_the_same_energy() {
+        // Stride-8 channels of magnitude 1, stride-16 channels of magnitude 10.
+        let e = Tensor::cat(
+            &[Tensor::ones([S8_CHANNELS, 4, 4], (Kind::Float, tch::Device::Cpu)), Tensor::ones([S16_CHANNELS, 4, 4], (Kind::Float, tch::Device::Cpu)) * 10.0],
+            0,
+        );
+        let w = tap_weights(&[&e]).unwrap();
+        let x = weigh(&e, &w).unwrap();
+        let energy = |t: Tensor| t.square().sum(Kind::Double).double_value(&[]);
+        let (a, b) = (energy(x.narrow(0, 0, S8_CHANNELS)), energy(x.narrow(0, S8_CHANNELS, S16_CHANNELS)));
+        assert!((a - b).abs() < 1e-3 * a, "{a} vs {b}");
+        // Batched embeddings are weighed alike; wrong shapes are errors.
+        let xb = weigh(&e.unsqueeze(0), &w).unwrap();
+        assert!(xb.squeeze_dim(0).allclose(&x, 1e-6, 1e-6, false));
+        assert!(weigh(&e, &w[..10]).is_err());
+        assert!(tap_weights(&[&Tensor::zeros([3, 2, 2], (Kind::Float, tch::Device::Cpu))]).is_err());
     }
 
     #[test]

@@ -226,6 +226,31 @@ pub fn resize_classes(classes: &[u8], width: u32, height: u32, to_width: u32, to
     out
 }
 
+/// Encodes a class map `(height, width)` as an indexed (palette) PNG, class `c` in `palette[c]`: one byte per
+/// pixel to compress instead of three, and no RGB image to build. Decoders expand it to the same RGB image as
+/// [`colorize`] + [`png_bytes`].
+pub fn indexed_png(classes: &[u8], width: u32, height: u32, palette: &[[u8; 3]]) -> Result<Vec<u8>> {
+    if classes.len() != (width as usize) * (height as usize) || palette.is_empty() || palette.len() > 256 {
+        return Err(Error::Shape(format!("class map of {} for {width}×{height} with {} colours", classes.len(), palette.len())));
+    }
+    if let Some(&c) = classes.iter().find(|&&c| c as usize >= palette.len()) {
+        return Err(Error::Shape(format!("class {c} has no colour")));
+    }
+    let mut buf = Vec::new();
+    let err = |e: png::EncodingError| Error::Shape(format!("PNG encoding: {e}"));
+    {
+        let mut enc = png::Encoder::new(&mut buf, width, height);
+        enc.set_color(png::ColorType::Indexed);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_palette(palette.iter().flatten().copied().collect::<Vec<u8>>());
+        enc.set_compression(png::Compression::Fast);
+        let mut w = enc.write_header().map_err(err)?;
+        w.write_image_data(classes).map_err(err)?;
+        w.finish().map_err(err)?;
+    }
+    Ok(buf)
+}
+
 /// Encodes an RGB image as PNG (fast compression: masks are flat colours and compress well anyway).
 pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
@@ -255,6 +280,18 @@ pub fn hex_color(c: [u8; 3]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn indexed_png_decodes_to_the_colourised_map() {
+        let (w, h) = (37u32, 11u32);
+        let classes: Vec<u8> = (0..w * h).map(|i| ((i / 7) % 3) as u8).collect();
+        let palette = [[255, 255, 255], [0x23, 0xA4, 0x36], [200, 0, 10]];
+        let png = indexed_png(&classes, w, h, &palette).unwrap();
+        let decoded = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(decoded, colorize(&classes, w, h, &palette));
+        assert!(indexed_png(&classes, w, h + 1, &palette).is_err());
+        assert!(indexed_png(&classes, w, h, &palette[..2]).is_err());
+    }
 
     #[test]
     fn mask_colours_to_classes() {

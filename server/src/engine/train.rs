@@ -38,7 +38,7 @@ use std::time::Instant;
 use tch::{Kind, Tensor};
 
 /// The resize filter of newly trained models.
-pub const RESIZE: Resize = Resize::TorchAntialias;
+pub const RESIZE: Resize = Resize::TorchAntialiasU8;
 
 /// Rows of the PCA fit (a seeded sample of the normal patches).
 const PCA_ROWS: usize = 50_000;
@@ -53,6 +53,9 @@ pub const DEFAULT_GAUSSIAN_WEIGHT: f32 = 0.5;
 
 /// Labelled anomalies (and normals) needed before out-of-fold AUROC chooses weights and the supervised head.
 const MIN_LABELLED: usize = 10;
+
+/// The input size search tries a long side up to this (px).
+const MAX_SEARCHED_LONG_SIDE: u32 = 960;
 
 /// Chooses the input size: long side `long` (or 40 % of the image's, clamped to 256–640), short side in
 /// proportion, both multiples of 32 (at least 64).
@@ -262,53 +265,30 @@ pub fn train(
         return Err(Error::Input(format!("training needs at least 2 normal images; got {n_norm}")));
     }
 
-    // Input size from every training image's size.
+    // Input size from every training image's size; with labelled anomalies and no size given, a larger input
+    // is tried too and kept when its out-of-fold AUROC is better (small defects on large images).
     let dims: Vec<(u32, u32)> = train_samples.iter().map(|s| s.image.dimensions()).collect::<Result<_>>()?;
-    let (width, height) = choose_input_size_for(&dims, opts.input_long_side)?;
-
-    // 1. Features (a couple of passes first: libtorch's first passes at a new size are slow).
-    backbone.warm_up(width, height, 2)?;
+    let base = choose_input_size_for(&dims, opts.input_long_side)?;
+    let labelled = n_anom >= MIN_LABELLED && n_norm >= MIN_LABELLED;
     let total = train_samples.len();
-    progress(Progress { stage: Stage::Features, done: 0, total });
-    let items = extract(backbone, &train_samples, width, height, opts.batch_size, |done| {
-        progress(Progress { stage: Stage::Features, done, total })
-    })?;
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), width, height, "features extracted");
-
-    // 2. Out-of-fold scores: each fold's PCA and memory bank come from the other folds' normals only.
-    let k = opts.folds.clamp(2, n_norm);
-    let folds = assign_folds(&labels, k, opts.seed);
-    let mut oof_pc = vec![0f32; total];
-    let mut oof_g = vec![0f32; total];
-    let mut g_ok = opts.gaussian;
-    let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
-    let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
-    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
-    for f in 0..k {
-        progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
-        let normals: Vec<&Tensor> = (0..total).filter(|&i| folds[i] != f && !labels[i]).map(|i| &items[i].embedding).collect();
-        let fold_seed = opts.seed.wrapping_add(f as u64 + 1);
-        let pca = fit_pca(&normals, opts, fold_seed)?;
-        let bank = build_bank(&normals, opts, fold_seed, pca.as_ref())?;
-        let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f && !labels[i]).collect();
-        // The Gaussian needs at least 2 normals per fold (and is pointless with fewer than 4).
-        g_ok &= tr.len() >= 4;
-        if g_ok {
-            let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
-            let (g, _) = Gaussian::fit(&pooled.f_index_select(0, &index(&tr)?)?)?;
-            let s = f32_values(&g.scores(&pooled.f_index_select(0, &index(&te)?)?)?)?;
-            for (j, &i) in te.iter().enumerate() {
-                oof_g[i] = s[j];
+    let mut oof = out_of_fold(backbone, &train_samples, &labels, base, opts, progress)?;
+    let mut size_aurocs = vec![(base, oof.best_auroc(&labels))];
+    if opts.input_long_side.is_none() && opts.size_search && labelled && size_aurocs[0].1.is_some_and(|a| a < 0.99) {
+        let long = base.0.max(base.1);
+        let bigger = choose_input_size_for(&dims, Some(((long as f64 * 1.5) as u32).min(MAX_SEARCHED_LONG_SIDE)))?;
+        if bigger.0.max(bigger.1) > long {
+            let other = out_of_fold(backbone, &train_samples, &labels, bigger, opts, progress)?;
+            let a = other.best_auroc(&labels);
+            size_aurocs.push((bigger, a));
+            if a.unwrap_or(0.0) > size_aurocs[0].1.unwrap_or(0.0) + 0.005 {
+                oof = other;
             }
         }
-        for i in (0..total).filter(|&i| folds[i] == f) {
-            let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
-            let map = bank.score_maps(&e)?; // (1, h, w)
-            oof_pc[i] = patchcore::image_scores(&map)?.f_double_value(&[0])? as f32;
-            oof_maps[i] = Some(map.f_squeeze_dim(0)?);
-        }
+        tracing::debug!(?size_aurocs, chosen = ?(oof.width, oof.height), "input size search");
     }
-    progress(Progress { stage: Stage::CrossValidation, done: k, total: k });
+    let OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps } = oof;
+    let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
+    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
     let normal_oof: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| oof_pc[i]).collect();
     let pc_norm = {
         let mut v = normal_oof.clone();
@@ -316,10 +296,8 @@ pub fn train(
         v[v.len() / 2].max(1e-6)
     };
     let auroc_pc = metrics::auroc(&oof_pc, &labels);
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), auroc = ?auroc_pc, "out-of-fold scores");
 
     // 2b. The Gaussian score and its fusion with PatchCore's, both on their normal scales.
-    let labelled = n_anom >= MIN_LABELLED && n_norm >= MIN_LABELLED;
     let g_normal: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| oof_g[i]).collect();
     let scales = match (g_ok, NormalScale::new(&normal_oof), NormalScale::new(&g_normal)) {
         (true, Some(ps), Some(gs)) => Some((ps, gs)),
@@ -372,6 +350,7 @@ pub fn train(
         gaussian_scale: scales.map(|s| s.1),
         head_stats: false,
     };
+    summary.oof_auroc_by_input_size = size_aurocs;
     summary.oof_auroc_gaussian = g_ok.then(|| metrics::auroc(&oof_g, &labels)).flatten();
     summary.oof_auroc_by_gaussian_weight = BLEND_WEIGHTS.iter().copied().zip(fusion_aurocs.iter().copied()).collect();
     let mut final_oof = oof_u.clone();
@@ -562,6 +541,7 @@ pub fn train(
             knn_dim: bank.pca.as_ref().map(|p| p.components_kept()),
             pca_residual: bank.pca.as_ref().is_some_and(|p| p.residual),
             pool_kernel: 3,
+            tap_weights,
             bank_size: bank.len(),
             blur_sigma: anomaly_map::SIGMA,
             image_score: "max patch nearest-neighbour distance".into(),
@@ -593,6 +573,110 @@ pub fn train(
         model.evaluate_as(backbone, &test, split, &mut |done, total| progress(Progress { stage: Stage::Evaluation, done, total }))?
     };
     Ok((model, evaluation))
+}
+
+/// Features of every training image at one input size and their out-of-fold PatchCore and Gaussian scores.
+struct OutOfFold {
+    width: u32,
+    height: u32,
+    items: Vec<Item>,
+    tap_weights: Option<Vec<f32>>,
+    k: usize,
+    folds: Vec<usize>,
+    oof_pc: Vec<f32>,
+    oof_g: Vec<f32>,
+    /// The Gaussian score could be fitted in every fold.
+    g_ok: bool,
+    oof_maps: Vec<Option<Tensor>>,
+}
+
+impl OutOfFold {
+    /// The best out-of-fold AUROC of the unsupervised scores (PatchCore, and its fusions with the Gaussian).
+    fn best_auroc(&self, labels: &[bool]) -> Option<f64> {
+        let normals = |v: &[f32]| -> Vec<f32> { (0..v.len()).filter(|&i| !labels[i]).map(|i| v[i]).collect() };
+        let mut best = metrics::auroc(&self.oof_pc, labels);
+        if let (true, Some(ps), Some(gs)) = (self.g_ok, NormalScale::new(&normals(&self.oof_pc)), NormalScale::new(&normals(&self.oof_g))) {
+            for &w in &BLEND_WEIGHTS[1..] {
+                let fused: Vec<f32> = (0..labels.len()).map(|i| gaussian::fuse(&ps, &gs, w, self.oof_pc[i], self.oof_g[i])).collect();
+                if let Some(a) = metrics::auroc(&fused, labels) {
+                    best = Some(best.map_or(a, |b| b.max(a)));
+                }
+            }
+        }
+        best
+    }
+}
+
+fn out_of_fold(
+    backbone: &Backbone,
+    samples: &[&Sample],
+    labels: &[bool],
+    (width, height): (u32, u32),
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<OutOfFold> {
+    let started = Instant::now();
+    let n_norm = labels.iter().filter(|&&y| !y).count();
+
+    // 1. Features (a couple of passes first: libtorch's first passes at a new size are slow).
+    backbone.warm_up(width, height, 2)?;
+    let total = samples.len();
+    progress(Progress { stage: Stage::Features, done: 0, total });
+    let items = extract(backbone, &samples, width, height, opts.batch_size, |done| {
+        progress(Progress { stage: Stage::Features, done, total })
+    })?;
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), width, height, "features extracted");
+    // Both taps weighed alike, by the normal images' patch energy (a normalisation, like the input's).
+    let tap_weights = if opts.equal_taps {
+        let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
+        Some(patchcore::tap_weights(&normals)?)
+    } else {
+        None
+    };
+    let items = match &tap_weights {
+        Some(w) => items
+            .into_iter()
+            .map(|it| Ok(Item { embedding: patchcore::weigh(&it.embedding, w)?, pooled: it.pooled }))
+            .collect::<Result<Vec<_>>>()?,
+        None => items,
+    };
+
+    // 2. Out-of-fold scores: each fold's PCA and memory bank come from the other folds' normals only.
+    let k = opts.folds.clamp(2, n_norm);
+    let folds = assign_folds(&labels, k, opts.seed);
+    let mut oof_pc = vec![0f32; total];
+    let mut oof_g = vec![0f32; total];
+    let mut g_ok = opts.gaussian;
+    let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
+    let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
+    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    for f in 0..k {
+        progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
+        let normals: Vec<&Tensor> = (0..total).filter(|&i| folds[i] != f && !labels[i]).map(|i| &items[i].embedding).collect();
+        let fold_seed = opts.seed.wrapping_add(f as u64 + 1);
+        let pca = fit_pca(&normals, opts, fold_seed)?;
+        let bank = build_bank(&normals, opts, fold_seed, pca.as_ref())?;
+        let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f && !labels[i]).collect();
+        // The Gaussian needs at least 2 normals per fold (and is pointless with fewer than 4).
+        g_ok &= tr.len() >= 4;
+        if g_ok {
+            let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
+            let (g, _) = Gaussian::fit(&pooled.f_index_select(0, &index(&tr)?)?)?;
+            let s = f32_values(&g.scores(&pooled.f_index_select(0, &index(&te)?)?)?)?;
+            for (j, &i) in te.iter().enumerate() {
+                oof_g[i] = s[j];
+            }
+        }
+        for i in (0..total).filter(|&i| folds[i] == f) {
+            let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
+            let map = bank.score_maps(&e)?; // (1, h, w)
+            oof_pc[i] = patchcore::image_scores(&map)?.f_double_value(&[0])? as f32;
+            oof_maps[i] = Some(map.f_squeeze_dim(0)?);
+        }
+    }
+    progress(Progress { stage: Stage::CrossValidation, done: k, total: k });
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), auroc = ?metrics::auroc(&oof_pc, labels), width, height, "out-of-fold scores");
+    Ok(OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps })
 }
 
 /// The supervised image logit: `logit(anomaly) − logit(normal)` of a two-class head, `(N, F)` → `(N,)`.
