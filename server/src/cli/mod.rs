@@ -167,7 +167,8 @@ fn detect(a: DetectArgs) -> Result<()> {
         let result = (|| -> Result<()> {
             let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let img = image_io::decode_rgb(&bytes).with_context(|| path.display().to_string())?;
-            let d = model.detect(&b, &img)?;
+            // LFV's result has no heat map: the fast path.
+            let d = model.detect_with(&b, &img, engine::DetectOptions { heat_map: false })?;
             if let (Some(dir), Some(mask)) = (&a.mask_dir, &d.anomaly_mask) {
                 let name = format!("{}.png", path.file_stem().and_then(|s| s.to_str()).unwrap_or("mask"));
                 std::fs::write(dir.join(&name), mask).with_context(|| format!("writing {}", dir.join(&name).display()))?;

@@ -143,7 +143,7 @@ pub struct TrainOptions {
     /// Give both feature taps the same share of PatchCore's distances (`patchcore::tap_weights`).
     pub equal_taps: bool,
     /// With at least 10 labelled anomalies and no `input_long_side`, also try a 1.5× larger input (up to
-    /// 960 px) and keep it when its out-of-fold AUROC is better by more than 0.005.
+    /// 960 px) and keep it when its out-of-fold AUROC is better by more than 0.02.
     pub size_search: bool,
     /// Weight of the supervised score in the blend; `None`: chosen by out-of-fold AUROC (PatchCore alone unless
     /// another weight beats it by more than 0.005).

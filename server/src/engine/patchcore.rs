@@ -224,6 +224,25 @@ pub struct MemoryBank {
     sq: Tensor,
     /// `(D, M)`: `−2 · bankᵀ`, so that one `addmm` gives `|m|² − 2 q·m`.
     neg2_t: Tensor,
+    /// The pruned search's cells (see [`MemoryBank::max_nearest_distance`]), when the bank is large enough.
+    cells: Option<Cells>,
+}
+
+/// The bank partitioned by nearest "coarse" row (the first `coarse` rows: the coreset's first picks, which
+/// cover the rest): `rows` `(coarse, L, D)` holds up to `L` members of each cell (padding repeats a member),
+/// `sq` `(coarse, L)` their squared norms.
+struct Cells {
+    coarse: i64,
+    rows: Tensor,
+    sq: Tensor,
+}
+
+/// Members kept per cell (the bound only needs a subset; more cost memory per query).
+const CELL_ROWS: usize = 24;
+
+/// The coarse prefix of the pruned search: an eighth of the bank, at least 32 rows.
+fn coarse_rows(m: i64) -> i64 {
+    (m / 8).max(32).min(m)
 }
 
 /// Queries are processed in chunks so that the `(chunk, M)` distance matrix stays under this many floats
@@ -245,7 +264,33 @@ impl MemoryBank {
         let bank = bank.f_to_kind(Kind::Float)?.f_contiguous()?;
         let sq = bank.f_mul(&bank)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_unsqueeze(0)?;
         let neg2_t = bank.f_tr()?.f_mul_scalar(-2.0)?.f_contiguous()?;
-        Ok(MemoryBank { bank, pca, sq, neg2_t })
+        let cells = tch::no_grad(|| Self::cells(&bank, &sq, &neg2_t))?;
+        Ok(MemoryBank { bank, pca, sq, neg2_t, cells })
+    }
+
+    /// Assigns every bank row to its nearest coarse row and keeps up to [`CELL_ROWS`] per cell.
+    fn cells(bank: &Tensor, sq: &Tensor, neg2_t: &Tensor) -> Result<Option<Cells>> {
+        let m = bank.size()[0];
+        let coarse = coarse_rows(m);
+        if coarse >= m {
+            return Ok(None);
+        }
+        let part = sq.f_narrow(1, 0, coarse)?.f_addmm(bank, &neg2_t.f_narrow(1, 0, coarse)?)?; // (M, coarse)
+        let (_, nearest) = part.f_min_dim(1, false)?;
+        let nearest: Vec<i64> = Vec::try_from(&nearest)?;
+        let mut members: Vec<Vec<i64>> = (0..coarse).map(|c| vec![c]).collect();
+        for (j, &c) in nearest.iter().enumerate().skip(coarse as usize) {
+            let cell = &mut members[c as usize];
+            if cell.len() < CELL_ROWS {
+                cell.push(j as i64);
+            }
+        }
+        let idx: Vec<i64> = members.iter().flat_map(|v| (0..CELL_ROWS).map(move |i| v[i % v.len()])).collect();
+        let idx = Tensor::f_from_slice(&idx)?;
+        let d = bank.size()[1];
+        let rows = bank.f_index_select(0, &idx)?.f_view([coarse, CELL_ROWS as i64, d])?.f_contiguous()?;
+        let sq = sq.f_squeeze_dim(0)?.f_index_select(0, &idx)?.f_view([coarse, CELL_ROWS as i64])?;
+        Ok(Some(Cells { coarse, rows, sq }))
     }
 
     pub fn len(&self) -> i64 {
@@ -290,21 +335,21 @@ impl MemoryBank {
 
     /// The largest nearest-neighbour distance over `queries: (N, D)` — the image score — without computing
     /// every query's exact distance. Exact, by branch and bound: distances to a prefix of the bank (its first
-    /// rows are the coreset's first picks, a coarse cover of the rest) bound each query's distance from above;
+    /// rows are the coreset's first picks, a coarse cover of the rest) and to the members of the query's nearest
+    /// prefix row's cell (where its nearest neighbour usually is) bound each query's distance from above;
     /// queries are then searched exactly against the whole bank in decreasing order of that bound, stopping
-    /// when the bound falls to the best exact distance found. On normal-looking images a few percent of the
-    /// patches are searched in full.
+    /// when the bound falls to the best exact distance found. Without the cells' bound half the patches of a
+    /// normal image were searched in full; with it, a few percent.
     pub fn max_nearest_distance(&self, queries: &Tensor) -> Result<f32> {
         let s = queries.size();
         let d = self.pca.as_ref().map_or(self.bank.size()[1], |p| p.input_dim());
         if s.len() != 2 || s[1] != d || s[0] == 0 {
             return Err(Error::Shape(format!("queries must be (N, {d}) with N > 0, got {s:?}")));
         }
-        let m = self.len();
-        let coarse = (m / 8).max(32).min(m);
-        if coarse >= m || s[0] < 64 {
+        let Some(cells) = self.cells.as_ref().filter(|_| s[0] >= 64) else {
             return Ok(self.nearest_distances(queries)?.f_max()?.f_double_value(&[])? as f32);
-        }
+        };
+        let coarse = cells.coarse;
         tch::no_grad(|| {
             let q = match &self.pca {
                 Some(p) => p.apply(queries)?,
@@ -312,7 +357,22 @@ impl MemoryBank {
             };
             let qsq = q.f_mul(&q)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
             let part = self.sq.f_narrow(1, 0, coarse)?.f_addmm(&q, &self.neg2_t.f_narrow(1, 0, coarse)?)?;
-            let (min, _) = part.f_min_dim(1, false)?;
+            let (min, cell) = part.f_min_dim(1, false)?;
+            // A tighter bound from the members of each query's nearest cell, where its nearest neighbour
+            // usually is: |m|² − 2 q·m over the cell's rows.
+            let mut cell_min = Vec::new();
+            let chunk = 1024;
+            let mut start = 0;
+            while start < s[0] {
+                let len = chunk.min(s[0] - start);
+                let c = cell.f_narrow(0, start, len)?;
+                let rows = cells.rows.f_index_select(0, &c)?; // (n, L, D)
+                let dots = rows.f_bmm(&q.f_narrow(0, start, len)?.f_unsqueeze(2)?)?.f_squeeze_dim(2)?; // (n, L)
+                let d = cells.sq.f_index_select(0, &c)?.f_sub(&dots.f_mul_scalar(2.0)?)?;
+                cell_min.push(d.f_amin([1i64].as_slice(), false)?);
+                start += len;
+            }
+            let min = min.f_minimum(&Tensor::f_cat(&cell_min, 0)?)?;
             let upper = min.f_add(&qsq)?.f_clamp_min(0.0)?; // squared, ≥ the exact squared distance
             let (sorted, order) = upper.f_sort(0, true)?;
             let bounds: Vec<f32> = Vec::try_from(&sorted)?;
@@ -330,6 +390,7 @@ impl MemoryBank {
                 best = best.max(exact.f_max()?.f_double_value(&[])? as f32);
                 start = end;
             }
+            tracing::trace!(searched = start, queries = order.len(), coarse, "pruned search");
             Ok(best.max(0.0).sqrt())
         })
     }
@@ -396,6 +457,11 @@ mod tests {
             let fast = bank.max_nearest_distance(&q).unwrap() as f64;
             assert!((full - fast).abs() <= 1e-5 * full.max(1.0), "{full} vs {fast}");
         }
+        // Queries close to bank rows (a normal image): the cells' bound is tight and most queries are pruned.
+        let near = bank.bank.narrow(0, 100, 300).f_add(&Tensor::from_slice(&randn(300 * d)).view([300, d as i64]).f_mul_scalar(0.05).unwrap()).unwrap();
+        let full = bank.nearest_distances(&near).unwrap().max().double_value(&[]);
+        let fast = bank.max_nearest_distance(&near).unwrap() as f64;
+        assert!((full - fast).abs() <= 1e-5 * full.max(1.0), "{full} vs {fast}");
         // Small inputs take the plain path; bad shapes are errors.
         let q = Tensor::from_slice(&randn(3 * d)).view([3, d as i64]);
         let full = bank.nearest_distances(&q).unwrap().max().double_value(&[]);
