@@ -121,6 +121,9 @@ pub struct BenchArgs {
     /// Also write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Skip the k-fold pixel figures over the training images (the test images' masks are still scored).
+    #[arg(long)]
+    pub no_pixel_folds: bool,
     /// Accuracy on the test images only: no k-fold pixel figures, no timings.
     #[arg(long)]
     pub accuracy_only: bool,
