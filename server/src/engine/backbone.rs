@@ -21,9 +21,6 @@ pub enum Resize {
     Triangle,
     /// libtorch's antialiased bilinear interpolation (PIL's), on f32 pixels, vectorised.
     TorchAntialias,
-    /// The same interpolation on the 8-bit pixels themselves (libtorch's channels-last uint8 kernel), rounded
-    /// to 8 bits, then normalised: a quarter of the memory traffic of converting a large photo to f32 first.
-    TorchAntialiasU8,
 }
 
 /// Identifies the backbone in model artifacts.
@@ -84,19 +81,6 @@ impl Backbone {
         if img.width() == 0 || img.height() == 0 {
             return Err(Error::Shape("empty image".into()));
         }
-        if resize == Resize::TorchAntialiasU8 {
-            return tch::no_grad(|| {
-                let (iw, ih) = (img.width() as i64, img.height() as i64);
-                // (1, H, W, 3) bytes seen as (1, 3, H, W): channels-last strides, as the uint8 kernel wants.
-                let x = Tensor::f_from_slice(img.as_raw())?.f_view([1, ih, iw, 3])?.f_permute([0, 3, 1, 2])?;
-                let x = if (iw, ih) == (width as i64, height as i64) {
-                    x
-                } else {
-                    x.f_internal_upsample_bilinear2d_aa([height as i64, width as i64], false, None, None)?
-                };
-                Ok(x.f_to_kind(Kind::Float)?.f_div_scalar(127.5)?.f_sub_scalar(1.0)?.f_contiguous()?)
-            });
-        }
         if resize == Resize::TorchAntialias {
             return tch::no_grad(|| {
                 let (iw, ih) = (img.width() as i64, img.height() as i64);
@@ -153,30 +137,5 @@ impl Backbone {
             self.forward(&x)?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uint8_resize_matches_the_float_one_to_a_grey_level() {
-        let img = RgbImage::from_fn(301, 203, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x * y) % 251) as u8]));
-        for (w, h) in [(128, 96), (320, 224), (288, 192)] {
-            let a = Backbone::preprocess_with(&img, w, h, Resize::TorchAntialias).unwrap();
-            let b = Backbone::preprocess_with(&img, w, h, Resize::TorchAntialiasU8).unwrap();
-            assert_eq!(a.size(), b.size());
-            assert!(b.is_contiguous());
-            let diff = (&a - &b).abs().max().double_value(&[]);
-            // One 8-bit grey level is 1 / 127.5 after normalisation; rounding may cost one more.
-            assert!(diff <= 2.0 / 127.5 + 1e-6, "{w}×{h}: {diff}");
-        }
-        // Already at the input size: no resize, exactly the bytes, normalised.
-        let exact = RgbImage::from_fn(64, 32, |x, y| image::Rgb([x as u8, y as u8, 255]));
-        let t = Backbone::preprocess_with(&exact, 64, 32, Resize::TorchAntialiasU8).unwrap();
-        assert_eq!(t.size(), [1, 3, 32, 64]);
-        assert!((t.double_value(&[0, 0, 3, 5]) - (5.0 / 127.5 - 1.0)).abs() < 1e-6);
-        assert!((t.double_value(&[0, 2, 0, 0]) - 1.0).abs() < 1e-6);
     }
 }

@@ -6,11 +6,15 @@
 //! 2. Stratified k-fold over the training images: for each fold, a PCA and a coreset memory bank fitted on the
 //!    *other* folds' normals score the fold's images → out-of-fold (OOF) image scores and patch maps. Nothing
 //!    about a fold's images is seen before they are scored, so OOF figures are honest.
+//!    The same folds fit a Gaussian model of pooled normal features (`gaussian`) → OOF Gaussian scores. With
+//!    ≥ 10 labelled anomalies a 1.5× larger input is tried too and kept when its OOF AUROC is better by 0.02.
+//! 2b. The unsupervised score: PatchCore's, or its fusion with the Gaussian's on their OOF normal scales (the
+//!    weight chosen by OOF AUROC with labelled anomalies, else `DEFAULT_GAUSSIAN_WEIGHT`).
 //! 3. Supervised image score (with ≥ 10 anomalies and ≥ 10 normals): one logistic regression per fold over
-//!    pooled features gives OOF logits; PatchCore alone, the supervised score alone and rank blends of the two
-//!    are compared by OOF AUROC and the best kept (PatchCore alone unless another beats it by > 0.005). At
-//!    detection the supervised score is the mean logit of the same fold heads, on the rank scale of their OOF
-//!    logits: the scale the threshold was chosen on.
+//!    pooled features and both OOF image scores gives OOF logits; the unsupervised score alone, the supervised
+//!    score alone and rank blends of the two are compared by OOF AUROC and the best kept (the unsupervised score
+//!    unless another beats it by > 0.005). At detection the supervised score is the mean logit of the same fold
+//!    heads, on the rank scale of their OOF logits: the scale the threshold was chosen on.
 //! 4. Threshold on OOF scores: F1-optimal with ≥ 3 anomalies, else the normal-quantile rule holding
 //!    `normal_fpr` (see `threshold`); confidence scale.
 //! 5. Segmentation head (when anomalies carry masks) on OOF patch maps + embeddings.
@@ -38,7 +42,7 @@ use std::time::Instant;
 use tch::{Kind, Tensor};
 
 /// The resize filter of newly trained models.
-pub const RESIZE: Resize = Resize::TorchAntialiasU8;
+pub const RESIZE: Resize = Resize::TorchAntialias;
 
 /// Rows of the PCA fit (a seeded sample of the normal patches).
 const PCA_ROWS: usize = 50_000;
