@@ -660,11 +660,11 @@ fn out_of_fold(
     let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
     for f in 0..k {
         progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
-        let normals: Vec<&Tensor> = (0..total).filter(|&i| folds[i] != f && !labels[i]).map(|i| &items[i].embedding).collect();
+        let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f && !labels[i]).collect();
+        let normals: Vec<&Tensor> = tr.iter().map(|&i| &items[i].embedding).collect();
         let fold_seed = opts.seed.wrapping_add(f as u64 + 1);
         let pca = fit_pca(&normals, opts, fold_seed)?;
         let bank = build_bank(&normals, opts, fold_seed, pca.as_ref())?;
-        let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f && !labels[i]).collect();
         // The Gaussian needs at least 2 normals per fold (and is pointless with fewer than 4).
         g_ok &= tr.len() >= 4;
         if g_ok {
