@@ -104,13 +104,22 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
     Ok(state)
 }
 
+/// The console's routes, generated once per process. Generating them runs the app with resource loading
+/// suppressed by a process-wide flag (`leptos_server`'s `SuppressResourceLoad`), and a resource first polled
+/// while it is set never loads (leptos-rs/leptos#4773): a second `start` in the same process (tests start
+/// many servers at once) hung a page being rendered by another server about one time in thirty.
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(app::App)).clone()
+}
+
 /// The whole HTTP surface: the LFV API under `/2020-11-20`, the console and its server functions.
 pub fn router(state: AppState) -> Router {
     let backend: SharedBackend = Arc::new(console::ConsoleBackend { state: state.clone() });
     let auth_backend: app::api::auth::SharedAuthBackend = Arc::new(console::auth::AuthConsole { state: state.clone() });
     let model_backend: app::api::models::SharedModelBackend = Arc::new(console::models::ConsoleModels { state: state.clone() });
     let trial_backend: app::api::trials::SharedTrialBackend = Arc::new(console::trials::ConsoleTrials { state: state.clone() });
-    let routes = generate_route_list(app::App);
+    let routes = route_list();
     let options = state.leptos_options.clone();
     Router::new()
         .nest("/2020-11-20", http::router())
