@@ -4,7 +4,8 @@
 //! Modules follow the literature: [`backbone`] (pretrained feature extractor), [`patchcore`] (patch
 //! embedding, memory bank, nearest-neighbour scores), [`coreset`] (greedy k-center), [`anomaly_map`]
 //! (upsampling and Gaussian smoothing), [`segmentation`] (supervised heads and label masks), [`threshold`]
-//! and [`metrics`], [`artifact`] (the model file), [`model`] (the public types, detection, evaluation),
+//! and [`metrics`], [`artifact`] (the file format), [`model`] (the public types and detection), `evaluate` (evaluation),
+//! `model_file` (a model's file),
 //! [`train`] (training).
 //!
 //! The API the server calls (all synchronous, CPU-bound: run it on blocking threads, after [`set_threads`]):
@@ -25,10 +26,12 @@ pub mod anomaly_map;
 pub mod artifact;
 pub mod backbone;
 pub mod coreset;
+mod evaluate;
 pub mod gaussian;
 pub mod image_io;
 pub mod metrics;
 pub mod model;
+mod model_file;
 pub mod patchcore;
 pub mod segmentation;
 pub mod threshold;

@@ -1,17 +1,17 @@
-//! The engine's public types, detection and evaluation of a trained [`Model`], and its file (re-exported from
-//! `engine`). Training lives in `train`.
+//! The engine's public types and detection with a trained [`Model`] (re-exported from `engine`). Evaluation
+//! lives in `evaluate`, the model's file in `model_file`, training in `train`.
 
-use super::backbone::{Backbone, Features, Resize, BACKBONE_ID, S16_CHANNELS, S8_CHANNELS};
-use super::metrics::{self, Confusion, CurvePoint, Histogram};
-use super::patchcore::{self, MemoryBank, EMBED_DIM};
+use super::backbone::{Backbone, Features, Resize, S16_CHANNELS, S8_CHANNELS};
+use super::metrics::{CurvePoint, Histogram};
+use super::patchcore::{self, MemoryBank};
 use super::gaussian::{self, Gaussian, NormalScale};
 use super::segmentation::{self, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
 use super::train::{blend, image_logit};
-use super::{anomaly_map, artifact, image_io, Error, Result};
+use super::{anomaly_map, image_io, Error, Result};
 use image::{RgbImage, RgbaImage};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -464,14 +464,14 @@ pub(super) fn f32_values(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// Intermediate result of scoring a batch.
-struct Scored {
-    score: f32,
+pub(super) struct Scored {
+    pub(super) score: f32,
     /// `(H, W)` heat map at input size, normalised (when asked for).
-    heat: Option<Tensor>,
+    pub(super) heat: Option<Tensor>,
     /// `(H, W)` u8 class map at input size (segmentation models).
-    classes: Option<Vec<u8>>,
+    pub(super) classes: Option<Vec<u8>>,
     /// `(H, W)` 1 − P(background).
-    seg_prob: Option<Tensor>,
+    pub(super) seg_prob: Option<Tensor>,
 }
 
 impl Model {
@@ -483,7 +483,7 @@ impl Model {
         (self.header.input.width, self.header.input.height)
     }
 
-    fn verdict(&self, score: f32) -> (bool, f32) {
+    pub(super) fn verdict(&self, score: f32) -> (bool, f32) {
         threshold::verdict(score, self.header.threshold, self.header.confidence_scale)
     }
 
@@ -499,7 +499,7 @@ impl Model {
         }
     }
 
-    fn score_batch(&self, backbone: &Backbone, images: &[&RgbImage], want_heat: bool, want_prob: bool) -> Result<Vec<Scored>> {
+    pub(super) fn score_batch(&self, backbone: &Backbone, images: &[&RgbImage], want_heat: bool, want_prob: bool) -> Result<Vec<Scored>> {
         self.check_backbone(backbone)?;
         let (w, h) = self.input_size();
         let t0 = Instant::now();
@@ -710,279 +710,6 @@ impl Model {
         }
         let scored = self.score_batch(backbone, images, options.heat_map, false)?;
         scored.into_iter().zip(images).map(|(s, img)| self.detection(s, img.width(), img.height())).collect()
-    }
-
-    /// Evaluates the model on labelled images (masks optional): LFV's figures, curves, per-image results and,
-    /// where masks exist, pixel AUROC and per-label segmentation figures.
-    pub fn evaluate(&self, backbone: &Backbone, samples: &[Sample], progress: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
-        self.evaluate_as(backbone, samples, "test_set", progress)
-    }
-
-    pub(super) fn evaluate_as(&self, backbone: &Backbone, samples: &[Sample], source: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
-        let (w, h) = self.input_size();
-        let colors: Vec<[u8; 3]> = self.header.labels.iter().filter_map(|l| segmentation::parse_hex_color(&l.color)).collect();
-        let any_mask = samples.iter().any(|s| s.mask.is_some());
-        let classes = 1 + self.header.labels.len();
-        let mut images = Vec::new();
-        let (mut pix_heat, mut pix_seg, mut pix_truth) = (Vec::new(), Vec::new(), Vec::new());
-        let mut conf = vec![Confusion::default(); classes];
-        let mut present = vec![0usize; classes];
-        let mut seg_evaluated = false;
-        // Keep at most ~16 M pixels for the pixel AUROC by striding.
-        let stride = ((samples.len() * (w * h) as usize) / (16 << 20)).max(1);
-        for (i, s) in samples.iter().enumerate() {
-            let img = s.image.load()?;
-            let want_pixels = s.mask.is_some() || (any_mask && !s.anomalous);
-            let mut scored = self.score_batch(backbone, &[&img], want_pixels, want_pixels)?;
-            let sc = scored.pop().ok_or_else(|| Error::Shape("no score".into()))?;
-            let (p, c) = self.verdict(sc.score);
-            images.push(ImageResult { id: s.id.clone(), anomalous: s.anomalous, predicted_anomalous: p, score: sc.score, confidence: c });
-            // Ground truth: from the mask (an anomaly map in any mask convention for the heat map, and the
-            // label classes for the segmentation head), or all background for normal images of a masked set.
-            let truth: Option<(Vec<u8>, Vec<u8>)> = match (&s.mask, s.anomalous) {
-                (Some(m), _) => {
-                    let mask = m.load_mask()?;
-                    let mut any = segmentation::mask_to_anomaly(&mask, w, h);
-                    let cm = if colors.is_empty() {
-                        any.clone()
-                    } else {
-                        let cm = segmentation::mask_to_classes(&mask, &colors, w, h);
-                        any.iter_mut().zip(&cm).for_each(|(a, &c)| *a |= (c > 0) as u8);
-                        cm
-                    };
-                    Some((any, cm))
-                }
-                (None, false) if any_mask => Some((vec![0u8; (w * h) as usize], vec![0u8; (w * h) as usize])),
-                _ => None,
-            };
-            if let (Some((any, truth)), Some(heat)) = (truth, &sc.heat) {
-                let heat = f32_values(heat)?;
-                let segp = match &sc.seg_prob {
-                    Some(t) => Some(f32_values(t)?),
-                    None => None,
-                };
-                for j in (0..truth.len()).step_by(stride) {
-                    pix_heat.push(heat[j]);
-                    pix_truth.push(any[j] > 0);
-                    if let Some(sp) = &segp {
-                        pix_seg.push(sp[j]);
-                    }
-                }
-                if let Some(pred) = &sc.classes {
-                    seg_evaluated = true;
-                    metrics::add_confusions(&mut conf, &metrics::per_class_confusion(pred, &truth, classes));
-                    for (c, p) in present.iter_mut().enumerate() {
-                        if truth.iter().any(|&t| t as usize == c) {
-                            *p += 1;
-                        }
-                    }
-                }
-            }
-            progress(i + 1, samples.len());
-        }
-        let mut ev = Evaluation::from_images(source, self.header.threshold, images);
-        if !pix_truth.is_empty() {
-            ev.pixel_auroc = metrics::auroc(&pix_heat, &pix_truth);
-            if pix_seg.len() == pix_truth.len() {
-                ev.segmentation_pixel_auroc = metrics::auroc(&pix_seg, &pix_truth);
-            }
-        }
-        if seg_evaluated {
-            ev.labels = self
-                .header
-                .labels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    let c = conf[i + 1];
-                    LabelMetrics { name: l.name.clone(), precision: c.precision(), recall: c.recall(), f1: c.f1(), iou: c.iou(), images: present[i + 1] }
-                })
-                .collect();
-            if !ev.labels.is_empty() {
-                ev.mean_iou = Some(ev.labels.iter().map(|l| l.iou).sum::<f64>() / ev.labels.len() as f64);
-            }
-        }
-        Ok(ev)
-    }
-
-    /// Serialises the model into the artifact format (see `artifact`).
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let header = serde_json::to_value(&self.header).map_err(|e| Error::Artifact(e.to_string()))?;
-        let mut tensors: Vec<(String, &Tensor)> = vec![("bank".into(), &self.bank.bank)];
-        if let Some(p) = &self.bank.pca {
-            tensors.push(("pca.mean".into(), &p.mean));
-            tensors.push(("pca.components".into(), &p.components));
-        }
-        let mut heads: Vec<(String, &LinearHead)> = Vec::new();
-        if let Some(hd) = &self.seg_head {
-            heads.push(("seg".into(), hd));
-        }
-        for (i, hd) in self.image_heads.iter().enumerate() {
-            heads.push((format!("image.{i}"), hd));
-        }
-        if let Some(g) = &self.gaussian {
-            tensors.push(("gauss.mean".into(), &g.mean));
-            tensors.push(("gauss.std".into(), &g.std));
-            tensors.push(("gauss.precision".into(), &g.precision));
-        }
-        for (prefix, hd) in &heads {
-            tensors.push((format!("{prefix}.mean"), &hd.mean));
-            tensors.push((format!("{prefix}.std"), &hd.std));
-            tensors.push((format!("{prefix}.weight"), &hd.weight));
-            tensors.push((format!("{prefix}.bias"), &hd.bias));
-        }
-        let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-        artifact::to_bytes(&header, &refs)
-    }
-
-    /// Loads a model from artifact bytes (any format version from `artifact::MIN_FORMAT_VERSION`).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
-        let (header, mut tensors) = artifact::from_bytes(bytes)?;
-        let header: ModelHeader = serde_json::from_value(header).map_err(|e| Error::Artifact(format!("model header: {e}")))?;
-        if header.backbone.id != BACKBONE_ID {
-            return Err(Error::Artifact(format!("model was trained with backbone {}; this Vigil has {BACKBONE_ID}", header.backbone.id)));
-        }
-        if header.patchcore.tap_weights.as_ref().is_some_and(|w| w.len() as i64 != EMBED_DIM || w.iter().any(|x| !x.is_finite())) {
-            return Err(Error::Artifact("tap weights do not match the embedding".into()));
-        }
-        let (w, h) = (header.input.width, header.input.height);
-        if w == 0 || h == 0 || w % 32 != 0 || h % 32 != 0 || w > 8192 || h > 8192 {
-            return Err(Error::Artifact(format!("input size {w}×{h} is not a multiple of 32 up to 8192")));
-        }
-        let mut take = |name: &str| tensors.remove(name);
-        let bank = take("bank").ok_or_else(|| Error::Artifact("model has no memory bank".into()))?;
-        let pca = match (take("pca.mean"), take("pca.components")) {
-            (Some(mean), Some(components)) => Some(patchcore::Pca { mean, components, residual: header.patchcore.pca_residual }),
-            (None, None) => None,
-            _ => return Err(Error::Artifact("incomplete PCA in model".into())),
-        };
-        if let Some(p) = &pca {
-            if p.components.size().len() != 2
-                || p.input_dim() != EMBED_DIM
-                || p.mean.size() != [EMBED_DIM]
-                || Some(p.components_kept()) != header.patchcore.knn_dim
-            {
-                return Err(Error::Artifact("PCA does not match the model header".into()));
-            }
-        }
-        let mut head = |prefix: &str| -> Option<LinearHead> {
-            Some(LinearHead {
-                mean: take(&format!("{prefix}.mean"))?,
-                std: take(&format!("{prefix}.std"))?,
-                weight: take(&format!("{prefix}.weight"))?,
-                bias: take(&format!("{prefix}.bias"))?,
-            })
-        };
-        let seg_head = head("seg");
-        // Version 1 stored one refitted head as `image.*`; version 2 one head per fold as `image.N.*`.
-        let mut image_heads: Vec<LinearHead> = head("image").into_iter().collect();
-        while let Some(hd) = head(&format!("image.{}", image_heads.len())) {
-            image_heads.push(hd);
-        }
-        let gaussian = match (take("gauss.mean"), take("gauss.std"), take("gauss.precision")) {
-            (Some(mean), Some(std), Some(precision)) => {
-                if mean.size() != [POOLED_DIM] || std.size() != [POOLED_DIM] || precision.size() != [POOLED_DIM, POOLED_DIM] {
-                    return Err(Error::Artifact("Gaussian model has the wrong shape".into()));
-                }
-                Some(Gaussian { mean, std, precision })
-            }
-            (None, None, None) => None,
-            _ => return Err(Error::Artifact("incomplete Gaussian model".into())),
-        };
-        let sc = &header.score;
-        let needs_gaussian = sc.gaussian_weight.is_some_and(|w| w > 0.0) || (sc.head_stats && !image_heads.is_empty());
-        if needs_gaussian && (gaussian.is_none() || sc.patchcore_scale.is_none() || sc.gaussian_scale.is_none()) {
-            return Err(Error::Artifact("the score uses a Gaussian model the file does not have".into()));
-        }
-        let head_dim = POOLED_DIM + if sc.head_stats { 2 } else { 0 };
-        if header.segmentation && seg_head.is_none() {
-            return Err(Error::Artifact("segmentation model without its head".into()));
-        }
-        let head_ok = |h: &LinearHead, f: i64, c: i64| {
-            h.weight.size() == [f, c] && h.bias.size() == [c] && h.mean.size() == [f] && h.std.size() == [f]
-        };
-        if let Some(h) = &seg_head {
-            if h.weight.size().len() != 2 || !head_ok(h, EMBED_DIM + 1, 1 + header.labels.len() as i64) {
-                return Err(Error::Artifact("segmentation head does not match the labels".into()));
-            }
-        }
-        if image_heads.iter().any(|h| h.weight.size().len() != 2 || !head_ok(h, head_dim, 2)) {
-            return Err(Error::Artifact("image head has the wrong shape".into()));
-        }
-        let bank = MemoryBank::new(bank, pca)?;
-        let width = header.patchcore.knn_dim.map_or(EMBED_DIM, |k| k + header.patchcore.pca_residual as i64);
-        if bank.bank.size()[1] != width {
-            return Err(Error::Artifact("memory bank has the wrong width".into()));
-        }
-        Ok(Model { header, bank, seg_head, image_heads, gaussian })
-    }
-
-    /// Writes the model file atomically: to a uniquely named temporary file in the same folder, flushed to
-    /// disk (fsync), then renamed over `path`, and the folder synced, so a crash leaves either the old file
-    /// or the new one, and two writers never share a temporary file.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        use std::io::Write;
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let io = |p: &Path, e: std::io::Error| Error::Io { path: p.display().to_string(), source: e };
-        let bytes = self.to_bytes()?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("model");
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let tmp = dir.join(format!(".{name}.{}.{nanos}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-        let result = (|| -> Result<()> {
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| io(&tmp, e))?;
-            f.write_all(&bytes).map_err(|e| io(&tmp, e))?;
-            f.sync_all().map_err(|e| io(&tmp, e))?;
-            drop(f);
-            std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-            // The rename itself is durable once the folder is synced (not possible on every platform).
-            if let Ok(d) = std::fs::File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
-    }
-
-    pub fn load(path: &Path) -> Result<Model> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
-        Model::from_bytes(&bytes)
-    }
-}
-
-impl Evaluation {
-    /// The figures, curves and histogram of per-image results at a threshold (no pixel figures).
-    pub fn from_images(source: &str, threshold: f32, images: Vec<ImageResult>) -> Evaluation {
-        let scores: Vec<f32> = images.iter().map(|r| r.score).collect();
-        let labels: Vec<bool> = images.iter().map(|r| r.anomalous).collect();
-        let c = Confusion::at(&scores, &labels, threshold);
-        let (roc, pr) = metrics::curves(&scores, &labels);
-        Evaluation {
-            source: source.into(),
-            n_normal: labels.iter().filter(|&&y| !y).count(),
-            n_anomaly: labels.iter().filter(|&&y| y).count(),
-            threshold,
-            precision: c.precision(),
-            recall: c.recall(),
-            f1: c.f1(),
-            image_auroc: metrics::auroc(&scores, &labels),
-            average_precision: metrics::average_precision(&scores, &labels),
-            roc,
-            pr,
-            histogram: metrics::histogram(&scores, &labels, 20),
-            images,
-            pixel_auroc: None,
-            segmentation_pixel_auroc: None,
-            labels: Vec::new(),
-            mean_iou: None,
-        }
     }
 }
 

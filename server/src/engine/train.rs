@@ -431,79 +431,11 @@ pub fn train(
     // 5. Segmentation head.
     let label_colors: Vec<[u8; 3]> = set.labels.iter().filter_map(|l| segmentation::parse_hex_color(&l.color)).collect();
     let has_masks = train_samples.iter().any(|s| s.anomalous && s.mask.is_some());
-    let mut seg_head = None;
-    if opts.segmentation && has_masks && !label_colors.is_empty() {
-        let classes = 1 + label_colors.len() as i64;
-        // Rows: every stride-8 cell of every image; anomalous cells (any label pixel) are all kept (up to
-        // MAX_ANOMALY_ROWS), background cells are sampled so that there are at most MAX_HEAD_ROWS rows.
-        const MAX_HEAD_ROWS: usize = 16_384;
-        const MAX_ANOMALY_ROWS: usize = 8_192;
-        let (mut anom_x, mut anom_y, mut bg_x) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..total {
-            let s = train_samples[i];
-            let Some(map) = &oof_maps[i] else { continue };
-            if s.anomalous && s.mask.is_none() {
-                continue;
-            }
-            let x = seg_rows(&items[i].embedding, map, pc_norm)?;
-            match &s.mask {
-                Some(m) if s.anomalous => {
-                    let mask = m.load_mask()?;
-                    let cm = segmentation::mask_to_classes(&mask, &label_colors, width, height);
-                    let frac = segmentation::class_fractions(&cm, width as i64, height as i64, classes, 8)?;
-                    let y = frac.f_permute([1, 2, 0])?.f_reshape([-1, classes])?;
-                    let bg: Vec<f32> = f32_values(&y.f_select(1, 0)?)?;
-                    let (a, b): (Vec<i64>, Vec<i64>) = (0..bg.len() as i64).partition(|&j| bg[j as usize] < 1.0);
-                    if !a.is_empty() {
-                        let ia = Tensor::f_from_slice(&a)?;
-                        anom_x.push(x.f_index_select(0, &ia)?);
-                        anom_y.push(y.f_index_select(0, &ia)?);
-                    }
-                    if !b.is_empty() {
-                        bg_x.push(x.f_index_select(0, &Tensor::f_from_slice(&b)?)?);
-                    }
-                }
-                _ => bg_x.push(x),
-            }
-        }
-        let mut rng = SplitMix64::new(opts.seed ^ 0x5E6);
-        let mut subsample = |x: Tensor, keep: usize| -> Result<Tensor> {
-            let n = x.size()[0] as usize;
-            if n <= keep {
-                return Ok(x);
-            }
-            let mut idx: Vec<i64> = (0..n as i64).collect();
-            rng.shuffle(&mut idx);
-            idx.truncate(keep);
-            idx.sort_unstable();
-            Ok(x.f_index_select(0, &Tensor::f_from_slice(&idx)?)?)
-        };
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        if !anom_x.is_empty() {
-            let ax = Tensor::f_cat(&anom_x, 0)?;
-            let ay = Tensor::f_cat(&anom_y, 0)?;
-            let both = Tensor::f_cat(&[ax, ay], 1)?;
-            let both = subsample(both, MAX_ANOMALY_ROWS)?;
-            let f = EMBED_DIM + 1;
-            xs.push(both.f_narrow(1, 0, f)?);
-            ys.push(both.f_narrow(1, f, classes)?);
-        }
-        let n_anom_rows: usize = xs.iter().map(|x| x.size()[0] as usize).sum();
-        if !bg_x.is_empty() && n_anom_rows > 0 {
-            let bx = subsample(Tensor::f_cat(&bg_x, 0)?, MAX_HEAD_ROWS - n_anom_rows)?;
-            let by = Tensor::f_zeros([bx.size()[0], classes], (Kind::Float, tch::Device::Cpu))?;
-            let _ = by.f_select(1, 0)?.f_fill_(1.0)?;
-            xs.push(bx);
-            ys.push(by);
-        }
-        if !xs.is_empty() {
-            let x = Tensor::f_cat(&xs, 0)?;
-            let y = Tensor::f_cat(&ys, 0)?;
-            let w = segmentation::balanced_weights(&y)?;
-            seg_head = Some(LinearHead::fit(&x, &y, &w, FitOptions { steps: 300, learning_rate: 0.05, l2: 1e-3 })?);
-            tracing::debug!(rows = x.size()[0], "segmentation head trained");
-        }
-    }
+    let seg_head = if opts.segmentation && has_masks && !label_colors.is_empty() {
+        fit_segmentation_head(&train_samples, &items, &oof_maps, &label_colors, (width, height), pc_norm, opts.seed)?
+    } else {
+        None
+    };
     progress(Progress { stage: Stage::Heads, done: 2, total: 2 });
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "segmentation head");
 
@@ -685,6 +617,91 @@ fn out_of_fold(
     progress(Progress { stage: Stage::CrossValidation, done: k, total: k });
     tracing::debug!(secs = started.elapsed().as_secs_f64(), auroc = ?metrics::auroc(&oof_pc, labels), width, height, "out-of-fold scores");
     Ok(OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps })
+}
+
+/// The segmentation head (step 5 of training): a linear classifier of patch embeddings plus their out-of-fold
+/// patch scores into background and the labels. Rows: every stride-8 cell of every image with an out-of-fold
+/// map; anomalous cells (any label pixel) are all kept (up to `MAX_ANOMALY_ROWS`), background cells are sampled
+/// so that there are at most `MAX_HEAD_ROWS` rows. `None` when no anomalous cell was found.
+#[allow(clippy::too_many_arguments)]
+fn fit_segmentation_head(
+    samples: &[&Sample],
+    items: &[Item],
+    oof_maps: &[Option<Tensor>],
+    label_colors: &[[u8; 3]],
+    (width, height): (u32, u32),
+    pc_norm: f32,
+    seed: u64,
+) -> Result<Option<LinearHead>> {
+    let classes = 1 + label_colors.len() as i64;
+    const MAX_HEAD_ROWS: usize = 16_384;
+    const MAX_ANOMALY_ROWS: usize = 8_192;
+    let (mut anom_x, mut anom_y, mut bg_x) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, s) in samples.iter().enumerate() {
+        let Some(map) = &oof_maps[i] else { continue };
+        if s.anomalous && s.mask.is_none() {
+            continue;
+        }
+        let x = seg_rows(&items[i].embedding, map, pc_norm)?;
+        match &s.mask {
+            Some(m) if s.anomalous => {
+                let mask = m.load_mask()?;
+                let cm = segmentation::mask_to_classes(&mask, label_colors, width, height);
+                let frac = segmentation::class_fractions(&cm, width as i64, height as i64, classes, 8)?;
+                let y = frac.f_permute([1, 2, 0])?.f_reshape([-1, classes])?;
+                let bg: Vec<f32> = f32_values(&y.f_select(1, 0)?)?;
+                let (a, b): (Vec<i64>, Vec<i64>) = (0..bg.len() as i64).partition(|&j| bg[j as usize] < 1.0);
+                if !a.is_empty() {
+                    let ia = Tensor::f_from_slice(&a)?;
+                    anom_x.push(x.f_index_select(0, &ia)?);
+                    anom_y.push(y.f_index_select(0, &ia)?);
+                }
+                if !b.is_empty() {
+                    bg_x.push(x.f_index_select(0, &Tensor::f_from_slice(&b)?)?);
+                }
+            }
+            _ => bg_x.push(x),
+        }
+    }
+    let mut rng = SplitMix64::new(seed ^ 0x5E6);
+    let mut subsample = |x: Tensor, keep: usize| -> Result<Tensor> {
+        let n = x.size()[0] as usize;
+        if n <= keep {
+            return Ok(x);
+        }
+        let mut idx: Vec<i64> = (0..n as i64).collect();
+        rng.shuffle(&mut idx);
+        idx.truncate(keep);
+        idx.sort_unstable();
+        Ok(x.f_index_select(0, &Tensor::f_from_slice(&idx)?)?)
+    };
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    if !anom_x.is_empty() {
+        let ax = Tensor::f_cat(&anom_x, 0)?;
+        let ay = Tensor::f_cat(&anom_y, 0)?;
+        let both = Tensor::f_cat(&[ax, ay], 1)?;
+        let both = subsample(both, MAX_ANOMALY_ROWS)?;
+        let f = EMBED_DIM + 1;
+        xs.push(both.f_narrow(1, 0, f)?);
+        ys.push(both.f_narrow(1, f, classes)?);
+    }
+    let n_anom_rows: usize = xs.iter().map(|x| x.size()[0] as usize).sum();
+    if !bg_x.is_empty() && n_anom_rows > 0 {
+        let bx = subsample(Tensor::f_cat(&bg_x, 0)?, MAX_HEAD_ROWS - n_anom_rows)?;
+        let by = Tensor::f_zeros([bx.size()[0], classes], (Kind::Float, tch::Device::Cpu))?;
+        let _ = by.f_select(1, 0)?.f_fill_(1.0)?;
+        xs.push(bx);
+        ys.push(by);
+    }
+    if !xs.is_empty() {
+        let x = Tensor::f_cat(&xs, 0)?;
+        let y = Tensor::f_cat(&ys, 0)?;
+        let w = segmentation::balanced_weights(&y)?;
+        let head = LinearHead::fit(&x, &y, &w, FitOptions { steps: 300, learning_rate: 0.05, l2: 1e-3 })?;
+        tracing::debug!(rows = x.size()[0], "segmentation head trained");
+        return Ok(Some(head));
+    }
+    Ok(None)
 }
 
 /// The supervised image logit: `logit(anomaly) − logit(normal)` of a two-class head, `(N, F)` → `(N,)`.
