@@ -19,7 +19,7 @@ pub enum Resize {
     /// `torch_antialias` existed.
     #[default]
     Triangle,
-    /// libtorch's antialiased bilinear interpolation (PIL's), on f32 pixels, vectorised.
+    /// libtorch's antialiased bilinear interpolation (PIL's), on f32 pixels (computed by `resize`).
     TorchAntialias,
 }
 
@@ -82,16 +82,10 @@ impl Backbone {
             return Err(Error::Shape("empty image".into()));
         }
         if resize == Resize::TorchAntialias {
-            return tch::no_grad(|| {
-                let (iw, ih) = (img.width() as i64, img.height() as i64);
-                let x = Tensor::f_from_slice(img.as_raw())?.f_view([1, ih, iw, 3])?.f_permute([0, 3, 1, 2])?.f_to_kind(Kind::Float)?;
-                let x = if (iw, ih) == (width as i64, height as i64) {
-                    x
-                } else {
-                    x.f_internal_upsample_bilinear2d_aa([height as i64, width as i64], false, None, None)?
-                };
-                Ok(x.f_div_scalar(127.5)?.f_sub_scalar(1.0)?.f_contiguous()?)
-            });
+            // libtorch's filter, computed from the 8-bit rows directly (see `resize`).
+            let (iw, ih, ow, oh) = (img.width() as usize, img.height() as usize, width as usize, height as usize);
+            let planes = super::resize::resize_normalize(img.as_raw(), iw, ih, ow, oh);
+            return Ok(Tensor::f_from_slice(&planes)?.f_view([1, 3, height as i64, width as i64])?);
         }
         let resized;
         let img = if img.width() == width && img.height() == height {

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod model;
 mod model_file;
 pub mod patchcore;
+pub mod resize;
 pub mod segmentation;
 pub mod threshold;
 pub mod train;

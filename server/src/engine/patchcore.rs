@@ -15,7 +15,79 @@ pub const EMBED_DIM: i64 = S8_CHANNELS + S16_CHANNELS;
 /// Locally aware patch features: 3×3 average pooling (stride 1, edges averaged over valid cells) of both taps,
 /// the stride-16 map bilinearly upsampled onto the stride-8 grid, concatenated along channels.
 /// `s8: (B, 40, h, w)`, `s16: (B, 112, h/2, w/2)` → `(B, 152, h, w)`.
+///
+/// Computed in plain Rust with libtorch's arithmetic (`avg_pool2d` without padding in the count, then
+/// `upsample_bilinear2d` without aligned corners): libtorch's pooling kernel took a millisecond of a
+/// 20 ms detection for these small maps. [`embed_torch`] is the same in libtorch ops (tested equal).
 pub fn embed(f: &Features) -> Result<Tensor> {
+    let (a, b) = (f.s8.size(), f.s16.size());
+    if a.len() != 4 || b.len() != 4 || a[0] != b[0] || f.s8.kind() != Kind::Float || f.s16.kind() != Kind::Float {
+        return embed_torch(f);
+    }
+    let (n, c8, h, w) = (a[0] as usize, a[1] as usize, a[2] as usize, a[3] as usize);
+    let (c16, h2, w2) = (b[1] as usize, b[2] as usize, b[3] as usize);
+    if h == 0 || w == 0 || h2 == 0 || w2 == 0 {
+        return Err(Error::Shape(format!("empty feature maps {a:?} and {b:?}")));
+    }
+    let v8: Vec<f32> = Vec::try_from(&f.s8.f_contiguous()?.f_view([-1])?)?;
+    let v16: Vec<f32> = Vec::try_from(&f.s16.f_contiguous()?.f_view([-1])?)?;
+    let c = c8 + c16;
+    let mut out = vec![0f32; n * c * h * w];
+    let mut pooled = vec![0f32; h2 * w2];
+    // libtorch's linear source index and weights along one axis (`align_corners = false`).
+    let axis = |input: usize, output: usize| -> Vec<(usize, usize, f32, f32)> {
+        let scale = input as f32 / output as f32;
+        (0..output)
+            .map(|i| {
+                let real = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
+                let i0 = (real.floor() as usize).min(input - 1);
+                let l1 = (real - i0 as f32).clamp(0.0, 1.0);
+                let i1 = i0 + (i0 < input - 1) as usize;
+                (i0, i1, 1.0 - l1, l1)
+            })
+            .collect()
+    };
+    let (ys, xs) = (axis(h2, h), axis(w2, w));
+    for img in 0..n {
+        for ch in 0..c8 {
+            let src = &v8[(img * c8 + ch) * h * w..][..h * w];
+            let dst = &mut out[(img * c + ch) * h * w..][..h * w];
+            box_mean_3x3(src, dst, h, w);
+        }
+        for ch in 0..c16 {
+            box_mean_3x3(&v16[(img * c16 + ch) * h2 * w2..][..h2 * w2], &mut pooled, h2, w2);
+            let dst = &mut out[(img * c + c8 + ch) * h * w..][..h * w];
+            for (y, &(y0, y1, ly0, ly1)) in ys.iter().enumerate() {
+                let (r0, r1) = (&pooled[y0 * w2..][..w2], &pooled[y1 * w2..][..w2]);
+                for (x, &(x0, x1, lx0, lx1)) in xs.iter().enumerate() {
+                    dst[y * w + x] = (r0[x0] * lx0 + r0[x1] * lx1) * ly0 + (r1[x0] * lx0 + r1[x1] * lx1) * ly1;
+                }
+            }
+        }
+    }
+    Ok(Tensor::f_from_slice(&out)?.f_view([n as i64, c as i64, h as i64, w as i64])?)
+}
+
+/// 3×3 mean with stride 1 over one `h × w` plane; cells outside the plane are left out of the mean. Summed
+/// row by row as libtorch's pooling kernel does.
+fn box_mean_3x3(src: &[f32], dst: &mut [f32], h: usize, w: usize) {
+    for y in 0..h {
+        let (y0, y1) = (y.saturating_sub(1), (y + 2).min(h));
+        for x in 0..w {
+            let (x0, x1) = (x.saturating_sub(1), (x + 2).min(w));
+            let mut sum = 0f32;
+            for row in src[y0 * w..y1 * w].chunks_exact(w) {
+                for v in &row[x0..x1] {
+                    sum += v;
+                }
+            }
+            dst[y * w + x] = sum / ((y1 - y0) * (x1 - x0)) as f32;
+        }
+    }
+}
+
+/// [`embed`] in libtorch ops (any kind of tensor).
+pub fn embed_torch(f: &Features) -> Result<Tensor> {
     tch::no_grad(|| {
         let a8 = f.s8.f_avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None::<i64>)?;
         let a16 = f.s16.f_avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None::<i64>)?;
@@ -233,8 +305,24 @@ pub struct MemoryBank {
 /// `sq` `(coarse, L)` their squared norms.
 struct Cells {
     coarse: i64,
-    rows: Tensor,
-    sq: Tensor,
+    /// `coarse × L × D`, row-major.
+    rows: Vec<f32>,
+    /// `coarse × L`.
+    sq: Vec<f32>,
+    dim: usize,
+}
+
+/// `a · b` with eight independent partial sums (vectorised; a plain float fold is not, as it fixes the order).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Members kept per cell (the bound only needs a subset; more cost memory per query).
@@ -287,10 +375,10 @@ impl MemoryBank {
         }
         let idx: Vec<i64> = members.iter().flat_map(|v| (0..CELL_ROWS).map(move |i| v[i % v.len()])).collect();
         let idx = Tensor::f_from_slice(&idx)?;
-        let d = bank.size()[1];
-        let rows = bank.f_index_select(0, &idx)?.f_view([coarse, CELL_ROWS as i64, d])?.f_contiguous()?;
-        let sq = sq.f_squeeze_dim(0)?.f_index_select(0, &idx)?.f_view([coarse, CELL_ROWS as i64])?;
-        Ok(Some(Cells { coarse, rows, sq }))
+        let dim = bank.size()[1] as usize;
+        let rows: Vec<f32> = Vec::try_from(&bank.f_index_select(0, &idx)?.f_contiguous()?.f_view([-1])?)?;
+        let sq: Vec<f32> = Vec::try_from(&sq.f_squeeze_dim(0)?.f_index_select(0, &idx)?.f_contiguous()?)?;
+        Ok(Some(Cells { coarse, rows, sq, dim }))
     }
 
     pub fn len(&self) -> i64 {
@@ -359,24 +447,27 @@ impl MemoryBank {
             let part = self.sq.f_narrow(1, 0, coarse)?.f_addmm(&q, &self.neg2_t.f_narrow(1, 0, coarse)?)?;
             let (min, cell) = part.f_min_dim(1, false)?;
             // A tighter bound from the members of each query's nearest cell, where its nearest neighbour
-            // usually is: |m|² − 2 q·m over the cell's rows.
-            let mut cell_min = Vec::new();
-            let chunk = 1024;
-            let mut start = 0;
-            while start < s[0] {
-                let len = chunk.min(s[0] - start);
-                let c = cell.f_narrow(0, start, len)?;
-                let rows = cells.rows.f_index_select(0, &c)?; // (n, L, D)
-                let dots = rows.f_bmm(&q.f_narrow(0, start, len)?.f_unsqueeze(2)?)?.f_squeeze_dim(2)?; // (n, L)
-                let d = cells.sq.f_index_select(0, &c)?.f_sub(&dots.f_mul_scalar(2.0)?)?;
-                cell_min.push(d.f_amin([1i64].as_slice(), false)?);
-                start += len;
-            }
-            let min = min.f_minimum(&Tensor::f_cat(&cell_min, 0)?)?;
-            let upper = min.f_add(&qsq)?.f_clamp_min(0.0)?; // squared, ≥ the exact squared distance
-            let (sorted, order) = upper.f_sort(0, true)?;
-            let bounds: Vec<f32> = Vec::try_from(&sorted)?;
-            let order: Vec<i64> = Vec::try_from(&order)?;
+            // usually is: |m|² − 2 q·m over the cell's rows (in plain Rust: no gathered copy of the rows).
+            let min: Vec<f32> = Vec::try_from(&min)?;
+            let cell: Vec<i64> = Vec::try_from(&cell)?;
+            let qsq_v: Vec<f32> = Vec::try_from(&qsq)?;
+            let qv: Vec<f32> = Vec::try_from(&q.f_contiguous()?.f_view([-1])?)?;
+            let dim = cells.dim;
+            let mut upper: Vec<(f32, i64)> = (0..s[0] as usize)
+                .map(|i| {
+                    let qi = &qv[i * dim..(i + 1) * dim];
+                    let c = cell[i] as usize;
+                    let mut m = min[i];
+                    for l in 0..CELL_ROWS {
+                        let r = c * CELL_ROWS + l;
+                        m = m.min(cells.sq[r] - 2.0 * dot(&cells.rows[r * dim..(r + 1) * dim], qi));
+                    }
+                    ((m + qsq_v[i]).max(0.0), i as i64) // squared, ≥ the exact squared distance
+                })
+                .collect();
+            upper.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+            let bounds: Vec<f32> = upper.iter().map(|u| u.0).collect();
+            let order: Vec<i64> = upper.iter().map(|u| u.1).collect();
             let mut best = f32::NEG_INFINITY; // squared
             let chunk = 64usize;
             let mut start = 0usize;
@@ -443,6 +534,21 @@ mod tests {
         assert!((d - 45f64.sqrt()).abs() < 1e-2, "{d}");
         assert!(Pca::fit(&rows, 4).is_err());
         assert!(MemoryBank::new(Tensor::zeros([2, 2], (Kind::Float, tch::Device::Cpu)), Some(p)).is_err());
+    }
+
+    #[test]
+    fn embedding_in_rust_equals_libtorch() {
+        let mut rng = crate::engine::coreset::SplitMix64::new(9);
+        for &(n, h, w) in &[(1i64, 24i64, 32i64), (2, 8, 4), (1, 2, 2), (1, 6, 10)] {
+            let mut randn = |k: i64| -> Tensor { Tensor::from_slice(&(0..k).map(|_| rng.normal() as f32 * 3.0).collect::<Vec<f32>>()) };
+            let s8 = randn(n * S8_CHANNELS * h * w).view([n, S8_CHANNELS, h, w]);
+            let s16 = randn(n * S16_CHANNELS * (h / 2) * (w / 2)).view([n, S16_CHANNELS, h / 2, w / 2]);
+            let f = Features { s8, s16 };
+            let (ours, theirs) = (embed(&f).unwrap(), embed_torch(&f).unwrap());
+            assert_eq!(ours.size(), theirs.size());
+            let worst = (&ours - &theirs).abs().max().double_value(&[]);
+            assert!(worst < 1e-5, "{n}×{h}×{w}: largest difference {worst}");
+        }
     }
 
     #[test]

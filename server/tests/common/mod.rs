@@ -21,6 +21,9 @@ pub enum Backend {
 }
 
 
+/// A request the tests make that has no answer by then fails the test (instead of hanging the test run).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
 /// The bootstrap API key every test server is started with; `Harness::client` signs with it.
 pub const API_KEY: &str = "AKIDVIGILTEST";
 pub const API_SECRET: &str = "vigil-test-secret";
@@ -81,7 +84,12 @@ impl Harness {
     pub fn http(&self) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::COOKIE, format!("vigil_session={}", self.session).parse().unwrap());
-        reqwest::Client::builder().default_headers(headers).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .unwrap()
     }
 
     /// A raw LFV API request (`path` after `/2020-11-20`, with its query), signed with the bootstrap key.
@@ -94,7 +102,7 @@ impl Harness {
         let url = format!("{}{path}", self.base);
         let extra: Vec<(&str, &str)> = content_type.map(|c| vec![("content-type", c)]).unwrap_or_default();
         let signed = sigv4_headers(API_KEY, API_SECRET, method, &url, &extra, &body, std::time::SystemTime::now());
-        let mut req = reqwest::Client::new().request(method.parse().unwrap(), &url).body(body);
+        let mut req = reqwest::Client::new().request(method.parse().unwrap(), &url).timeout(REQUEST_TIMEOUT).body(body);
         for (k, v) in extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(signed) {
             req = req.header(k, v);
         }
