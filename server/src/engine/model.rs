@@ -441,7 +441,8 @@ pub struct DetectOptions {
 
 // SAFETY: `tch::Tensor` is `Send` but not `Sync` because a tensor *can* be mutated in place through a shared
 // handle. A `Model`'s tensors (memory bank, PCA, head weights) are created when it is trained or loaded and never
-// mutated afterwards: every method takes `&self` and only reads them (out-of-place ops under `no_grad`, which do
+// mutated afterwards (the bank's search cells, built at first use behind a `OnceLock`, are plain vectors read
+// from those tensors): every method takes `&self` and only reads them (out-of-place ops under `no_grad`, which do
 // not touch autograd state), and libtorch's reference counts are atomic. Concurrent detections with one model
 // from several threads are therefore sound, as in PyTorch's multi-threaded inference on shared weights.
 unsafe impl Sync for Model {}
@@ -549,12 +550,19 @@ impl Model {
                 let s = maps.f_div_scalar(norm)?.f_unsqueeze(1)?;
                 let rows = patchcore::to_rows(&Tensor::f_cat(&[&e, &s], 1)?)?;
                 let c = head.classes();
-                let logits = head.logits(&rows)?.f_view([b, gh, gw, c])?.f_permute([0, 3, 1, 2])?;
-                let up = logits.f_upsample_bilinear2d([h as i64, w as i64], false, None, None)?;
-                let cls = up.f_argmax(1, false)?.f_to_kind(Kind::Uint8)?; // (B, H, W)
-                let prob = if want_prob { Some(up.f_softmax(1, Kind::Float)?.f_select(1, 0)?.f_neg()?.f_add_scalar(1.0)?) } else { None };
+                let cells = head.logits(&rows)?; // (B·gh·gw, C)
+                let flat: Vec<f32> = Vec::try_from(&cells.f_contiguous()?.f_view([-1])?)?;
+                let per_image = (gh * gw * c) as usize;
+                // The probability of an anomaly per pixel only for evaluation (pixel AUROC of the head).
+                let prob = if want_prob {
+                    let up = cells.f_view([b, gh, gw, c])?.f_permute([0, 3, 1, 2])?.f_upsample_bilinear2d([h as i64, w as i64], false, None, None)?;
+                    Some(up.f_softmax(1, Kind::Float)?.f_select(1, 0)?.f_neg()?.f_add_scalar(1.0)?)
+                } else {
+                    None
+                };
                 for i in 0..b {
-                    let v: Vec<u8> = Vec::try_from(&cls.f_get(i)?.f_contiguous()?.f_view([-1])?)?;
+                    let logits = &flat[i as usize * per_image..(i as usize + 1) * per_image];
+                    let v = segmentation::upsampled_argmax(logits, gh as usize, gw as usize, c as usize, h as usize, w as usize)?;
                     let p = match &prob {
                         Some(p) => Some(p.f_get(i)?),
                         None => None,

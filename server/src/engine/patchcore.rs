@@ -34,20 +34,7 @@ pub fn embed(f: &Features) -> Result<Tensor> {
     let c = c8 + c16;
     let mut out = vec![0f32; n * c * h * w];
     let mut pooled = vec![0f32; h2 * w2];
-    // libtorch's linear source index and weights along one axis (`align_corners = false`).
-    let axis = |input: usize, output: usize| -> Vec<(usize, usize, f32, f32)> {
-        let scale = input as f32 / output as f32;
-        (0..output)
-            .map(|i| {
-                let real = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
-                let i0 = (real.floor() as usize).min(input - 1);
-                let l1 = (real - i0 as f32).clamp(0.0, 1.0);
-                let i1 = i0 + (i0 < input - 1) as usize;
-                (i0, i1, 1.0 - l1, l1)
-            })
-            .collect()
-    };
-    let (ys, xs) = (axis(h2, h), axis(w2, w));
+    let (ys, xs) = (linear_axis(h2, h), linear_axis(w2, w));
     for img in 0..n {
         for ch in 0..c8 {
             let src = &v8[(img * c8 + ch) * h * w..][..h * w];
@@ -66,6 +53,21 @@ pub fn embed(f: &Features) -> Result<Tensor> {
         }
     }
     Ok(Tensor::f_from_slice(&out)?.f_view([n as i64, c as i64, h as i64, w as i64])?)
+}
+
+/// libtorch's bilinear source samples and weights along one axis (`upsample_bilinear2d`, `align_corners =
+/// false`): for each of `output` samples, `(i0, i1, w0, w1)` with the value `x[i0]·w0 + x[i1]·w1`.
+pub(super) fn linear_axis(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
+    let scale = input as f32 / output as f32;
+    (0..output)
+        .map(|i| {
+            let real = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (real.floor() as usize).min(input - 1);
+            let l1 = (real - i0 as f32).clamp(0.0, 1.0);
+            let i1 = i0 + (i0 < input - 1) as usize;
+            (i0, i1, 1.0 - l1, l1)
+        })
+        .collect()
 }
 
 /// 3×3 mean with stride 1 over one `h × w` plane; cells outside the plane are left out of the mean. Summed
@@ -296,8 +298,10 @@ pub struct MemoryBank {
     sq: Tensor,
     /// `(D, M)`: `−2 · bankᵀ`, so that one `addmm` gives `|m|² − 2 q·m`.
     neg2_t: Tensor,
-    /// The pruned search's cells (see [`MemoryBank::max_nearest_distance`]), when the bank is large enough.
-    cells: Option<Cells>,
+    /// The pruned search's cells (see [`MemoryBank::max_nearest_distance`]), when the bank is large enough:
+    /// built at its first use, so the banks that never search that way (training's per-fold banks, which score
+    /// every patch) never pay for them.
+    cells: std::sync::OnceLock<Option<Cells>>,
 }
 
 /// The bank partitioned by nearest "coarse" row (the first `coarse` rows: the coreset's first picks, which
@@ -352,8 +356,7 @@ impl MemoryBank {
         let bank = bank.f_to_kind(Kind::Float)?.f_contiguous()?;
         let sq = bank.f_mul(&bank)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_unsqueeze(0)?;
         let neg2_t = bank.f_tr()?.f_mul_scalar(-2.0)?.f_contiguous()?;
-        let cells = tch::no_grad(|| Self::cells(&bank, &sq, &neg2_t))?;
-        Ok(MemoryBank { bank, pca, sq, neg2_t, cells })
+        Ok(MemoryBank { bank, pca, sq, neg2_t, cells: std::sync::OnceLock::new() })
     }
 
     /// Assigns every bank row to its nearest coarse row and keeps up to [`CELL_ROWS`] per cell.
@@ -434,7 +437,20 @@ impl MemoryBank {
         if s.len() != 2 || s[1] != d || s[0] == 0 {
             return Err(Error::Shape(format!("queries must be (N, {d}) with N > 0, got {s:?}")));
         }
-        let Some(cells) = self.cells.as_ref().filter(|_| s[0] >= 64) else {
+        let cells = match self.cells.get() {
+            Some(c) => c.as_ref(),
+            None if s[0] < 64 => None,
+            None => self
+                .cells
+                .get_or_init(|| {
+                    tch::no_grad(|| Self::cells(&self.bank, &self.sq, &self.neg2_t)).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "the pruned search's cells could not be built; searching in full");
+                        None
+                    })
+                })
+                .as_ref(),
+        };
+        let Some(cells) = cells.filter(|_| s[0] >= 64) else {
             return Ok(self.nearest_distances(queries)?.f_max()?.f_double_value(&[])? as f32);
         };
         let coarse = cells.coarse;

@@ -226,6 +226,44 @@ pub fn resize_classes(classes: &[u8], width: u32, height: u32, to_width: u32, to
     out
 }
 
+/// The class of every pixel of an `h × w` image from per-cell logits on a `gh × gw` grid (`gh · gw · c` values,
+/// cell by cell): the argmax of the bilinearly upsampled logits, as libtorch's `upsample_bilinear2d`
+/// (`align_corners = false`) then `argmax` compute it, without the `(c, h, w)` float tensor: rows are
+/// interpolated across first, once per grid row, then each pixel blends two of them.
+pub fn upsampled_argmax(logits: &[f32], gh: usize, gw: usize, c: usize, h: usize, w: usize) -> Result<Vec<u8>> {
+    if logits.len() != gh * gw * c || gh == 0 || gw == 0 || c == 0 || c > 256 {
+        return Err(Error::Shape(format!("{} logits for a {gh}×{gw} grid of {c} classes", logits.len())));
+    }
+    let (ys, xs) = (super::patchcore::linear_axis(gh, h), super::patchcore::linear_axis(gw, w));
+    // `across[gy][x][k]`: grid row gy interpolated at output column x.
+    let mut across = vec![0f32; gh * w * c];
+    for gy in 0..gh {
+        let row = &logits[gy * gw * c..(gy + 1) * gw * c];
+        for (x, &(x0, x1, w0, w1)) in xs.iter().enumerate() {
+            let out = &mut across[(gy * w + x) * c..][..c];
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = row[x0 * c + k] * w0 + row[x1 * c + k] * w1;
+            }
+        }
+    }
+    let mut classes = Vec::with_capacity(h * w);
+    for &(y0, y1, l0, l1) in &ys {
+        let (r0, r1) = (&across[y0 * w * c..(y0 + 1) * w * c], &across[y1 * w * c..(y1 + 1) * w * c]);
+        for x in 0..w {
+            let (a, b) = (&r0[x * c..(x + 1) * c], &r1[x * c..(x + 1) * c]);
+            let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
+            for k in 0..c {
+                let v = a[k] * l0 + b[k] * l1;
+                if v > best || (v.is_nan() && !best.is_nan()) {
+                    (best, arg) = (v, k);
+                }
+            }
+            classes.push(arg as u8);
+        }
+    }
+    Ok(classes)
+}
+
 /// Encodes a class map `(height, width)` as an indexed (palette) PNG, class `c` in `palette[c]`: one byte per
 /// pixel to compress instead of three, and no RGB image to build. Decoders expand it to the same RGB image as
 /// [`colorize`] + [`png_bytes`].
@@ -280,6 +318,21 @@ pub fn hex_color(c: [u8; 3]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upsampled_argmax_equals_libtorch() {
+        let mut rng = crate::engine::coreset::SplitMix64::new(3);
+        for &(gh, gw, c, h, w) in &[(40usize, 32usize, 3usize, 320usize, 256usize), (5, 7, 2, 37, 61), (1, 1, 4, 8, 8), (8, 8, 5, 8, 8)] {
+            let v: Vec<f32> = (0..gh * gw * c).map(|_| rng.normal() as f32 * 4.0).collect();
+            let ours = upsampled_argmax(&v, gh, gw, c, h, w).unwrap();
+            let t = Tensor::from_slice(&v).view([1, gh as i64, gw as i64, c as i64]).permute([0, 3, 1, 2]);
+            let up = t.upsample_bilinear2d([h as i64, w as i64], false, None, None);
+            let theirs: Vec<u8> = Vec::try_from(&up.argmax(1, false).to_kind(Kind::Uint8).contiguous().view([-1])).unwrap();
+            let differ = ours.iter().zip(&theirs).filter(|(a, b)| a != b).count();
+            assert!(differ * 10_000 <= h * w, "{gh}×{gw}×{c} → {h}×{w}: {differ} pixels differ");
+        }
+        assert!(upsampled_argmax(&[0.0; 5], 2, 2, 1, 4, 4).is_err());
+    }
 
     #[test]
     fn indexed_png_decodes_to_the_colourised_map() {
