@@ -1,12 +1,11 @@
 //! The anomaly engine: libtorch through `tch`, with no knowledge of HTTP, databases or async.
 //! Every forward pass runs under `no_grad` on the caller's (blocking) thread.
 //!
-//! Modules follow the literature: [`backbone`] (pretrained feature extractor), [`patchcore`] (patch
-//! embedding, memory bank, nearest-neighbour scores), [`coreset`] (greedy k-center), [`anomaly_map`]
-//! (upsampling and Gaussian smoothing), [`segmentation`] (supervised heads and label masks), [`threshold`]
-//! and [`metrics`], [`artifact`] (the file format), [`model`] (the public types and detection), `evaluate` (evaluation),
-//! `model_file` (a model's file),
-//! [`train`] (training).
+//! Modules follow the literature: [`backbone`] (pretrained feature extractor) and [`resize`] (its input),
+//! [`embedding`] (patch features), [`patchcore`] (memory bank, nearest-neighbour scores), [`coreset`] (greedy
+//! k-center), [`anomaly_map`] (upsampling and Gaussian smoothing), [`segmentation`] (supervised heads and label
+//! masks), [`threshold`] and [`metrics`], [`artifact`] (the file format), [`model`] (the public types and
+//! detection), `evaluate` (evaluation), `model_file` (a model's file), [`train`] (training).
 //!
 //! The API the server calls (all synchronous, CPU-bound: run it on blocking threads, after [`set_threads`]):
 //!
@@ -26,6 +25,7 @@ pub mod anomaly_map;
 pub mod artifact;
 pub mod backbone;
 pub mod coreset;
+pub mod embedding;
 mod evaluate;
 pub mod gaussian;
 pub mod image_io;

@@ -3,6 +3,7 @@
 
 use super::backbone::{Backbone, Features, Resize, S16_CHANNELS, S8_CHANNELS};
 use super::metrics::{CurvePoint, Histogram};
+use super::embedding;
 use super::patchcore::{self, MemoryBank};
 use super::gaussian::{self, Gaussian, NormalScale};
 use super::segmentation::{self, LinearHead};
@@ -140,7 +141,7 @@ pub struct TrainOptions {
     pub gaussian_weight: Option<f32>,
     /// The supervised image head also takes the PatchCore and Gaussian image scores (on their normal scales).
     pub head_stats: bool,
-    /// Give both feature taps the same share of PatchCore's distances (`patchcore::tap_weights`).
+    /// Give both feature taps the same share of PatchCore's distances (`embedding::tap_weights`).
     pub equal_taps: bool,
     /// With at least 10 labelled anomalies and no `input_long_side`, also try a 1.5× larger input (up to
     /// 960 px) and keep it when its out-of-fold AUROC is better by more than 0.02.
@@ -350,7 +351,7 @@ pub struct PatchCoreSpec {
     #[serde(default)]
     pub pca_residual: bool,
     pub pool_kernel: i64,
-    /// Per-channel weights applied to every embedding (`patchcore::tap_weights`); absent: unweighted.
+    /// Per-channel weights applied to every embedding (`embedding::tap_weights`); absent: unweighted.
     #[serde(default)]
     pub tap_weights: Option<Vec<f32>>,
     pub bank_size: i64,
@@ -513,9 +514,9 @@ impl Model {
             let t1 = Instant::now();
             let f = backbone.forward(&x)?;
             let t2 = Instant::now();
-            let e = patchcore::embed(&f)?;
+            let e = embedding::embed(&f)?;
             let e = match &self.header.patchcore.tap_weights {
-                Some(w) => patchcore::weigh(&e, w)?,
+                Some(w) => embedding::weigh(&e, w)?,
                 None => e,
             };
             // Same precision path as training: embeddings pass through f16.
@@ -529,7 +530,7 @@ impl Model {
             } else {
                 let mut pc = Vec::with_capacity(images.len());
                 for i in 0..e.size()[0] {
-                    pc.push(self.bank.max_nearest_distance(&patchcore::to_rows(&e.f_narrow(0, i, 1)?)?)?);
+                    pc.push(self.bank.max_nearest_distance(&embedding::to_rows(&e.f_narrow(0, i, 1)?)?)?);
                 }
                 (None, pc)
             };
@@ -548,7 +549,7 @@ impl Model {
                 let b = e.size()[0];
                 let (gh, gw) = (e.size()[2], e.size()[3]);
                 let s = maps.f_div_scalar(norm)?.f_unsqueeze(1)?;
-                let rows = patchcore::to_rows(&Tensor::f_cat(&[&e, &s], 1)?)?;
+                let rows = embedding::to_rows(&Tensor::f_cat(&[&e, &s], 1)?)?;
                 let c = head.classes();
                 let cells = head.logits(&rows)?; // (B·gh·gw, C)
                 let flat: Vec<f32> = Vec::try_from(&cells.f_contiguous()?.f_view([-1])?)?;

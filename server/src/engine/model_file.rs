@@ -4,7 +4,8 @@
 use super::backbone::BACKBONE_ID;
 use super::gaussian::Gaussian;
 use super::model::{Model, ModelHeader, POOLED_DIM};
-use super::patchcore::{self, MemoryBank, EMBED_DIM};
+use super::embedding::EMBED_DIM;
+use super::patchcore::{self, MemoryBank};
 use super::segmentation::LinearHead;
 use super::{artifact, Error, Result};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The backbone's input from 8-bit RGB pixels: antialiased bilinear resizing (PIL's filter, which is libtorch's
+//! Interpolation with libtorch's weights, without libtorch: the backbone's input from 8-bit RGB pixels: antialiased bilinear resizing (PIL's filter, which is libtorch's
 //! `_upsample_bilinear2d_aa` with `align_corners = false`) and normalisation to `[-1, 1]`, written straight
 //! into the `(3, H, W)` planes the network takes.
 //!
@@ -47,6 +47,21 @@ impl Taps {
     fn of(&self, i: usize) -> (usize, &[f32]) {
         (self.start[i], &self.weights[i * self.max_len..i * self.max_len + self.len[i]])
     }
+}
+
+/// libtorch's bilinear source samples and weights along one axis (`upsample_bilinear2d`, `align_corners =
+/// false`): for each of `output` samples, `(i0, i1, w0, w1)` with the value `x[i0]·w0 + x[i1]·w1`.
+pub(super) fn linear_axis(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
+    let scale = input as f32 / output as f32;
+    (0..output)
+        .map(|i| {
+            let real = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (real.floor() as usize).min(input - 1);
+            let l1 = (real - i0 as f32).clamp(0.0, 1.0);
+            let i1 = i0 + (i0 < input - 1) as usize;
+            (i0, i1, 1.0 - l1, l1)
+        })
+        .collect()
 }
 
 /// `rgb`: `width × height` interleaved 8-bit RGB rows. Returns `(3, out_h, out_w)` planes of `x / 127.5 − 1`

@@ -234,7 +234,7 @@ pub fn upsampled_argmax(logits: &[f32], gh: usize, gw: usize, c: usize, h: usize
     if logits.len() != gh * gw * c || gh == 0 || gw == 0 || c == 0 || c > 256 {
         return Err(Error::Shape(format!("{} logits for a {gh}×{gw} grid of {c} classes", logits.len())));
     }
-    let (ys, xs) = (super::patchcore::linear_axis(gh, h), super::patchcore::linear_axis(gw, w));
+    let (ys, xs) = (super::resize::linear_axis(gh, h), super::resize::linear_axis(gw, w));
     // `across[gy][x][k]`: grid row gy interpolated at output column x.
     let mut across = vec![0f32; gh * w * c];
     for gy in 0..gh {

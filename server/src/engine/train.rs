@@ -33,7 +33,8 @@ use super::model::{
     f32_values, pooled_features, BackboneSpec, Evaluation, ImageResult, InputSpec, Model, ModelHeader, PatchCoreSpec, Progress, Sample,
     ScoreSpec, Stage, TrainOptions, TrainSet, TrainingSummary,
 };
-use super::patchcore::{self, MemoryBank, Pca, EMBED_DIM};
+use super::embedding::{self, EMBED_DIM};
+use super::patchcore::{self, MemoryBank, Pca};
 use super::gaussian::{self, Gaussian, NormalScale};
 use super::segmentation::{self, FitOptions, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
@@ -131,7 +132,7 @@ fn extract(
         }
         let x = Tensor::f_cat(&inputs, 0)?;
         let f = backbone.forward(&x)?;
-        let e = patchcore::embed(&f)?.f_to_kind(Kind::Half)?;
+        let e = embedding::embed(&f)?.f_to_kind(Kind::Half)?;
         let p = pooled_features(&f)?;
         for i in 0..chunk.len() as i64 {
             out.push(Item { embedding: e.f_get(i)?, pooled: p.f_get(i)? });
@@ -193,7 +194,7 @@ fn seg_rows(embedding: &Tensor, patch_map: &Tensor, norm: f32) -> Result<Tensor>
     let e = embedding.f_to_kind(Kind::Float)?;
     let s = patch_map.f_to_kind(Kind::Float)?.f_div_scalar(norm as f64)?.f_unsqueeze(0)?;
     let x = Tensor::f_cat(&[e, s], 0)?.f_unsqueeze(0)?;
-    patchcore::to_rows(&x)
+    embedding::to_rows(&x)
 }
 
 /// The blend of PatchCore's and the supervised score: `(1 − w) · rank_pc + w · rank_sup`.
@@ -569,14 +570,14 @@ fn out_of_fold(
     // Both taps weighed alike, by the normal images' patch energy (a normalisation, like the input's).
     let tap_weights = if opts.equal_taps {
         let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
-        Some(patchcore::tap_weights(&normals)?)
+        Some(embedding::tap_weights(&normals)?)
     } else {
         None
     };
     let items = match &tap_weights {
         Some(w) => items
             .into_iter()
-            .map(|it| Ok(Item { embedding: patchcore::weigh(&it.embedding, w)?, pooled: it.pooled }))
+            .map(|it| Ok(Item { embedding: embedding::weigh(&it.embedding, w)?, pooled: it.pooled }))
             .collect::<Result<Vec<_>>>()?,
         None => items,
     };
