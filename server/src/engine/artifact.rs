@@ -6,7 +6,7 @@
 //! "VIGILMDL"            8 bytes, magic
 //! format version        u32
 //! header length         u64, bytes of the JSON header that follows
-//! header                UTF-8 JSON: everything about the model (see `model::ModelHeader`) plus
+//! header                UTF-8 JSON: everything about the model (see `header::ModelHeader`) plus
 //!                       "tensors": [{"name", "shape", "offset", "numel"}] and "blob_sha256"
 //! blob                  the tensors' values, f32 little-endian, row-major, at their offsets
 //! ```

@@ -28,10 +28,12 @@ pub mod coreset;
 pub mod embedding;
 mod evaluate;
 pub mod gaussian;
+pub mod header;
 pub mod image_io;
 pub mod metrics;
 pub mod model;
 mod model_file;
+pub mod options;
 pub mod patchcore;
 pub mod resize;
 pub mod segmentation;
@@ -39,10 +41,12 @@ pub mod threshold;
 pub mod train;
 
 pub use backbone::{Backbone, Features};
+pub use header::ModelHeader;
 pub use model::{
-    Anomaly, AnomalyLabel, DetectOptions, Detection, Evaluation, ImageResult, ImageSource, LabelMetrics, Model, ModelHeader,
-    PixelAnomaly, Progress, Sample, Stage, TrainOptions, TrainSet,
+    Anomaly, AnomalyLabel, DetectOptions, Detection, Evaluation, ImageResult, ImageSource, LabelMetrics, Model, PixelAnomaly,
+    Sample, TrainSet,
 };
+pub use options::{Progress, Stage, TrainOptions};
 pub use train::train;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,15 @@
-//! The engine's public types and detection with a trained [`Model`] (re-exported from `engine`). Evaluation
-//! lives in `evaluate`, the model's file in `model_file`, training in `train`.
+//! What the engine takes and gives (training images, detections, evaluations) and detection with a trained
+//! [`Model`] (re-exported from `engine`). The model's header is in `header`, training options in `options`,
+//! evaluation in `evaluate`, the model's file in `model_file`, training in `train`.
 
-use super::backbone::{Backbone, Features, Resize, S16_CHANNELS, S8_CHANNELS};
+use super::backbone::{Backbone, Features, S16_CHANNELS, S8_CHANNELS};
+use super::header::ModelHeader;
 use super::metrics::{CurvePoint, Histogram};
 use super::embedding;
 use super::patchcore::{self, MemoryBank};
-use super::gaussian::{self, Gaussian, NormalScale};
+use super::gaussian::{self, Gaussian};
 use super::segmentation::{self, LinearHead};
-use super::threshold::{self, RankScale, ThresholdRule};
+use super::threshold;
 use super::train::{blend, image_logit};
 use super::{anomaly_map, image_io, Error, Result};
 use image::{RgbImage, RgbaImage};
@@ -98,108 +100,6 @@ pub struct TrainSet {
     pub test: Option<Vec<Sample>>,
     /// Anomaly labels with their mask colours, for segmentation; empty for classification projects.
     pub labels: Vec<AnomalyLabel>,
-}
-
-/// Training settings. `Default` is what Vigil uses; each is a knob for experiments and the CLI. Fields
-/// missing from a stored model's header take their defaults.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TrainOptions {
-    /// Long side of the model's input in px (rounded to a multiple of 32). `None`: 40 % of the training
-    /// images' long side, clamped to 256–640.
-    pub input_long_side: Option<u32>,
-    /// Fraction of normal patches kept by the coreset.
-    pub coreset_ratio: f64,
-    /// Cap on the memory bank (rows); bounds detection time and memory.
-    pub max_bank: usize,
-    /// Cap on the patches the coreset chooses from (a seeded random subset beyond it); bounds fit time and
-    /// memory for large training sets.
-    pub max_candidates: usize,
-    /// Dimension of the random projection used by the coreset selection.
-    pub projection_dim: i64,
-    /// Principal components kept for the nearest-neighbour search (`None`: all 152 feature channels).
-    pub knn_dim: Option<i64>,
-    /// Append the norm of what the PCA discards as one more search coordinate (see `patchcore::Pca`).
-    pub pca_residual: bool,
-    /// False-positive rate on normal images that the threshold holds when there are fewer than 3 labelled
-    /// anomalies (see `threshold::from_normals_at_fpr`).
-    pub normal_fpr: f64,
-    /// Folds for out-of-fold scores.
-    pub folds: usize,
-    /// Fraction held out for evaluation when no test set is given (only when there are at least 20 normal and
-    /// 10 anomalous images, LFV's minimum for a single dataset; otherwise the evaluation is cross-validated).
-    pub test_fraction: f64,
-    pub seed: u64,
-    /// Allow the supervised image-level score (it is still only used when cross-validation shows it helps).
-    pub supervised: bool,
-    /// Train a segmentation head when anomalies have masks.
-    pub segmentation: bool,
-    /// Fit a Gaussian model of pooled normal features (see `gaussian`) and fuse its score with PatchCore's.
-    pub gaussian: bool,
-    /// Weight of the Gaussian score in the fusion (0 = PatchCore alone, 1 = Gaussian alone). `None`: chosen
-    /// by out-of-fold AUROC with at least 10 labelled anomalies, else `train::DEFAULT_GAUSSIAN_WEIGHT`.
-    pub gaussian_weight: Option<f32>,
-    /// The supervised image head also takes the PatchCore and Gaussian image scores (on their normal scales).
-    pub head_stats: bool,
-    /// Give both feature taps the same share of PatchCore's distances (`embedding::tap_weights`).
-    pub equal_taps: bool,
-    /// With at least 10 labelled anomalies and no `input_long_side`, also try a 1.5× larger input (up to
-    /// 960 px) and keep it when its out-of-fold AUROC is better by more than 0.02.
-    pub size_search: bool,
-    /// Weight of the supervised score in the blend; `None`: chosen by out-of-fold AUROC (PatchCore alone unless
-    /// another weight beats it by more than 0.005).
-    pub supervised_weight: Option<f32>,
-    /// Images per backbone forward pass while training.
-    pub batch_size: usize,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        TrainOptions {
-            input_long_side: None,
-            coreset_ratio: 0.1,
-            max_bank: 2048,
-            max_candidates: 200_000,
-            projection_dim: 32,
-            knn_dim: Some(64),
-            pca_residual: true,
-            normal_fpr: 0.01,
-            folds: 4,
-            test_fraction: 0.2,
-            seed: 17,
-            supervised: true,
-            segmentation: true,
-            gaussian: true,
-            gaussian_weight: None,
-            head_stats: true,
-            equal_taps: false,
-            size_search: true,
-            supervised_weight: None,
-            batch_size: 8,
-        }
-    }
-}
-
-/// Training progress, for progress bars.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    /// Extracting features of training images.
-    Features,
-    /// Out-of-fold memory banks and scores.
-    CrossValidation,
-    /// The supervised heads.
-    Heads,
-    /// The final memory bank.
-    MemoryBank,
-    /// Scoring the test images.
-    Evaluation,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct Progress {
-    pub stage: Stage,
-    pub done: usize,
-    pub total: usize,
 }
 
 /// One anomaly type in a detection (LFV `Anomaly`).
@@ -293,132 +193,6 @@ pub struct Evaluation {
     pub segmentation_pixel_auroc: Option<f64>,
     pub labels: Vec<LabelMetrics>,
     pub mean_iou: Option<f64>,
-}
-
-/// Everything a model file says about the model besides its tensors.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ModelHeader {
-    pub format: String,
-    pub format_version: u32,
-    pub created_by: String,
-    pub backbone: BackboneSpec,
-    pub input: InputSpec,
-    pub patchcore: PatchCoreSpec,
-    pub score: ScoreSpec,
-    pub threshold: f32,
-    pub threshold_rule: ThresholdRule,
-    /// The false-positive rate the threshold holds on normal images (rule `normal_quantile`).
-    #[serde(default)]
-    pub target_fpr: Option<f64>,
-    pub confidence_scale: f32,
-    /// Anomaly labels (segmentation); classes of the head are background followed by these.
-    pub labels: Vec<AnomalyLabel>,
-    pub background: AnomalyLabel,
-    pub segmentation: bool,
-    pub training: TrainingSummary,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BackboneSpec {
-    pub id: String,
-    pub taps: Vec<String>,
-    /// SHA-256 of the backbone file the model was trained with (models from before it was recorded: none).
-    #[serde(default)]
-    pub sha256: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct InputSpec {
-    pub width: u32,
-    pub height: u32,
-    /// How other sizes are handled.
-    pub resize: String,
-    /// Per-channel `(x / 255 − mean) / std`.
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-    /// The resize filter (older models: the `image` crate's triangle filter).
-    #[serde(default)]
-    pub resize_filter: Resize,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PatchCoreSpec {
-    pub embed_dim: i64,
-    /// Dimensions of the nearest-neighbour search (PCA of normal patches), when fewer than `embed_dim`.
-    #[serde(default)]
-    pub knn_dim: Option<i64>,
-    /// The search space has one more column: the norm of the PCA residual.
-    #[serde(default)]
-    pub pca_residual: bool,
-    pub pool_kernel: i64,
-    /// Per-channel weights applied to every embedding (`embedding::tap_weights`); absent: unweighted.
-    #[serde(default)]
-    pub tap_weights: Option<Vec<f32>>,
-    pub bank_size: i64,
-    pub blur_sigma: f64,
-    pub image_score: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ScoreSpec {
-    /// `patchcore` (the image score is PatchCore's), `supervised` (the supervised score's position among the
-    /// training out-of-fold scores), `blend` (`(1 − w) ·` PatchCore's position `+ w ·` the supervised one's) or,
-    /// in older models, `rank_average` (the blend with `w = 0.5` and one refitted head).
-    pub kind: String,
-    /// Typical (median) out-of-fold PatchCore score of a normal training image; scales heat maps and the
-    /// segmentation head's score input.
-    pub patchcore_norm: f32,
-    pub patchcore_ranks: Option<RankScale>,
-    pub supervised_ranks: Option<RankScale>,
-    /// `w` of the blend, chosen by out-of-fold AUROC.
-    #[serde(default)]
-    pub supervised_weight: Option<f32>,
-    /// Weight of the Gaussian score in the unsupervised score (`gaussian::fuse`); absent or 0: the
-    /// unsupervised score is PatchCore's raw score.
-    #[serde(default)]
-    pub gaussian_weight: Option<f32>,
-    /// Normal scales of the PatchCore and Gaussian image scores (out-of-fold normal scores).
-    #[serde(default)]
-    pub patchcore_scale: Option<NormalScale>,
-    #[serde(default)]
-    pub gaussian_scale: Option<NormalScale>,
-    /// The image heads take the pooled features followed by both image scores on their normal scales.
-    #[serde(default)]
-    pub head_stats: bool,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TrainingSummary {
-    pub train_normal: usize,
-    pub train_anomaly: usize,
-    pub test_normal: usize,
-    pub test_anomaly: usize,
-    /// How the evaluation images were chosen: `test_set`, `held_out_split` or `cross_validation`.
-    pub split: String,
-    /// Ids of the images held out for evaluation (when split automatically).
-    pub held_out: Vec<String>,
-    pub folds: usize,
-    pub seed: u64,
-    pub oof_auroc_patchcore: Option<f64>,
-    pub oof_auroc_supervised: Option<f64>,
-    pub oof_auroc_combined: Option<f64>,
-    pub supervised_used: bool,
-    /// Out-of-fold AUROC of each blend weight tried (0 = PatchCore alone, 1 = supervised alone).
-    #[serde(default)]
-    pub oof_auroc_by_weight: Vec<(f32, Option<f64>)>,
-    /// Out-of-fold AUROC of the Gaussian score alone, and of each fusion weight tried (labelled sets).
-    #[serde(default)]
-    pub oof_auroc_gaussian: Option<f64>,
-    #[serde(default)]
-    pub oof_auroc_by_gaussian_weight: Vec<(f32, Option<f64>)>,
-    /// Input sizes tried and the best out-of-fold AUROC of the unsupervised scores at each.
-    #[serde(default)]
-    pub oof_auroc_by_input_size: Vec<((u32, u32), Option<f64>)>,
-    /// Ledoit–Wolf shrinkage of the final Gaussian model.
-    #[serde(default)]
-    pub gaussian_shrinkage: Option<f64>,
-    pub fit_seconds: f64,
-    pub options: Option<TrainOptions>,
 }
 
 /// A trained model.
@@ -521,21 +295,46 @@ impl Model {
             };
             // Same precision path as training: embeddings pass through f16.
             let e = e.f_to_kind(Kind::Half)?.f_to_kind(Kind::Float)?;
-            // Patch maps only when something needs them (heat map, segmentation head); otherwise the image
-            // score alone, by the pruned exact search.
-            let (maps, pc) = if want_heat || self.seg_head.is_some() {
+            // Every patch's exact score only when something needs them all (the heat map, the head's pixel
+            // probabilities); otherwise the image score by the pruned exact search, and a segmentation head's mask
+            // from exact scores only where they can change it (`segmentation::pruned_classes`).
+            let norm = self.header.score.patchcore_norm as f64;
+            let (hw, grid) = ((h as usize, w as usize), (e.size()[2] as usize, e.size()[3] as usize));
+            let mut seg: Vec<(Option<Vec<u8>>, Option<Tensor>)> = Vec::new();
+            let (maps, pc) = if want_heat || (want_prob && self.seg_head.is_some()) {
                 let maps = self.bank.score_maps(&e)?; // (B, h, w)
                 let pc: Vec<f32> = f32_values(&patchcore::image_scores(&maps)?)?;
+                if let Some(head) = &self.seg_head {
+                    for i in 0..e.size()[0] {
+                        seg.push(segment_exact(head, &e.f_get(i)?, &maps.f_get(i)?, norm, hw, want_prob)?);
+                    }
+                }
                 (Some(maps), pc)
             } else {
                 let mut pc = Vec::with_capacity(images.len());
                 for i in 0..e.size()[0] {
-                    pc.push(self.bank.max_nearest_distance(&embedding::to_rows(&e.f_narrow(0, i, 1)?)?)?);
+                    let rows = embedding::to_rows(&e.f_narrow(0, i, 1)?)?;
+                    let bounds = self.bank.bounds(&rows)?;
+                    match (&self.seg_head, bounds) {
+                        (None, Some(b)) => pc.push(b.max_distance()?),
+                        (Some(head), Some(b)) => {
+                            let p = segmentation::pruned_classes(head, &rows, norm as f32, &b, grid, hw)?;
+                            tracing::trace!(searched = p.searched, cells = rows.size()[0], "segmentation cells searched exactly");
+                            pc.push(b.max_distance_from(p.best_sq)?);
+                            seg.push((Some(p.classes), None));
+                        }
+                        (head, None) => {
+                            let map = self.bank.nearest_distances(&rows)?.f_view([grid.0 as i64, grid.1 as i64])?;
+                            pc.push(map.f_max()?.f_double_value(&[])? as f32);
+                            if let Some(head) = head {
+                                seg.push(segment_exact(head, &e.f_get(i)?, &map, norm, hw, false)?);
+                            }
+                        }
+                    }
                 }
                 (None, pc)
             };
             let t3 = Instant::now();
-            let norm = self.header.score.patchcore_norm as f64;
             let heat = match (&maps, want_heat) {
                 (Some(maps), true) => {
                     Some(anomaly_map::heat_maps(&maps.f_div_scalar(norm)?, h as i64, w as i64, self.header.patchcore.blur_sigma)?)
@@ -544,33 +343,6 @@ impl Model {
             };
             let t4 = Instant::now();
             let scores = self.image_scores(&f, &pc)?;
-            let mut seg: Vec<(Option<Vec<u8>>, Option<Tensor>)> = Vec::new();
-            if let (Some(head), Some(maps)) = (&self.seg_head, &maps) {
-                let b = e.size()[0];
-                let (gh, gw) = (e.size()[2], e.size()[3]);
-                let s = maps.f_div_scalar(norm)?.f_unsqueeze(1)?;
-                let rows = embedding::to_rows(&Tensor::f_cat(&[&e, &s], 1)?)?;
-                let c = head.classes();
-                let cells = head.logits(&rows)?; // (B·gh·gw, C)
-                let flat: Vec<f32> = Vec::try_from(&cells.f_contiguous()?.f_view([-1])?)?;
-                let per_image = (gh * gw * c) as usize;
-                // The probability of an anomaly per pixel only for evaluation (pixel AUROC of the head).
-                let prob = if want_prob {
-                    let up = cells.f_view([b, gh, gw, c])?.f_permute([0, 3, 1, 2])?.f_upsample_bilinear2d([h as i64, w as i64], false, None, None)?;
-                    Some(up.f_softmax(1, Kind::Float)?.f_select(1, 0)?.f_neg()?.f_add_scalar(1.0)?)
-                } else {
-                    None
-                };
-                for i in 0..b {
-                    let logits = &flat[i as usize * per_image..(i as usize + 1) * per_image];
-                    let v = segmentation::upsampled_argmax(logits, gh as usize, gw as usize, c as usize, h as usize, w as usize)?;
-                    let p = match &prob {
-                        Some(p) => Some(p.f_get(i)?),
-                        None => None,
-                    };
-                    seg.push((Some(v), p));
-                }
-            }
             let t5 = Instant::now();
             tracing::trace!(
                 preprocess_ms = (t1 - t0).as_secs_f64() * 1e3,
@@ -720,6 +492,26 @@ impl Model {
         let scored = self.score_batch(backbone, images, options.heat_map, false)?;
         scored.into_iter().zip(images).map(|(s, img)| self.detection(s, img.width(), img.height())).collect()
     }
+}
+
+/// A segmentation head's classes for one image from every patch's exact score: `e: (D, gh, gw)`,
+/// `map: (gh, gw)` → the `h × w` class map, and `1 − P(background)` per pixel when `want_prob`.
+fn segment_exact(head: &LinearHead, e: &Tensor, map: &Tensor, norm: f64, (h, w): (usize, usize), want_prob: bool) -> Result<(Option<Vec<u8>>, Option<Tensor>)> {
+    let (gh, gw) = (e.size()[1], e.size()[2]);
+    let s = map.f_div_scalar(norm)?.f_view([1, gh, gw])?;
+    let rows = embedding::to_rows(&Tensor::f_cat(&[e, &s], 0)?.f_unsqueeze(0)?)?;
+    let c = head.classes();
+    let cells = head.logits(&rows)?; // (gh·gw, C)
+    let flat: Vec<f32> = Vec::try_from(&cells.f_contiguous()?.f_view([-1])?)?;
+    let classes = segmentation::upsampled_argmax(&flat, gh as usize, gw as usize, c as usize, h, w)?;
+    // The probability of an anomaly per pixel only for evaluation (pixel AUROC of the head).
+    let prob = if want_prob {
+        let up = cells.f_view([1, gh, gw, c])?.f_permute([0, 3, 1, 2])?.f_upsample_bilinear2d([h as i64, w as i64], false, None, None)?;
+        Some(up.f_softmax(1, Kind::Float)?.f_select(1, 0)?.f_neg()?.f_add_scalar(1.0)?.f_get(0)?)
+    } else {
+        None
+    };
+    Ok((Some(classes), prob))
 }
 
 #[cfg(test)]

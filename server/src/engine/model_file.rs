@@ -3,7 +3,8 @@
 
 use super::backbone::BACKBONE_ID;
 use super::gaussian::Gaussian;
-use super::model::{Model, ModelHeader, POOLED_DIM};
+use super::header::ModelHeader;
+use super::model::{Model, POOLED_DIM};
 use super::embedding::EMBED_DIM;
 use super::patchcore::{self, MemoryBank};
 use super::segmentation::LinearHead;

@@ -299,28 +299,36 @@ impl MemoryBank {
     }
 
     /// The largest nearest-neighbour distance over `queries: (N, D)` — the image score — without computing
-    /// every query's exact distance. Exact, by branch and bound: distances to a prefix of the bank (its first
-    /// rows are the coreset's first picks, a coarse cover of the rest) and to the members of the query's nearest
-    /// prefix row's cell (where its nearest neighbour usually is) bound each query's distance from above;
-    /// queries are then searched exactly against the whole bank in decreasing order of that bound, stopping
-    /// when the bound falls to the best exact distance found. Without the cells' bound half the patches of a
-    /// normal image were searched in full; with it, a few percent.
+    /// every query's exact distance. Exact, by branch and bound (see [`Bounds`]): queries are searched exactly
+    /// against the whole bank in decreasing order of their upper bound, stopping when the bound falls to the
+    /// best exact distance found. Without the cells' bound half the patches of a normal image were searched in
+    /// full; with it, a few percent.
     pub fn max_nearest_distance(&self, queries: &Tensor) -> Result<f32> {
+        match self.bounds(queries)? {
+            Some(b) => b.max_distance(),
+            None => Ok(self.nearest_distances(queries)?.f_max()?.f_double_value(&[])? as f32),
+        }
+    }
+
+    /// Upper bounds on every query's nearest-neighbour distance from a fraction of the bank, for searches
+    /// that need only some queries exactly. `None` when the bank has no cells (small banks) or there are
+    /// fewer than 64 queries: the plain search is as fast there.
+    pub fn bounds(&self, queries: &Tensor) -> Result<Option<Bounds<'_>>> {
         let s = queries.size();
         let d = self.pca.as_ref().map_or(self.bank.size()[1], |p| p.input_dim());
         if s.len() != 2 || s[1] != d || s[0] == 0 {
             return Err(Error::Shape(format!("queries must be (N, {d}) with N > 0, got {s:?}")));
         }
-        // Below 64 queries the plain search is as fast (and the cells are not built for it).
         let Some(cells) = (s[0] >= 64).then(|| self.search_cells()).flatten() else {
-            return Ok(self.nearest_distances(queries)?.f_max()?.f_double_value(&[])? as f32);
+            return Ok(None);
         };
         let coarse = cells.coarse;
         tch::no_grad(|| {
             let q = match &self.pca {
                 Some(p) => p.apply(queries)?,
                 None => queries.f_to_kind(Kind::Float)?,
-            };
+            }
+            .f_contiguous()?;
             let qsq = q.f_mul(&q)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
             let part = self.sq.f_narrow(1, 0, coarse)?.f_addmm(&q, &self.neg2_t.f_narrow(1, 0, coarse)?)?;
             let (min, cell) = part.f_min_dim(1, false)?;
@@ -329,9 +337,9 @@ impl MemoryBank {
             let min: Vec<f32> = Vec::try_from(&min)?;
             let cell: Vec<i64> = Vec::try_from(&cell)?;
             let qsq_v: Vec<f32> = Vec::try_from(&qsq)?;
-            let qv: Vec<f32> = Vec::try_from(&q.f_contiguous()?.f_view([-1])?)?;
+            let qv: Vec<f32> = Vec::try_from(&q.f_view([-1])?)?;
             let dim = cells.dim;
-            let mut upper: Vec<(f32, i64)> = (0..s[0] as usize)
+            let upper_sq = (0..s[0] as usize)
                 .map(|i| {
                     let qi = &qv[i * dim..(i + 1) * dim];
                     let c = cell[i] as usize;
@@ -340,30 +348,76 @@ impl MemoryBank {
                         let r = c * CELL_ROWS + l;
                         m = m.min(cells.sq[r] - 2.0 * dot(&cells.rows[r * dim..(r + 1) * dim], qi));
                     }
-                    ((m + qsq_v[i]).max(0.0), i as i64) // squared, ≥ the exact squared distance
+                    (m + qsq_v[i]).max(0.0) // squared, ≥ the exact squared distance
                 })
                 .collect();
-            upper.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-            let bounds: Vec<f32> = upper.iter().map(|u| u.0).collect();
-            let order: Vec<i64> = upper.iter().map(|u| u.1).collect();
-            let mut best = f32::NEG_INFINITY; // squared
-            let chunk = 64usize;
-            let mut start = 0usize;
-            while start < order.len() && bounds[start] > best {
-                let end = (start + chunk).min(order.len());
-                let idx = Tensor::f_from_slice(&order[start..end])?;
-                let qc = q.f_index_select(0, &idx)?;
-                let full = self.sq.f_addmm(&qc, &self.neg2_t)?;
+            Ok(Some(Bounds { bank: self, q, qsq, upper_sq, coarse }))
+        })
+    }
+}
+
+/// The first stage of a pruned search over `N` queries: an upper bound on each query's nearest-neighbour
+/// distance from the distances to a prefix of the bank (its first rows are the coreset's first picks, a coarse
+/// cover of the rest) and to the members of the query's nearest prefix row's cell (where its nearest neighbour
+/// usually is). Exact distances are then computed only for the queries that need them.
+pub struct Bounds<'a> {
+    bank: &'a MemoryBank,
+    /// `(N, D′)` queries in the bank's space.
+    q: Tensor,
+    /// `(N,)` their squared norms.
+    qsq: Tensor,
+    /// Squared upper bounds, one per query.
+    pub upper_sq: Vec<f32>,
+    coarse: i64,
+}
+
+impl Bounds<'_> {
+    /// Upper bounds on the distances (not squared).
+    pub fn upper(&self) -> Vec<f32> {
+        self.upper_sq.iter().map(|u| u.sqrt()).collect()
+    }
+
+    /// The exact squared nearest-neighbour distances of the queries `idx` (against the whole bank, in chunks of
+    /// 64 queries), in the order given.
+    pub fn exact_sq(&self, idx: &[i64]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(idx.len());
+        tch::no_grad(|| {
+            for part in idx.chunks(64) {
+                let idx = Tensor::f_from_slice(part)?;
+                let qc = self.q.f_index_select(0, &idx)?;
+                let full = self.bank.sq.f_addmm(&qc, &self.bank.neg2_t)?;
                 let (mn, _) = full.f_min_dim(1, false)?;
-                let exact = mn.f_add(&qsq.f_index_select(0, &idx)?)?.f_clamp_min(0.0)?;
-                best = best.max(exact.f_max()?.f_double_value(&[])? as f32);
-                start = end;
+                let exact = mn.f_add(&self.qsq.f_index_select(0, &idx)?)?.f_clamp_min(0.0)?;
+                out.extend(Vec::<f32>::try_from(&exact)?);
             }
-            tracing::trace!(searched = start, queries = order.len(), coarse, "pruned search");
-            Ok(best.max(0.0).sqrt())
+            Ok(out)
         })
     }
 
+    /// The largest exact distance over all queries: queries are searched exactly in decreasing order of their
+    /// bound, until the bound falls to the best exact distance found.
+    pub fn max_distance(&self) -> Result<f32> {
+        self.max_distance_from(f32::NEG_INFINITY)
+    }
+
+    /// [`Bounds::max_distance`] when some query's exact squared distance `known_sq` is already known: queries
+    /// whose bound is below it are not searched.
+    pub fn max_distance_from(&self, known_sq: f32) -> Result<f32> {
+        let mut order: Vec<i64> = (0..self.upper_sq.len() as i64).collect();
+        order.sort_unstable_by(|&a, &b| self.upper_sq[b as usize].total_cmp(&self.upper_sq[a as usize]));
+        let mut best = known_sq; // squared
+        let mut start = 0usize;
+        while start < order.len() && self.upper_sq[order[start] as usize] > best {
+            let end = (start + 64).min(order.len());
+            best = self.exact_sq(&order[start..end])?.into_iter().fold(best, f32::max);
+            start = end;
+        }
+        tracing::trace!(searched = start, queries = order.len(), coarse = self.coarse, "pruned search");
+        Ok(best.max(0.0).sqrt())
+    }
+}
+
+impl MemoryBank {
     /// Patch score maps for a batch of embeddings: `(B, D, h, w)` → `(B, h, w)`.
     pub fn score_maps(&self, embedding: &Tensor) -> Result<Tensor> {
         let s = embedding.size();
@@ -425,6 +479,14 @@ mod tests {
             let full = bank.nearest_distances(&q).unwrap().max().double_value(&[]);
             let fast = bank.max_nearest_distance(&q).unwrap() as f64;
             assert!((full - fast).abs() <= 1e-5 * full.max(1.0), "{full} vs {fast}");
+            // Starting from a query's known exact distance gives the same maximum.
+            let bounds = bank.bounds(&q).unwrap().unwrap();
+            let known = bounds.exact_sq(&[7]).unwrap()[0];
+            let seeded = bounds.max_distance_from(known).unwrap() as f64;
+            assert!((full - seeded).abs() <= 1e-5 * full.max(1.0), "{full} vs {seeded}");
+            // The bounds are upper bounds.
+            let exact: Vec<f32> = Vec::try_from(&bank.nearest_distances(&q).unwrap()).unwrap();
+            assert!(bounds.upper().iter().zip(&exact).all(|(u, e)| *u >= e - 1e-4));
         }
         // Queries close to bank rows (a normal image): the cells' bound is tight and most queries are pruned.
         let near = bank.bank.narrow(0, 100, 300).f_add(&Tensor::from_slice(&randn(300 * d)).view([300, d as i64]).f_mul_scalar(0.05).unwrap()).unwrap();

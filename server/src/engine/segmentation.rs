@@ -264,6 +264,80 @@ pub fn upsampled_argmax(logits: &[f32], gh: usize, gw: usize, c: usize, h: usize
     Ok(classes)
 }
 
+/// What [`pruned_classes`] computed: the class map and how much exact search it took.
+pub struct PrunedClasses {
+    /// `h × w` classes, as [`upsampled_argmax`] gives them from every cell's exact patch score.
+    pub classes: Vec<u8>,
+    /// Cells whose exact score was computed (of `gh · gw`).
+    pub searched: usize,
+    /// The largest exact squared distance among them (a lower bound on the image score's square; `-∞` if none).
+    pub best_sq: f32,
+}
+
+/// The class map of one image from a segmentation head whose last feature is the patch score (`score / norm`),
+/// computing exact patch scores only where they can change the map. `rows: (gh·gw, F − 1)` are the cells'
+/// patch features, `bounds` the pruned search's upper bounds on their scores.
+///
+/// Why the map is exact: the head is linear in the score, so over `score ∈ [0, bound]` each class's logit is a
+/// line, and a cell whose argmax is the same class (by a margin) at both ends has that class for every score
+/// in between. A pixel's upsampled logits are a convex combination of its 2×2 cells' logits, so a pixel whose
+/// cells all keep the same class has it whatever their exact scores. Every other cell — one whose class could
+/// change, or that has such a cell or a cell of another class among its 3×3 neighbours — gets its exact score;
+/// the rest keep their bound, which cannot change any pixel.
+pub fn pruned_classes(
+    head: &LinearHead,
+    rows: &Tensor,
+    norm: f32,
+    bounds: &super::patchcore::Bounds<'_>,
+    (gh, gw): (usize, usize),
+    (h, w): (usize, usize),
+) -> Result<PrunedClasses> {
+    let n = gh * gw;
+    let c = head.classes() as usize;
+    if rows.size().first() != Some(&(n as i64)) || bounds.upper_sq.len() != n || c == 0 {
+        return Err(Error::Shape(format!("{:?} rows and {} bounds for a {gh}×{gw} grid", rows.size(), bounds.upper_sq.len())));
+    }
+    let logits_at = |scores: &[f32]| -> Result<Vec<f32>> {
+        let s = Tensor::f_from_slice(scores)?.f_div_scalar(norm as f64)?.f_unsqueeze(1)?;
+        let x = Tensor::f_cat(&[&rows.f_to_kind(Kind::Float)?, &s], 1)?;
+        Ok(Vec::try_from(&head.logits(&x)?.f_contiguous()?.f_view([-1])?)?)
+    };
+    let mut scores = bounds.upper();
+    let high = logits_at(&scores)?;
+    let low = logits_at(&vec![0.0; n])?;
+    // The class a cell has for every score in [0, bound], if there is one.
+    let sure: Vec<Option<usize>> = (0..n).map(|i| sure_class(&low[i * c..(i + 1) * c], &high[i * c..(i + 1) * c])).collect();
+    let mut need = Vec::new();
+    for y in 0..gh {
+        for x in 0..gw {
+            let own = sure[y * gw + x];
+            let settled = own.is_some()
+                && (y.saturating_sub(1)..(y + 2).min(gh)).all(|ny| (x.saturating_sub(1)..(x + 2).min(gw)).all(|nx| sure[ny * gw + nx] == own));
+            if !settled {
+                need.push((y * gw + x) as i64);
+            }
+        }
+    }
+    let exact = bounds.exact_sq(&need)?;
+    let mut best_sq = f32::NEG_INFINITY;
+    for (&i, &e) in need.iter().zip(&exact) {
+        scores[i as usize] = e.sqrt();
+        best_sq = best_sq.max(e);
+    }
+    let classes = if need.is_empty() { upsampled_argmax(&high, gh, gw, c, h, w)? } else { upsampled_argmax(&logits_at(&scores)?, gh, gw, c, h, w)? };
+    Ok(PrunedClasses { classes, searched: need.len(), best_sq })
+}
+
+/// The class that is the argmax of both logit vectors with a margin (so that rounding in the upsampling cannot
+/// turn a pixel whose cells all have it), or `None`.
+fn sure_class(low: &[f32], high: &[f32]) -> Option<usize> {
+    let arg = |v: &[f32]| v.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (k, &x)| if x > b.1 { (k, x) } else { b }).0;
+    let k = arg(low);
+    let margin = |v: &[f32]| 1e-3 * (1.0 + v[k].abs());
+    let clear = |v: &[f32]| v.iter().enumerate().all(|(j, &x)| j == k || v[k] - x > margin(v));
+    (arg(high) == k && clear(low) && clear(high)).then_some(k)
+}
+
 /// Encodes a class map `(height, width)` as an indexed (palette) PNG, class `c` in `palette[c]`: one byte per
 /// pixel to compress instead of three, and no RGB image to build. Decoders expand it to the same RGB image as
 /// [`colorize`] + [`png_bytes`].
@@ -332,6 +406,48 @@ mod tests {
             assert!(differ * 10_000 <= h * w, "{gh}×{gw}×{c} → {h}×{w}: {differ} pixels differ");
         }
         assert!(upsampled_argmax(&[0.0; 5], 2, 2, 1, 4, 4).is_err());
+    }
+
+    #[test]
+    fn pruned_classes_equal_the_map_from_every_exact_score() {
+        use crate::engine::patchcore::MemoryBank;
+        let mut rng = crate::engine::coreset::SplitMix64::new(11);
+        let mut randn = |k: usize| -> Vec<f32> { (0..k).map(|_| rng.normal() as f32).collect() };
+        let (d, gh, gw, c, h, w) = (6i64, 12usize, 10usize, 3i64, 96usize, 80usize);
+        let n = (gh * gw) as i64;
+        let bank = MemoryBank::new(Tensor::from_slice(&randn(400 * d as usize)).view([400, d]), None).unwrap();
+        // A head whose anomaly classes rise with the patch score (the last feature), background biased up.
+        let mut wv = randn(((d + 1) * c) as usize).into_iter().map(|x| 0.3 * x).collect::<Vec<_>>();
+        (wv[(d * c + 1) as usize], wv[(d * c + 2) as usize]) = (4.0, 3.0);
+        let head = LinearHead {
+            mean: Tensor::zeros([d + 1], (Kind::Float, tch::Device::Cpu)),
+            std: Tensor::ones([d + 1], (Kind::Float, tch::Device::Cpu)),
+            weight: Tensor::from_slice(&wv).view([d + 1, c]),
+            bias: Tensor::from_slice(&[6f32, -1.0, -1.5]),
+        };
+        for (trial, far) in [(0, 2.5f64), (1, 4.0), (2, 1.5)] {
+            // Normal cells near bank rows; a block of cells far from them (a defect).
+            let noise = Tensor::from_slice(&randn((n * d) as usize)).view([n, d]).f_mul_scalar(0.15).unwrap();
+            let mut q = bank.bank.narrow(0, trial * 100, n).f_add(&noise).unwrap();
+            for y in 3..7 {
+                let row = q.narrow(0, (y * gw + 2) as i64, 4).f_mul_scalar(far).unwrap();
+                q = q.slice_scatter(&row, 0, (y * gw + 2) as i64, (y * gw + 6) as i64, 1);
+            }
+            let norm = 1.5f32;
+            let s = bank.nearest_distances(&q).unwrap().f_div_scalar(norm as f64).unwrap().unsqueeze(1);
+            let logits: Vec<f32> = Vec::try_from(&head.logits(&Tensor::cat(&[&q, &s], 1)).unwrap().contiguous().view([-1])).unwrap();
+            let full = upsampled_argmax(&logits, gh, gw, c as usize, h, w).unwrap();
+            let bounds = bank.bounds(&q).unwrap().expect("a bank this size has cells");
+            let pruned = pruned_classes(&head, &q, norm, &bounds, (gh, gw), (h, w)).unwrap();
+            let differ = pruned.classes.iter().zip(&full).filter(|(a, b)| a != b).count();
+            assert!(differ * 10_000 <= h * w, "trial {trial}: {differ} pixels differ");
+            assert!(full.iter().any(|&k| k != 0) && full.iter().any(|&k| k == 0), "trial {trial}: the map must hold both");
+            assert!(pruned.searched > 0 && pruned.searched < n as usize, "trial {trial}: searched {}", pruned.searched);
+        }
+        // Shapes that do not match the grid are errors.
+        let q = Tensor::from_slice(&randn((n * d) as usize)).view([n, d]);
+        let bounds = bank.bounds(&q).unwrap().unwrap();
+        assert!(pruned_classes(&head, &q.narrow(0, 0, n - 1), 1.0, &bounds, (gh, gw), (h, w)).is_err());
     }
 
     #[test]

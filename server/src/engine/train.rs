@@ -29,10 +29,9 @@
 use super::backbone::{Backbone, Resize, BACKBONE_ID};
 use super::coreset::{self, SplitMix64};
 use super::metrics;
-use super::model::{
-    f32_values, pooled_features, BackboneSpec, Evaluation, ImageResult, InputSpec, Model, ModelHeader, PatchCoreSpec, Progress, Sample,
-    ScoreSpec, Stage, TrainOptions, TrainSet, TrainingSummary,
-};
+use super::header::{BackboneSpec, InputSpec, ModelHeader, PatchCoreSpec, ScoreSpec, TrainingSummary};
+use super::model::{f32_values, pooled_features, Evaluation, ImageResult, Model, Sample, TrainSet};
+use super::options::{Progress, Stage, TrainOptions};
 use super::embedding::{self, EMBED_DIM};
 use super::patchcore::{self, MemoryBank, Pca};
 use super::gaussian::{self, Gaussian, NormalScale};
@@ -227,6 +226,43 @@ pub(super) fn choose_blend(aurocs: &[Option<f64>], margin: f64) -> usize {
     }
 }
 
+/// The training images and the evaluation images, and how they were chosen.
+struct Split<'a> {
+    train: Vec<&'a Sample>,
+    test: Vec<&'a Sample>,
+    /// `test_set`, `held_out_split` or `cross_validation`.
+    kind: &'static str,
+    /// Ids of the images held out for evaluation (when split automatically).
+    held_out: Vec<String>,
+}
+
+/// An explicit test set is the evaluation set; a single data set with at least 20 normal and 10 anomalous
+/// images (LFV's minimum) is split, seeded and stratified, `opts.test_fraction` held out; smaller ones are
+/// evaluated on out-of-fold scores.
+fn split_samples<'a>(set: &'a TrainSet, opts: &TrainOptions) -> Split<'a> {
+    if let Some(test) = &set.test {
+        return Split { train: set.train.iter().collect(), test: test.iter().collect(), kind: "test_set", held_out: Vec::new() };
+    }
+    let n_norm = set.train.iter().filter(|s| !s.anomalous).count();
+    let n_anom = set.train.len() - n_norm;
+    if n_norm < 20 || n_anom < 10 || opts.test_fraction <= 0.0 {
+        return Split { train: set.train.iter().collect(), test: Vec::new(), kind: "cross_validation", held_out: Vec::new() };
+    }
+    let labels: Vec<bool> = set.train.iter().map(|s| s.anomalous).collect();
+    let k = (1.0 / opts.test_fraction).round().max(2.0) as usize;
+    let folds = assign_folds(&labels, k, opts.seed ^ 0x7E57);
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (s, f) in set.train.iter().zip(folds) {
+        if f == 0 {
+            test.push(s)
+        } else {
+            train.push(s)
+        }
+    }
+    let held_out = test.iter().map(|s| s.id.clone()).collect();
+    Split { train, test, kind: "held_out_split", held_out }
+}
+
 /// Trains a model. Synchronous and CPU-bound: call it on a blocking thread. `progress` is called often with
 /// the current stage. Returns the model and its evaluation.
 pub fn train(
@@ -241,31 +277,7 @@ pub fn train(
             return Err(Error::Input(format!("label {:?} has colour {:?}; expected #RRGGBB", l.name, l.color)));
         }
     }
-    // Split.
-    let (train_samples, test_samples, split, held_out): (Vec<&Sample>, Vec<&Sample>, &str, Vec<String>) = match &set.test {
-        Some(test) => (set.train.iter().collect(), test.iter().collect(), "test_set", Vec::new()),
-        None => {
-            let n_norm = set.train.iter().filter(|s| !s.anomalous).count();
-            let n_anom = set.train.len() - n_norm;
-            if n_norm >= 20 && n_anom >= 10 && opts.test_fraction > 0.0 {
-                let labels: Vec<bool> = set.train.iter().map(|s| s.anomalous).collect();
-                let k = (1.0 / opts.test_fraction).round().max(2.0) as usize;
-                let folds = assign_folds(&labels, k, opts.seed ^ 0x7E57);
-                let (mut tr, mut te) = (Vec::new(), Vec::new());
-                for (s, f) in set.train.iter().zip(folds) {
-                    if f == 0 {
-                        te.push(s)
-                    } else {
-                        tr.push(s)
-                    }
-                }
-                let ids = te.iter().map(|s| s.id.clone()).collect();
-                (tr, te, "held_out_split", ids)
-            } else {
-                (set.train.iter().collect(), Vec::new(), "cross_validation", Vec::new())
-            }
-        }
-    };
+    let Split { train: train_samples, test: test_samples, kind: split, held_out } = split_samples(set, opts);
     let labels: Vec<bool> = train_samples.iter().map(|s| s.anomalous).collect();
     let n_norm = labels.iter().filter(|&&y| !y).count();
     let n_anom = labels.len() - n_norm;
@@ -273,28 +285,9 @@ pub fn train(
         return Err(Error::Input(format!("training needs at least 2 normal images; got {n_norm}")));
     }
 
-    // Input size from every training image's size; with labelled anomalies and no size given, a larger input
-    // is tried too and kept when its out-of-fold AUROC is better (small defects on large images).
-    let dims: Vec<(u32, u32)> = train_samples.iter().map(|s| s.image.dimensions()).collect::<Result<_>>()?;
-    let base = choose_input_size_for(&dims, opts.input_long_side)?;
     let labelled = n_anom >= MIN_LABELLED && n_norm >= MIN_LABELLED;
     let total = train_samples.len();
-    let mut oof = out_of_fold(backbone, &train_samples, &labels, base, opts, progress)?;
-    let mut size_aurocs = vec![(base, oof.best_auroc(&labels))];
-    if opts.input_long_side.is_none() && opts.size_search && labelled && size_aurocs[0].1.is_some_and(|a| a < 0.99) {
-        let long = base.0.max(base.1);
-        let bigger = choose_input_size_for(&dims, Some(((long as f64 * 1.5) as u32).min(MAX_SEARCHED_LONG_SIDE)))?;
-        if bigger.0.max(bigger.1) > long {
-            let other = out_of_fold(backbone, &train_samples, &labels, bigger, opts, progress)?;
-            let a = other.best_auroc(&labels);
-            size_aurocs.push((bigger, a));
-            // The larger input costs (1.5)² = 2.25× per detection: kept only for a clear gain.
-            if a.unwrap_or(0.0) > size_aurocs[0].1.unwrap_or(0.0) + SIZE_MARGIN {
-                oof = other;
-            }
-        }
-        tracing::debug!(?size_aurocs, chosen = ?(oof.width, oof.height), "input size search");
-    }
+    let (oof, size_aurocs) = features_at_best_size(backbone, &train_samples, &labels, labelled, opts, progress)?;
     let OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps } = oof;
     let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
     let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
@@ -312,24 +305,7 @@ pub fn train(
         (true, Some(ps), Some(gs)) => Some((ps, gs)),
         _ => None,
     };
-    let mut fusion_w = 0.0f32;
-    let mut fusion_aurocs = Vec::new();
-    let mut oof_u = oof_pc.clone();
-    if let Some((ps, gs)) = &scales {
-        let fused = |w: f32| -> Vec<f32> { (0..total).map(|i| gaussian::fuse(ps, gs, w, oof_pc[i], oof_g[i])).collect() };
-        fusion_w = match opts.gaussian_weight {
-            Some(w) => w.clamp(0.0, 1.0),
-            None if labelled => {
-                fusion_aurocs = BLEND_WEIGHTS.iter().map(|&w| metrics::auroc(&fused(w), &labels)).collect();
-                BLEND_WEIGHTS[choose_blend(&fusion_aurocs, 0.005)]
-            }
-            None => DEFAULT_GAUSSIAN_WEIGHT,
-        };
-        if fusion_w > 0.0 {
-            oof_u = fused(fusion_w);
-        }
-        tracing::debug!(weight = fusion_w, auroc_gaussian = ?metrics::auroc(&oof_g, &labels), "Gaussian fusion");
-    }
+    let (fusion_w, fusion_aurocs, oof_u) = fuse_gaussian(scales.as_ref(), &oof_pc, &oof_g, &labels, labelled, opts);
 
     // 3. Supervised image score.
     progress(Progress { stage: Stage::Heads, done: 0, total: 2 });
@@ -346,7 +322,6 @@ pub fn train(
         options: Some(opts.clone()),
         ..Default::default()
     };
-    let img_opts = FitOptions { steps: 200, learning_rate: 0.05, l2: 0.1 };
     let mut image_heads = Vec::new();
     let mut score_spec = ScoreSpec {
         kind: if fusion_w > 0.0 { "fused".into() } else { "patchcore".into() },
@@ -372,46 +347,15 @@ pub fn train(
             }
             _ => pooled.shallow_clone(),
         };
-        let onehot = |idx: &[usize]| -> Result<Tensor> {
-            let v: Vec<f32> = idx.iter().flat_map(|&i| if labels[i] { [0.0, 1.0] } else { [1.0, 0.0] }).collect();
-            Ok(Tensor::f_from_slice(&v)?.f_view([idx.len() as i64, 2])?)
-        };
-        let mut oof_lr = vec![0f32; total];
-        let mut heads = Vec::with_capacity(k);
-        for f in 0..k {
-            let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f).collect();
-            let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
-            let y = onehot(&tr)?;
-            let head = LinearHead::fit(&input.f_index_select(0, &index(&tr)?)?, &y, &segmentation::balanced_weights(&y)?, img_opts)?;
-            let s = f32_values(&image_logit(&head, &input.f_index_select(0, &index(&te)?)?)?)?;
-            for (j, &i) in te.iter().enumerate() {
-                oof_lr[i] = s[j];
-            }
-            heads.push(head);
-        }
-        let rp = RankScale::new(oof_u.clone());
-        let rl = RankScale::new(oof_lr.clone());
-        let blends: Vec<Vec<f32>> = BLEND_WEIGHTS.iter().map(|&w| (0..total).map(|i| blend(&rp, &rl, w, oof_u[i], oof_lr[i])).collect()).collect();
-        let aurocs: Vec<Option<f64>> = blends.iter().map(|b| metrics::auroc(b, &labels)).collect();
-        let best = match opts.supervised_weight {
-            Some(w) => BLEND_WEIGHTS.iter().position(|&b| (b - w).abs() < 1e-6).ok_or_else(|| {
-                Error::Input(format!("supervised_weight must be one of {BLEND_WEIGHTS:?}; got {w}"))
-            })?,
-            None => choose_blend(&aurocs, 0.005),
-        };
-        summary.oof_auroc_supervised = aurocs[BLEND_WEIGHTS.len() - 1];
-        summary.oof_auroc_combined = aurocs[best];
-        summary.oof_auroc_by_weight = BLEND_WEIGHTS.iter().zip(&aurocs).map(|(&w, &a)| (w, a)).collect();
-        tracing::debug!(?aurocs, weight = BLEND_WEIGHTS[best], "supervised blend");
-        if best != 0 {
-            let w = BLEND_WEIGHTS[best];
-            image_heads = heads;
+        if let Some(chosen) = supervised_score(&input, &labels, &folds, k, &oof_u, opts, &mut summary)? {
+            let w = chosen.weight;
+            image_heads = chosen.heads;
             score_spec.kind = if w >= 1.0 { "supervised".into() } else { "blend".into() };
-            score_spec.patchcore_ranks = Some(rp);
-            score_spec.supervised_ranks = Some(rl);
+            score_spec.patchcore_ranks = Some(chosen.patchcore_ranks);
+            score_spec.supervised_ranks = Some(chosen.supervised_ranks);
             score_spec.supervised_weight = Some(w);
             score_spec.head_stats = head_stats;
-            final_oof = blends[best].clone();
+            final_oof = chosen.oof;
             summary.supervised_used = true;
         }
     }
@@ -419,14 +363,7 @@ pub fn train(
 
     // 4. Threshold.
     let final_normal: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| final_oof[i]).collect();
-    let (thr, rule, target_fpr) = match (n_anom >= 3).then(|| threshold::f1_optimal(&final_oof, &labels)).flatten() {
-        Some((t, _)) => (t, ThresholdRule::F1Optimal, None),
-        None => (
-            threshold::from_normals_at_fpr(&final_normal, opts.normal_fpr).unwrap_or(0.0),
-            ThresholdRule::NormalQuantile,
-            Some(opts.normal_fpr),
-        ),
-    };
+    let (thr, rule, target_fpr) = choose_threshold(&final_oof, &labels, opts.normal_fpr);
     let conf_scale = threshold::confidence_scale(thr, &final_normal);
 
     // 5. Segmentation head.
@@ -502,18 +439,160 @@ pub fn train(
 
     // Evaluation.
     let evaluation = if test_samples.is_empty() {
-        let images: Vec<ImageResult> = (0..total)
-            .map(|i| {
-                let (p, c) = threshold::verdict(final_oof[i], thr, conf_scale);
-                ImageResult { id: train_samples[i].id.clone(), anomalous: labels[i], predicted_anomalous: p, score: final_oof[i], confidence: c }
-            })
-            .collect();
-        Evaluation::from_images("cross_validation", thr, images)
+        let ids: Vec<&str> = train_samples.iter().map(|s| s.id.as_str()).collect();
+        cross_validated(&ids, &labels, &final_oof, thr, conf_scale)
     } else {
         let test: Vec<Sample> = test_samples.iter().map(|s| (*s).clone()).collect();
         model.evaluate_as(backbone, &test, split, &mut |done, total| progress(Progress { stage: Stage::Evaluation, done, total }))?
     };
     Ok((model, evaluation))
+}
+
+/// The unsupervised score: PatchCore's, fused with the Gaussian's on their normal scales (`scales`) when there
+/// are any. The weight is the option's, or with labelled anomalies the best by out-of-fold AUROC, or
+/// [`DEFAULT_GAUSSIAN_WEIGHT`]. Returns the weight, each weight's AUROC (when chosen), and the out-of-fold scores.
+fn fuse_gaussian(
+    scales: Option<&(NormalScale, NormalScale)>,
+    oof_pc: &[f32],
+    oof_g: &[f32],
+    labels: &[bool],
+    labelled: bool,
+    opts: &TrainOptions,
+) -> (f32, Vec<Option<f64>>, Vec<f32>) {
+    let Some((ps, gs)) = scales else {
+        return (0.0, Vec::new(), oof_pc.to_vec());
+    };
+    let fused = |w: f32| -> Vec<f32> { oof_pc.iter().zip(oof_g).map(|(&p, &g)| gaussian::fuse(ps, gs, w, p, g)).collect() };
+    let mut aurocs = Vec::new();
+    let w = match opts.gaussian_weight {
+        Some(w) => w.clamp(0.0, 1.0),
+        None if labelled => {
+            aurocs = BLEND_WEIGHTS.iter().map(|&w| metrics::auroc(&fused(w), labels)).collect();
+            BLEND_WEIGHTS[choose_blend(&aurocs, 0.005)]
+        }
+        None => DEFAULT_GAUSSIAN_WEIGHT,
+    };
+    tracing::debug!(weight = w, auroc_gaussian = ?metrics::auroc(oof_g, labels), "Gaussian fusion");
+    let oof = if w > 0.0 { fused(w) } else { oof_pc.to_vec() };
+    (w, aurocs, oof)
+}
+
+/// The threshold on out-of-fold scores: F1-optimal with at least 3 labelled anomalies, otherwise the one that
+/// holds `normal_fpr` on the normal scores. Returns it with its rule and, for the latter, the rate.
+fn choose_threshold(oof: &[f32], labels: &[bool], normal_fpr: f64) -> (f32, ThresholdRule, Option<f64>) {
+    let n_anom = labels.iter().filter(|&&y| y).count();
+    if let Some((t, _)) = (n_anom >= 3).then(|| threshold::f1_optimal(oof, labels)).flatten() {
+        return (t, ThresholdRule::F1Optimal, None);
+    }
+    let normal: Vec<f32> = oof.iter().zip(labels).filter(|(_, &y)| !y).map(|(&s, _)| s).collect();
+    (threshold::from_normals_at_fpr(&normal, normal_fpr).unwrap_or(0.0), ThresholdRule::NormalQuantile, Some(normal_fpr))
+}
+
+/// The evaluation without test images: the training images' out-of-fold scores at the threshold.
+fn cross_validated(ids: &[&str], labels: &[bool], oof: &[f32], thr: f32, conf_scale: f32) -> Evaluation {
+    let images: Vec<ImageResult> = (0..ids.len())
+        .map(|i| {
+            let (p, c) = threshold::verdict(oof[i], thr, conf_scale);
+            ImageResult { id: ids[i].to_string(), anomalous: labels[i], predicted_anomalous: p, score: oof[i], confidence: c }
+        })
+        .collect();
+    Evaluation::from_images("cross_validation", thr, images)
+}
+
+/// The supervised image score chosen over the unsupervised one: its fold heads, the blend weight and the rank
+/// scales the blend is computed on, and the blended out-of-fold scores.
+struct Supervised {
+    heads: Vec<LinearHead>,
+    weight: f32,
+    patchcore_ranks: RankScale,
+    supervised_ranks: RankScale,
+    oof: Vec<f32>,
+}
+
+/// One logistic regression per fold over `input: (N, F)` (pooled features, and the image scores when the
+/// heads take them) gives out-of-fold logits; the unsupervised score `oof_u` alone, the supervised score alone
+/// and their rank blends are compared by out-of-fold AUROC (figures into `summary`). `None` when the
+/// unsupervised score alone is kept.
+fn supervised_score(
+    input: &Tensor,
+    labels: &[bool],
+    folds: &[usize],
+    k: usize,
+    oof_u: &[f32],
+    opts: &TrainOptions,
+    summary: &mut TrainingSummary,
+) -> Result<Option<Supervised>> {
+    let total = labels.len();
+    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let img_opts = FitOptions { steps: 200, learning_rate: 0.05, l2: 0.1 };
+    let onehot = |idx: &[usize]| -> Result<Tensor> {
+        let v: Vec<f32> = idx.iter().flat_map(|&i| if labels[i] { [0.0, 1.0] } else { [1.0, 0.0] }).collect();
+        Ok(Tensor::f_from_slice(&v)?.f_view([idx.len() as i64, 2])?)
+    };
+    let mut oof_lr = vec![0f32; total];
+    let mut heads = Vec::with_capacity(k);
+    for f in 0..k {
+        let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f).collect();
+        let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
+        let y = onehot(&tr)?;
+        let head = LinearHead::fit(&input.f_index_select(0, &index(&tr)?)?, &y, &segmentation::balanced_weights(&y)?, img_opts)?;
+        let s = f32_values(&image_logit(&head, &input.f_index_select(0, &index(&te)?)?)?)?;
+        for (j, &i) in te.iter().enumerate() {
+            oof_lr[i] = s[j];
+        }
+        heads.push(head);
+    }
+    let rp = RankScale::new(oof_u.to_vec());
+    let rl = RankScale::new(oof_lr.clone());
+    let blends: Vec<Vec<f32>> = BLEND_WEIGHTS.iter().map(|&w| (0..total).map(|i| blend(&rp, &rl, w, oof_u[i], oof_lr[i])).collect()).collect();
+    let aurocs: Vec<Option<f64>> = blends.iter().map(|b| metrics::auroc(b, labels)).collect();
+    let best = match opts.supervised_weight {
+        Some(w) => BLEND_WEIGHTS.iter().position(|&b| (b - w).abs() < 1e-6).ok_or_else(|| {
+            Error::Input(format!("supervised_weight must be one of {BLEND_WEIGHTS:?}; got {w}"))
+        })?,
+        None => choose_blend(&aurocs, 0.005),
+    };
+    summary.oof_auroc_supervised = aurocs[BLEND_WEIGHTS.len() - 1];
+    summary.oof_auroc_combined = aurocs[best];
+    summary.oof_auroc_by_weight = BLEND_WEIGHTS.iter().zip(&aurocs).map(|(&w, &a)| (w, a)).collect();
+    tracing::debug!(?aurocs, weight = BLEND_WEIGHTS[best], "supervised blend");
+    if best == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Supervised { heads, weight: BLEND_WEIGHTS[best], patchcore_ranks: rp, supervised_ranks: rl, oof: blends[best].clone() }))
+}
+
+/// Features and out-of-fold scores at the input size chosen from every training image's size; with labelled
+/// anomalies and no size given, a 1.5× larger input is tried too and kept when its out-of-fold AUROC is better
+/// by more than [`SIZE_MARGIN`] (small defects on large images). Also returns the sizes tried and their AUROCs.
+#[allow(clippy::type_complexity)]
+fn features_at_best_size(
+    backbone: &Backbone,
+    samples: &[&Sample],
+    labels: &[bool],
+    labelled: bool,
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(OutOfFold, Vec<((u32, u32), Option<f64>)>)> {
+    let dims: Vec<(u32, u32)> = samples.iter().map(|s| s.image.dimensions()).collect::<Result<_>>()?;
+    let base = choose_input_size_for(&dims, opts.input_long_side)?;
+    let mut oof = out_of_fold(backbone, samples, labels, base, opts, progress)?;
+    let mut size_aurocs = vec![(base, oof.best_auroc(labels))];
+    if opts.input_long_side.is_none() && opts.size_search && labelled && size_aurocs[0].1.is_some_and(|a| a < 0.99) {
+        let long = base.0.max(base.1);
+        let bigger = choose_input_size_for(&dims, Some(((long as f64 * 1.5) as u32).min(MAX_SEARCHED_LONG_SIDE)))?;
+        if bigger.0.max(bigger.1) > long {
+            let other = out_of_fold(backbone, samples, labels, bigger, opts, progress)?;
+            let a = other.best_auroc(labels);
+            size_aurocs.push((bigger, a));
+            // The larger input costs (1.5)² = 2.25× per detection: kept only for a clear gain.
+            if a.unwrap_or(0.0) > size_aurocs[0].1.unwrap_or(0.0) + SIZE_MARGIN {
+                oof = other;
+            }
+        }
+        tracing::debug!(?size_aurocs, chosen = ?(oof.width, oof.height), "input size search");
+    }
+    Ok((oof, size_aurocs))
 }
 
 /// Features of every training image at one input size and their out-of-fold PatchCore and Gaussian scores.

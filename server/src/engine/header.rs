@@ -1,0 +1,137 @@
+//! The model file's header: everything a model says about itself besides its tensors (backbone, input,
+//! PatchCore settings, how its score is computed, threshold, labels, training summary). Fields added since
+//! format 1 have serde defaults that reproduce the older behaviour (see `model_file`).
+
+use super::backbone::Resize;
+use super::gaussian::NormalScale;
+use super::model::AnomalyLabel;
+use super::options::TrainOptions;
+use super::threshold::{RankScale, ThresholdRule};
+use serde::{Deserialize, Serialize};
+
+/// Everything a model file says about the model besides its tensors.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelHeader {
+    pub format: String,
+    pub format_version: u32,
+    pub created_by: String,
+    pub backbone: BackboneSpec,
+    pub input: InputSpec,
+    pub patchcore: PatchCoreSpec,
+    pub score: ScoreSpec,
+    pub threshold: f32,
+    pub threshold_rule: ThresholdRule,
+    /// The false-positive rate the threshold holds on normal images (rule `normal_quantile`).
+    #[serde(default)]
+    pub target_fpr: Option<f64>,
+    pub confidence_scale: f32,
+    /// Anomaly labels (segmentation); classes of the head are background followed by these.
+    pub labels: Vec<AnomalyLabel>,
+    pub background: AnomalyLabel,
+    pub segmentation: bool,
+    pub training: TrainingSummary,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackboneSpec {
+    pub id: String,
+    pub taps: Vec<String>,
+    /// SHA-256 of the backbone file the model was trained with (models from before it was recorded: none).
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub width: u32,
+    pub height: u32,
+    /// How other sizes are handled.
+    pub resize: String,
+    /// Per-channel `(x / 255 − mean) / std`.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// The resize filter (older models: the `image` crate's triangle filter).
+    #[serde(default)]
+    pub resize_filter: Resize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PatchCoreSpec {
+    pub embed_dim: i64,
+    /// Dimensions of the nearest-neighbour search (PCA of normal patches), when fewer than `embed_dim`.
+    #[serde(default)]
+    pub knn_dim: Option<i64>,
+    /// The search space has one more column: the norm of the PCA residual.
+    #[serde(default)]
+    pub pca_residual: bool,
+    pub pool_kernel: i64,
+    /// Per-channel weights applied to every embedding (`embedding::tap_weights`); absent: unweighted.
+    #[serde(default)]
+    pub tap_weights: Option<Vec<f32>>,
+    pub bank_size: i64,
+    pub blur_sigma: f64,
+    pub image_score: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScoreSpec {
+    /// `patchcore` (the image score is PatchCore's), `supervised` (the supervised score's position among the
+    /// training out-of-fold scores), `blend` (`(1 − w) ·` PatchCore's position `+ w ·` the supervised one's) or,
+    /// in older models, `rank_average` (the blend with `w = 0.5` and one refitted head).
+    pub kind: String,
+    /// Typical (median) out-of-fold PatchCore score of a normal training image; scales heat maps and the
+    /// segmentation head's score input.
+    pub patchcore_norm: f32,
+    pub patchcore_ranks: Option<RankScale>,
+    pub supervised_ranks: Option<RankScale>,
+    /// `w` of the blend, chosen by out-of-fold AUROC.
+    #[serde(default)]
+    pub supervised_weight: Option<f32>,
+    /// Weight of the Gaussian score in the unsupervised score (`gaussian::fuse`); absent or 0: the
+    /// unsupervised score is PatchCore's raw score.
+    #[serde(default)]
+    pub gaussian_weight: Option<f32>,
+    /// Normal scales of the PatchCore and Gaussian image scores (out-of-fold normal scores).
+    #[serde(default)]
+    pub patchcore_scale: Option<NormalScale>,
+    #[serde(default)]
+    pub gaussian_scale: Option<NormalScale>,
+    /// The image heads take the pooled features followed by both image scores on their normal scales.
+    #[serde(default)]
+    pub head_stats: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub train_normal: usize,
+    pub train_anomaly: usize,
+    pub test_normal: usize,
+    pub test_anomaly: usize,
+    /// How the evaluation images were chosen: `test_set`, `held_out_split` or `cross_validation`.
+    pub split: String,
+    /// Ids of the images held out for evaluation (when split automatically).
+    pub held_out: Vec<String>,
+    pub folds: usize,
+    pub seed: u64,
+    pub oof_auroc_patchcore: Option<f64>,
+    pub oof_auroc_supervised: Option<f64>,
+    pub oof_auroc_combined: Option<f64>,
+    pub supervised_used: bool,
+    /// Out-of-fold AUROC of each blend weight tried (0 = PatchCore alone, 1 = supervised alone).
+    #[serde(default)]
+    pub oof_auroc_by_weight: Vec<(f32, Option<f64>)>,
+    /// Out-of-fold AUROC of the Gaussian score alone, and of each fusion weight tried (labelled sets).
+    #[serde(default)]
+    pub oof_auroc_gaussian: Option<f64>,
+    #[serde(default)]
+    pub oof_auroc_by_gaussian_weight: Vec<(f32, Option<f64>)>,
+    /// Input sizes tried and the best out-of-fold AUROC of the unsupervised scores at each.
+    #[serde(default)]
+    pub oof_auroc_by_input_size: Vec<((u32, u32), Option<f64>)>,
+    /// Ledoit–Wolf shrinkage of the final Gaussian model.
+    #[serde(default)]
+    pub gaussian_shrinkage: Option<f64>,
+    pub fit_seconds: f64,
+    pub options: Option<TrainOptions>,
+}
+
