@@ -76,6 +76,21 @@ fn trains_detects_evaluates_and_reloads_exactly() {
     }
     assert_eq!(d.heat_map.len(), 192 * 256);
 
+    // LFV's path (no heat map) computes exact patch scores only where they can change the mask: the same
+    // verdict, score and mask as from every patch's exact score, on normal and anomalous images.
+    for s in &test {
+        let img = s.image.load().unwrap();
+        let (full, fast) = (model.detect(&b, &img).unwrap(), model.detect_with(&b, &img, DetectOptions { heat_map: false }).unwrap());
+        assert!((full.score - fast.score).abs() <= 1e-5 * full.score.abs().max(1.0), "{}: {} vs {}", s.id, full.score, fast.score);
+        assert_eq!(full.is_anomalous, fast.is_anomalous);
+        let decode = |d: &engine::Detection| image::load_from_memory(d.anomaly_mask.as_ref().unwrap()).unwrap().to_rgb8();
+        let (a, c) = (decode(&full), decode(&fast));
+        let differ = a.pixels().zip(c.pixels()).filter(|(p, q)| p != q).count();
+        assert!(differ * 10_000 <= (a.width() * a.height()) as usize, "{}: {differ} mask pixels differ", s.id);
+        let names = |d: &engine::Detection| d.anomalies.as_ref().unwrap().iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&full), names(&fast));
+    }
+
     // An image of another size is resized to the model's input; the mask comes back at its own size.
     let small = image::imageops::resize(&img, 96, 128, image::imageops::FilterType::Triangle);
     let ds = model.detect(&b, &small).unwrap();
