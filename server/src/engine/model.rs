@@ -314,13 +314,23 @@ impl Model {
                 let mut pc = Vec::with_capacity(images.len());
                 for i in 0..e.size()[0] {
                     let rows = embedding::to_rows(&e.f_narrow(0, i, 1)?)?;
+                    let tb = Instant::now();
                     let bounds = self.bank.bounds(&rows)?;
                     match (&self.seg_head, bounds) {
                         (None, Some(b)) => pc.push(b.max_distance()?),
                         (Some(head), Some(b)) => {
+                            let tm = Instant::now();
                             let p = segmentation::pruned_classes(head, &rows, norm as f32, &b, grid, hw)?;
-                            tracing::trace!(searched = p.searched, cells = rows.size()[0], "segmentation cells searched exactly");
+                            let ts = Instant::now();
                             pc.push(b.max_distance_from(p.best_sq)?);
+                            tracing::trace!(
+                                searched = p.searched,
+                                cells = rows.size()[0],
+                                bounds_ms = (tm - tb).as_secs_f64() * 1e3,
+                                mask_ms = (ts - tm).as_secs_f64() * 1e3,
+                                score_ms = ts.elapsed().as_secs_f64() * 1e3,
+                                "segmentation: cells searched exactly"
+                            );
                             seg.push((Some(p.classes), None));
                         }
                         (head, None) => {

@@ -297,14 +297,23 @@ pub fn pruned_classes(
     if rows.size().first() != Some(&(n as i64)) || bounds.upper_sq.len() != n || c == 0 {
         return Err(Error::Shape(format!("{:?} rows and {} bounds for a {gh}×{gw} grid", rows.size(), bounds.upper_sq.len())));
     }
-    let logits_at = |scores: &[f32]| -> Result<Vec<f32>> {
-        let s = Tensor::f_from_slice(scores)?.f_div_scalar(norm as f64)?.f_unsqueeze(1)?;
-        let x = Tensor::f_cat(&[&rows.f_to_kind(Kind::Float)?, &s], 1)?;
-        Ok(Vec::try_from(&head.logits(&x)?.f_contiguous()?.f_view([-1])?)?)
+    // The logits are affine in the score: `logits(s) = base + s · slope`, with `base` the logits at score 0 and
+    // `slope` the score's weights over its standardisation and `norm`.
+    let f = head.features();
+    let x = Tensor::f_cat(&[&rows.f_to_kind(Kind::Float)?, &Tensor::f_zeros([n as i64, 1], (Kind::Float, tch::Device::Cpu))?], 1)?;
+    let low: Vec<f32> = Vec::try_from(&head.logits(&x)?.f_contiguous()?.f_view([-1])?)?;
+    let slope: Vec<f32> = Vec::try_from(&head.weight.f_select(0, f - 1)?.f_div_scalar(head.std.f_double_value(&[f - 1])? * norm as f64)?)?;
+    let logits_at = |scores: &[f32]| -> Vec<f32> {
+        let mut out = low.clone();
+        for (cell, &s) in out.chunks_exact_mut(c).zip(scores) {
+            for (o, &g) in cell.iter_mut().zip(&slope) {
+                *o += s * g;
+            }
+        }
+        out
     };
     let mut scores = bounds.upper();
-    let high = logits_at(&scores)?;
-    let low = logits_at(&vec![0.0; n])?;
+    let high = logits_at(&scores);
     // The class a cell has for every score in [0, bound], if there is one.
     let sure: Vec<Option<usize>> = (0..n).map(|i| sure_class(&low[i * c..(i + 1) * c], &high[i * c..(i + 1) * c])).collect();
     let mut need = Vec::new();
@@ -324,7 +333,11 @@ pub fn pruned_classes(
         scores[i as usize] = e.sqrt();
         best_sq = best_sq.max(e);
     }
-    let classes = if need.is_empty() { upsampled_argmax(&high, gh, gw, c, h, w)? } else { upsampled_argmax(&logits_at(&scores)?, gh, gw, c, h, w)? };
+    // No cell to search means every cell's 3×3 neighbours share its sure class: one class everywhere.
+    let classes = match (need.is_empty(), sure[0]) {
+        (true, Some(k)) => vec![k as u8; h * w],
+        _ => upsampled_argmax(&logits_at(&scores), gh, gw, c, h, w)?,
+    };
     Ok(PrunedClasses { classes, searched: need.len(), best_sq })
 }
 
@@ -425,10 +438,10 @@ mod tests {
             weight: Tensor::from_slice(&wv).view([d + 1, c]),
             bias: Tensor::from_slice(&[6f32, -1.0, -1.5]),
         };
-        for (trial, far) in [(0, 2.5f64), (1, 4.0), (2, 1.5)] {
+        for (trial, far) in [(0, 2.5f64), (1, 4.0), (2, 2.0), (3, 1.0)] {
             // Normal cells near bank rows; a block of cells far from them (a defect).
             let noise = Tensor::from_slice(&randn((n * d) as usize)).view([n, d]).f_mul_scalar(0.15).unwrap();
-            let mut q = bank.bank.narrow(0, trial * 100, n).f_add(&noise).unwrap();
+            let mut q = bank.bank.narrow(0, trial * 80, n).f_add(&noise).unwrap();
             for y in 3..7 {
                 let row = q.narrow(0, (y * gw + 2) as i64, 4).f_mul_scalar(far).unwrap();
                 q = q.slice_scatter(&row, 0, (y * gw + 2) as i64, (y * gw + 6) as i64, 1);
@@ -441,6 +454,21 @@ mod tests {
             let pruned = pruned_classes(&head, &q, norm, &bounds, (gh, gw), (h, w)).unwrap();
             let differ = pruned.classes.iter().zip(&full).filter(|(a, b)| a != b).count();
             assert!(differ * 10_000 <= h * w, "trial {trial}: {differ} pixels differ");
+            if far == 1.0 {
+                // No defect: background everywhere, few cells searched.
+                assert!(full.iter().all(|&k| k == 0) && pruned.searched < n as usize / 4, "trial {trial}: searched {}", pruned.searched);
+                // A head sure of the background whatever the scores: nothing searched, one class everywhere.
+                let sure = LinearHead {
+                    mean: head.mean.shallow_clone(),
+                    std: head.std.shallow_clone(),
+                    weight: head.weight.shallow_clone(),
+                    bias: Tensor::from_slice(&[500f32, -1.0, -1.5]),
+                };
+                let p = pruned_classes(&sure, &q, norm, &bounds, (gh, gw), (h, w)).unwrap();
+                assert_eq!((p.searched, p.classes.len()), (0, h * w));
+                assert!(p.classes.iter().all(|&k| k == 0));
+                continue;
+            }
             assert!(full.iter().any(|&k| k != 0) && full.iter().any(|&k| k == 0), "trial {trial}: the map must hold both");
             assert!(pruned.searched > 0 && pruned.searched < n as usize, "trial {trial}: searched {}", pruned.searched);
         }
