@@ -387,3 +387,21 @@ fn gaussian_fusion_and_supervised_heads_with_image_scores_reload_exactly() {
     assert_eq!(m.header.score.kind, "fused");
     assert_eq!(m.header.score.gaussian_weight, Some(engine::train::DEFAULT_GAUSSIAN_WEIGHT));
 }
+
+#[test]
+fn mirrored_normals_in_the_bank_when_asked() {
+    engine::set_threads(1);
+    let b = Backbone::load(&common::backbone_path()).unwrap();
+    let set = small_set();
+    let (plain, _) = engine::train(&b, &set, &TrainOptions::default(), &mut |_| {}).unwrap();
+    let opts = TrainOptions { bank_flips: true, ..TrainOptions::default() };
+    let (flipped, _) = engine::train(&b, &set, &opts, &mut |_| {}).unwrap();
+    assert!(flipped.header.training.options.as_ref().unwrap().bank_flips);
+    // A training normal mirrored left–right: its patches were candidates of the flipped bank only.
+    let img = image::imageops::flip_horizontal(&set.train[0].image.load().unwrap());
+    let score = |m: &Model| m.detect_with(&b, &img, DetectOptions { heat_map: false }).unwrap().score;
+    assert!(score(&flipped) < score(&plain), "mirrored normal: {} with flips vs {} without", score(&flipped), score(&plain));
+    // The option survives the file.
+    let loaded = Model::from_bytes(&flipped.to_bytes().unwrap()).unwrap();
+    assert!(loaded.header.training.options.unwrap().bank_flips);
+}

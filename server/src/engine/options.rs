@@ -54,6 +54,9 @@ pub struct TrainOptions {
     pub supervised_weight: Option<f32>,
     /// Images per backbone forward pass while training.
     pub batch_size: usize,
+    /// Also give the memory bank the patches of every normal training image mirrored left–right, top–bottom and
+    /// both (for surfaces with no orientation); in the folds' banks too, so the threshold sees its effect.
+    pub bank_flips: bool,
 }
 
 impl Default for TrainOptions {
@@ -79,6 +82,7 @@ impl Default for TrainOptions {
             size_search: true,
             supervised_weight: None,
             batch_size: 8,
+            bank_flips: false,
         }
     }
 }

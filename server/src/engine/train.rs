@@ -112,14 +112,23 @@ struct Item {
     embedding: Tensor,
     /// `(264,)`
     pooled: Tensor,
+    /// The embeddings of the image mirrored (normal images with `bank_flips`), each `(D, h, w)` f16.
+    flips: Vec<Tensor>,
+}
+
+impl Item {
+    /// The embedding and its mirrored views.
+    fn bank_views(&self) -> impl Iterator<Item = &Tensor> {
+        std::iter::once(&self.embedding).chain(&self.flips)
+    }
 }
 
 fn extract(
     backbone: &Backbone,
     samples: &[&Sample],
-    width: u32,
-    height: u32,
+    (width, height): (u32, u32),
     batch: usize,
+    flips: bool,
     mut tick: impl FnMut(usize),
 ) -> Result<Vec<Item>> {
     let mut out = Vec::with_capacity(samples.len());
@@ -133,8 +142,16 @@ fn extract(
         let f = backbone.forward(&x)?;
         let e = embedding::embed(&f)?.f_to_kind(Kind::Half)?;
         let p = pooled_features(&f)?;
-        for i in 0..chunk.len() as i64 {
-            out.push(Item { embedding: e.f_get(i)?, pooled: p.f_get(i)? });
+        for (i, s) in chunk.iter().enumerate() {
+            let mut views = Vec::new();
+            if flips && !s.anomalous {
+                // Left–right, top–bottom, both: the input's (H, W) axes are 2 and 3.
+                for axes in [&[3i64][..], &[2], &[2, 3]] {
+                    let fx = backbone.forward(&inputs[i].f_flip(axes)?)?;
+                    views.push(embedding::embed(&fx)?.f_to_kind(Kind::Half)?.f_get(0)?);
+                }
+            }
+            out.push(Item { embedding: e.f_get(i as i64)?, pooled: p.f_get(i as i64)?, flips: views });
         }
         tick(out.len());
     }
@@ -379,7 +396,7 @@ pub fn train(
 
     // 6. Final PCA and memory bank from every training normal.
     progress(Progress { stage: Stage::MemoryBank, done: 0, total: 1 });
-    let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
+    let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).flat_map(|i| items[i].bank_views()).collect();
     let pca = fit_pca(&normals, opts, opts.seed)?;
     let bank = build_bank(&normals, opts, opts.seed, pca.as_ref())?;
     let uses_gaussian = score_spec.gaussian_weight.is_some() || score_spec.head_stats;
@@ -642,7 +659,7 @@ fn out_of_fold(
     backbone.warm_up(width, height, 2)?;
     let total = samples.len();
     progress(Progress { stage: Stage::Features, done: 0, total });
-    let items = extract(backbone, &samples, width, height, opts.batch_size, |done| {
+    let items = extract(backbone, samples, (width, height), opts.batch_size, opts.bank_flips, |done| {
         progress(Progress { stage: Stage::Features, done, total })
     })?;
     tracing::debug!(secs = started.elapsed().as_secs_f64(), width, height, "features extracted");
@@ -656,7 +673,10 @@ fn out_of_fold(
     let items = match &tap_weights {
         Some(w) => items
             .into_iter()
-            .map(|it| Ok(Item { embedding: embedding::weigh(&it.embedding, w)?, pooled: it.pooled }))
+            .map(|it| {
+                let flips = it.flips.iter().map(|e| embedding::weigh(e, w)).collect::<Result<_>>()?;
+                Ok(Item { embedding: embedding::weigh(&it.embedding, w)?, pooled: it.pooled, flips })
+            })
             .collect::<Result<Vec<_>>>()?,
         None => items,
     };
@@ -673,7 +693,7 @@ fn out_of_fold(
     for f in 0..k {
         progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
         let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f && !labels[i]).collect();
-        let normals: Vec<&Tensor> = tr.iter().map(|&i| &items[i].embedding).collect();
+        let normals: Vec<&Tensor> = tr.iter().flat_map(|&i| items[i].bank_views()).collect();
         let fold_seed = opts.seed.wrapping_add(f as u64 + 1);
         let pca = fit_pca(&normals, opts, fold_seed)?;
         let bank = build_bank(&normals, opts, fold_seed, pca.as_ref())?;
