@@ -393,15 +393,106 @@ fn mirrored_normals_in_the_bank_when_asked() {
     engine::set_threads(1);
     let b = Backbone::load(&common::backbone_path()).unwrap();
     let set = small_set();
-    let (plain, _) = engine::train(&b, &set, &TrainOptions::default(), &mut |_| {}).unwrap();
-    let opts = TrainOptions { bank_flips: true, ..TrainOptions::default() };
+    let plain_opts = TrainOptions { bank_flips: Some(false), bank_turns: Some(false), ..TrainOptions::default() };
+    let (plain, _) = engine::train(&b, &set, &plain_opts, &mut |_| {}).unwrap();
+    assert!(!plain.header.training.bank_flips && !plain.header.training.bank_turns);
+    let opts = TrainOptions { bank_flips: Some(true), ..plain_opts.clone() };
     let (flipped, _) = engine::train(&b, &set, &opts, &mut |_| {}).unwrap();
-    assert!(flipped.header.training.options.as_ref().unwrap().bank_flips);
+    assert!(flipped.header.training.bank_flips && !flipped.header.training.bank_turns);
+    // Both were set, so no mirror test ran.
+    assert!(flipped.header.training.mirror_test.is_none());
     // A training normal mirrored left–right: its patches were candidates of the flipped bank only.
     let img = image::imageops::flip_horizontal(&set.train[0].image.load().unwrap());
     let score = |m: &Model| m.detect_with(&b, &img, DetectOptions { heat_map: false }).unwrap().score;
     assert!(score(&flipped) < score(&plain), "mirrored normal: {} with flips vs {} without", score(&flipped), score(&plain));
     // The option survives the file.
     let loaded = Model::from_bytes(&flipped.to_bytes().unwrap()).unwrap();
-    assert!(loaded.header.training.options.unwrap().bank_flips);
+    assert_eq!(loaded.header.training.options.unwrap().bank_flips, Some(true));
+    assert!(loaded.header.training.bank_flips);
+    // Turned views too (all eight symmetries, the turned ones of another shape): the mirrored image is still
+    // one of the bank's views.
+    let opts = TrainOptions { bank_flips: Some(true), bank_turns: Some(true), ..TrainOptions::default() };
+    let (all, _) = engine::train(&b, &set, &opts, &mut |_| {}).unwrap();
+    assert!(score(&all) < score(&plain), "mirrored normal: {} with every symmetry vs {} without", score(&all), score(&plain));
+}
+
+#[test]
+fn reweighted_image_score_on_every_path() {
+    engine::set_threads(1);
+    let b = Backbone::load(&common::backbone_path()).unwrap();
+    let set = small_set();
+    // Without the Gaussian fusion the score of a normal-only model is PatchCore's own.
+    let plain_opts = TrainOptions { gaussian: false, ..TrainOptions::default() };
+    let (plain, _) = engine::train(&b, &set, &plain_opts, &mut |_| {}).unwrap();
+    let opts = TrainOptions { reweight_neighbours: 9, ..plain_opts.clone() };
+    let (rw, _) = engine::train(&b, &set, &opts, &mut |_| {}).unwrap();
+    assert_eq!((plain.header.score.kind.as_str(), rw.header.score.kind.as_str()), ("patchcore", "patchcore"));
+    assert_eq!(rw.header.patchcore.reweight_neighbours, 9);
+    assert_eq!(plain.header.patchcore.reweight_neighbours, 0);
+    for img in [sample("anomaly", 9).image.load().unwrap(), sample("normal", 12).image.load().unwrap()] {
+        let fast = |m: &Model| m.detect_with(&b, &img, DetectOptions { heat_map: false }).unwrap();
+        let (with_heat, without) = (rw.detect(&b, &img).unwrap(), fast(&rw));
+        // The heat-map path (every patch searched) and the pruned one reweight the same patch alike.
+        assert!((with_heat.score - without.score).abs() <= 1e-5 * without.score.abs().max(1.0), "{} vs {}", with_heat.score, without.score);
+        // Same bank (same seeds), so the score is the plain one times a weight in [1 − 1/9, 1) (in f32 the
+        // weight can round to 1: the distances' differences are large at this feature scale).
+        let p = fast(&plain).score;
+        assert!(without.score <= p && without.score >= p * (8.0 / 9.0) * (1.0 - 1e-5), "{} vs plain {p}", without.score);
+    }
+    // The setting survives the file and gives the same score.
+    let loaded = Model::from_bytes(&rw.to_bytes().unwrap()).unwrap();
+    let img = sample("anomaly", 9).image.load().unwrap();
+    assert_eq!(loaded.detect(&b, &img).unwrap().score, rw.detect(&b, &img).unwrap().score);
+}
+
+/// 48 generated normal images, 128 px: with `oriented`, sawtooth ramps along both axes (each period a slow rise
+/// and a sharp fall: mirrored or turned, the ramps run the other way) at a random phase; without, grey noise in
+/// 4×4 blocks (the same statistics in every direction).
+fn generated_normals(oriented: bool) -> TrainSet {
+    let mut rng = engine::coreset::SplitMix64::new(if oriented { 5 } else { 6 });
+    let train = (0..48)
+        .map(|n| {
+            let (px, py) = (rng.below(16) as u32, rng.below(16) as u32);
+            let noise: Vec<u8> = (0..32 * 32).map(|_| rng.below(256) as u8).collect();
+            let img = image::RgbImage::from_fn(128, 128, |x, y| {
+                let v = if oriented {
+                    (((x + px) % 16) * 8 + ((y + py) % 16) * 7) as u8
+                } else {
+                    noise[(y / 4 * 32 + x / 4) as usize]
+                };
+                image::Rgb([v, v, v])
+            });
+            Sample { id: format!("n{n}"), image: ImageSource::Decoded(std::sync::Arc::new(img)), anomalous: false, mask: None }
+        })
+        .collect();
+    TrainSet { train, test: None, labels: vec![] }
+}
+
+#[test]
+fn the_mirror_test_puts_views_in_the_bank_only_for_surfaces_without_orientation() {
+    engine::set_threads(1);
+    let b = Backbone::load(&common::backbone_path()).unwrap();
+    let mut flip_auroc = Vec::new();
+    for oriented in [true, false] {
+        let (m, _) = engine::train(&b, &generated_normals(oriented), &TrainOptions::default(), &mut |_| {}).unwrap();
+        let t = &m.header.training;
+        let test = t.mirror_test.clone().expect("48 normals and no setting: the mirror test runs");
+        assert_eq!((test.bank_images, test.probed_images), (24, 24));
+        let (fa, ta) = (test.flip_auroc.unwrap(), test.turn_auroc.unwrap());
+        // The decision follows the figures.
+        assert_eq!(t.bank_flips, fa < engine::folds::MIRROR_AUROC, "oriented {oriented}: flips AUROC {fa}");
+        assert_eq!(t.bank_turns, ta < engine::folds::MIRROR_AUROC, "oriented {oriented}: turns AUROC {ta}");
+        if oriented {
+            assert!(fa > 0.9 && ta > 0.9, "mirrored and turned ramps look new to the bank: {fa}, {ta}");
+            assert!(!t.bank_flips && !t.bank_turns);
+        } else {
+            assert!(t.bank_flips && t.bank_turns, "noise mirrored or turned is still noise: {fa}, {ta}");
+        }
+        flip_auroc.push(fa);
+    }
+    assert!(flip_auroc[0] > flip_auroc[1] + 0.3, "{flip_auroc:?}");
+    // A setting is obeyed and skips the test.
+    let opts = TrainOptions { bank_flips: Some(false), bank_turns: Some(true), ..TrainOptions::default() };
+    let (m, _) = engine::train(&b, &generated_normals(false), &opts, &mut |_| {}).unwrap();
+    assert!(m.header.training.mirror_test.is_none() && !m.header.training.bank_flips && m.header.training.bank_turns);
 }

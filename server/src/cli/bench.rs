@@ -121,6 +121,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 t.oof_auroc_gaussian, model.header.score.gaussian_weight, t.oof_auroc_by_gaussian_weight, t.gaussian_shrinkage, model.header.score.head_stats
             );
         }
+        if let Some(m) = &t.mirror_test {
+            println!(
+                "  mirror test ({} normals in the bank, {} probed): AUROC mirrored {:?}, turned {:?} → bank flips {}, turns {}",
+                m.bank_images, m.probed_images, m.flip_auroc, m.turn_auroc, t.bank_flips, t.bank_turns
+            );
+        } else if t.bank_flips || t.bank_turns {
+            println!("  bank flips {}, turns {} (as set)", t.bank_flips, t.bank_turns);
+        }
         println!("  fit {fit:.2}s (train() with evaluation {train_wall:.2}s)");
 
         // Pixel figures by k-fold over the training set (whose anomalies have masks).

@@ -134,6 +134,20 @@ fn train(a: TrainArgs) -> Result<()> {
         h.training.fit_seconds,
         a.out.display()
     );
+    let t = &h.training;
+    if t.mirror_test.is_some() || t.bank_flips || t.bank_turns {
+        let views = match (t.bank_flips, t.bank_turns) {
+            (true, true) => "mirrored and turned",
+            (true, false) => "mirrored",
+            (false, true) => "turned",
+            (false, false) => "as they are only",
+        };
+        let why = match &t.mirror_test {
+            Some(m) => format!("mirror test AUROC: mirrored {:.3}, turned {:.3}", m.flip_auroc.unwrap_or(f64::NAN), m.turn_auroc.unwrap_or(f64::NAN)),
+            None => "as set".into(),
+        };
+        eprintln!("memory bank: normal images {views} ({why})");
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&eval_json(&ev))?);
     } else {

@@ -23,8 +23,9 @@ use tch::{Kind, Tensor};
 pub const MAGIC: &[u8; 8] = b"VIGILMDL";
 /// The version written. Bumped on any change that an older reader would misread (version 2: a PCA with a
 /// residual column, per-fold image heads, the backbone checksum; version 3: a Gaussian model of pooled
-/// features fused into the score, image heads that take the image scores).
-pub const FORMAT_VERSION: u32 = 3;
+/// features fused into the score, image heads that take the image scores; version 4: the image score's
+/// reweighting by the bank neighbourhood, `patchcore.reweight_neighbours`).
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version this reader still understands: fields added since then have serde defaults that
 /// reproduce the older behaviour.
 pub const MIN_FORMAT_VERSION: u32 = 1;

@@ -69,6 +69,10 @@ pub struct PatchCoreSpec {
     #[serde(default)]
     pub tap_weights: Option<Vec<f32>>,
     pub bank_size: i64,
+    /// PatchCore's reweighting of the image score by the nearest bank row's neighbourhood of this many rows
+    /// (`patchcore::MemoryBank::reweight`); 0 (older models): off.
+    #[serde(default)]
+    pub reweight_neighbours: usize,
     pub blur_sigma: f64,
     pub image_score: String,
 }
@@ -131,7 +135,30 @@ pub struct TrainingSummary {
     /// Ledoit–Wolf shrinkage of the final Gaussian model.
     #[serde(default)]
     pub gaussian_shrinkage: Option<f64>,
+    /// The mirror test's figures, when it ran (`folds::mirror_test`).
+    #[serde(default)]
+    pub mirror_test: Option<MirrorTest>,
+    /// The memory banks also hold the normal images mirrored (`bank_flips`) and turned (`bank_turns`).
+    #[serde(default)]
+    pub bank_flips: bool,
+    #[serde(default)]
+    pub bank_turns: bool,
     pub fit_seconds: f64,
     pub options: Option<TrainOptions>,
 }
 
+
+/// Do normal images still look normal mirrored or turned? A memory bank of half of (up to 48) normal training
+/// images scores the other half as they are and in their views; the AUROC of the views' scores against the
+/// plain ones is 0.5 when the views look as normal as the images, towards 1 when they look anomalous (the
+/// surface has an orientation).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MirrorTest {
+    /// Normal images in the bank and probed.
+    pub bank_images: usize,
+    pub probed_images: usize,
+    /// Views mirrored left–right, top–bottom, and both (the half turn).
+    pub flip_auroc: Option<f64>,
+    /// Views turned by 90° and 270°.
+    pub turn_auroc: Option<f64>,
+}

@@ -5,7 +5,8 @@
 //! [`embedding`] (patch features), [`patchcore`] (memory bank, nearest-neighbour scores), [`coreset`] (greedy
 //! k-center), [`anomaly_map`] (upsampling and Gaussian smoothing), [`segmentation`] (supervised heads and label
 //! masks), [`threshold`] and [`metrics`], [`artifact`] (the file format), [`model`] (the public types and
-//! detection), `evaluate` (evaluation), `model_file` (a model's file), [`train`] (training).
+//! detection), `evaluate` (evaluation), `model_file` (a model's file), [`train`] (training) and `folds` (its
+//! features and out-of-fold scores).
 //!
 //! The API the server calls (all synchronous, CPU-bound: run it on blocking threads, after [`set_threads`]):
 //!
@@ -27,6 +28,7 @@ pub mod backbone;
 pub mod coreset;
 pub mod embedding;
 mod evaluate;
+pub mod folds;
 pub mod gaussian;
 pub mod header;
 pub mod image_io;

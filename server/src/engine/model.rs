@@ -301,9 +301,17 @@ impl Model {
             let norm = self.header.score.patchcore_norm as f64;
             let (hw, grid) = ((h as usize, w as usize), (e.size()[2] as usize, e.size()[3] as usize));
             let mut seg: Vec<(Option<Vec<u8>>, Option<Tensor>)> = Vec::new();
+            let reweight = self.header.patchcore.reweight_neighbours;
             let (maps, pc) = if want_heat || (want_prob && self.seg_head.is_some()) {
                 let maps = self.bank.score_maps(&e)?; // (B, h, w)
-                let pc: Vec<f32> = f32_values(&patchcore::image_scores(&maps)?)?;
+                let mut pc: Vec<f32> = f32_values(&patchcore::image_scores(&maps)?)?;
+                if reweight >= 2 {
+                    let at: Vec<i64> = Vec::try_from(&maps.f_flatten(1, 2)?.f_argmax(1, false)?)?;
+                    for (i, (p, &a)) in pc.iter_mut().zip(&at).enumerate() {
+                        let rows = embedding::to_rows(&e.f_narrow(0, i as i64, 1)?)?;
+                        *p = self.bank.reweighted(&rows, a as usize, *p, reweight)?;
+                    }
+                }
                 if let Some(head) = &self.seg_head {
                     for i in 0..e.size()[0] {
                         seg.push(segment_exact(head, &e.f_get(i)?, &maps.f_get(i)?, norm, hw, want_prob)?);
@@ -316,13 +324,13 @@ impl Model {
                     let rows = embedding::to_rows(&e.f_narrow(0, i, 1)?)?;
                     let tb = Instant::now();
                     let bounds = self.bank.bounds(&rows)?;
-                    match (&self.seg_head, bounds) {
-                        (None, Some(b)) => pc.push(b.max_distance()?),
+                    let (at, d) = match (&self.seg_head, bounds) {
+                        (None, Some(b)) => b.argmax_from(None, f32::NEG_INFINITY)?,
                         (Some(head), Some(b)) => {
                             let tm = Instant::now();
                             let p = segmentation::pruned_classes(head, &rows, norm as f32, &b, grid, hw)?;
                             let ts = Instant::now();
-                            pc.push(b.max_distance_from(p.best_sq)?);
+                            let best = b.argmax_from(p.best_at, p.best_sq)?;
                             tracing::trace!(
                                 searched = p.searched,
                                 cells = rows.size()[0],
@@ -332,15 +340,20 @@ impl Model {
                                 "segmentation: cells searched exactly"
                             );
                             seg.push((Some(p.classes), None));
+                            best
                         }
                         (head, None) => {
-                            let map = self.bank.nearest_distances(&rows)?.f_view([grid.0 as i64, grid.1 as i64])?;
-                            pc.push(map.f_max()?.f_double_value(&[])? as f32);
+                            let dist = self.bank.nearest_distances(&rows)?;
+                            let at = dist.f_argmax(0, false)?.int64_value(&[]) as usize;
+                            let d = dist.f_double_value(&[at as i64])? as f32;
                             if let Some(head) = head {
+                                let map = dist.f_view([grid.0 as i64, grid.1 as i64])?;
                                 seg.push(segment_exact(head, &e.f_get(i)?, &map, norm, hw, false)?);
                             }
+                            (at, d)
                         }
-                    }
+                    };
+                    pc.push(self.bank.reweighted(&rows, at, d, reweight)?);
                 }
                 (None, pc)
             };
@@ -508,8 +521,7 @@ impl Model {
 /// `map: (gh, gw)` → the `h × w` class map, and `1 − P(background)` per pixel when `want_prob`.
 fn segment_exact(head: &LinearHead, e: &Tensor, map: &Tensor, norm: f64, (h, w): (usize, usize), want_prob: bool) -> Result<(Option<Vec<u8>>, Option<Tensor>)> {
     let (gh, gw) = (e.size()[1], e.size()[2]);
-    let s = map.f_div_scalar(norm)?.f_view([1, gh, gw])?;
-    let rows = embedding::to_rows(&Tensor::f_cat(&[e, &s], 0)?.f_unsqueeze(0)?)?;
+    let rows = segmentation::head_rows(e, map, norm as f32)?;
     let c = head.classes();
     let cells = head.logits(&rows)?; // (gh·gw, C)
     let flat: Vec<f32> = Vec::try_from(&cells.f_contiguous()?.f_view([-1])?)?;

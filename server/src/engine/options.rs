@@ -56,7 +56,15 @@ pub struct TrainOptions {
     pub batch_size: usize,
     /// Also give the memory bank the patches of every normal training image mirrored left–right, top–bottom and
     /// both (for surfaces with no orientation); in the folds' banks too, so the threshold sees its effect.
-    pub bank_flips: bool,
+    /// `None`: decided by the mirror test (`folds::mirror_test`: on when mirrored normals look normal).
+    pub bank_flips: Option<bool>,
+    /// Also give the memory bank every normal training image turned by 90°, 180° and 270° (with `bank_flips`:
+    /// all eight symmetries of the square), for surfaces with no orientation at all. `None`: decided by the
+    /// mirror test (on when turned normals look normal).
+    pub bank_turns: Option<bool>,
+    /// PatchCore's reweighting of the image score (paper §3.3) by the neighbourhood of this many bank rows
+    /// around the nearest row of the worst patch (`patchcore::MemoryBank::reweight`); 0 or 1: off.
+    pub reweight_neighbours: usize,
 }
 
 impl Default for TrainOptions {
@@ -82,7 +90,9 @@ impl Default for TrainOptions {
             size_search: true,
             supervised_weight: None,
             batch_size: 8,
-            bank_flips: false,
+            bank_flips: None,
+            bank_turns: None,
+            reweight_neighbours: 0,
         }
     }
 }

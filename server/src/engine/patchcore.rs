@@ -403,17 +403,75 @@ impl Bounds<'_> {
     /// [`Bounds::max_distance`] when some query's exact squared distance `known_sq` is already known: queries
     /// whose bound is below it are not searched.
     pub fn max_distance_from(&self, known_sq: f32) -> Result<f32> {
+        Ok(self.argmax_from(None, known_sq)?.1)
+    }
+
+    /// The query with the largest exact distance and that distance, when query `known` (if any) has the exact
+    /// squared distance `known_sq`: queries are searched exactly in decreasing order of their bound, until the
+    /// bound falls to the best exact distance found. With no `known` query and nothing searched (a bank every
+    /// bound is below `known_sq` for), the index is that of the largest bound.
+    pub fn argmax_from(&self, known: Option<usize>, known_sq: f32) -> Result<(usize, f32)> {
         let mut order: Vec<i64> = (0..self.upper_sq.len() as i64).collect();
         order.sort_unstable_by(|&a, &b| self.upper_sq[b as usize].total_cmp(&self.upper_sq[a as usize]));
         let mut best = known_sq; // squared
+        let mut at = known.unwrap_or(order.first().map_or(0, |&i| i as usize));
         let mut start = 0usize;
         while start < order.len() && self.upper_sq[order[start] as usize] > best {
             let end = (start + 64).min(order.len());
-            best = self.exact_sq(&order[start..end])?.into_iter().fold(best, f32::max);
+            for (&i, e) in order[start..end].iter().zip(self.exact_sq(&order[start..end])?) {
+                if e > best {
+                    (best, at) = (e, i as usize);
+                }
+            }
             start = end;
         }
         tracing::trace!(searched = start, queries = order.len(), coarse = self.coarse, "pruned search");
-        Ok(best.max(0.0).sqrt())
+        Ok((at, best.max(0.0).sqrt()))
+    }
+}
+
+impl MemoryBank {
+    /// The image score `d` (the largest patch distance, found at row `at` of the image's patch `rows`) times
+    /// [`MemoryBank::reweight`]'s weight; `d` itself when `neighbours < 2` (reweighting off).
+    pub fn reweighted(&self, rows: &Tensor, at: usize, d: f32, neighbours: usize) -> Result<f32> {
+        if neighbours < 2 {
+            return Ok(d);
+        }
+        Ok(d * self.reweight(&rows.f_narrow(0, at as i64, 1)?, neighbours)?)
+    }
+
+    /// PatchCore's reweighting of the image score (Roth et al. 2022, §3.3): for the patch `query: (1, D)` with
+    /// the largest distance and its nearest bank row `m*`, the weight `1 − exp|q − m*| / Σ exp|q − m|` over `m*`
+    /// and its `neighbours − 1` nearest bank rows. Near 1 when `m*` is isolated in the bank (a rare normal
+    /// pattern, or an anomaly far from everything: the score stands), lower when `m*`'s neighbours are about as
+    /// close to the query as `m*` is (a dense, well-covered region: the distance says less). In
+    /// `[1 − 1/neighbours, 1)`; exactly 1 with fewer than 2 neighbours.
+    pub fn reweight(&self, query: &Tensor, neighbours: usize) -> Result<f32> {
+        let b = (neighbours as i64).min(self.len());
+        if b < 2 {
+            return Ok(1.0);
+        }
+        tch::no_grad(|| {
+            let q = match &self.pca {
+                Some(p) => p.apply(query)?,
+                None => query.f_to_kind(Kind::Float)?,
+            };
+            if q.size() != [1, self.bank.size()[1]] {
+                return Err(Error::Shape(format!("reweight takes one query row, got {:?}", query.size())));
+            }
+            let qsq = q.f_mul(&q)?.f_sum(Kind::Float)?;
+            let d = self.sq.f_addmm(&q, &self.neg2_t)?.f_add(&qsq)?.f_clamp_min(0.0)?.f_sqrt()?.f_squeeze_dim(0)?; // (M,)
+            let nearest = d.f_argmin(0, false)?;
+            // m*'s neighbourhood in the bank (m* itself first: its distance to itself is 0).
+            let m = self.bank.f_index_select(0, &nearest.f_unsqueeze(0)?)?;
+            let to_m = self.sq.f_addmm(&m, &self.neg2_t)?.f_squeeze_dim(0)?; // |m'|² − 2 m·m', same order as the distance
+            let (_, hood) = to_m.f_topk(b, 0, false, true)?;
+            let dh: Vec<f32> = Vec::try_from(&d.f_index_select(0, &hood)?)?;
+            let d0 = d.f_double_value(&[nearest.int64_value(&[])])? as f32;
+            // exp(d0) / Σ exp(dj) = 1 / Σ exp(dj − d0), with dj ≥ d0: no overflow.
+            let sum: f32 = dh.iter().map(|&dj| (dj - d0).max(0.0).exp()).sum::<f32>().max(1.0);
+            Ok(1.0 - 1.0 / sum)
+        })
     }
 }
 
@@ -484,8 +542,13 @@ mod tests {
             let known = bounds.exact_sq(&[7]).unwrap()[0];
             let seeded = bounds.max_distance_from(known).unwrap() as f64;
             assert!((full - seeded).abs() <= 1e-5 * full.max(1.0), "{full} vs {seeded}");
-            // The bounds are upper bounds.
+            // The arg max is a query whose exact distance is the maximum, whether or not a start is given.
             let exact: Vec<f32> = Vec::try_from(&bank.nearest_distances(&q).unwrap()).unwrap();
+            for (known, known_sq) in [(None, f32::NEG_INFINITY), (Some(7), known)] {
+                let (at, d) = bounds.argmax_from(known, known_sq).unwrap();
+                assert!((exact[at] as f64 - full).abs() <= 1e-5 * full.max(1.0) && (d as f64 - full).abs() <= 1e-5 * full.max(1.0));
+            }
+            // The bounds are upper bounds.
             assert!(bounds.upper().iter().zip(&exact).all(|(u, e)| *u >= e - 1e-4));
         }
         // Queries close to bank rows (a normal image): the cells' bound is tight and most queries are pruned.
@@ -540,6 +603,27 @@ mod tests {
         let all = Tensor::cat(&[to_rows(&a.unsqueeze(0)).unwrap(), to_rows(&b.unsqueeze(0)).unwrap()], 0);
         let idx: Vec<i64> = sample_row_indices(8, 4, 5).into_iter().map(|i| i as i64).collect();
         assert!(got.equal(&all.index_select(0, &Tensor::from_slice(&idx))));
+    }
+
+    #[test]
+    fn reweighting_by_hand() {
+        // Bank on a line: 0, 1, 10 (second coordinate 0).
+        let bank = MemoryBank::new(Tensor::from_slice(&[0f32, 0., 1., 0., 10., 0.]).view([3, 2]), None).unwrap();
+        let q = |x: f32| Tensor::from_slice(&[x, 0.]).view([1, 2]);
+        // Query 0.5: m* = 0 (first of the tie), neighbourhood {0, 1}, both at 0.5 → 1 − 1/(1 + e⁰) = 0.5.
+        assert!((bank.reweight(&q(0.5), 2).unwrap() - 0.5).abs() < 1e-6);
+        // Query 0.25: m* = 0 at 0.25, neighbour 1 at 0.75 → 1 − 1/(1 + e^0.5).
+        let want = 1.0 - 1.0 / (1.0 + 0.5f32.exp());
+        assert!((bank.reweight(&q(0.25), 2).unwrap() - want).abs() < 1e-6);
+        // Query 10.2: m* = 10 is isolated (its nearest other row, 1, is 9.2 away from the query) → nearly 1.
+        let w = bank.reweight(&q(10.2), 2).unwrap();
+        assert!(w > 0.999 && w < 1.0, "{w}");
+        // The third row joins the neighbourhood at b = 3 (0.5: 0 and 1 tie, 10 adds e⁹·⁵ → nearly 1).
+        assert!(bank.reweight(&q(0.5), 3).unwrap() > 0.999);
+        // Fewer than 2 neighbours, or more than the bank has rows: 1, and the whole bank.
+        assert_eq!(bank.reweight(&q(0.5), 1).unwrap(), 1.0);
+        assert!((bank.reweight(&q(0.25), 99).unwrap() - bank.reweight(&q(0.25), 3).unwrap()).abs() < 1e-7);
+        assert!(bank.reweight(&Tensor::zeros([2, 2], (Kind::Float, tch::Device::Cpu)), 2).is_err());
     }
 
     #[test]

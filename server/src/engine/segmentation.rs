@@ -264,6 +264,15 @@ pub fn upsampled_argmax(logits: &[f32], gh: usize, gw: usize, c: usize, h: usize
     Ok(classes)
 }
 
+/// The head's input rows for one image: its patch embedding `(D, h, w)` (any float kind) and patch score map
+/// `(h, w)` → `(h·w, D + 1)`, the score divided by `norm` (the median normal image score) as the last feature.
+pub fn head_rows(embedding: &Tensor, patch_map: &Tensor, norm: f32) -> Result<Tensor> {
+    let e = embedding.f_to_kind(Kind::Float)?;
+    let (h, w) = (e.size()[1], e.size()[2]);
+    let s = patch_map.f_to_kind(Kind::Float)?.f_div_scalar(norm as f64)?.f_view([1, h, w])?;
+    super::embedding::to_rows(&Tensor::f_cat(&[e, s], 0)?.f_unsqueeze(0)?)
+}
+
 /// What [`pruned_classes`] computed: the class map and how much exact search it took.
 pub struct PrunedClasses {
     /// `h × w` classes, as [`upsampled_argmax`] gives them from every cell's exact patch score.
@@ -272,6 +281,8 @@ pub struct PrunedClasses {
     pub searched: usize,
     /// The largest exact squared distance among them (a lower bound on the image score's square; `-∞` if none).
     pub best_sq: f32,
+    /// The cell it belongs to (`None` if none was searched).
+    pub best_at: Option<usize>,
 }
 
 /// The class map of one image from a segmentation head whose last feature is the patch score (`score / norm`),
@@ -328,17 +339,19 @@ pub fn pruned_classes(
         }
     }
     let exact = bounds.exact_sq(&need)?;
-    let mut best_sq = f32::NEG_INFINITY;
+    let (mut best_sq, mut best_at) = (f32::NEG_INFINITY, None);
     for (&i, &e) in need.iter().zip(&exact) {
         scores[i as usize] = e.sqrt();
-        best_sq = best_sq.max(e);
+        if e > best_sq {
+            (best_sq, best_at) = (e, Some(i as usize));
+        }
     }
     // No cell to search means every cell's 3×3 neighbours share its sure class: one class everywhere.
     let classes = match (need.is_empty(), sure[0]) {
         (true, Some(k)) => vec![k as u8; h * w],
         _ => upsampled_argmax(&logits_at(&scores), gh, gw, c, h, w)?,
     };
-    Ok(PrunedClasses { classes, searched: need.len(), best_sq })
+    Ok(PrunedClasses { classes, searched: need.len(), best_sq, best_at })
 }
 
 /// The class that is the argmax of both logit vectors with a margin (so that rounding in the upsampling cannot

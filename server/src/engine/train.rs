@@ -27,13 +27,13 @@
 //! time: patch rows are sampled image by image (`patchcore::sample_rows`), never joined.
 
 use super::backbone::{Backbone, Resize, BACKBONE_ID};
-use super::coreset::{self, SplitMix64};
+use super::coreset::SplitMix64;
 use super::metrics;
 use super::header::{BackboneSpec, InputSpec, ModelHeader, PatchCoreSpec, ScoreSpec, TrainingSummary};
-use super::model::{f32_values, pooled_features, Evaluation, ImageResult, Model, Sample, TrainSet};
+use super::model::{f32_values, Evaluation, ImageResult, Model, Sample, TrainSet};
 use super::options::{Progress, Stage, TrainOptions};
-use super::embedding::{self, EMBED_DIM};
-use super::patchcore::{self, MemoryBank, Pca};
+use super::embedding::EMBED_DIM;
+use super::folds::{assign_folds, build_bank, features_at_best_size, fit_pca, Item, OutOfFold};
 use super::gaussian::{self, Gaussian, NormalScale};
 use super::segmentation::{self, FitOptions, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
@@ -44,12 +44,9 @@ use tch::{Kind, Tensor};
 /// The resize filter of newly trained models.
 pub const RESIZE: Resize = Resize::TorchAntialias;
 
-/// Rows of the PCA fit (a seeded sample of the normal patches).
-const PCA_ROWS: usize = 50_000;
-
 /// Blend weights of the supervised score tried (0 = PatchCore alone, 1 = supervised alone); also the
 /// Gaussian score's fusion weights tried.
-const BLEND_WEIGHTS: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
+pub(super) const BLEND_WEIGHTS: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
 
 /// The Gaussian score's weight in the fusion when too few labelled anomalies can choose it (see the README's
 /// benchmark: measured on normal-only texture and part sets).
@@ -57,12 +54,6 @@ pub const DEFAULT_GAUSSIAN_WEIGHT: f32 = 0.5;
 
 /// Labelled anomalies (and normals) needed before out-of-fold AUROC chooses weights and the supervised head.
 const MIN_LABELLED: usize = 10;
-
-/// The input size search tries a long side up to this (px).
-const MAX_SEARCHED_LONG_SIDE: u32 = 960;
-
-/// Out-of-fold AUROC the larger input must gain to be kept.
-const SIZE_MARGIN: f64 = 0.02;
 
 /// Chooses the input size: long side `long` (or 40 % of the image's, clamped to 256–640), short side in
 /// proportion, both multiples of 32 (at least 64).
@@ -104,113 +95,6 @@ pub fn choose_input_size_for(dims: &[(u32, u32)], long: Option<u32>) -> Result<(
     let a = log_aspect.exp();
     let (w, h) = if a >= 1.0 { (long_side, long_side / a) } else { (long_side * a, long_side) };
     Ok(choose_input_size(w.round().max(1.0) as u32, h.round().max(1.0) as u32, long))
-}
-
-/// Features of one training image kept during training.
-struct Item {
-    /// `(D, h, w)` f16
-    embedding: Tensor,
-    /// `(264,)`
-    pooled: Tensor,
-    /// The embeddings of the image mirrored (normal images with `bank_flips`), each `(D, h, w)` f16.
-    flips: Vec<Tensor>,
-}
-
-impl Item {
-    /// The embedding and its mirrored views.
-    fn bank_views(&self) -> impl Iterator<Item = &Tensor> {
-        std::iter::once(&self.embedding).chain(&self.flips)
-    }
-}
-
-fn extract(
-    backbone: &Backbone,
-    samples: &[&Sample],
-    (width, height): (u32, u32),
-    batch: usize,
-    flips: bool,
-    mut tick: impl FnMut(usize),
-) -> Result<Vec<Item>> {
-    let mut out = Vec::with_capacity(samples.len());
-    for chunk in samples.chunks(batch.max(1)) {
-        let mut inputs = Vec::with_capacity(chunk.len());
-        for s in chunk {
-            let img = s.image.load()?;
-            inputs.push(Backbone::preprocess_with(&img, width, height, RESIZE)?);
-        }
-        let x = Tensor::f_cat(&inputs, 0)?;
-        let f = backbone.forward(&x)?;
-        let e = embedding::embed(&f)?.f_to_kind(Kind::Half)?;
-        let p = pooled_features(&f)?;
-        for (i, s) in chunk.iter().enumerate() {
-            let mut views = Vec::new();
-            if flips && !s.anomalous {
-                // Left–right, top–bottom, both: the input's (H, W) axes are 2 and 3.
-                for axes in [&[3i64][..], &[2], &[2, 3]] {
-                    let fx = backbone.forward(&inputs[i].f_flip(axes)?)?;
-                    views.push(embedding::embed(&fx)?.f_to_kind(Kind::Half)?.f_get(0)?);
-                }
-            }
-            out.push(Item { embedding: e.f_get(i as i64)?, pooled: p.f_get(i as i64)?, flips: views });
-        }
-        tick(out.len());
-    }
-    Ok(out)
-}
-
-/// The PCA of the nearest-neighbour search, from a seeded sample of the given normals' patches (`None` when
-/// `knn_dim` keeps every channel).
-fn fit_pca(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64) -> Result<Option<Pca>> {
-    match opts.knn_dim {
-        Some(kd) if kd > 0 && kd < EMBED_DIM => {
-            let rows = patchcore::sample_rows(embeddings, PCA_ROWS, seed ^ 0x9CA, None)?;
-            let p = Pca::fit(&rows, kd)?;
-            Ok(Some(if opts.pca_residual { p.with_residual() } else { p }))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// Builds a coreset memory bank from embeddings `(D, h, w)` of normal images (in PCA space when given). The
-/// candidates are a seeded sample of at most `max_candidates` patch rows, gathered image by image.
-fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64, pca: Option<&Pca>) -> Result<MemoryBank> {
-    tch::no_grad(|| {
-        let all = patchcore::sample_rows(embeddings, opts.max_candidates.max(1), seed, pca)?;
-        let n = all.size()[0] as usize;
-        let mut rng = SplitMix64::new(seed);
-        let k = ((n as f64 * opts.coreset_ratio).ceil() as usize).clamp(1, opts.max_bank.max(1));
-        let picks = if k >= n {
-            (0..n as i64).collect()
-        } else {
-            let proj = coreset::random_projection(all.size()[1], opts.projection_dim.max(1), seed ^ 0x5EED)?;
-            let projected = all.f_matmul(&proj)?;
-            coreset::greedy_k_center(&projected, k, rng.below(n))?
-        };
-        let bank = all.f_index_select(0, &Tensor::f_from_slice(&picks)?)?;
-        MemoryBank::new(bank, pca.cloned())
-    })
-}
-
-/// Seeded stratified assignment of `labels` to `k` folds (round-robin over a shuffled order per class).
-pub(super) fn assign_folds(labels: &[bool], k: usize, seed: u64) -> Vec<usize> {
-    let mut rng = SplitMix64::new(seed);
-    let mut fold = vec![0; labels.len()];
-    for class in [false, true] {
-        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
-        rng.shuffle(&mut idx);
-        for (j, i) in idx.into_iter().enumerate() {
-            fold[i] = j % k.max(1);
-        }
-    }
-    fold
-}
-
-/// Rows for the segmentation head: embedding `(D, h, w)` (f16) and patch score map `(h, w)` → `(h·w, D + 1)`.
-fn seg_rows(embedding: &Tensor, patch_map: &Tensor, norm: f32) -> Result<Tensor> {
-    let e = embedding.f_to_kind(Kind::Float)?;
-    let s = patch_map.f_to_kind(Kind::Float)?.f_div_scalar(norm as f64)?.f_unsqueeze(0)?;
-    let x = Tensor::f_cat(&[e, s], 0)?.f_unsqueeze(0)?;
-    embedding::to_rows(&x)
 }
 
 /// The blend of PatchCore's and the supervised score: `(1 − w) · rank_pc + w · rank_sup`.
@@ -304,7 +188,7 @@ pub fn train(
 
     let labelled = n_anom >= MIN_LABELLED && n_norm >= MIN_LABELLED;
     let total = train_samples.len();
-    let (oof, size_aurocs) = features_at_best_size(backbone, &train_samples, &labels, labelled, opts, progress)?;
+    let (oof, size_aurocs, symmetries) = features_at_best_size(backbone, &train_samples, &labels, labelled, opts, progress)?;
     let OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps } = oof;
     let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
     let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
@@ -352,6 +236,7 @@ pub fn train(
         head_stats: false,
     };
     summary.oof_auroc_by_input_size = size_aurocs;
+    (summary.mirror_test, summary.bank_flips, summary.bank_turns) = (symmetries.test, symmetries.flips, symmetries.turns);
     summary.oof_auroc_gaussian = g_ok.then(|| metrics::auroc(&oof_g, &labels)).flatten();
     summary.oof_auroc_by_gaussian_weight = BLEND_WEIGHTS.iter().copied().zip(fusion_aurocs.iter().copied()).collect();
     let mut final_oof = oof_u.clone();
@@ -438,8 +323,13 @@ pub fn train(
             pool_kernel: 3,
             tap_weights,
             bank_size: bank.len(),
+            reweight_neighbours: if opts.reweight_neighbours >= 2 { opts.reweight_neighbours } else { 0 },
             blur_sigma: anomaly_map::SIGMA,
-            image_score: "max patch nearest-neighbour distance".into(),
+            image_score: if opts.reweight_neighbours >= 2 {
+                "max patch nearest-neighbour distance, reweighted by the nearest bank row's neighbourhood".into()
+            } else {
+                "max patch nearest-neighbour distance".into()
+            },
         },
         score: score_spec,
         threshold: thr,
@@ -579,146 +469,6 @@ fn supervised_score(
     Ok(Some(Supervised { heads, weight: BLEND_WEIGHTS[best], patchcore_ranks: rp, supervised_ranks: rl, oof: blends[best].clone() }))
 }
 
-/// Features and out-of-fold scores at the input size chosen from every training image's size; with labelled
-/// anomalies and no size given, a 1.5× larger input is tried too and kept when its out-of-fold AUROC is better
-/// by more than [`SIZE_MARGIN`] (small defects on large images). Also returns the sizes tried and their AUROCs.
-#[allow(clippy::type_complexity)]
-fn features_at_best_size(
-    backbone: &Backbone,
-    samples: &[&Sample],
-    labels: &[bool],
-    labelled: bool,
-    opts: &TrainOptions,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<(OutOfFold, Vec<((u32, u32), Option<f64>)>)> {
-    let dims: Vec<(u32, u32)> = samples.iter().map(|s| s.image.dimensions()).collect::<Result<_>>()?;
-    let base = choose_input_size_for(&dims, opts.input_long_side)?;
-    let mut oof = out_of_fold(backbone, samples, labels, base, opts, progress)?;
-    let mut size_aurocs = vec![(base, oof.best_auroc(labels))];
-    if opts.input_long_side.is_none() && opts.size_search && labelled && size_aurocs[0].1.is_some_and(|a| a < 0.99) {
-        let long = base.0.max(base.1);
-        let bigger = choose_input_size_for(&dims, Some(((long as f64 * 1.5) as u32).min(MAX_SEARCHED_LONG_SIDE)))?;
-        if bigger.0.max(bigger.1) > long {
-            let other = out_of_fold(backbone, samples, labels, bigger, opts, progress)?;
-            let a = other.best_auroc(labels);
-            size_aurocs.push((bigger, a));
-            // The larger input costs (1.5)² = 2.25× per detection: kept only for a clear gain.
-            if a.unwrap_or(0.0) > size_aurocs[0].1.unwrap_or(0.0) + SIZE_MARGIN {
-                oof = other;
-            }
-        }
-        tracing::debug!(?size_aurocs, chosen = ?(oof.width, oof.height), "input size search");
-    }
-    Ok((oof, size_aurocs))
-}
-
-/// Features of every training image at one input size and their out-of-fold PatchCore and Gaussian scores.
-struct OutOfFold {
-    width: u32,
-    height: u32,
-    items: Vec<Item>,
-    tap_weights: Option<Vec<f32>>,
-    k: usize,
-    folds: Vec<usize>,
-    oof_pc: Vec<f32>,
-    oof_g: Vec<f32>,
-    /// The Gaussian score could be fitted in every fold.
-    g_ok: bool,
-    oof_maps: Vec<Option<Tensor>>,
-}
-
-impl OutOfFold {
-    /// The best out-of-fold AUROC of the unsupervised scores (PatchCore, and its fusions with the Gaussian).
-    fn best_auroc(&self, labels: &[bool]) -> Option<f64> {
-        let normals = |v: &[f32]| -> Vec<f32> { (0..v.len()).filter(|&i| !labels[i]).map(|i| v[i]).collect() };
-        let mut best = metrics::auroc(&self.oof_pc, labels);
-        if let (true, Some(ps), Some(gs)) = (self.g_ok, NormalScale::new(&normals(&self.oof_pc)), NormalScale::new(&normals(&self.oof_g))) {
-            for &w in &BLEND_WEIGHTS[1..] {
-                let fused: Vec<f32> = (0..labels.len()).map(|i| gaussian::fuse(&ps, &gs, w, self.oof_pc[i], self.oof_g[i])).collect();
-                if let Some(a) = metrics::auroc(&fused, labels) {
-                    best = Some(best.map_or(a, |b| b.max(a)));
-                }
-            }
-        }
-        best
-    }
-}
-
-fn out_of_fold(
-    backbone: &Backbone,
-    samples: &[&Sample],
-    labels: &[bool],
-    (width, height): (u32, u32),
-    opts: &TrainOptions,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<OutOfFold> {
-    let started = Instant::now();
-    let n_norm = labels.iter().filter(|&&y| !y).count();
-
-    // 1. Features (a couple of passes first: libtorch's first passes at a new size are slow).
-    backbone.warm_up(width, height, 2)?;
-    let total = samples.len();
-    progress(Progress { stage: Stage::Features, done: 0, total });
-    let items = extract(backbone, samples, (width, height), opts.batch_size, opts.bank_flips, |done| {
-        progress(Progress { stage: Stage::Features, done, total })
-    })?;
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), width, height, "features extracted");
-    // Both taps weighed alike, by the normal images' patch energy (a normalisation, like the input's).
-    let tap_weights = if opts.equal_taps {
-        let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
-        Some(embedding::tap_weights(&normals)?)
-    } else {
-        None
-    };
-    let items = match &tap_weights {
-        Some(w) => items
-            .into_iter()
-            .map(|it| {
-                let flips = it.flips.iter().map(|e| embedding::weigh(e, w)).collect::<Result<_>>()?;
-                Ok(Item { embedding: embedding::weigh(&it.embedding, w)?, pooled: it.pooled, flips })
-            })
-            .collect::<Result<Vec<_>>>()?,
-        None => items,
-    };
-
-    // 2. Out-of-fold scores: each fold's PCA and memory bank come from the other folds' normals only.
-    let k = opts.folds.clamp(2, n_norm);
-    let folds = assign_folds(&labels, k, opts.seed);
-    let mut oof_pc = vec![0f32; total];
-    let mut oof_g = vec![0f32; total];
-    let mut g_ok = opts.gaussian;
-    let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
-    let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
-    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
-    for f in 0..k {
-        progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
-        let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f && !labels[i]).collect();
-        let normals: Vec<&Tensor> = tr.iter().flat_map(|&i| items[i].bank_views()).collect();
-        let fold_seed = opts.seed.wrapping_add(f as u64 + 1);
-        let pca = fit_pca(&normals, opts, fold_seed)?;
-        let bank = build_bank(&normals, opts, fold_seed, pca.as_ref())?;
-        // The Gaussian needs at least 2 normals per fold (and is pointless with fewer than 4).
-        g_ok &= tr.len() >= 4;
-        if g_ok {
-            let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
-            let (g, _) = Gaussian::fit(&pooled.f_index_select(0, &index(&tr)?)?)?;
-            let s = f32_values(&g.scores(&pooled.f_index_select(0, &index(&te)?)?)?)?;
-            for (j, &i) in te.iter().enumerate() {
-                oof_g[i] = s[j];
-            }
-        }
-        for i in (0..total).filter(|&i| folds[i] == f) {
-            let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
-            let map = bank.score_maps(&e)?; // (1, h, w)
-            oof_pc[i] = patchcore::image_scores(&map)?.f_double_value(&[0])? as f32;
-            oof_maps[i] = Some(map.f_squeeze_dim(0)?);
-        }
-    }
-    progress(Progress { stage: Stage::CrossValidation, done: k, total: k });
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), auroc = ?metrics::auroc(&oof_pc, labels), width, height, "out-of-fold scores");
-    Ok(OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps })
-}
-
 /// The segmentation head (step 5 of training): a linear classifier of patch embeddings plus their out-of-fold
 /// patch scores into background and the labels. Rows: every stride-8 cell of every image with an out-of-fold
 /// map; anomalous cells (any label pixel) are all kept (up to `MAX_ANOMALY_ROWS`), background cells are sampled
@@ -742,7 +492,7 @@ fn fit_segmentation_head(
         if s.anomalous && s.mask.is_none() {
             continue;
         }
-        let x = seg_rows(&items[i].embedding, map, pc_norm)?;
+        let x = segmentation::head_rows(&items[i].embedding, map, pc_norm)?;
         match &s.mask {
             Some(m) if s.anomalous => {
                 let mask = m.load_mask()?;
@@ -843,17 +593,6 @@ mod tests {
         let (w, h) = choose_input_size_for(&[(800, 400), (400, 800)], Some(256)).unwrap();
         assert_eq!(w, h);
         assert!(choose_input_size_for(&[], None).is_err());
-    }
-
-    #[test]
-    fn folds_are_stratified_and_seeded() {
-        let labels = [false, false, false, false, true, true, true, true];
-        let f = assign_folds(&labels, 2, 1);
-        assert_eq!(f, assign_folds(&labels, 2, 1));
-        for class in [false, true] {
-            let zeros = (0..8).filter(|&i| labels[i] == class && f[i] == 0).count();
-            assert_eq!(zeros, 2);
-        }
     }
 
     #[test]

@@ -1,0 +1,478 @@
+//! The training images' features and their out-of-fold scores (steps 1–2 of [`super::train`]): every training
+//! image through the backbone once (normal images also mirrored or turned for the bank when asked), then for
+//! each of k stratified folds a PCA, a coreset memory bank and a Gaussian model fitted on the *other* folds'
+//! normals score the fold's images. Nothing about an image is seen before it is scored, so the out-of-fold
+//! figures that choose the weights and the threshold are honest. With labelled anomalies a larger input is
+//! tried too ([`features_at_best_size`]).
+
+use super::backbone::Backbone;
+use super::coreset::{self, SplitMix64};
+use super::embedding::{self, EMBED_DIM};
+use super::gaussian::{self, Gaussian, NormalScale};
+use super::header::MirrorTest;
+use super::metrics;
+use super::model::{f32_values, pooled_features, Sample};
+use super::options::{Progress, Stage, TrainOptions};
+use super::patchcore::{self, MemoryBank, Pca};
+use super::train::{choose_input_size_for, BLEND_WEIGHTS, RESIZE};
+use super::Result;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// Rows of the PCA fit (a seeded sample of the normal patches).
+const PCA_ROWS: usize = 50_000;
+
+/// The input size search tries a long side up to this (px).
+const MAX_SEARCHED_LONG_SIDE: u32 = 960;
+
+/// Out-of-fold AUROC the larger input must gain to be kept.
+const SIZE_MARGIN: f64 = 0.02;
+
+/// Features of one training image kept during training.
+pub(super) struct Item {
+    /// `(D, h, w)` f16
+    pub(super) embedding: Tensor,
+    /// `(264,)`
+    pub(super) pooled: Tensor,
+    /// The embeddings of the image's mirrored and turned views (normal images with `bank_flips` or
+    /// `bank_turns`), each `(D, h, w)` or, turned by 90°, `(D, w, h)`, f16.
+    flips: Vec<Tensor>,
+}
+
+impl Item {
+    /// The embedding and its mirrored views.
+    pub(super) fn bank_views(&self) -> impl Iterator<Item = &Tensor> {
+        std::iter::once(&self.embedding).chain(&self.flips)
+    }
+}
+
+/// A view of an input `(1, 3, H, W)`: mirrored along some of the (H, W) axes (2, 3), after turning by 90°
+/// (which makes it `(1, 3, W, H)`) or not.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct View {
+    turned: bool,
+    mirror: &'static [i64],
+}
+
+impl View {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let x = if self.turned { x.f_rot90(1, [2i64, 3].as_slice())? } else { x.shallow_clone() };
+        Ok(if self.mirror.is_empty() { x } else { x.f_flip(self.mirror)? })
+    }
+}
+
+/// The extra views of normal images in the memory bank: mirrored (left–right, top–bottom, both — the last is
+/// the half turn) with `flips`; turned by 90°, 180° and 270° with `turns`; all eight symmetries of the square
+/// with both. Views of one shape come together (they share backbone passes).
+fn bank_view_set(flips: bool, turns: bool) -> Vec<View> {
+    let v = |turned, mirror| View { turned, mirror };
+    let mut out = Vec::new();
+    if flips || turns {
+        out.push(v(false, &[2, 3])); // half turn = both mirrors
+    }
+    if flips {
+        out.extend([v(false, &[3]), v(false, &[2])]);
+    }
+    if turns {
+        out.extend([v(true, &[]), v(true, &[2, 3])]); // 90° and 270°
+    }
+    if flips && turns {
+        out.extend([v(true, &[3]), v(true, &[2])]); // the two diagonal mirrors
+    }
+    out
+}
+
+/// Views of each normal image that [`extract`] computes for the banks: all of them for up to
+/// [`VIEW_BUDGET`] normal images, fewer per image beyond (at least one): the images' views then cover every
+/// symmetry between them, and the views' features hold fewer than `VIEW_BUDGET + n_normal` embeddings (at
+/// most twice the normal images' own beyond `VIEW_BUDGET` images).
+fn views_per_image(normals: usize, views: usize) -> usize {
+    if views == 0 {
+        return 0;
+    }
+    VIEW_BUDGET.div_ceil(normals.max(1)).clamp(1, views)
+}
+
+/// Embeddings of normal images' views (mirrored, turned) that training keeps beyond the images' own.
+const VIEW_BUDGET: usize = 256;
+
+/// Every sample through the backbone (batches of `batch`): its embedding and pooled features, and for normal
+/// samples `per_image` of `views` (the `g`-th sample gets views `g · per_image, …` modulo their number, so that
+/// consecutive images get different ones), in `views`' order, unturned before turned.
+fn extract(
+    backbone: &Backbone,
+    samples: &[&Sample],
+    (width, height): (u32, u32),
+    batch: usize,
+    (views, per_image): (&[View], usize),
+    mut tick: impl FnMut(usize),
+) -> Result<Vec<Item>> {
+    let batch = batch.max(1);
+    let per_image = per_image.min(views.len());
+    let mut out = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(batch) {
+        let first = out.len();
+        let mut inputs = Vec::with_capacity(chunk.len());
+        for s in chunk {
+            let img = s.image.load()?;
+            inputs.push(Backbone::preprocess_with(&img, width, height, RESIZE)?);
+        }
+        let x = Tensor::f_cat(&inputs, 0)?;
+        let f = backbone.forward(&x)?;
+        let e = embedding::embed(&f)?.f_to_kind(Kind::Half)?;
+        let p = pooled_features(&f)?;
+        // The normal images' views, by shape (unturned, turned), in passes of at most `batch` images.
+        let mut extra: Vec<Vec<Tensor>> = (0..chunk.len()).map(|_| Vec::new()).collect();
+        for turned in [false, true] {
+            let jobs: Vec<(usize, View)> = (0..chunk.len())
+                .filter(|&i| !chunk[i].anomalous)
+                .flat_map(|i| {
+                    let mut own: Vec<View> = (0..per_image).map(|j| views[((first + i) * per_image + j) % views.len()]).collect();
+                    own.sort_by_key(|v| views.iter().position(|w| w == v));
+                    own.into_iter().filter(|v| v.turned == turned).map(move |v| (i, v))
+                })
+                .collect();
+            for part in jobs.chunks(batch) {
+                let xs = part.iter().map(|(i, v)| v.apply(&inputs[*i])).collect::<Result<Vec<_>>>()?;
+                let ev = embedding::embed(&backbone.forward(&Tensor::f_cat(&xs, 0)?)?)?.f_to_kind(Kind::Half)?;
+                for (j, (i, _)) in part.iter().enumerate() {
+                    extra[*i].push(ev.f_get(j as i64)?);
+                }
+            }
+        }
+        for (i, flips) in extra.into_iter().enumerate() {
+            out.push(Item { embedding: e.f_get(i as i64)?, pooled: p.f_get(i as i64)?, flips });
+        }
+        tick(out.len());
+    }
+    Ok(out)
+}
+
+/// The PCA of the nearest-neighbour search, from a seeded sample of the given normals' patches (`None` when
+/// `knn_dim` keeps every channel).
+pub(super) fn fit_pca(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64) -> Result<Option<Pca>> {
+    match opts.knn_dim {
+        Some(kd) if kd > 0 && kd < EMBED_DIM => {
+            let rows = patchcore::sample_rows(embeddings, PCA_ROWS, seed ^ 0x9CA, None)?;
+            let p = Pca::fit(&rows, kd)?;
+            Ok(Some(if opts.pca_residual { p.with_residual() } else { p }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Builds a coreset memory bank from embeddings `(D, h, w)` of normal images (in PCA space when given). The
+/// candidates are a seeded sample of at most `max_candidates` patch rows, gathered image by image.
+pub(super) fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64, pca: Option<&Pca>) -> Result<MemoryBank> {
+    tch::no_grad(|| {
+        let all = patchcore::sample_rows(embeddings, opts.max_candidates.max(1), seed, pca)?;
+        let n = all.size()[0] as usize;
+        let mut rng = SplitMix64::new(seed);
+        let k = ((n as f64 * opts.coreset_ratio).ceil() as usize).clamp(1, opts.max_bank.max(1));
+        let picks = if k >= n {
+            (0..n as i64).collect()
+        } else {
+            let proj = coreset::random_projection(all.size()[1], opts.projection_dim.max(1), seed ^ 0x5EED)?;
+            let projected = all.f_matmul(&proj)?;
+            coreset::greedy_k_center(&projected, k, rng.below(n))?
+        };
+        let bank = all.f_index_select(0, &Tensor::f_from_slice(&picks)?)?;
+        MemoryBank::new(bank, pca.cloned())
+    })
+}
+
+/// Seeded stratified assignment of `labels` to `k` folds (round-robin over a shuffled order per class).
+pub(super) fn assign_folds(labels: &[bool], k: usize, seed: u64) -> Vec<usize> {
+    let mut rng = SplitMix64::new(seed);
+    let mut fold = vec![0; labels.len()];
+    for class in [false, true] {
+        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        rng.shuffle(&mut idx);
+        for (j, i) in idx.into_iter().enumerate() {
+            fold[i] = j % k.max(1);
+        }
+    }
+    fold
+}
+
+/// Features and out-of-fold scores at the input size chosen from every training image's size; with labelled
+/// anomalies and no size given, a 1.5× larger input is tried too and kept when its out-of-fold AUROC is better
+/// by more than [`SIZE_MARGIN`] (small defects on large images). Also returns the sizes tried and their AUROCs,
+/// and the views of normal images the banks hold (decided once, at the first size).
+#[allow(clippy::type_complexity)]
+pub(super) fn features_at_best_size(
+    backbone: &Backbone,
+    samples: &[&Sample],
+    labels: &[bool],
+    labelled: bool,
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(OutOfFold, Vec<((u32, u32), Option<f64>)>, BankSymmetries)> {
+    let dims: Vec<(u32, u32)> = samples.iter().map(|s| s.image.dimensions()).collect::<Result<_>>()?;
+    let base = choose_input_size_for(&dims, opts.input_long_side)?;
+    let bank = bank_symmetries(backbone, samples, labels, base, opts)?;
+    let mut oof = out_of_fold(backbone, samples, labels, base, &bank, opts, progress)?;
+    let mut size_aurocs = vec![(base, oof.best_auroc(labels))];
+    if opts.input_long_side.is_none() && opts.size_search && labelled && size_aurocs[0].1.is_some_and(|a| a < 0.99) {
+        let long = base.0.max(base.1);
+        let bigger = choose_input_size_for(&dims, Some(((long as f64 * 1.5) as u32).min(MAX_SEARCHED_LONG_SIDE)))?;
+        if bigger.0.max(bigger.1) > long {
+            let other = out_of_fold(backbone, samples, labels, bigger, &bank, opts, progress)?;
+            let a = other.best_auroc(labels);
+            size_aurocs.push((bigger, a));
+            // The larger input costs (1.5)² = 2.25× per detection: kept only for a clear gain.
+            if a.unwrap_or(0.0) > size_aurocs[0].1.unwrap_or(0.0) + SIZE_MARGIN {
+                oof = other;
+            }
+        }
+        tracing::debug!(?size_aurocs, chosen = ?(oof.width, oof.height), "input size search");
+    }
+    Ok((oof, size_aurocs, bank))
+}
+
+/// Normal training images the mirror test probes at most (half in its bank, half probed).
+const MIRROR_IMAGES: usize = 48;
+
+/// Normal training images the mirror test needs.
+const MIRROR_MIN_IMAGES: usize = 8;
+
+/// Views are added to the bank when their mirror test AUROC is below this: mirrored normals score about like
+/// normals (0.5), so the surface has no orientation that the views would break.
+pub const MIRROR_AUROC: f64 = 0.6;
+
+/// The views of normal images in the memory banks, and why.
+pub(super) struct BankSymmetries {
+    pub(super) flips: bool,
+    pub(super) turns: bool,
+    pub(super) test: Option<MirrorTest>,
+}
+
+/// Which views of the normal images the memory banks get: the options' where set, else the mirror test's
+/// verdict (with fewer than [`MIRROR_MIN_IMAGES`] normals: none).
+fn bank_symmetries(
+    backbone: &Backbone,
+    samples: &[&Sample],
+    labels: &[bool],
+    size: (u32, u32),
+    opts: &TrainOptions,
+) -> Result<BankSymmetries> {
+    let normals: Vec<&Sample> = samples.iter().zip(labels).filter(|(_, &y)| !y).map(|(s, _)| *s).collect();
+    let undecided = opts.bank_flips.is_none() || opts.bank_turns.is_none();
+    let test = if undecided && normals.len() >= MIRROR_MIN_IMAGES { Some(mirror_test(backbone, &normals, size, opts)?) } else { None };
+    let passes = |a: Option<f64>| a.is_some_and(|a| a < MIRROR_AUROC);
+    let flips = opts.bank_flips.unwrap_or_else(|| test.as_ref().is_some_and(|t| passes(t.flip_auroc)));
+    let turns = opts.bank_turns.unwrap_or_else(|| test.as_ref().is_some_and(|t| passes(t.turn_auroc)));
+    tracing::debug!(?test, flips, turns, "bank symmetries");
+    Ok(BankSymmetries { flips, turns, test })
+}
+
+/// The mirror test (see [`MirrorTest`]): a memory bank from half of up to [`MIRROR_IMAGES`] normal images (a
+/// seeded choice) scores the other half as they are, mirrored (left–right, top–bottom, both) and turned (90°,
+/// 270°); each kind of view's scores are ranked against the plain images' scores.
+pub(super) fn mirror_test(backbone: &Backbone, normals: &[&Sample], size: (u32, u32), opts: &TrainOptions) -> Result<MirrorTest> {
+    let mut idx: Vec<usize> = (0..normals.len()).collect();
+    SplitMix64::new(opts.seed ^ 0x3177).shuffle(&mut idx);
+    idx.truncate(MIRROR_IMAGES);
+    let (in_bank, probed) = idx.split_at(idx.len() / 2);
+    let pick = |ix: &[usize]| -> Vec<&Sample> { ix.iter().map(|&i| normals[i]).collect() };
+    let bank_items = extract(backbone, &pick(in_bank), size, opts.batch_size, (&[], 0), |_| {})?;
+    let flips = bank_view_set(true, false);
+    let quarter: Vec<View> = bank_view_set(false, true).into_iter().filter(|v| v.turned).collect();
+    let views: Vec<View> = flips.iter().chain(&quarter).copied().collect();
+    let probe_items = extract(backbone, &pick(probed), size, opts.batch_size, (&views, views.len()), |_| {})?;
+    let embeddings: Vec<&Tensor> = bank_items.iter().map(|it| &it.embedding).collect();
+    let seed = opts.seed ^ 0x3177;
+    let pca = fit_pca(&embeddings, opts, seed)?;
+    let bank = build_bank(&embeddings, opts, seed, pca.as_ref())?;
+    let score = |e: &Tensor| -> Result<f32> { bank.max_nearest_distance(&embedding::to_rows(&e.f_to_kind(Kind::Float)?.f_unsqueeze(0)?)?) };
+    let plain: Vec<f32> = probe_items.iter().map(|it| score(&it.embedding)).collect::<Result<_>>()?;
+    // Every view kind against the plain scores: views first in `extract`'s order (unturned, then turned).
+    let auroc_of = |range: std::ops::Range<usize>| -> Result<Option<f64>> {
+        let mut scores = plain.clone();
+        let mut labels = vec![false; plain.len()];
+        for it in &probe_items {
+            for e in &it.flips[range.clone()] {
+                scores.push(score(e)?);
+                labels.push(true);
+            }
+        }
+        Ok(metrics::auroc(&scores, &labels))
+    };
+    Ok(MirrorTest {
+        bank_images: in_bank.len(),
+        probed_images: probed.len(),
+        flip_auroc: auroc_of(0..flips.len())?,
+        turn_auroc: auroc_of(flips.len()..views.len())?,
+    })
+}
+
+/// Features of every training image at one input size and their out-of-fold PatchCore and Gaussian scores.
+pub(super) struct OutOfFold {
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) items: Vec<Item>,
+    pub(super) tap_weights: Option<Vec<f32>>,
+    pub(super) k: usize,
+    pub(super) folds: Vec<usize>,
+    pub(super) oof_pc: Vec<f32>,
+    pub(super) oof_g: Vec<f32>,
+    /// The Gaussian score could be fitted in every fold.
+    pub(super) g_ok: bool,
+    pub(super) oof_maps: Vec<Option<Tensor>>,
+}
+
+impl OutOfFold {
+    /// The best out-of-fold AUROC of the unsupervised scores (PatchCore, and its fusions with the Gaussian).
+    fn best_auroc(&self, labels: &[bool]) -> Option<f64> {
+        let normals = |v: &[f32]| -> Vec<f32> { (0..v.len()).filter(|&i| !labels[i]).map(|i| v[i]).collect() };
+        let mut best = metrics::auroc(&self.oof_pc, labels);
+        if let (true, Some(ps), Some(gs)) = (self.g_ok, NormalScale::new(&normals(&self.oof_pc)), NormalScale::new(&normals(&self.oof_g))) {
+            for &w in &BLEND_WEIGHTS[1..] {
+                let fused: Vec<f32> = (0..labels.len()).map(|i| gaussian::fuse(&ps, &gs, w, self.oof_pc[i], self.oof_g[i])).collect();
+                if let Some(a) = metrics::auroc(&fused, labels) {
+                    best = Some(best.map_or(a, |b| b.max(a)));
+                }
+            }
+        }
+        best
+    }
+}
+
+fn out_of_fold(
+    backbone: &Backbone,
+    samples: &[&Sample],
+    labels: &[bool],
+    (width, height): (u32, u32),
+    symmetries: &BankSymmetries,
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<OutOfFold> {
+    let started = Instant::now();
+    let n_norm = labels.iter().filter(|&&y| !y).count();
+
+    // 1. Features (a couple of passes first: libtorch's first passes at a new size are slow).
+    backbone.warm_up(width, height, 2)?;
+    let total = samples.len();
+    progress(Progress { stage: Stage::Features, done: 0, total });
+    let views = bank_view_set(symmetries.flips, symmetries.turns);
+    let per_image = views_per_image(n_norm, views.len());
+    let items = extract(backbone, samples, (width, height), opts.batch_size, (&views, per_image), |done| {
+        progress(Progress { stage: Stage::Features, done, total })
+    })?;
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), width, height, "features extracted");
+    // Both taps weighed alike, by the normal images' patch energy (a normalisation, like the input's).
+    let tap_weights = if opts.equal_taps {
+        let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
+        Some(embedding::tap_weights(&normals)?)
+    } else {
+        None
+    };
+    let items = match &tap_weights {
+        Some(w) => items
+            .into_iter()
+            .map(|it| {
+                let flips = it.flips.iter().map(|e| embedding::weigh(e, w)).collect::<Result<_>>()?;
+                Ok(Item { embedding: embedding::weigh(&it.embedding, w)?, pooled: it.pooled, flips })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => items,
+    };
+
+    // 2. Out-of-fold scores: each fold's PCA and memory bank come from the other folds' normals only.
+    let k = opts.folds.clamp(2, n_norm);
+    let folds = assign_folds(&labels, k, opts.seed);
+    let mut oof_pc = vec![0f32; total];
+    let mut oof_g = vec![0f32; total];
+    let mut g_ok = opts.gaussian;
+    let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
+    let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
+    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    for f in 0..k {
+        progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
+        let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f && !labels[i]).collect();
+        let normals: Vec<&Tensor> = tr.iter().flat_map(|&i| items[i].bank_views()).collect();
+        let fold_seed = opts.seed.wrapping_add(f as u64 + 1);
+        let pca = fit_pca(&normals, opts, fold_seed)?;
+        let bank = build_bank(&normals, opts, fold_seed, pca.as_ref())?;
+        // The Gaussian needs at least 2 normals per fold (and is pointless with fewer than 4).
+        g_ok &= tr.len() >= 4;
+        if g_ok {
+            let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
+            let (g, _) = Gaussian::fit(&pooled.f_index_select(0, &index(&tr)?)?)?;
+            let s = f32_values(&g.scores(&pooled.f_index_select(0, &index(&te)?)?)?)?;
+            for (j, &i) in te.iter().enumerate() {
+                oof_g[i] = s[j];
+            }
+        }
+        for i in (0..total).filter(|&i| folds[i] == f) {
+            let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
+            let map = bank.score_maps(&e)?; // (1, h, w)
+            let flat = map.f_view([-1])?;
+            let at = flat.f_argmax(0, false)?.int64_value(&[]);
+            let d = flat.f_double_value(&[at])? as f32;
+            oof_pc[i] = bank.reweighted(&embedding::to_rows(&e)?, at as usize, d, opts.reweight_neighbours)?;
+            oof_maps[i] = Some(map.f_squeeze_dim(0)?);
+        }
+    }
+    progress(Progress { stage: Stage::CrossValidation, done: k, total: k });
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), auroc = ?metrics::auroc(&oof_pc, labels), width, height, "out-of-fold scores");
+    Ok(OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bank_views_are_the_symmetries_asked_for() {
+        // A 2×3 input with distinct values: every symmetry of it is a different tensor.
+        let x = Tensor::arange(6, (Kind::Float, tch::Device::Cpu)).view([1, 1, 2, 3]);
+        let distinct = |views: &[View]| {
+            let mut seen: Vec<Vec<f32>> = vec![Vec::try_from(&x.view([-1])).unwrap()];
+            for v in views {
+                let y = v.apply(&x).unwrap();
+                assert_eq!(y.size(), if v.turned { vec![1, 1, 3, 2] } else { vec![1, 1, 2, 3] });
+                let flat: Vec<f32> = Vec::try_from(&y.contiguous().view([-1])).unwrap();
+                assert!(!seen.contains(&flat), "{v:?} repeats a view");
+                seen.push(flat);
+            }
+        };
+        assert!(bank_view_set(false, false).is_empty());
+        for (flips, turns, n, turned) in [(true, false, 3, 0), (false, true, 3, 2), (true, true, 7, 4)] {
+            let views = bank_view_set(flips, turns);
+            assert_eq!((views.len(), views.iter().filter(|v| v.turned).count()), (n, turned));
+            distinct(&views);
+        }
+        // A quarter turn: (H, W) → (W, H), the first row becoming the first column read upwards.
+        let turned = View { turned: true, mirror: &[] }.apply(&x).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&turned.contiguous().view([-1])).unwrap(), vec![2., 5., 1., 4., 0., 3.]);
+    }
+
+    #[test]
+    fn views_per_image_keep_the_budget() {
+        assert_eq!(views_per_image(20, 7), 7);
+        assert_eq!(views_per_image(60, 7), 5);
+        assert_eq!(views_per_image(300, 3), 1);
+        assert_eq!(views_per_image(5000, 7), 1);
+        assert_eq!(views_per_image(10, 0), 0);
+        for n in [1usize, 8, 37, 100, 256, 257, 1000] {
+            for v in [1usize, 2, 3, 7] {
+                let p = views_per_image(n, v);
+                assert!(p >= 1 && p <= v && n * p < VIEW_BUDGET + n, "{n} images, {v} views: {p}");
+                // Enough views to cover every symmetry among the images.
+                assert!(n * p >= v.min(n * v));
+            }
+        }
+    }
+
+    #[test]
+    fn folds_are_stratified_and_seeded() {
+        let labels = [false, false, false, false, true, true, true, true];
+        let f = assign_folds(&labels, 2, 1);
+        assert_eq!(f, assign_folds(&labels, 2, 1));
+        for class in [false, true] {
+            let zeros = (0..8).filter(|&i| labels[i] == class && f[i] == 0).count();
+            assert_eq!(zeros, 2);
+        }
+    }
+}
