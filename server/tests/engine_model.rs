@@ -480,13 +480,19 @@ fn the_mirror_test_puts_views_in_the_bank_only_for_surfaces_without_orientation(
         assert_eq!((test.bank_images, test.probed_images), (24, 24));
         let (fa, ta) = (test.flip_auroc.unwrap(), test.turn_auroc.unwrap());
         // The decision follows the figures.
-        assert_eq!(t.bank_flips, fa < engine::folds::MIRROR_AUROC, "oriented {oriented}: flips AUROC {fa}");
-        assert_eq!(t.bank_turns, ta < engine::folds::MIRROR_AUROC, "oriented {oriented}: turns AUROC {ta}");
+        assert_eq!(t.bank_flips, test.flips_pass(), "oriented {oriented}: flips AUROC {fa}");
+        assert_eq!(t.bank_turns, test.turns_pass(), "oriented {oriented}: turns AUROC {ta}");
+        // Within one standard deviation of chance (24 images against 72 and 48 views).
+        assert_eq!(test.flip_limit, engine::folds::chance_limit(24, 72));
+        assert!((test.flip_limit - 0.5684).abs() < 1e-3 && (test.turn_limit - 0.5727).abs() < 1e-3, "{test:?}");
+        assert_eq!(t.bank_flips, fa <= test.flip_limit);
         if oriented {
             assert!(fa > 0.9 && ta > 0.9, "mirrored and turned ramps look new to the bank: {fa}, {ta}");
             assert!(!t.bank_flips && !t.bank_turns);
         } else {
-            assert!(t.bank_flips && t.bank_turns, "noise mirrored or turned is still noise: {fa}, {ta}");
+            // Noise mirrored or turned is still noise: near chance (the limit is one standard deviation above
+            // 0.5, so a symmetric surface passes about 5 times in 6; these are within two).
+            assert!(fa < 0.64 && ta < 0.645, "noise mirrored or turned is still noise: {fa}, {ta}");
         }
         flip_auroc.push(fa);
     }

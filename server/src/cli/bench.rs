@@ -123,8 +123,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         if let Some(m) = &t.mirror_test {
             println!(
-                "  mirror test ({} normals in the bank, {} probed): AUROC mirrored {:?}, turned {:?} → bank flips {}, turns {}",
-                m.bank_images, m.probed_images, m.flip_auroc, m.turn_auroc, t.bank_flips, t.bank_turns
+                "  mirror test ({} normals in the bank, {} probed): AUROC mirrored {:?} (limit {:.3}), turned {:?} (limit {:.3}) → bank flips {}, turns {}",
+                m.bank_images, m.probed_images, m.flip_auroc, m.flip_limit, m.turn_auroc, m.turn_limit, t.bank_flips, t.bank_turns
             );
         } else if t.bank_flips || t.bank_turns {
             println!("  bank flips {}, turns {} (as set)", t.bank_flips, t.bank_turns);

@@ -151,7 +151,8 @@ pub struct TrainingSummary {
 /// Do normal images still look normal mirrored or turned? A memory bank of half of (up to 48) normal training
 /// images scores the other half as they are and in their views; the AUROC of the views' scores against the
 /// plain ones is 0.5 when the views look as normal as the images, towards 1 when they look anomalous (the
-/// surface has an orientation).
+/// surface has an orientation). A kind of view passes when its AUROC is within chance of 0.5 (at most its
+/// limit, `folds::chance_limit`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct MirrorTest {
     /// Normal images in the bank and probed.
@@ -161,4 +162,19 @@ pub struct MirrorTest {
     pub flip_auroc: Option<f64>,
     /// Views turned by 90° and 270°.
     pub turn_auroc: Option<f64>,
+    /// The AUROC each kind of view may have and still pass.
+    pub flip_limit: f64,
+    pub turn_limit: f64,
+}
+
+impl MirrorTest {
+    /// The mirrored views look like normal images.
+    pub fn flips_pass(&self) -> bool {
+        self.flip_auroc.is_some_and(|a| a <= self.flip_limit)
+    }
+
+    /// The turned views look like normal images.
+    pub fn turns_pass(&self) -> bool {
+        self.turn_auroc.is_some_and(|a| a <= self.turn_limit)
+    }
 }
