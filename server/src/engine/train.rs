@@ -2,7 +2,9 @@
 //!
 //! Pipeline of [`train`]:
 //! 1. Input size from the whole training set (median long side and median aspect), features of every
-//!    training image (PatchCore embedding, kept as f16, and pooled backbone features for the supervised score).
+//!    training image (PatchCore embedding, kept as f16, and pooled backbone features for the supervised score),
+//!    and of the normal images' mirrored and turned views where the mirror test finds the surface without
+//!    orientation (`folds`).
 //! 2. Stratified k-fold over the training images: for each fold, a PCA and a coreset memory bank fitted on the
 //!    *other* folds' normals score the fold's images → out-of-fold (OOF) image scores and patch maps. Nothing
 //!    about a fold's images is seen before they are scored, so OOF figures are honest.
