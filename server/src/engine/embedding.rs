@@ -131,6 +131,15 @@ pub fn to_rows(e: &Tensor) -> Result<Tensor> {
     Ok(e.f_permute([0, 2, 3, 1])?.f_reshape([-1, s[1]])?.f_contiguous()?)
 }
 
+/// Row `at` of [`to_rows`] for one image's embedding `(1, D, h, w)`, as `(1, D)`, without building the others.
+pub fn patch_row(e: &Tensor, at: usize) -> Result<Tensor> {
+    let s = e.size();
+    if s.len() != 4 || s[0] != 1 || at as i64 >= s[2] * s[3] {
+        return Err(Error::Shape(format!("patch {at} of an embedding {s:?}")));
+    }
+    Ok(e.f_flatten(2, 3)?.f_select(2, at as i64)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +189,16 @@ mod tests {
         // Averaging over valid cells keeps a constant map constant, edges included.
         assert!((e.min().double_value(&[]) - 1.0).abs() < 1e-6);
         assert_eq!(to_rows(&e).unwrap().size(), [96, EMBED_DIM]);
+    }
+
+    #[test]
+    fn patch_row_is_that_row_of_to_rows() {
+        let e = Tensor::arange(5 * 3 * 4, (Kind::Float, tch::Device::Cpu)).view([1, 5, 3, 4]);
+        let rows = to_rows(&e).unwrap();
+        for at in [0usize, 5, 11] {
+            assert!(patch_row(&e, at).unwrap().equal(&rows.narrow(0, at as i64, 1)), "patch {at}");
+        }
+        assert!(patch_row(&e, 12).is_err());
+        assert!(patch_row(&Tensor::cat(&[&e, &e], 0), 0).is_err());
     }
 }

@@ -96,6 +96,16 @@ fn views_per_image(normals: usize, views: usize, bytes: usize) -> usize {
 /// Memory the normal images' views (mirrored, turned) may take beyond one view per image.
 const VIEW_BYTES: usize = 512 << 20;
 
+/// The views of the `g`-th sample: `per_image` of `views` from index `g · per_image` on, cyclically (so that
+/// consecutive samples get different ones), in `views`' order.
+fn sample_views(views: &[View], per_image: usize, g: usize) -> Vec<View> {
+    if views.is_empty() {
+        return Vec::new();
+    }
+    let start = g * per_image % views.len();
+    views.iter().enumerate().filter(|&(k, _)| (k + views.len() - start) % views.len() < per_image).map(|(_, &v)| v).collect()
+}
+
 /// Every sample through the backbone (batches of `batch`): its embedding and pooled features, and for normal
 /// samples `per_image` of `views` (the `g`-th sample gets views `g · per_image, …` modulo their number, so that
 /// consecutive images get different ones), in `views`' order, unturned before turned.
@@ -126,11 +136,7 @@ fn extract(
         for turned in [false, true] {
             let jobs: Vec<(usize, View)> = (0..chunk.len())
                 .filter(|&i| !chunk[i].anomalous)
-                .flat_map(|i| {
-                    let mut own: Vec<View> = (0..per_image).map(|j| views[((first + i) * per_image + j) % views.len()]).collect();
-                    own.sort_by_key(|v| views.iter().position(|w| w == v));
-                    own.into_iter().filter(|v| v.turned == turned).map(move |v| (i, v))
-                })
+                .flat_map(|i| sample_views(views, per_image, first + i).into_iter().filter(|v| v.turned == turned).map(move |v| (i, v)))
                 .collect();
             for part in jobs.chunks(batch) {
                 let xs = part.iter().map(|(i, v)| v.apply(&inputs[*i])).collect::<Result<Vec<_>>>()?;
@@ -417,7 +423,7 @@ fn out_of_fold(
             let flat = map.f_view([-1])?;
             let at = flat.f_argmax(0, false)?.int64_value(&[]);
             let d = flat.f_double_value(&[at])? as f32;
-            oof_pc[i] = bank.reweighted(&embedding::to_rows(&e)?, at as usize, d, opts.reweight_neighbours)?;
+            oof_pc[i] = bank.reweighted(d, opts.reweight_neighbours, || embedding::patch_row(&e, at as usize))?;
             oof_maps[i] = Some(map.f_squeeze_dim(0)?);
         }
     }
@@ -453,6 +459,26 @@ mod tests {
         // A quarter turn: (H, W) → (W, H), the first row becoming the first column read upwards.
         let turned = View { turned: true, mirror: &[] }.apply(&x).unwrap();
         assert_eq!(Vec::<f32>::try_from(&turned.contiguous().view([-1])).unwrap(), vec![2., 5., 1., 4., 0., 3.]);
+    }
+
+    #[test]
+    fn each_sample_gets_its_share_of_the_views_in_order() {
+        let views = bank_view_set(true, true);
+        let pos = |v: &View| views.iter().position(|w| w == v).unwrap();
+        for per in 1..=views.len() {
+            let mut seen = vec![0usize; views.len()];
+            for g in 0..views.len() {
+                let own = sample_views(&views, per, g);
+                assert_eq!(own.len(), per);
+                // Distinct and in `views`' order (unturned before turned).
+                assert!(own.windows(2).all(|w| pos(&w[0]) < pos(&w[1])), "{per} per sample, sample {g}");
+                own.iter().for_each(|v| seen[pos(v)] += 1);
+            }
+            // As many consecutive samples as there are views see every view equally often.
+            assert!(seen.iter().all(|&n| n == per), "{per}: {seen:?}");
+        }
+        assert_eq!(sample_views(&views, views.len(), 3), views);
+        assert!(sample_views(&[], 2, 1).is_empty());
     }
 
     #[test]

@@ -308,8 +308,7 @@ impl Model {
                 if reweight >= 2 {
                     let at: Vec<i64> = Vec::try_from(&maps.f_flatten(1, 2)?.f_argmax(1, false)?)?;
                     for (i, (p, &a)) in pc.iter_mut().zip(&at).enumerate() {
-                        let rows = embedding::to_rows(&e.f_narrow(0, i as i64, 1)?)?;
-                        *p = self.bank.reweighted(&rows, a as usize, *p, reweight)?;
+                        *p = self.bank.reweighted(*p, reweight, || embedding::patch_row(&e.f_narrow(0, i as i64, 1)?, a as usize))?;
                     }
                 }
                 if let Some(head) = &self.seg_head {
@@ -353,7 +352,7 @@ impl Model {
                             (at, d)
                         }
                     };
-                    pc.push(self.bank.reweighted(&rows, at, d, reweight)?);
+                    pc.push(self.bank.reweighted(d, reweight, || Ok(rows.f_narrow(0, at as i64, 1)?))?);
                 }
                 (None, pc)
             };

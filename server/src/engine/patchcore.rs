@@ -431,13 +431,14 @@ impl Bounds<'_> {
 }
 
 impl MemoryBank {
-    /// The image score `d` (the largest patch distance, found at row `at` of the image's patch `rows`) times
-    /// [`MemoryBank::reweight`]'s weight; `d` itself when `neighbours < 2` (reweighting off).
-    pub fn reweighted(&self, rows: &Tensor, at: usize, d: f32, neighbours: usize) -> Result<f32> {
+    /// The image score `d` (the largest patch distance, that of the patch `query` gives as `(1, D)`) times
+    /// [`MemoryBank::reweight`]'s weight; `d` itself, without asking for the patch, when `neighbours < 2`
+    /// (reweighting off).
+    pub fn reweighted(&self, d: f32, neighbours: usize, query: impl FnOnce() -> Result<Tensor>) -> Result<f32> {
         if neighbours < 2 {
             return Ok(d);
         }
-        Ok(d * self.reweight(&rows.f_narrow(0, at as i64, 1)?, neighbours)?)
+        Ok(d * self.reweight(&query()?, neighbours)?)
     }
 
     /// PatchCore's reweighting of the image score (Roth et al. 2022, §3.3): for the patch `query: (1, D)` with
