@@ -16,6 +16,10 @@ export async function open(page: Page, url: string) {
   await page.goto(url);
   if (new URL(page.url()).pathname === "/signin") {
     await signIn(page);
+    // Signing in may land elsewhere (the projects list) before or instead of the page asked for: go there again.
+    if (new URL(page.url()).pathname !== new URL(url, baseUrl).pathname) {
+      await page.goto(url);
+    }
   }
   await hydrated(page);
 }
