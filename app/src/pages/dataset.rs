@@ -8,7 +8,7 @@ use crate::api::{
     delete_dataset, delete_entries, error_text, get_dataset, list_entries, list_entry_ids, list_labels, move_entries, retry_import, set_labels,
     upload_images, DatasetDetail, EntryQuery, EntryView, UploadReport, GALLERY_PAGE,
 };
-use crate::pages::project::{poll_while, StatusBadge};
+use crate::pages::widgets::{poll_while, StatusBadge};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_meta::Title;

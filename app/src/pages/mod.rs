@@ -11,6 +11,7 @@ pub mod project;
 pub mod projects;
 pub mod signin;
 pub mod trial;
+pub mod widgets;
 
 use leptos::prelude::*;
 

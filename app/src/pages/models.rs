@@ -3,7 +3,7 @@
 //! threshold the slider moves (and Save keeps), ROC and PR curves, score histograms, per-image results with
 //! heat maps, per-label figures — and hosts it, tries an image and copies the API snippet.
 
-use super::project::poll_while;
+use super::widgets::poll_while;
 use crate::api::error_text;
 use crate::api::models::*;
 use crate::timefmt::format_utc;

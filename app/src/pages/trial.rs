@@ -4,7 +4,7 @@
 //! user verify each verdict (click, bulk or keyboard), add the verified images to the training dataset, open one
 //! in the labelling canvas to fix its mask, and train again.
 
-use super::project::poll_while;
+use super::widgets::poll_while;
 use crate::api::error_text;
 use crate::api::models::TrainModel;
 use crate::api::trials::*;
