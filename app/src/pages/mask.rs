@@ -8,6 +8,7 @@
 
 use super::mask_paint::{rgb, IndexMask, Rect};
 use super::mask_labels::LabelPanel;
+use super::mask_tools::Tool;
 use crate::api::{delete_label, error_text, get_entry, list_entry_ids, save_mask, set_labels, EntryDetail, EntryQuery, LabelColor};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -152,15 +153,6 @@ fn image_pixels(img: &web_sys::HtmlImageElement, width: u32, height: u32) -> Opt
     ctx.set_image_smoothing_enabled(false);
     ctx.draw_image_with_html_image_element(img, 0.0, 0.0).ok()?;
     Some(ctx.get_image_data(0.0, 0.0, width as f64, height as f64).ok()?.data().0)
-}
-
-/// What a pointer on the canvas does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tool {
-    Brush,
-    Eraser,
-    Polygon,
-    Pan,
 }
 
 /// Whether a key event comes from a text field (its keys are typing, not shortcuts).

@@ -4,7 +4,7 @@
 //! (`mask.rs`): it redraws after a recolour (`on_recoloured`) and performs deletions (`on_remove`), which must
 //! renumber its label-index buffer.
 
-use super::mask::Tool;
+use super::mask_tools::Tool;
 use crate::api::{create_label, error_text, recolor_label, rename_label, LabelColor};
 use leptos::prelude::*;
 use leptos::task::spawn_local;

@@ -7,6 +7,7 @@ pub mod mask;
 pub mod mask_labels;
 pub mod models;
 pub mod mask_paint;
+pub mod mask_tools;
 pub mod project;
 pub mod projects;
 pub mod signin;
