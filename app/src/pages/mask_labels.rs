@@ -1,8 +1,8 @@
 //! The labelling canvas's label panel: the project's anomaly labels to paint with — pick one, add one (a
 //! duplicate name selects the existing label), rename one in a dialog (across the project's masks), recolour,
 //! delete — and the server calls behind them. What a change means for the painted pixels stays with the canvas
-//! (`mask.rs`): it redraws after a recolour (`on_recoloured`) and performs deletions (`on_remove`), which must
-//! renumber its label-index buffer.
+//! (`mask_editor.rs`): it redraws after a recolour (`on_recoloured`) and performs deletions (`on_remove`),
+//! which must renumber its label-index buffer.
 
 use super::mask_tools::Tool;
 use crate::api::{create_label, error_text, recolor_label, rename_label, LabelColor};
