@@ -1,14 +1,66 @@
-//! The blob store: image and mask bytes, content-addressed (sha256) and deduplicated, in a local directory
-//! (`DATA_DIR/blobs/ab/cdef…`). Writes go to a temporary file first and are renamed into place, so a crash
-//! never leaves a half-written blob under its final name.
+//! The blob store: image, mask, model and evaluation bytes, content-addressed (sha256) and deduplicated.
+//!
+//! Callers hold a [`Blobs`] handle and never know where the bytes are: [`BlobStore`] is the interface, and
+//! [`LocalBlobs`] (a local directory, `DATA_DIR/blobs/ab/cdef…`) its implementation today; an object store can
+//! be added beside it without touching a caller. Local writes go to a temporary file first and are renamed into
+//! place, so a crash never leaves a half-written blob under its final name.
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+/// Where blobs live. Every method blocks: call from a blocking thread.
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Stores the bytes (if not already there) and returns their hash.
+    fn put(&self, bytes: &[u8]) -> anyhow::Result<String>;
+    /// Reads a blob.
+    fn get(&self, hash: &str) -> anyhow::Result<Vec<u8>>;
+    /// A local file holding the blob, for readers that stream it (the engine reads training images one at a
+    /// time); a remote store gives a cached copy.
+    fn local_path(&self, hash: &str) -> anyhow::Result<PathBuf>;
+    /// Deletes the blobs not in `referenced` written longer than `grace` ago. Returns (blobs, bytes) removed.
+    fn collect_garbage(&self, referenced: &HashSet<String>, grace: Duration) -> anyhow::Result<(usize, u64)>;
+}
+
+/// The server's blob store, cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Blobs {
-    root: PathBuf,
+pub struct Blobs(Arc<dyn BlobStore>);
+
+impl Blobs {
+    /// The local store under `data_dir`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Blobs(Arc::new(LocalBlobs::open(data_dir)?)))
+    }
+
+    /// Any store.
+    pub fn new(store: Arc<dyn BlobStore>) -> Self {
+        Blobs(store)
+    }
+
+    /// Stores the bytes and returns their hash. Blocking.
+    pub fn put(&self, bytes: &[u8]) -> anyhow::Result<String> {
+        self.0.put(bytes)
+    }
+
+    /// Reads a blob. Blocking.
+    pub fn get(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
+        check_name(hash)?;
+        self.0.get(hash)
+    }
+
+    /// A local file holding the blob. Blocking.
+    pub fn path_of(&self, hash: &str) -> anyhow::Result<PathBuf> {
+        check_name(hash)?;
+        self.0.local_path(hash)
+    }
+
+    /// Deletes the blobs not in `referenced` older than `grace`. Blocking.
+    pub fn collect_garbage(&self, referenced: &HashSet<String>, grace: Duration) -> anyhow::Result<(usize, u64)> {
+        self.0.collect_garbage(referenced, grace)
+    }
 }
 
 /// sha256 of the bytes, lowercase hex: a blob's name.
@@ -16,31 +68,44 @@ pub fn hash_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-impl Blobs {
+/// A blob name is 64 hex digits, nothing else (it becomes a file name).
+fn check_name(hash: &str) -> anyhow::Result<()> {
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!("not a blob name: {hash:?}");
+    }
+    Ok(())
+}
+
+/// Blobs in a local directory.
+#[derive(Clone, Debug)]
+pub struct LocalBlobs {
+    root: PathBuf,
+}
+
+impl LocalBlobs {
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
         let root = data_dir.join("blobs");
         std::fs::create_dir_all(root.join("tmp")).with_context(|| format!("creating {}", root.display()))?;
-        Ok(Blobs { root })
+        Ok(LocalBlobs { root })
     }
 
     fn path(&self, hash: &str) -> anyhow::Result<PathBuf> {
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            anyhow::bail!("not a blob name: {hash:?}");
-        }
+        check_name(hash)?;
         Ok(self.root.join(&hash[..2]).join(&hash[2..]))
     }
+}
 
-    /// The file of a blob, for readers that stream it (the engine reads training images one at a time).
-    pub fn path_of(&self, hash: &str) -> anyhow::Result<PathBuf> {
+impl BlobStore for LocalBlobs {
+    fn local_path(&self, hash: &str) -> anyhow::Result<PathBuf> {
         self.path(hash)
     }
 
-    /// Stores the bytes (if not already there) and returns their hash. Blocking: call from a blocking thread.
+    /// Stores the bytes (if not already there) and returns their hash.
     ///
     /// The bytes are written to a temporary file, flushed to disk, then renamed into place (and the folder
     /// flushed), so a crash never leaves a half-written blob under its final name. A blob already there is
     /// trusted only if its content still has its hash; a damaged one is replaced.
-    pub fn put(&self, bytes: &[u8]) -> anyhow::Result<String> {
+    fn put(&self, bytes: &[u8]) -> anyhow::Result<String> {
         use std::io::Write;
         let hash = hash_of(bytes);
         let path = self.path(&hash)?;
@@ -69,7 +134,7 @@ impl Blobs {
 
     /// Deletes the blobs not in `referenced` whose files are older than `grace` (a blob written by an import
     /// or upload that has not committed its entries yet is younger). Returns (files, bytes) removed. Blocking.
-    pub fn collect_garbage(&self, referenced: &std::collections::HashSet<String>, grace: std::time::Duration) -> anyhow::Result<(usize, u64)> {
+    fn collect_garbage(&self, referenced: &HashSet<String>, grace: Duration) -> anyhow::Result<(usize, u64)> {
         let (mut files, mut bytes) = (0usize, 0u64);
         let now = std::time::SystemTime::now();
         for shard in std::fs::read_dir(&self.root)? {
@@ -96,7 +161,7 @@ impl Blobs {
     }
 
     /// Reads a blob. Blocking.
-    pub fn get(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
+    fn get(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
         let path = self.path(hash)?;
         std::fs::read(&path).with_context(|| format!("reading blob {hash}"))
     }
@@ -109,7 +174,7 @@ mod tests {
     #[test]
     fn damaged_blobs_are_replaced_and_unreferenced_ones_collected() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::open(dir.path()).unwrap();
+        let blobs = LocalBlobs::open(dir.path()).unwrap();
         let a = blobs.put(b"hello").unwrap();
         let b = blobs.put(b"world").unwrap();
         // A blob whose file was damaged is written again, not trusted.
@@ -127,7 +192,7 @@ mod tests {
     #[test]
     fn content_addressed_and_deduplicated() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::open(dir.path()).unwrap();
+        let blobs = LocalBlobs::open(dir.path()).unwrap();
         let a = blobs.put(b"hello").unwrap();
         assert_eq!(a, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
         assert_eq!(blobs.put(b"hello").unwrap(), a);

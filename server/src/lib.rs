@@ -12,6 +12,7 @@ pub mod lfv;
 pub mod models;
 pub mod engine;
 pub mod http;
+pub mod inference;
 pub mod projects;
 pub mod s3;
 pub mod security;
@@ -47,6 +48,10 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
     let interrupted = datasets::fail_interrupted(&mut *db.pool.acquire().await?).await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "datasets left in progress without a job to resume were marked failed");
+    }
+    let moved = models::artifacts::backfill_with(&db, &blobs, &config.data_dir).await?;
+    if moved > 0 {
+        tracing::info!(moved, "moved the model files and evaluations of earlier versions into the blob store");
     }
     let backfilled = datasets::labels::backfill(&mut *db.pool.acquire().await?).await?;
     if backfilled > 0 {
@@ -146,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         // SigV4 on the LFV API, a session everywhere else (http::auth).
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::auth::authenticate))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(http::request_id))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -189,6 +195,7 @@ impl Running {
         for h in self.state.hosting.all() {
             self.state.hosting.remove(&h.model_id);
         }
+        self.state.hosting.close_lanes(std::time::Duration::ZERO, None);
         if let Err(e) = models::usage::flush(&self.state).await {
             tracing::warn!(error = %e, "the last detection counts could not be written");
         }
@@ -268,7 +275,7 @@ fn spawn_maintenance(state: AppState) {
     });
 }
 
-/// Removes the blobs (rows and files) that no dataset entry, mask or model evaluation refers to and that are
+/// Removes the blobs (rows and files) that no dataset entry, mask, model version or trial refers to and that are
 /// older than `grace` (an import or upload writes its blobs before it commits the entries that use them).
 /// Returns the files and bytes removed.
 pub async fn collect_blob_garbage(state: &AppState, grace: std::time::Duration) -> anyhow::Result<(usize, u64)> {
@@ -280,11 +287,9 @@ pub async fn collect_blob_garbage(state: &AppState, grace: std::time::Duration) 
         used.insert(image);
         used.extend(mask);
     }
-    // Model pages show their test images (and masks) by hash, even after the entries are gone.
-    let evaluations: Vec<(Option<String>,)> = sqlx::query_as("select evaluation from model_version").fetch_all(&mut *conn).await?;
-    for (text,) in evaluations.into_iter().filter_map(|(e,)| e.map(|t| (t,))) {
-        used.extend(text.split(|c: char| !c.is_ascii_hexdigit()).filter(|t| t.len() == 64).map(str::to_ascii_lowercase));
-    }
+    // Model versions: their model files, evaluations, and the test images and masks their pages show (even
+    // after the entries are gone).
+    used.extend(models::artifacts::referenced(&mut conn).await?);
     // Trial images, heat maps and masks.
     let trial_rows: Vec<(String, Option<String>, Option<String>)> =
         sqlx::query_as("select image_hash, heat_hash, mask_hash from trial_image").fetch_all(&mut *conn).await?;
@@ -299,7 +304,8 @@ pub async fn collect_blob_garbage(state: &AppState, grace: std::time::Duration) 
         // Re-checked in the statement itself: an entry written meanwhile keeps its blob.
         sqlx::query(
             "delete from blob where hash = $1 and not exists (select 1 from dataset_entry where image_hash = $1 or mask_hash = $1) \
-             and not exists (select 1 from trial_image where image_hash = $1 or heat_hash = $1 or mask_hash = $1)",
+             and not exists (select 1 from trial_image where image_hash = $1 or heat_hash = $1 or mask_hash = $1) \
+             and not exists (select 1 from model_blob where hash = $1)",
         )
         .bind(hash)
         .execute(&mut *conn)

@@ -61,20 +61,31 @@ impl SecretBox {
 
     /// Encrypts `plain` for `purpose` (e.g. `access-key:AKID…`).
     pub fn seal(&self, purpose: &str, plain: &str) -> String {
+        format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(self.seal_bytes(purpose, plain.as_bytes())))
+    }
+
+    /// Encrypts and authenticates `plain` for `purpose`: nonce, ciphertext and tag.
+    pub fn seal_bytes(&self, purpose: &str, plain: &[u8]) -> Vec<u8> {
         let nonce_bytes = rand::random::<[u8; NONCE_LEN]>();
-        let mut buf = plain.as_bytes().to_vec();
+        let mut buf = plain.to_vec();
         self.key
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(purpose.as_bytes()), &mut buf)
             .expect("sealing cannot fail for inputs under 256 GB");
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&buf);
-        format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(out))
+        out
     }
 
     /// Decrypts what `seal` wrote for the same purpose.
     pub fn open(&self, purpose: &str, sealed: &str) -> Result<String, OpenError> {
         let b64 = sealed.strip_prefix(PREFIX).ok_or(OpenError)?;
         let raw = base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64).map_err(|_| OpenError)?;
+        String::from_utf8(self.open_bytes(purpose, &raw)?).map_err(|_| OpenError)
+    }
+
+    /// Decrypts what `seal_bytes` wrote for the same purpose; anything altered, or sealed for another purpose
+    /// or with another key, is an error.
+    pub fn open_bytes(&self, purpose: &str, raw: &[u8]) -> Result<Vec<u8>, OpenError> {
         if raw.len() < NONCE_LEN {
             return Err(OpenError);
         }
@@ -82,7 +93,7 @@ impl SecretBox {
         let mut buf = rest.to_vec();
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError)?;
         let plain = self.key.open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut buf).map_err(|_| OpenError)?;
-        String::from_utf8(plain.to_vec()).map_err(|_| OpenError)
+        Ok(plain.to_vec())
     }
 }
 

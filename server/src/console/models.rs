@@ -2,9 +2,7 @@
 //! LFV model API (`crate::models`).
 
 use super::internal;
-use crate::engine;
-use crate::jobs::Job;
-use crate::models::{self, trainset::SampleOrigin, ModelVersion, NewModel};
+use crate::models::{self, lifecycle::ModelError, trainset::SampleOrigin, ModelVersion, NewModel};
 use crate::state::AppState;
 use app::api::models::{Dashboard, ProjectActivity, DASHBOARD_FRAMES, EvalImage, EvalView, LabelRow, ModelBackend, ModelDetail, ModelSummary, ModelsOverview, TrainingProgress, TryResult};
 use app::api::BackendError;
@@ -14,6 +12,15 @@ use std::collections::HashMap;
 
 pub struct ConsoleModels {
     pub state: AppState,
+}
+
+/// A refused model operation, for the console: what the user can fix is a 400, a state conflict a 409.
+fn model_error(e: ModelError) -> BackendError {
+    match e {
+        ModelError::NotReady(_) | ModelError::DatasetBusy { .. } => BackendError::new(400, e.to_string()),
+        ModelError::Hosted { .. } => BackendError::new(409, e.to_string()),
+        ModelError::Db(e) => internal(e),
+    }
 }
 
 async fn project_id(conn: &mut AnyConnection, project: &str) -> Result<String, BackendError> {
@@ -38,13 +45,13 @@ fn perf(m: &ModelVersion) -> (Option<f64>, Option<f64>, Option<f64>) {
     (g("F1Score"), g("Precision"), g("Recall"))
 }
 
-async fn summary(conn: &mut AnyConnection, m: &ModelVersion) -> Result<ModelSummary, BackendError> {
+async fn summary(state: &AppState, conn: &mut AnyConnection, m: &ModelVersion) -> Result<ModelSummary, BackendError> {
     let (f1, precision, recall) = perf(m);
     let auroc = if m.status == models::TRAINING {
         None
     } else {
-        let ev = models::evaluation(conn, &m.id).await.map_err(internal)?;
-        ev.and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok()).and_then(|v| v["evaluation"]["image_auroc"].as_f64())
+        let ev = models::artifacts::evaluation(state, m).await.map_err(internal)?;
+        ev.and_then(|e| serde_json::from_slice::<serde_json::Value>(&e).ok()).and_then(|v| v["evaluation"]["image_auroc"].as_f64())
     };
     let progress = if m.status == models::TRAINING {
         crate::jobs::training_progress(conn, &m.id).await.map_err(internal)?.map(|(stage, fraction, eta_ms)| TrainingProgress {
@@ -73,8 +80,8 @@ async fn summary(conn: &mut AnyConnection, m: &ModelVersion) -> Result<ModelSumm
 
 /// The model page's view of the stored evaluation. Read as JSON values, not as the engine's `Evaluation`: a
 /// curve's first point has an infinite threshold, which JSON stores as null.
-fn eval_view(raw: &str) -> Option<EvalView> {
-    let v: serde_json::Value = serde_json::from_str(raw).ok()?;
+fn eval_view(raw: &[u8]) -> Option<EvalView> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
     let ev = &v["evaluation"];
     let origins: HashMap<String, SampleOrigin> = serde_json::from_value(v["origins"].clone()).unwrap_or_default();
     let images = ev["images"]
@@ -138,23 +145,16 @@ impl ModelBackend for ConsoleModels {
     async fn models(&self, project: &str) -> Result<ModelsOverview, BackendError> {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let pid = project_id(&mut conn, project).await?;
-        let datasets = crate::datasets::list_for_project(&mut conn, &pid).await.map_err(internal)?;
-        let mut counts = [None, None];
-        let mut missing = Vec::new();
-        for (i, t) in ["train", "test"].iter().enumerate() {
-            if let Some(d) = datasets.iter().find(|d| d.dataset_type == *t) {
-                if !crate::datasets::is_settled(&d.status) {
-                    missing.push(format!("The {t} dataset is {}; wait for it or delete it.", d.status));
-                }
-                let s = crate::datasets::stats(&mut conn, &d.id).await.map_err(internal)?;
-                counts[i] = Some(models::Counts { normal: s.normal, anomaly: s.anomaly, masked: 0 });
-            }
-        }
-        missing.extend(models::readiness(counts[0], counts[1]));
+        let missing = match models::lifecycle::check_ready(&mut conn, &pid).await {
+            Ok(()) => Vec::new(),
+            Err(ModelError::Db(e)) => return Err(internal(e)),
+            Err(ModelError::NotReady(why)) => why,
+            Err(e) => vec![e.to_string()],
+        };
         let list = models::list(&mut conn, &pid, None, 100).await.map_err(internal)?;
         let mut out = Vec::with_capacity(list.len());
         for m in &list {
-            out.push(summary(&mut conn, m).await?);
+            out.push(summary(&self.state, &mut conn, m).await?);
         }
         Ok(ModelsOverview { missing, models: out })
     }
@@ -163,10 +163,6 @@ impl ModelBackend for ConsoleModels {
         let description = description.trim();
         if description.chars().count() > 500 {
             return Err(BackendError::new(400, "The description may have at most 500 characters."));
-        }
-        let overview = self.models(project).await?;
-        if !overview.missing.is_empty() {
-            return Err(BackendError::new(400, overview.missing.join(" ")));
         }
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let pid = project_id(&mut tx, project).await?;
@@ -177,8 +173,7 @@ impl ModelBackend for ConsoleModels {
             kms_key_id: None,
             tags: Vec::new(),
         };
-        let m = models::create(&mut tx, &pid, &new).await.map_err(internal)?;
-        crate::jobs::enqueue(&mut tx, &Job::Train { model_id: m.id.clone() }).await.map_err(internal)?;
+        let m = models::lifecycle::create_version(&mut tx, &pid, &new).await.map_err(model_error)?;
         tx.commit().await.map_err(internal)?;
         crate::jobs::wake(&self.state);
         Ok(m.version)
@@ -199,12 +194,12 @@ impl ModelBackend for ConsoleModels {
     async fn model(&self, project: &str, version: i64) -> Result<ModelDetail, BackendError> {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let m = model(&mut conn, project, version).await?;
-        let evaluation = models::evaluation(&mut conn, &m.id).await.map_err(internal)?.as_deref().and_then(eval_view);
+        let evaluation = models::artifacts::evaluation(&self.state, &m).await.map_err(internal)?.as_deref().and_then(eval_view);
         let workers = self.state.hosting.get(&m.id).map(|h| h.workers()).unwrap_or(0);
         Ok(ModelDetail {
             project: project.to_string(),
             arn: models::model_arn(&self.state.config.region, &self.state.config.account_id, project, m.version),
-            summary: summary(&mut conn, &m).await?,
+            summary: summary(&self.state, &mut conn, &m).await?,
             threshold: m.threshold,
             trained_threshold: m.trained_threshold,
             evaluation,
@@ -226,9 +221,7 @@ impl ModelBackend for ConsoleModels {
             return Err(BackendError::new(409, format!("Model version {version} is {}; it has no threshold yet.", m.status)));
         }
         models::set_threshold(&mut conn, &m.id, threshold).await.map_err(internal)?;
-        if let Some(h) = self.state.hosting.get(&m.id) {
-            h.set_threshold(threshold.or(m.trained_threshold));
-        }
+        self.state.hosting.set_threshold(&m.id, threshold.or(m.trained_threshold));
         Ok(())
     }
 
@@ -259,15 +252,9 @@ impl ModelBackend for ConsoleModels {
     async fn delete(&self, project: &str, version: i64) -> Result<(), BackendError> {
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let m = model(&mut tx, project, version).await?;
-        if models::is_hosting(&m.status) {
-            return Err(BackendError::new(409, format!("Model version {version} is {}; stop it first.", m.status)));
-        }
-        crate::jobs::request_cancel(&mut tx, &m.id).await.map_err(internal)?;
-        models::delete(&mut tx, &m.id).await.map_err(internal)?;
+        models::lifecycle::delete_version(&mut tx, &m).await.map_err(model_error)?;
         tx.commit().await.map_err(internal)?;
-        if let Some(rel) = m.artifact {
-            let _ = tokio::fs::remove_file(self.state.config.data_dir.join(rel)).await;
-        }
+        self.state.hosting.close_lanes(std::time::Duration::ZERO, Some(&m.id));
         Ok(())
     }
 
@@ -309,42 +296,18 @@ impl ModelBackend for ConsoleModels {
     }
 
     async fn try_image(&self, project: &str, version: i64, image: Vec<u8>) -> Result<TryResult, BackendError> {
-        if image.len() > crate::http::models::MAX_IMAGE_BYTES {
-            return Err(BackendError::new(400, "The image is larger than 8 MB."));
-        }
+        use models::hosting::DetectError;
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let m = model(&mut conn, project, version).await?;
         drop(conn);
-        let Some(rel) = m.artifact.clone().filter(|_| models::is_trained(&m.status) || models::is_hosting(&m.status)) else {
-            return Err(BackendError::new(409, format!("Model version {version} is {}; only a trained model can be tried.", m.status)));
-        };
-        let path = self.state.config.data_dir.join(rel);
-        let backbone = self.state.backbone.clone();
-        let threshold = m.threshold;
-        // A hosted version is already in memory; otherwise its file is read for this one image. Either way the
-        // try does not count as a detection (the dashboard counts DetectAnomalies only).
-        let hosted = self.state.hosting.get(&m.id);
-        let d = tokio::task::spawn_blocking(move || -> Result<engine::Detection, BackendError> {
-            let img = engine::image_io::decode_rgb(&image).map_err(|e| BackendError::new(400, format!("The image is not usable: {e}.")))?;
-            let loaded;
-            let model = match &hosted {
-                Some(h) => h.model(),
-                None => {
-                    loaded = engine::Model::load(&path).map_err(internal)?;
-                    &loaded
-                }
-            };
-            let mut d = model.detect(&backbone, &img).map_err(|e| match e {
-                engine::Error::Input(m) => BackendError::new(400, format!("The image is not usable: {m}.")),
-                other => internal(other),
-            })?;
-            if let Some(t) = threshold {
-                models::hosting::apply_threshold(&mut d, t as f32, model.header.confidence_scale);
-            }
-            Ok(d)
-        })
-        .await
-        .map_err(internal)??;
+        let image = if image.len() > crate::http::models::MAX_IMAGE_BYTES { Err("The image is larger than 8 MB.".to_string()) } else { Ok(image) };
+        // The version's trial lane: counted like any detection, never in the way of hosted traffic.
+        let d = models::detect::detect(&self.state, &m, image, models::detect::Lane::Try, true).await.map_err(|e| match e {
+            DetectError::Invalid(why) => BackendError::new(400, why),
+            DetectError::Throttled => BackendError::new(429, e.to_string()),
+            e @ (DetectError::NotTrained { .. } | DetectError::NotHosted) => BackendError::new(409, e.to_string()),
+            DetectError::Internal(e) => internal(e),
+        })?;
         Ok(TryResult {
             is_anomalous: d.is_anomalous,
             confidence: d.confidence as f64,
@@ -373,7 +336,7 @@ mod tests {
             },
             "origins": {"test/e1": {"source_ref": "s3://b/anomaly/1.png", "image": "ab", "mask": null, "dataset_type": "test"}},
         });
-        let v = eval_view(&raw.to_string()).unwrap();
+        let v = eval_view(raw.to_string().as_bytes()).unwrap();
         assert_eq!(v.roc, vec![(0.0, 0.0), (0.5, 1.0)]);
         assert_eq!(v.pr, vec![(1.0, 0.5)]);
         assert_eq!(v.images[0].name, "anomaly/1.png");

@@ -111,8 +111,11 @@ fn validate_s3_object(o: &S3Object) -> Result<(), ApiError> {
     if !bucket_ok {
         return Err(ApiError::Validation(format!("{:?} is not a valid S3 bucket name.", o.bucket)));
     }
-    if o.key.is_empty() || o.key.len() > 1024 {
-        return Err(ApiError::Validation("The manifest's S3 key must have 1-1024 characters.".into()));
+    if o.key.is_empty() || !super::fields::is_s3_key(&o.key) {
+        return Err(ApiError::Validation(format!(
+            "The manifest's S3 key {:?} must have 1-1024 letters, digits, slashes or !_.*'()- (no spaces, as LFV's pattern).",
+            o.key
+        )));
     }
     if o.version_id.as_ref().is_some_and(|v| v.is_empty() || v.len() > 1024) {
         return Err(ApiError::Validation("VersionId must have 1-1024 characters.".into()));
@@ -232,7 +235,12 @@ async fn list_dataset_entries(
     check_names(&name, &dataset_type)?;
     let q = query_map(q.as_deref())?;
     let limit = paging::page_size(q.get("maxResults").map(String::as_str))?;
-    let cursor = q.get("nextToken").filter(|t| !t.is_empty()).map(|t| paging::decode("entry", t)).transpose()?;
+    // A token holds for this dataset and these filters only.
+    let mut scope = format!("ListDatasetEntries\n{name}\n{dataset_type}");
+    for k in ["labeled", "anomalyClass", "createdBefore", "createdAfter", "sourceRefContains"] {
+        scope.push_str(&format!("\n{k}={}", q.get(k).map(String::as_str).unwrap_or("")));
+    }
+    let cursor = q.get("nextToken").filter(|t| !t.is_empty()).map(|t| paging::decode(&scope, t)).transpose()?;
     let mut filter = datasets::EntryFilter::default();
     if let Some(v) = q.get("labeled") {
         filter.labeled = Some(match v.as_str() {
@@ -275,7 +283,7 @@ async fn list_dataset_entries(
     .await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|e| paging::encode("entry", &paging::Cursor { created_at: e.created_at, id: e.id.clone() }))
+        rows.last().map(|e| paging::encode(&scope, &paging::Cursor { created_at: e.created_at, id: e.id.clone() }))
     } else {
         None
     };

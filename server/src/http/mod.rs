@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod datasets;
 pub mod error;
+pub mod fields;
 pub mod idempotency;
 pub mod models;
 pub mod paging;
@@ -34,6 +35,38 @@ pub fn extension_router() -> Router<AppState> {
         .fallback(unknown_operation)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(require_json))
+}
+
+/// Every response carries an `x-amzn-RequestId` (a UUID, as AWS sends it; the SDKs expose it as the request
+/// id), and the request's log lines carry the same id, so a user can quote it and an operator find it.
+pub async fn request_id(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    let id = new_request_id();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let api = path.starts_with("/2020-11-20/") || path.starts_with("/vigil/v1/");
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut res = next.run(req).instrument(span.clone()).await;
+    let _entered = span.enter();
+    let (status, ms) = (res.status().as_u16(), started.elapsed().as_millis() as u64);
+    if api {
+        tracing::info!(%method, %path, status, ms, "answered");
+    } else {
+        tracing::debug!(%method, %path, status, ms, "answered");
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-amzn-requestid", v);
+    }
+    res
+}
+
+/// A random (version 4) UUID, lowercase with hyphens.
+pub fn new_request_id() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
 /// LFV's operations take JSON bodies (`application/json`, as every AWS SDK sends them): a request with a

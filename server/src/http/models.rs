@@ -4,8 +4,7 @@
 use super::error::{ApiError, ResourceType};
 use super::projects::epoch_seconds;
 use super::{idempotency, paging, parse_body, query_map};
-use crate::jobs::Job;
-use crate::models::{self, hosting::StartError, ModelVersion, NewModel};
+use crate::models::{self, hosting::StartError, lifecycle::ModelError, ModelVersion, NewModel};
 use crate::projects::{self, Project};
 use crate::state::AppState;
 use axum::extract::{Path, RawQuery, State};
@@ -154,7 +153,7 @@ struct Tag {
 }
 
 fn tag_chars_ok(s: &str) -> bool {
-    s.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+    super::fields::is_tag_text(s)
 }
 
 fn validate_tags(tags: &[Tag]) -> Result<Vec<(String, String)>, ApiError> {
@@ -197,46 +196,22 @@ fn validate_output(o: &Option<OutputConfig>) -> Result<(String, String), ApiErro
         return Err(ApiError::Validation(format!("{b:?} is not a valid S3 bucket name.")));
     }
     let prefix = loc.prefix.clone().unwrap_or_default();
-    let prefix_ok = prefix.len() <= 1024
-        && prefix.chars().enumerate().all(|(i, c)| c.is_ascii_alphanumeric() || "!_.*'()-".contains(c) || (i > 0 && c == '/'));
-    if !prefix_ok {
+    if !super::fields::is_s3_key(&prefix) {
         return Err(ApiError::Validation(format!("{prefix:?} is not a valid S3 key prefix.")));
     }
     Ok((b.clone(), prefix))
 }
 
-/// Readiness of a project's datasets for training; `Err` with the reason(s).
-async fn check_ready(conn: &mut AnyConnection, p: &Project) -> Result<(), ApiError> {
-    let datasets = crate::datasets::list_for_project(conn, &p.id).await?;
-    for d in &datasets {
-        if d.status.ends_with("_IN_PROGRESS") {
-            return Err(ApiError::Conflict {
-                message: format!("The {} dataset is busy ({}); train when it has finished.", d.dataset_type, d.status),
-                resource_id: d.dataset_type.clone(),
-                resource_type: ResourceType::Dataset,
-            });
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::NotReady(_) => ApiError::Validation(e.to_string()),
+            ModelError::DatasetBusy { ref dataset_type, .. } => {
+                ApiError::Conflict { message: e.to_string(), resource_id: dataset_type.clone(), resource_type: ResourceType::Dataset }
+            }
+            ModelError::Hosted { version, .. } => conflict(version, e.to_string()),
+            ModelError::Db(e) => e.into(),
         }
-        if d.status == crate::datasets::CREATE_FAILED {
-            return Err(ApiError::Validation(format!(
-                "The {} dataset failed to import ({}); delete it and create it again.",
-                d.dataset_type,
-                d.status_message.as_deref().unwrap_or("no reason recorded")
-            )));
-        }
-    }
-    let mut counts = [None, None];
-    for (i, t) in ["train", "test"].iter().enumerate() {
-        if let Some(d) = datasets.iter().find(|d| d.dataset_type == *t) {
-            let s = crate::datasets::stats(conn, &d.id).await?;
-            counts[i] = Some(models::Counts { normal: s.normal, anomaly: s.anomaly, masked: 0 });
-        }
-    }
-    let [train, test] = counts;
-    let why = models::readiness(train, test);
-    if why.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Validation(why.join(" ")))
     }
 }
 
@@ -251,9 +226,7 @@ async fn create_model(
     let token = idempotency::client_token(&headers)?;
     let (bucket, prefix) = validate_output(&req.output_config)?;
     if let Some(d) = &req.description {
-        if d.is_empty() || d.chars().count() > 500 {
-            return Err(ApiError::Validation("Description must have 1-500 characters.".into()));
-        }
+        super::fields::check_model_description(d)?;
     }
     if let Some(k) = &req.kms_key_id {
         let ok = (1..=2048).contains(&k.len())
@@ -278,9 +251,7 @@ async fn create_model(
     let value = idempotency::run(&state.db, "CreateModel", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
             let p = project(conn, &name).await?;
-            check_ready(conn, &p).await?;
-            let m = models::create(conn, &p.id, &new).await?;
-            crate::jobs::enqueue(conn, &Job::Train { model_id: m.id.clone() }).await?;
+            let m = models::lifecycle::create_version(conn, &p.id, &new).await?;
             Ok(json!({ "ModelMetadata": metadata(&st, &p.name, &m) }))
         })
     })
@@ -311,14 +282,14 @@ async fn list_models(
     let before = q
         .get("nextToken")
         .filter(|t| !t.is_empty())
-        .map(|t| paging::decode("model", t).map(|c| c.created_at))
+        .map(|t| paging::decode(&format!("ListModels\n{name}"), t).map(|c| c.created_at))
         .transpose()?;
     let mut conn = state.db.pool.acquire().await?;
     let p = project(&mut conn, &name).await?;
     let mut rows = models::list(&mut conn, &p.id, before, limit + 1).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|m| paging::encode("model", &paging::Cursor { created_at: m.version, id: m.id.clone() }))
+        rows.last().map(|m| paging::encode(&format!("ListModels\n{name}"), &paging::Cursor { created_at: m.version, id: m.id.clone() }))
     } else {
         None
     };
@@ -343,22 +314,14 @@ async fn delete_model(
     let value = idempotency::run(&state.db, "DeleteModel", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
             let (p, m) = project_model(conn, &name, &version).await?;
-            if models::is_hosting(&m.status) {
-                return Err(conflict(m.version, format!("Model version {} is {}; stop it (StopModel) before deleting it.", m.version, m.status)));
-            }
-            if m.status == models::TRAINING {
-                // Cancel the training: the worker notices and the job goes with the row.
-                crate::jobs::request_cancel(conn, &m.id).await?;
-            }
-            models::delete(conn, &m.id).await?;
-            Ok(json!({ "ModelArn": arn(&st, &p.name, &m), "_artifact": m.artifact }))
+            models::lifecycle::delete_version(conn, &m).await?;
+            Ok(json!({ "ModelArn": arn(&st, &p.name, &m), "_id": m.id }))
         })
     })
     .await?;
     let mut value = value;
-    if let Some(Value::String(rel)) = value.as_object_mut().and_then(|o| o.remove("_artifact")) {
-        // Model files are named by model id under DATA_DIR/models; the name never comes from the request.
-        let _ = tokio::fs::remove_file(state.config.data_dir.join(rel)).await;
+    if let Some(Value::String(id)) = value.as_object_mut().and_then(|o| o.remove("_id")) {
+        state.hosting.close_lanes(std::time::Duration::ZERO, Some(&id));
     }
     Ok((StatusCode::ACCEPTED, Json(value)))
 }
@@ -462,22 +425,25 @@ async fn detect_anomalies(
     let mut conn = state.db.pool.acquire().await?;
     let (_, m) = project_model(&mut conn, &name, &version).await?;
     drop(conn);
-    let hosted = match (m.status.as_str(), state.hosting.get(&m.id)) {
-        (models::HOSTED, Some(h)) => h,
-        _ => return Err(conflict(m.version, format!("Model version {} is {}; start it (StartModel) before calling DetectAnomalies.", m.version, m.status))),
-    };
-    // A refused image counts as LFV's InvalidImageCount, whether the worker or this handler refused it.
-    let bytes = refused.map_err(|why| {
-        hosted.count_invalid();
-        ApiError::Validation(why)
-    })?;
-    use crate::models::hosting::DetectError;
-    match hosted.detect(bytes.into(), false).await {
+    if m.status != models::HOSTED {
+        return Err(conflict(m.version, format!("Model version {} is {}; start it (StartModel) before calling DetectAnomalies.", m.version, m.status)));
+    }
+    let image = refused.map(Vec::from);
+    match models::detect::detect(&state, &m, image, models::detect::Lane::Hosted, false).await {
         Ok(d) => Ok(Json(crate::lfv::detect_result(&d))),
-        Err(DetectError::Invalid(m)) => Err(ApiError::Validation(m)),
-        Err(DetectError::Throttled) => Err(ApiError::Throttling { message: DetectError::Throttled.to_string(), retry_after_s: 1 }),
-        Err(DetectError::NotHosted) => Err(conflict(m.version, format!("Model version {} is no longer hosted.", m.version))),
-        Err(DetectError::Internal(e)) => Err(ApiError::Internal(anyhow::anyhow!("detection failed: {e}"))),
+        Err(e) => Err(detect_error(&m, e)),
+    }
+}
+
+/// A detection's failure as LFV's error.
+fn detect_error(m: &ModelVersion, e: models::hosting::DetectError) -> ApiError {
+    use models::hosting::DetectError;
+    match e {
+        DetectError::Invalid(why) => ApiError::Validation(why),
+        DetectError::Throttled => ApiError::Throttling { message: DetectError::Throttled.to_string(), retry_after_s: 1 },
+        DetectError::NotHosted => conflict(m.version, format!("Model version {} is not hosted; start it (StartModel) before calling DetectAnomalies.", m.version)),
+        e @ DetectError::NotTrained { .. } => conflict(m.version, e.to_string()),
+        DetectError::Internal(e) => ApiError::Internal(anyhow::anyhow!("detection failed: {e}")),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Pagination: `maxResults` checks and opaque `NextToken`s.
 //!
-//! A token is base64 of `kind:created_at:id`, the key of the last item returned, so a page continues after it
-//! even when items are added or deleted in between (keyset pagination). The alphabet of standard base64 is
-//! exactly LFV's `^[a-zA-Z0-9\/\+\=]{0,2048}$`.
+//! A token carries `created_at:id`, the key of the last item returned, so a page continues after it even when
+//! items are added or deleted in between (keyset pagination). It is sealed with the server key
+//! (ChaCha20-Poly1305) for its *scope* — the operation, its parent and its filters — so a token cannot be
+//! forged, read, or reused with another operation, project, dataset or filter: any of those is a
+//! `ValidationException`. It is standard base64, whose alphabet is exactly LFV's `^[a-zA-Z0-9\/\+\=]{0,2048}$`.
 
 use super::error::ApiError;
 use base64::Engine as _;
@@ -29,23 +31,29 @@ pub struct Cursor {
     pub id: String,
 }
 
-pub fn encode(kind: &str, cursor: &Cursor) -> String {
-    STANDARD.encode(format!("{kind}:{}:{}", cursor.created_at, cursor.id))
+fn purpose(scope: &str) -> String {
+    format!("next-token:{scope}")
 }
 
-/// Decodes a token made by `encode` with the same `kind`; anything else is a `ValidationException`.
-pub fn decode(kind: &str, token: &str) -> Result<Cursor, ApiError> {
-    let invalid = || ApiError::Validation("The pagination token is invalid.".into());
+/// A token for the page after `cursor`, valid only for `scope` (e.g. `ListModels\ncookies`).
+pub fn encode(scope: &str, cursor: &Cursor) -> String {
+    let plain = format!("{}:{}", cursor.created_at, cursor.id);
+    STANDARD.encode(crate::auth::secretbox::process_key().seal_bytes(&purpose(scope), plain.as_bytes()))
+}
+
+/// Opens a token made by `encode` for the same `scope`; anything else is a `ValidationException`.
+pub fn decode(scope: &str, token: &str) -> Result<Cursor, ApiError> {
+    let invalid = || ApiError::Validation("The pagination token is invalid: pass the NextToken of the previous page of the same call.".into());
     if token.len() > 2048 {
         return Err(invalid());
     }
     let bytes = STANDARD.decode(token).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let mut parts = text.splitn(3, ':');
-    let (Some(k), Some(created), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+    let plain = crate::auth::secretbox::process_key().open_bytes(&purpose(scope), &bytes).map_err(|_| invalid())?;
+    let text = String::from_utf8(plain).map_err(|_| invalid())?;
+    let (Some(created), Some(id)) = text.split_once(':').map_or((None, None), |(a, b)| (Some(a), Some(b))) else {
         return Err(invalid());
     };
-    if k != kind || id.is_empty() {
+    if id.is_empty() {
         return Err(invalid());
     }
     let created_at = created.parse().map_err(|_| invalid())?;
@@ -81,5 +89,14 @@ mod tests {
         for bad in ["", "!!!", "bm90LWEtdG9rZW4=", &"A".repeat(2052)] {
             assert!(matches!(decode("project", bad), Err(ApiError::Validation(_))), "{bad}");
         }
+        // A token as the previous (unsigned) format wrote it, or one with a byte changed, does not open.
+        assert!(decode("project", &STANDARD.encode("project:1:x")).is_err());
+        let mut raw = STANDARD.decode(encode("project", &Cursor { created_at: 1, id: "x".into() })).unwrap();
+        raw[20] ^= 1;
+        assert!(decode("project", &STANDARD.encode(raw)).is_err());
+        // The same cursor for another parent or filter is another scope.
+        let t = encode("ListModels\ncookies", &Cursor { created_at: 1, id: "x".into() });
+        assert!(decode("ListModels\ncandies", &t).is_err());
+        assert!(decode("ListModels\ncookies", &t).is_ok());
     }
 }

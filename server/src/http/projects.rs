@@ -79,14 +79,14 @@ async fn create_project(
 async fn list_projects(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let q = query_map(q.as_deref())?;
     let limit = paging::page_size(q.get("maxResults").map(String::as_str))?;
-    let cursor = q.get("nextToken").filter(|t| !t.is_empty()).map(|t| paging::decode("project", t)).transpose()?;
+    let cursor = q.get("nextToken").filter(|t| !t.is_empty()).map(|t| paging::decode("ListProjects", t)).transpose()?;
     let mut conn = state.db.pool.acquire().await?;
     // One extra row tells whether another page follows.
     let mut rows =
         projects::list_after(&mut conn, cursor.as_ref().map(|c| (c.created_at, c.id.as_str())), limit + 1).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|p| paging::encode("project", &paging::Cursor { created_at: p.created_at, id: p.id.clone() }))
+        rows.last().map(|p| paging::encode("ListProjects", &paging::Cursor { created_at: p.created_at, id: p.id.clone() }))
     } else {
         None
     };

@@ -1,325 +1,44 @@
-//! Hosted models: a model version loaded in memory and served by detection workers (LFV's inference units).
-//!
-//! Each inference unit is a detection worker — an OS thread, never the async runtime's — taking requests from
-//! the model's bounded queue. The queue holds `detect_queue_per_unit × MaxInferenceUnits` requests; a request
-//! that finds it full is refused at once (`ThrottlingException`), so a burst costs neither unbounded memory nor
-//! unbounded latency. When the queue is longer than twice the running workers, another worker starts, up to
-//! `MaxInferenceUnits`; extra workers stop after 30 s idle. The image is decoded on the worker too. A panic or a
-//! libtorch error in one request is that request's error; the worker carries on.
+//! Hosted models: which model versions this process serves (LFV's StartModel / StopModel), each on its own
+//! inference units ([`crate::inference`]), and the trial lanes that run a version for trials and the console's
+//! try on units of their own, counted the same way.
 
-use crate::engine::{self, Backbone, DetectOptions, Detection, Model};
+use crate::engine::DetectOptions;
+pub use crate::inference::{Counters, Counts, DetectError, Hosted};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Why a detection did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum DetectError {
-    /// The image is unusable (not a JPEG/PNG, too small or large, ...).
-    #[error("{0}")]
-    Invalid(String),
-    /// The model's queue is full.
-    #[error("The model is busy: its inference units' queue is full. Retry shortly or start it with more inference units.")]
-    Throttled,
-    /// The model is not hosted (any more).
-    #[error("The model version is not hosted.")]
-    NotHosted,
-    #[error("{0}")]
-    Internal(String),
-}
-
-struct Request {
-    bytes: Vec<u8>,
-    heat_map: bool,
-    reply: tokio::sync::oneshot::Sender<Result<Detection, DetectError>>,
-}
-
-/// Detection counts. Each hosted model keeps two: its totals since it was hosted, and the counts not yet
-/// added to the database's hourly rows (`usage::flush` drains those).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub processed: AtomicU64,
-    pub anomalous: AtomicU64,
-    pub invalid: AtomicU64,
-    pub throttled: AtomicU64,
-    pub errors: AtomicU64,
-    /// Sum of detection times (µs) of processed images.
-    pub time_us: AtomicU64,
-}
-
-/// A copy of a `Counters`, in its field order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub processed: u64,
-    pub anomalous: u64,
-    pub invalid: u64,
-    pub throttled: u64,
-    pub errors: u64,
-    pub time_us: u64,
-}
-
-impl Counts {
-    pub fn is_empty(&self) -> bool {
-        *self == Counts::default()
-    }
-}
-
-impl Counters {
-    fn fields(&self) -> [&AtomicU64; 6] {
-        [&self.processed, &self.anomalous, &self.invalid, &self.throttled, &self.errors, &self.time_us]
-    }
-
-    fn from_array(a: [u64; 6]) -> Counts {
-        Counts { processed: a[0], anomalous: a[1], invalid: a[2], throttled: a[3], errors: a[4], time_us: a[5] }
-    }
-
-    pub fn snapshot(&self) -> Counts {
-        Self::from_array(self.fields().map(|f| f.load(Ordering::Relaxed)))
-    }
-
-    /// Takes the counts, leaving zeros.
-    pub fn drain(&self) -> Counts {
-        Self::from_array(self.fields().map(|f| f.swap(0, Ordering::AcqRel)))
-    }
-
-    /// Adds counts back (a flush that could not be written).
-    pub fn add(&self, c: Counts) {
-        let v = [c.processed, c.anomalous, c.invalid, c.throttled, c.errors, c.time_us];
-        for (f, n) in self.fields().into_iter().zip(v) {
-            f.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-}
-
-struct Shared {
-    model: Model,
-    backbone: Arc<Backbone>,
-    rx: Mutex<Receiver<Request>>,
-    threshold: AtomicU32,
-    workers: AtomicUsize,
-    queued: AtomicUsize,
-    min_units: usize,
-    max_units: usize,
-    counters: Arc<Counters>,
-    pending: Counters,
-}
-
-impl Shared {
-    /// Counts one outcome in the totals and in the counts waiting for the database.
-    fn count(&self, what: impl Fn(&Counters)) {
-        what(&self.counters);
-        what(&self.pending);
-    }
-}
-
-/// A hosted model version.
-pub struct Hosted {
-    pub model_id: String,
-    pub project_id: String,
-    pub version: i64,
-    tx: SyncSender<Request>,
-    shared: Arc<Shared>,
-    capacity: usize,
-}
-
-impl Hosted {
-    /// Loads nothing itself: takes a loaded model and starts `min_units` workers.
-    #[allow(clippy::too_many_arguments)]
-    pub fn start(
-        (model_id, project_id, version): (&str, &str, i64),
-        model: Model,
-        backbone: Arc<Backbone>,
-        threshold: f32,
-        min_units: usize,
-        max_units: usize,
-        per_unit: usize,
-    ) -> Arc<Hosted> {
-        let min_units = min_units.max(1);
-        let max_units = max_units.max(min_units);
-        let capacity = (per_unit.max(1) * max_units).max(1);
-        let (tx, rx) = sync_channel(capacity);
-        let shared = Arc::new(Shared {
-            model,
-            backbone,
-            rx: Mutex::new(rx),
-            threshold: AtomicU32::new(threshold.to_bits()),
-            workers: AtomicUsize::new(0),
-            queued: AtomicUsize::new(0),
-            min_units,
-            max_units,
-            counters: Arc::new(Counters::default()),
-            pending: Counters::default(),
-        });
-        for _ in 0..min_units {
-            spawn_worker(shared.clone());
-        }
-        Arc::new(Hosted { model_id: model_id.to_string(), project_id: project_id.to_string(), version, tx, shared, capacity })
-    }
-
-    /// Uses `t` from now on; `None` goes back to the threshold the model was trained with.
-    pub fn set_threshold(&self, t: Option<f64>) {
-        let t = t.map(|t| t as f32).unwrap_or_else(|| self.shared.model.threshold());
-        self.shared.threshold.store(t.to_bits(), Ordering::Relaxed);
-    }
-
-    pub fn counters(&self) -> Arc<Counters> {
-        self.shared.counters.clone()
-    }
-
-    /// Counts an image refused before it reached a worker (content type, size).
-    pub fn count_invalid(&self) {
-        self.shared.count(|c| {
-            c.invalid.fetch_add(1, Ordering::Relaxed);
-        });
-    }
-
-    /// The counts not yet in the database.
-    pub fn pending(&self) -> &Counters {
-        &self.shared.pending
-    }
-
-    /// Running workers (LFV's in-service inference units).
-    pub fn workers(&self) -> usize {
-        self.shared.workers.load(Ordering::Relaxed)
-    }
-
-    pub fn units(&self) -> (usize, usize) {
-        (self.shared.min_units, self.shared.max_units)
-    }
-
-    pub fn model(&self) -> &Model {
-        &self.shared.model
-    }
-
-    /// Queues one image and waits for its detection.
-    pub async fn detect(&self, bytes: Vec<u8>, heat_map: bool) -> Result<Detection, DetectError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let s = &self.shared;
-        if s.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            s.queued.fetch_sub(1, Ordering::AcqRel);
-            s.count(|c| {
-                c.throttled.fetch_add(1, Ordering::Relaxed);
-            });
-            return Err(DetectError::Throttled);
-        }
-        match self.tx.try_send(Request { bytes, heat_map, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                s.queued.fetch_sub(1, Ordering::AcqRel);
-                s.count(|c| {
-                    c.throttled.fetch_add(1, Ordering::Relaxed);
-                });
-                return Err(DetectError::Throttled);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                s.queued.fetch_sub(1, Ordering::AcqRel);
-                return Err(DetectError::NotHosted);
-            }
-        }
-        // Scale out while the queue is longer than twice the workers.
-        let workers = s.workers.load(Ordering::Acquire);
-        if workers < s.max_units && s.queued.load(Ordering::Acquire) > 2 * workers {
-            spawn_worker(s.clone());
-        }
-        rx.await.unwrap_or_else(|_| Err(DetectError::Internal("the detection worker stopped".into())))
-    }
-}
-
-fn spawn_worker(shared: Arc<Shared>) {
-    shared.workers.fetch_add(1, Ordering::AcqRel);
-    let s = shared.clone();
-    let spawned = std::thread::Builder::new().name("vigil-detect".into()).spawn(move || worker(s));
-    if spawned.is_err() {
-        shared.workers.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-fn worker(s: Arc<Shared>) {
-    loop {
-        let next = match s.rx.lock() {
-            Ok(rx) => rx.recv_timeout(Duration::from_secs(30)),
-            Err(_) => Err(RecvTimeoutError::Disconnected),
-        };
-        match next {
-            Ok(req) => {
-                s.queued.fetch_sub(1, Ordering::AcqRel);
-                let started = Instant::now();
-                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| detect_one(&s, &req.bytes, req.heat_map)))
-                    .unwrap_or_else(|_| Err(DetectError::Internal("the detection failed unexpectedly".into())));
-                let took = started.elapsed().as_micros() as u64;
-                s.count(|c| match &out {
-                    Ok(d) => {
-                        c.processed.fetch_add(1, Ordering::Relaxed);
-                        if d.is_anomalous {
-                            c.anomalous.fetch_add(1, Ordering::Relaxed);
-                        }
-                        c.time_us.fetch_add(took, Ordering::Relaxed);
-                    }
-                    Err(DetectError::Invalid(_)) => {
-                        c.invalid.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        c.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-                let _ = req.reply.send(out);
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                // Extra workers (above MinInferenceUnits) stop when idle.
-                let n = s.workers.load(Ordering::Acquire);
-                if n > s.min_units && s.workers.compare_exchange(n, n - 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                s.workers.fetch_sub(1, Ordering::AcqRel);
-                return;
-            }
-        }
-    }
-}
-
-fn detect_one(s: &Shared, bytes: &[u8], heat_map: bool) -> Result<Detection, DetectError> {
-    let img = engine::image_io::decode_rgb(bytes).map_err(|e| DetectError::Invalid(format!("The image is not usable: {e}.")))?;
-    // LFV's answer has no heat map: computing one for DetectAnomalies would be wasted work on the hot path.
-    let mut d = s.model.detect_with(&s.backbone, &img, DetectOptions { heat_map }).map_err(|e| match e {
-        engine::Error::Input(m) => DetectError::Invalid(m),
-        engine::Error::Image(e) => DetectError::Invalid(e.to_string()),
-        other => DetectError::Internal(other.to_string()),
-    })?;
-    apply_threshold(&mut d, f32::from_bits(s.threshold.load(Ordering::Relaxed)), s.model.header.confidence_scale);
-    Ok(d)
-}
-
-/// The verdict and confidence at a threshold other than the trained one (the console's slider).
-pub fn apply_threshold(d: &mut Detection, threshold: f32, scale: f32) {
-    let (a, c) = engine::threshold::verdict(d.score, threshold, scale);
-    d.is_anomalous = a;
-    d.confidence = c;
-}
-
 /// DetectAnomalies requests one process receives or serves at once (at most 8 MB of body each).
 pub const MAX_DETECT_IN_FLIGHT: usize = 64;
+
+/// Trial lanes kept loaded at once: opening one more drops the least recently used idle one.
+pub const MAX_LANES: usize = 4;
+
+/// A trial lane unused this long is dropped, and its model's memory given back.
+pub const LANE_IDLE: Duration = Duration::from_secs(60);
 
 impl Default for Hosting {
     fn default() -> Self {
         Hosting {
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_DETECT_IN_FLIGHT)),
             models: Mutex::default(),
+            lanes: Mutex::default(),
             retired: Mutex::default(),
         }
     }
 }
 
-/// Every hosted model of this process, by model version id.
+/// Every hosted model of this process, by model version id, and the trial lanes.
 pub struct Hosting {
     /// DetectAnomalies requests being received or served, across models: each may hold an 8 MB body, so a
     /// request beyond [`MAX_DETECT_IN_FLIGHT`] is refused (429) before its body is read (`http::auth`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     models: Mutex<HashMap<String, Arc<Hosted>>>,
-    /// Models no longer hosted whose last counts are still to be written (`usage::flush` empties it).
+    /// Trial lanes: a model version's own inference unit for trials and the console's try, so they never take
+    /// a hosted model's queue slots from line traffic. A lane shares the hosted model's memory when the version
+    /// is hosted; its detections are counted like any other. With the time it was last used.
+    lanes: Mutex<HashMap<String, (Arc<Hosted>, Instant)>>,
+    /// Models and lanes no longer served whose last counts are still to be written (`usage::flush` empties it).
     retired: Mutex<Vec<Arc<Hosted>>>,
 }
 
@@ -337,19 +56,84 @@ impl Hosting {
     /// Stops hosting: requests already queued finish; the workers stop when the last one is answered.
     pub fn remove(&self, model_id: &str) -> Option<Arc<Hosted>> {
         let h = self.models.lock().ok()?.remove(model_id)?;
-        if let Ok(mut r) = self.retired.lock() {
-            r.push(h.clone());
-        }
+        self.retire(h.clone());
         Some(h)
     }
 
-    /// Models stopped since the last call.
+    fn retire(&self, h: Arc<Hosted>) {
+        if let Ok(mut r) = self.retired.lock() {
+            r.push(h);
+        }
+    }
+
+    /// A model version's trial lane, if open (and marks it used).
+    pub fn lane(&self, model_id: &str) -> Option<Arc<Hosted>> {
+        let mut lanes = self.lanes.lock().ok()?;
+        let (h, used) = lanes.get_mut(model_id)?;
+        *used = Instant::now();
+        Some(h.clone())
+    }
+
+    /// Opens a trial lane (a lane opened meanwhile by another caller wins, so one version has one lane). At
+    /// [`MAX_LANES`], the least recently used idle lane is dropped first.
+    pub fn insert_lane(&self, h: Arc<Hosted>) -> Arc<Hosted> {
+        let Ok(mut lanes) = self.lanes.lock() else { return h };
+        if let Some((existing, used)) = lanes.get_mut(&h.model_id) {
+            *used = Instant::now();
+            return existing.clone();
+        }
+        if lanes.len() >= MAX_LANES {
+            let oldest = lanes.iter().filter(|(_, (l, _))| l.is_idle()).min_by_key(|(_, (_, used))| *used).map(|(id, _)| id.clone());
+            if let Some((l, _)) = oldest.and_then(|id| lanes.remove(&id)) {
+                self.retire(l);
+            }
+        }
+        lanes.insert(h.model_id.clone(), (h.clone(), Instant::now()));
+        h
+    }
+
+    /// Drops the lanes unused for `idle` (or every lane of a model version, for `Some(id)`: deleted or its
+    /// threshold changed). Returns how many.
+    pub fn close_lanes(&self, idle: Duration, model_id: Option<&str>) -> usize {
+        let Ok(mut lanes) = self.lanes.lock() else { return 0 };
+        let gone: Vec<String> = lanes
+            .iter()
+            .filter(|(id, (l, used))| model_id.map_or(l.is_idle() && used.elapsed() >= idle, |m| m == id.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            if let Some((l, _)) = lanes.remove(id) {
+                self.retire(l);
+            }
+        }
+        gone.len()
+    }
+
+    /// Uses threshold `t` from now on for a version's hosted model and lane (`None`: the trained one).
+    pub fn set_threshold(&self, model_id: &str, t: Option<f64>) {
+        let lane = self.lanes.lock().ok().and_then(|l| l.get(model_id).map(|(h, _)| h.clone()));
+        for h in self.get(model_id).into_iter().chain(lane) {
+            h.set_threshold(t);
+        }
+    }
+
+    /// Models and lanes stopped since the last call.
     pub fn take_retired(&self) -> Vec<Arc<Hosted>> {
         self.retired.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
     }
 
+    /// The hosted models (not the lanes).
     pub fn all(&self) -> Vec<Arc<Hosted>> {
         self.models.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Everything that counts detections: the hosted models and the open lanes.
+    pub fn counting(&self) -> Vec<Arc<Hosted>> {
+        let mut out = self.all();
+        if let Ok(lanes) = self.lanes.lock() {
+            out.extend(lanes.values().map(|(h, _)| h.clone()));
+        }
+        out
     }
 }
 
@@ -450,16 +234,13 @@ pub async fn start(state: &crate::state::AppState, m: &super::ModelVersion) {
 }
 
 async fn load(state: &crate::state::AppState, m: &super::ModelVersion) -> anyhow::Result<Arc<Hosted>> {
-    use anyhow::Context;
-    let rel = m.artifact.clone().context("the model version has no model file")?;
-    let path = state.config.data_dir.join(rel);
+    let model = Arc::new(super::artifacts::load(state, m).await?);
     let backbone = state.backbone.clone();
     let threshold = m.threshold.or(m.trained_threshold);
     let (min, max) = (m.min_inference_units.unwrap_or(1).max(1) as usize, m.max_inference_units.unwrap_or(0).max(0) as usize);
     let per_unit = state.config.detect_queue_per_unit;
     let (id, project_id, version) = (m.id.clone(), m.project_id.clone(), m.version);
     tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Hosted>> {
-        let model = Model::load(&path).map_err(|e| anyhow::anyhow!("the model file could not be read ({e}); train a new version"))?;
         // Warm-up at the model's own input size: the first forward passes are slow.
         let (w, h) = model.input_size();
         let blank = image::RgbImage::from_pixel(w.max(64), h.max(64), image::Rgb([128, 128, 128]));

@@ -2,7 +2,10 @@
 //! tags, and readiness to train. Queries here; the training job in [`training`], the entries-to-engine path in
 //! [`trainset`], hosting and detection in [`hosting`].
 
+pub mod artifacts;
+pub mod detect;
 pub mod hosting;
+pub mod lifecycle;
 pub mod trainset;
 pub mod usage;
 pub mod training;
@@ -47,7 +50,10 @@ pub struct ModelVersion {
     pub evaluation_end_at: Option<i64>,
     pub trained_threshold: Option<f64>,
     pub threshold: Option<f64>,
-    pub artifact: Option<String>,
+    /// Blob: the engine's model file (`None` until trained).
+    pub artifact_hash: Option<String>,
+    /// Blob: the evaluation JSON the model page reads.
+    pub evaluation_hash: Option<String>,
     pub min_inference_units: Option<i64>,
     pub max_inference_units: Option<i64>,
     pub training_ms: Option<i64>,
@@ -57,7 +63,7 @@ pub struct ModelVersion {
 
 const COLUMNS: &str = "id, project_id, version, description, status, status_message, output_bucket, output_prefix, \
     kms_key_id, performance, evaluation_manifest_key, evaluation_result_key, evaluation_end_at, trained_threshold, \
-    threshold, artifact, min_inference_units, max_inference_units, training_ms, created_at, updated_at";
+    threshold, artifact_hash, min_inference_units, max_inference_units, training_ms, created_at, updated_at, evaluation_hash";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<ModelVersion, sqlx::Error> {
     use sqlx::Row;
@@ -77,12 +83,13 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<ModelVersion, sqlx::Error> {
         evaluation_end_at: r.try_get(12)?,
         trained_threshold: r.try_get(13)?,
         threshold: r.try_get(14)?,
-        artifact: r.try_get(15)?,
+        artifact_hash: r.try_get(15)?,
         min_inference_units: opt_int(r, 16)?,
         max_inference_units: opt_int(r, 17)?,
         training_ms: r.try_get(18)?,
         created_at: r.try_get(19)?,
         updated_at: r.try_get(20)?,
+        evaluation_hash: r.try_get(21)?,
     })
 }
 
@@ -235,14 +242,10 @@ pub async fn set_threshold(conn: &mut AnyConnection, id: &str, threshold: Option
     Ok(())
 }
 
-/// The engine's full evaluation JSON, for the console.
-pub async fn evaluation(conn: &mut AnyConnection, id: &str) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(Option<String>,)> = sqlx::query_as("select evaluation from model_version where id = $1").bind(id).fetch_optional(&mut *conn).await?;
-    Ok(row.and_then(|r| r.0))
-}
-
 pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("delete from model_tag where model_id = $1").bind(id).execute(&mut *conn).await?;
+    // Its blobs are collected once nothing else refers to them.
+    sqlx::query("delete from model_blob where model_id = $1").bind(id).execute(&mut *conn).await?;
     sqlx::query("delete from job where model_id = $1").bind(id).execute(&mut *conn).await?;
     sqlx::query("delete from model_version where id = $1").bind(id).execute(&mut *conn).await?;
     Ok(())

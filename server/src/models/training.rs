@@ -1,5 +1,5 @@
 //! The training job: reads the project's datasets, trains with the engine on a blocking thread (reporting
-//! progress, honouring cancellation), saves the model file in the data directory, writes LFV's evaluation
+//! progress, honouring cancellation), stores the model file and its evaluation as blobs, writes LFV's evaluation
 //! files under the model's `OutputConfig.S3Location`, and settles the model version — `TRAINED` with its
 //! performance, or `TRAINING_FAILED` with a message that says what to fix — in the same transaction that
 //! deletes the job.
@@ -22,14 +22,8 @@ struct Trained {
     performance: serde_json::Value,
     manifest_key: Option<String>,
     result_key: Option<String>,
-    evaluation: String,
     threshold: f64,
-    artifact: String,
-}
-
-/// The model file of a model version, relative to the data directory.
-pub fn artifact_path(model_id: &str) -> String {
-    format!("models/{model_id}.vigil")
+    stored: super::artifacts::Stored,
 }
 
 /// Runs a claimed training job to its end. Never panics; every failure settles the model.
@@ -121,14 +115,9 @@ async fn train(state: &AppState, model_id: &str, progress: Arc<JobProgress>) -> 
     };
     let fit_ms = t1.elapsed().as_millis();
     progress.set("writing the model", 0.98);
-    let rel = artifact_path(model_id);
-    let path = state.config.data_dir.join(&rel);
     let threshold = model.threshold() as f64;
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        std::fs::create_dir_all(path.parent().context("model path")?)?;
-        model.save(&path).map_err(|e| anyhow::anyhow!("saving the model file: {e}"))
-    })
-    .await??;
+    let (blobs, ev, or) = (state.blobs.clone(), evaluation.clone(), origins.clone());
+    let stored = tokio::task::spawn_blocking(move || super::artifacts::store(&blobs, &model, &ev, &or)).await??;
 
     // LFV's evaluation files, under OutputConfig.S3Location.
     let prefix = format!("{}{}/model-{}/", m.output_prefix, project_name, m.version);
@@ -179,7 +168,6 @@ async fn train(state: &AppState, model_id: &str, progress: Arc<JobProgress>) -> 
         (Some(manifest_key), Some(result_key))
     };
     let performance = json!({ "F1Score": evaluation.f1, "Recall": evaluation.recall, "Precision": evaluation.precision });
-    let console = json!({ "evaluation": evaluation, "origins": origins });
     tracing::info!(
         model = %model_id,
         loading_ms = loaded_ms as u64,
@@ -187,7 +175,7 @@ async fn train(state: &AppState, model_id: &str, progress: Arc<JobProgress>) -> 
         total_ms = t0.elapsed().as_millis() as u64,
         "trained a model version"
     );
-    Ok(Trained { performance, manifest_key, result_key, evaluation: console.to_string(), threshold, artifact: rel })
+    Ok(Trained { performance, manifest_key, result_key, threshold, stored })
 }
 
 /// LFV's evaluation manifest: one line per evaluated image, its `source-ref`, its true label and Vigil's
@@ -236,8 +224,8 @@ async fn settle_trained(db: &Db, model_id: &str, job_id: &str, t: Trained, took:
     let now = now_ms();
     sqlx::query(
         "update model_version set status = $1, status_message = $2, performance = $3, evaluation_manifest_key = $4, \
-         evaluation_result_key = $5, evaluation_end_at = $6, evaluation = $7, trained_threshold = $8, threshold = $8, \
-         artifact = $9, training_ms = $10, updated_at = $6 where id = $11 and status = $12",
+         evaluation_result_key = $5, evaluation_end_at = $6, evaluation_hash = $7, trained_threshold = $8, threshold = $8, \
+         artifact_hash = $9, training_ms = $10, updated_at = $6 where id = $11 and status = $12",
     )
     .bind(super::TRAINED)
     .bind("Training completed.")
@@ -245,14 +233,15 @@ async fn settle_trained(db: &Db, model_id: &str, job_id: &str, t: Trained, took:
     .bind(&t.manifest_key)
     .bind(&t.result_key)
     .bind(now)
-    .bind(&t.evaluation)
+    .bind(&t.stored.evaluation_hash)
     .bind(t.threshold)
-    .bind(&t.artifact)
+    .bind(&t.stored.artifact_hash)
     .bind(took)
     .bind(model_id)
     .bind(super::TRAINING)
     .execute(&mut *tx)
     .await?;
+    super::artifacts::add_refs(&mut tx, model_id, &t.stored.refs).await?;
     sqlx::query("delete from job where id = $1").bind(job_id).execute(&mut *tx).await?;
     tx.commit().await
 }

@@ -1,6 +1,6 @@
 //! What hosted models did, counted per model version and hour: the dashboard's figures and `/metrics`.
 //!
-//! Detection workers count in memory (`hosting::Counters`); `flush` adds the counts gathered since the last
+//! Detection workers count in memory (`inference::Counters`), hosted models and trial lanes alike; `flush` adds the counts gathered since the last
 //! flush to the hour's row of `detection_hour` (an upsert, so several Vigil processes sharing one database add
 //! up), every few seconds and before `/metrics` answers. Counts that cannot be written are kept for the next
 //! flush. `/metrics` speaks Prometheus' text format with LFV's CloudWatch metric names and dimensions
@@ -54,7 +54,7 @@ pub async fn add(conn: &mut AnyConnection, h: &Hosted, hour: i64, c: Counts) -> 
 /// Writes every hosted (and lately stopped) model's new counts. Counts that could not be written stay in
 /// memory for the next call.
 pub async fn flush(state: &AppState) -> Result<(), sqlx::Error> {
-    let mut models: Vec<Arc<Hosted>> = state.hosting.all();
+    let mut models: Vec<Arc<Hosted>> = state.hosting.counting();
     models.extend(state.hosting.take_retired());
     let drained: Vec<(Arc<Hosted>, Counts)> =
         models.into_iter().map(|h| (h.clone(), h.pending().drain())).filter(|(_, c)| !c.is_empty()).collect();
@@ -92,6 +92,7 @@ pub fn start_flusher(state: AppState) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            state.hosting.close_lanes(super::hosting::LANE_IDLE, None);
             if let Err(e) = flush(&state).await {
                 tracing::warn!(error = %e, "could not write detection counts (kept for the next try)");
             }

@@ -6,7 +6,7 @@ use super::{download_path, folder, settle, Output, Source, CANCELLED, COMPLETED,
 use crate::datasets;
 use crate::engine;
 use crate::jobs::JobProgress;
-use crate::models::hosting;
+use crate::models::{self, hosting, ModelVersion};
 use crate::state::AppState;
 use crate::store::now_ms;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,9 @@ async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
     let db = super::db_failure;
     let Some(t) = super::start_job(state, trial_id, true).await? else { return Ok(()) };
     let output = Output::parse(t.output.as_deref().unwrap_or("download"))?;
+    let mut conn = state.db.pool.acquire().await.map_err(db)?;
+    let m = models::find_by_id(&mut conn, &t.model_id).await.map_err(db)?.ok_or("The model version was deleted.")?;
+    drop(conn);
     progress.set("listing", 0.0);
     let input = match Source::parse(&t.source)? {
         Source::S3 { bucket, prefix } => Input::S3 { keys: s3_keys(state, &bucket, &prefix, MAX_BATCH_IMAGES).await?, bucket },
@@ -94,7 +97,7 @@ async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
         progress.set("detecting", i as f64 / input.len() as f64);
         let name = input.name(i);
         let result = match input.read(state, i).await {
-            Ok(bytes) => detect_hosted(state, &t.model_id, bytes).await,
+            Ok(bytes) => detect_hosted(state, &m, bytes).await,
             Err(e) => Err(e),
         };
         let line = match result {
@@ -137,17 +140,11 @@ async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
 }
 
 /// One image through the hosted model's queue, waiting while the queue is full (line traffic comes first).
-async fn detect_hosted(state: &AppState, model_id: &str, bytes: Vec<u8>) -> Result<engine::Detection, String> {
-    loop {
-        let Some(h) = state.hosting.get(model_id) else {
-            return Err("The model version stopped being hosted during the batch.".into());
-        };
-        match h.detect(bytes.clone(), false).await {
-            Ok(d) => return Ok(d),
-            Err(hosting::DetectError::Throttled) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-            Err(hosting::DetectError::NotHosted) => return Err("The model version stopped being hosted during the batch.".into()),
-            Err(e) => return Err(e.to_string()),
-        }
+async fn detect_hosted(state: &AppState, m: &ModelVersion, bytes: Vec<u8>) -> Result<engine::Detection, String> {
+    match models::detect::detect(state, m, Ok(bytes), models::detect::Lane::Batch, false).await {
+        Ok(d) => Ok(d),
+        Err(hosting::DetectError::NotHosted) => Err("The model version stopped being hosted during the batch.".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -312,7 +312,7 @@ async fn project_model(conn: &mut AnyConnection, project: &str, version: &str, h
             m.version, m.status
         )));
     }
-    if m.artifact.is_none() || !(models::is_trained(&m.status) || models::is_hosting(&m.status)) {
+    if m.artifact_hash.is_none() || !(models::is_trained(&m.status) || models::is_hosting(&m.status)) {
         return Err(TrialError::Conflict(format!("Model version {} is {}; only a trained model can run a trial.", m.version, m.status)));
     }
     Ok((p.id, m))

@@ -5,7 +5,7 @@ use super::{insert_images, settle, NewImage, Source, CANCELLED, COMPLETED, FAILE
 use crate::datasets;
 use crate::engine;
 use crate::jobs::JobProgress;
-use crate::models::{self, hosting, ModelVersion};
+use crate::models::{self, hosting};
 use crate::state::AppState;
 use crate::store::now_ms;
 use std::path::{Path, PathBuf};
@@ -139,7 +139,6 @@ async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
             }
         }
     }
-    let runner = Runner::new(state, &m).await?;
     let todo: Vec<(i64, String)> = sqlx::query_as("select seq, image_hash from trial_image where trial_id = $1 and done = 0 order by seq")
         .bind(trial_id)
         .fetch_all(&state.db.pool)
@@ -157,7 +156,13 @@ async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
         let blobs = state.blobs.clone();
         let bytes = tokio::task::spawn_blocking(move || blobs.get(&hash)).await.map_err(|e| e.to_string())?;
         let outcome = match bytes {
-            Ok(bytes) => runner.detect(bytes, true).await,
+            Ok(bytes) => match models::detect::detect(state, &m, Ok(bytes), models::detect::Lane::Trial, true).await {
+                Ok(d) => Ok(d),
+                Err(hosting::DetectError::Invalid(why)) => Err(why),
+                Err(hosting::DetectError::Internal(_)) => Err("the model could not run on this image".to_string()),
+                // The version cannot run at all (deleted, or its file unreadable): the trial fails.
+                Err(e) => return Err(e.to_string()),
+            },
             Err(_) => Err("the image is no longer in the blob store".to_string()),
         };
         // (processed, anomalous, failed) this image adds to the trial's counts.
@@ -240,60 +245,6 @@ async fn recount(state: &AppState, trial_id: &str) -> Result<(), sqlx::Error> {
     .execute(&state.db.pool)
     .await?;
     Ok(())
-}
-
-/// The model a trial runs: the hosted one when the version is hosted, otherwise its file, read once.
-pub(super) struct Runner {
-    hosted: Option<Arc<hosting::Hosted>>,
-    loaded: Option<Arc<engine::Model>>,
-    backbone: Arc<engine::Backbone>,
-    threshold: Option<f64>,
-}
-
-impl Runner {
-    async fn new(state: &AppState, m: &ModelVersion) -> Result<Runner, String> {
-        let hosted = state.hosting.get(&m.id);
-        let loaded = match (&hosted, &m.artifact) {
-            (Some(_), _) => None,
-            (None, Some(rel)) => {
-                let path = state.config.data_dir.join(rel);
-                let model = tokio::task::spawn_blocking(move || engine::Model::load(&path)).await.map_err(|e| e.to_string())?.map_err(|e| {
-                    tracing::error!(error = %e, "loading a model for a trial");
-                    format!("The model version's file could not be read: {e}")
-                })?;
-                Some(Arc::new(model))
-            }
-            (None, None) => return Err("The model version has no model file.".into()),
-        };
-        Ok(Runner { hosted, loaded, backbone: state.backbone.clone(), threshold: m.threshold })
-    }
-
-    /// One image, on a blocking thread (never the async runtime's).
-    async fn detect(&self, bytes: Vec<u8>, heat_map: bool) -> Result<engine::Detection, String> {
-        let (hosted, loaded, backbone, threshold) = (self.hosted.clone(), self.loaded.clone(), self.backbone.clone(), self.threshold);
-        let joined = tokio::task::spawn_blocking(move || -> Result<engine::Detection, String> {
-            let img = engine::image_io::decode_rgb(&bytes).map_err(|e| format!("not a usable image: {e}"))?;
-            let model: &engine::Model = match (&hosted, &loaded) {
-                (Some(h), _) => h.model(),
-                (None, Some(m)) => m,
-                _ => return Err("no model".into()),
-            };
-            let mut d = model.detect_with(&backbone, &img, engine::DetectOptions { heat_map }).map_err(|e| match e {
-                engine::Error::Input(m) => format!("not a usable image: {m}"),
-                other => {
-                    tracing::error!(error = %other, "trial detection failed");
-                    "the model could not run on this image".to_string()
-                }
-            })?;
-            if let Some(t) = threshold {
-                hosting::apply_threshold(&mut d, t as f32, model.header.confidence_scale);
-            }
-            Ok(d)
-        })
-        .await;
-        // A panic inside libtorch fails this image, not the trial or the server.
-        joined.unwrap_or_else(|_| Err("the model failed on this image".into()))
-    }
 }
 
 

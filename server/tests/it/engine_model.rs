@@ -2,7 +2,7 @@
 //! training, detection in LFV's shape, evaluation, the artifact's save → load parity, and the CLI.
 //! One torch thread, as every test.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use vigil::engine::{self, artifact, image_io, AnomalyLabel, Backbone, DetectOptions, ImageSource, Model, Sample, TrainOptions, TrainSet};

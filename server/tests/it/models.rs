@@ -3,7 +3,7 @@
 //! DetectAnomalies → StopModel → DeleteModel, with LFV's error for every wrong call; on SQLite and PostgreSQL.
 //! Also the job worker's claim on PostgreSQL (two workers, many jobs, no double claim).
 
-mod common;
+use crate::common;
 #[path = "models/trials.rs"]
 mod trials;
 

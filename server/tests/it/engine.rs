@@ -1,6 +1,6 @@
 //! The pretrained backbone on real images: feature shapes at both taps, and determinism.
 
-mod common;
+use crate::common;
 
 use vigil::engine::{backbone, image_io, Backbone};
 

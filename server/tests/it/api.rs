@@ -1,8 +1,9 @@
 //! The LFV project API through the official Rust client, on SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use aws_sdk_lookoutvision::error::ProvideErrorMetadata;
+use aws_sdk_lookoutvision::operation::RequestId;
 use common::{Backend, Harness};
 
 async fn projects_through_the_lfv_client(backend: Backend) {
@@ -12,6 +13,9 @@ async fn projects_through_the_lfv_client(backend: Backend) {
     // Create.
     let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let out = c.create_project().project_name("cookies").send().await.unwrap();
+    // Every answer carries a request id (x-amzn-RequestId, a UUID), as AWS's did.
+    let id = out.request_id().expect("a request id").to_string();
+    assert!(id.len() == 36 && id.as_bytes()[14] == b'4' && id.split('-').count() == 5, "{id}");
     let meta = out.project_metadata.unwrap();
     assert_eq!(meta.project_name.as_deref(), Some("cookies"));
     assert_eq!(meta.project_arn.as_deref(), Some("arn:aws:lookoutvision:us-east-1:000000000000:project/cookies"));
@@ -21,6 +25,8 @@ async fn projects_through_the_lfv_client(backend: Backend) {
     // Duplicate → ConflictException naming the project.
     let err = c.create_project().project_name("cookies").send().await.unwrap_err().into_service_error();
     assert!(err.is_conflict_exception(), "{err:?}");
+    let err_id = err.request_id().expect("errors carry a request id too");
+    assert!(err_id.len() == 36 && err_id != id, "{err_id}");
     match err {
         aws_sdk_lookoutvision::operation::create_project::CreateProjectError::ConflictException(e) => {
             assert_eq!(e.resource_id.as_deref(), Some("cookies"));

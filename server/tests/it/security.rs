@@ -2,7 +2,7 @@
 //! missing alike), per-import S3 endpoints only from the allow-list, never a metadata address, never with the
 //! server's own credentials.
 
-mod common;
+use crate::common;
 
 use app::api::{Backend, S3Connection};
 use common::{Backend as Db, Harness};

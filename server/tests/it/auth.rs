@@ -1,7 +1,7 @@
 //! Who may call Vigil: SigV4 on the LFV API (through the Rust SDK and hand-signed requests), access keys
 //! issued to console users, and the console's sessions, sign-in and Origin check.
 
-mod common;
+use crate::common;
 
 use aws_sdk_lookoutvision::error::ProvideErrorMetadata;
 use common::{sigv4_headers, Backend, Harness, ADMIN_PASSWORD, API_KEY, API_SECRET};

@@ -1,6 +1,6 @@
 //! The LFV dataset API through the official Rust client, importing from a real S3-compatible server.
 
-mod common;
+use crate::common;
 
 use aws_sdk_lookoutvision as lfv;
 use aws_sdk_lookoutvision::error::ProvideErrorMetadata;
@@ -123,6 +123,13 @@ async fn cookie_manifest_import(backend: Backend) {
     let first = c.list_dataset_entries().project_name("cookies").dataset_type("train").max_results(1).send().await.unwrap();
     assert_eq!(first.dataset_entries().len(), 1);
     let token = first.next_token.clone().expect("a second page");
+    // A token is for its own call: another dataset, another filter or another operation refuses it.
+    let e = c.list_dataset_entries().project_name("cookies").dataset_type("test").next_token(token.clone()).send().await.unwrap_err();
+    assert!(e.into_service_error().is_validation_exception(), "another dataset");
+    let e = c.list_dataset_entries().project_name("cookies").dataset_type("train").anomaly_class("normal").next_token(token.clone()).send().await.unwrap_err();
+    assert!(e.into_service_error().is_validation_exception(), "another filter");
+    let e = c.list_projects().next_token(token.clone()).send().await.unwrap_err();
+    assert!(e.into_service_error().is_validation_exception(), "another operation");
     let second = c
         .list_dataset_entries()
         .project_name("cookies")

@@ -33,7 +33,8 @@ async fn wait(h: &Harness, path: &str, key: &str) -> Value {
     panic!("{path} kept running");
 }
 
-/// Runs the checks; returns the detections the batches made through the hosted model (they count in /metrics).
+/// Runs the checks; returns the detections the trials and batches made (they count in /metrics like any other:
+/// trials on the version's trial lane, batches through the hosted model).
 /// `evaluated` maps each test image's source-ref to the verdict the evaluation gave it.
 pub async fn trials_and_batches(h: &Harness, s3: &S3Server, evaluated: &HashMap<String, bool>) -> u64 {
     // A trial over the test dataset agrees with the evaluation of the same model.
@@ -110,6 +111,7 @@ pub async fn trials_and_batches(h: &Harness, s3: &S3Server, evaluated: &HashMap<
     assert_eq!(s, 202, "{v}");
     let done = wait(h, "/projects/cookies/trials/incoming", "Trial").await;
     assert_eq!((done["Trial"]["Status"].as_str(), done["Images"].as_array().unwrap().len()), (Some("COMPLETED"), 3), "{done}");
+    let trial_detections = evaluated.len() as u64 + 3;
     let (s, v, _) = call(h, "GET", "/projects/cookies/trials", None).await;
     assert_eq!((s, v["Trials"].as_array().unwrap().len()), (200, 2));
 
@@ -176,7 +178,7 @@ pub async fn trials_and_batches(h: &Harness, s3: &S3Server, evaluated: &HashMap<
     std::fs::write(&orphan, b"PK").unwrap();
     assert_eq!(vigil::trials::remove_orphan_downloads(&state).await.unwrap(), 1);
     assert!(!orphan.exists());
-    6
+    trial_detections + 6
 }
 
 /// The internal id of a batch (its results file is named by it), from the id users see.

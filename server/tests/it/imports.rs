@@ -1,7 +1,7 @@
 //! The console's other import paths: MVTec AD categories (from the server's disk and from a bucket with
 //! per-import credentials), folders with masks, and archives written by the export, imported back.
 
-mod common;
+use crate::common;
 
 use app::api::{Backend as _, S3Connection};
 use aws_sdk_lookoutvision as lfv;

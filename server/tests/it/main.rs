@@ -1,0 +1,14 @@
+//! Every integration test in one binary, so libtorch and the server are linked once: the LFV API through the
+//! official client, the console's backend, the engine on real images, on SQLite and on PostgreSQL.
+
+mod common;
+
+mod api;
+mod auth;
+mod datasets;
+mod engine;
+mod engine_decode;
+mod engine_model;
+mod imports;
+mod models;
+mod security;
