@@ -4,6 +4,7 @@
 //! (`dataset_entry.anomaly_types`, `,a,b,`), for the gallery's anomaly-type filter.
 
 use super::manifest::{self, MaskClass};
+use super::types::NewEntry;
 use crate::store::now_ms;
 use sqlx::AnyConnection;
 
@@ -58,7 +59,7 @@ pub async fn register(conn: &mut AnyConnection, project_id: &str, classes: &[Mas
 /// The entries (by index) whose colour maps would take the project past its label limit
 /// ([`crate::security::MAX_LABELS_PER_PROJECT`], LFV's 100), each with the first label it cannot add. Entries
 /// are taken in order: the earlier ones get the room that is left.
-pub async fn beyond_limit(conn: &mut AnyConnection, dataset_id: &str, entries: &[super::NewEntry]) -> Result<Vec<(usize, String)>, sqlx::Error> {
+pub async fn beyond_limit(conn: &mut AnyConnection, dataset_id: &str, entries: &[NewEntry]) -> Result<Vec<(usize, String)>, sqlx::Error> {
     let Some(project_id) = project_of_dataset(conn, dataset_id).await? else { return Ok(Vec::new()) };
     let mut known: std::collections::HashSet<String> = list(conn, &project_id).await?.into_iter().map(|l| l.name).collect();
     let mut refused = Vec::new();
