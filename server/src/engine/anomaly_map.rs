@@ -1,7 +1,7 @@
 //! Anomaly heat maps as in PatchCore (Roth et al., 2022, §3.3): the patch score map is bilinearly upsampled
 //! to the input resolution and smoothed with a Gaussian of σ = 4 px.
 
-use super::{Error, Result};
+use super::error::{Error, Result};
 use tch::{Kind, Tensor};
 
 /// PatchCore's smoothing.

@@ -14,7 +14,7 @@
 //! Any tool can read the header with a JSON parser; the tensors are plain arrays. Values are stored bit-exact,
 //! so a loaded model computes exactly what the trained one did.
 
-use super::{Error, Result};
+use super::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

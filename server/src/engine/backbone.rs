@@ -3,7 +3,7 @@
 //! ImageNet weights, truncated after block 10 and frozen as TorchScript by `server/scripts/export_backbone.py`.
 //! It returns two taps: stride 8 (40 channels) and stride 16 (112 channels).
 
-use super::{Error, Result};
+use super::error::{Error, Result};
 use image::RgbImage;
 use sha2::Digest;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! the point farthest from the points chosen so far. Distances are computed on a fixed, seeded Gaussian random
 //! projection of the features (Johnson–Lindenstrauss), which keeps the selection cheap.
 
-use super::Result;
+use super::error::Result;
 use tch::{Kind, Tensor};
 
 /// A deterministic pseudo-random generator (SplitMix64) so that projections and subsamples are the same on
@@ -59,7 +59,7 @@ pub fn random_projection(dim_in: i64, dim_out: i64, seed: u64) -> Result<Tensor>
 pub fn greedy_k_center(points: &Tensor, k: usize, start: usize) -> Result<Vec<i64>> {
     let size = points.size();
     if size.len() != 2 {
-        return Err(super::Error::Shape(format!("coreset expects (N, D) points, got {size:?}")));
+        return Err(super::error::Error::Shape(format!("coreset expects (N, D) points, got {size:?}")));
     }
     let n = size[0] as usize;
     let k = k.min(n);

@@ -3,7 +3,7 @@
 //! the `(B, D, h, w)` ↔ rows layout the searches take.
 
 use super::backbone::{Features, S16_CHANNELS, S8_CHANNELS};
-use super::{Error, Result};
+use super::error::{Error, Result};
 use tch::{Kind, Tensor};
 
 /// Channels of a patch feature: the stride-8 tap and the upsampled stride-16 tap, concatenated.

@@ -4,7 +4,8 @@
 use super::metrics::{self, Confusion};
 use super::model::{f32_values, Evaluation, ImageResult, LabelMetrics, Model, Sample};
 use super::backbone::Backbone;
-use super::{segmentation, Error, Result};
+use super::segmentation;
+use super::error::{Error, Result};
 
 impl Model {
     /// Evaluates the model on labelled images (masks optional): LFV's figures, curves, per-image results and,

@@ -15,7 +15,7 @@ use super::model::{f32_values, pooled_features, Sample};
 use super::options::{Progress, Stage, TrainOptions};
 use super::patchcore::{self, MemoryBank, Pca};
 use super::train::{choose_input_size_for, BLEND_WEIGHTS, RESIZE};
-use super::Result;
+use super::error::Result;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 

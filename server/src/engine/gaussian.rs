@@ -8,7 +8,7 @@
 //! fail on different images; the model fuses them on out-of-fold normal scores (see `train`). Features are
 //! standardised first, so the shrinkage target is the identity of the correlation matrix.
 
-use super::{Error, Result};
+use super::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 

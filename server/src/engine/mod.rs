@@ -27,6 +27,7 @@ pub mod artifact;
 pub mod backbone;
 pub mod coreset;
 pub mod embedding;
+mod error;
 mod evaluate;
 pub mod folds;
 pub mod gaussian;
@@ -43,6 +44,7 @@ pub mod threshold;
 pub mod train;
 
 pub use backbone::{Backbone, Features};
+pub use error::{Error, Result};
 pub use header::ModelHeader;
 pub use model::{
     Anomaly, AnomalyLabel, DetectOptions, Detection, Evaluation, ImageResult, ImageSource, LabelMetrics, Model, PixelAnomaly,
@@ -50,29 +52,6 @@ pub use model::{
 };
 pub use options::{Progress, Stage, TrainOptions};
 pub use train::train;
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
-    #[error("{0}")]
-    Image(#[from] image_io::ImageError),
-    #[error("shape: {0}")]
-    Shape(String),
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
-    /// Unusable training or evaluation input (too few images, a bad label colour, an undecodable file).
-    #[error("{0}")]
-    Input(String),
-    /// A model file that cannot be read.
-    #[error("model file: {0}")]
-    Artifact(String),
-    /// The model was trained with another backbone file than the one loaded (SHA-256 of each).
-    #[error("the model was trained with backbone file {model}, but the loaded backbone is {loaded}")]
-    BackboneMismatch { model: String, loaded: String },
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
 
 /// Sets libtorch's intra-op thread count; call once per process, before the first forward pass. Two
 /// processes (or two threads each running libtorch) with every core each slow each other down badly; give

@@ -8,7 +8,8 @@ use super::model::{Model, POOLED_DIM};
 use super::embedding::EMBED_DIM;
 use super::patchcore::{self, MemoryBank};
 use super::segmentation::LinearHead;
-use super::{artifact, Error, Result};
+use super::artifact;
+use super::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 

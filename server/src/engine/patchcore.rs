@@ -7,7 +7,7 @@
 //! Shapes: `B` images, `D = 40 + 112 = 152` feature channels, `h × w` = the stride-8 grid (`H/8 × W/8`).
 
 use super::embedding::to_rows;
-use super::{Error, Result};
+use super::error::{Error, Result};
 use tch::{Kind, Tensor};
 
 /// Principal components of normal patch features, to search nearest neighbours in fewer dimensions:

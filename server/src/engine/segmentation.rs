@@ -10,7 +10,7 @@
 //!
 //! Also: label masks (colour PNGs, LFV's format) to class maps and back.
 
-use super::{Error, Result};
+use super::error::{Error, Result};
 use image::{Rgb, RgbImage, RgbaImage};
 use tch::{Kind, Tensor};
 

@@ -39,7 +39,9 @@ use super::folds::{assign_folds, build_bank, features_at_best_size, fit_pca, Ite
 use super::gaussian::{self, Gaussian, NormalScale};
 use super::segmentation::{self, FitOptions, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
-use super::{anomaly_map, artifact, AnomalyLabel, Error, Result};
+use super::{anomaly_map, artifact};
+use super::model::AnomalyLabel;
+use super::error::{Error, Result};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
