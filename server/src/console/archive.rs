@@ -2,7 +2,7 @@
 //! images and masks, written to a temporary file and streamed) and its reverse, the archive import
 //! (`POST /import/{project}/{type}`, streamed to disk, then read by the import job in `datasets::import`).
 
-use super::{find_dataset, find_project, internal};
+use super::common::{find_dataset, find_project, internal};
 use crate::datasets;
 use crate::state::AppState;
 use app::api::BackendError;

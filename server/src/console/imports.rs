@@ -1,7 +1,7 @@
 //! The console's imports into a new dataset: from an S3 manifest, an S3 or disk folder, or an MVTec AD
 //! category (the source checked up front), and running a failed import again from its recorded source.
 
-use super::{find_dataset, find_project, internal};
+use super::common::{find_dataset, find_project, internal};
 use crate::datasets::{self, manifest};
 use crate::state::AppState;
 use app::api::{BackendError, S3Connection};

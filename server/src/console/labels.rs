@@ -1,7 +1,7 @@
 //! The console's anomaly labels of a project: list, add, rename (across every mask that uses it), recolour,
 //! delete (only while no saved mask uses it). Colours are unique within a project.
 
-use super::{ensure_settled, find_project, internal};
+use super::common::{ensure_settled, find_project, internal};
 use crate::projects::{self, ProjectError};
 use crate::datasets::{self, manifest};
 use crate::state::AppState;

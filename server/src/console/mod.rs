@@ -1,15 +1,18 @@
 //! The console's backend: implements `app::api::Backend` over the same domain code as the LFV API (projects,
-//! datasets, entries, masks, labels and imports here; models, auth, archives and media in their own modules).
+//! datasets, entries and masks here; labels, imports, archives, media, models, trials and auth in their own
+//! modules, and what they all share, the error replies and the project and dataset lookups, in `common`).
 
 pub mod archive;
 use archive::sanitize_file_name;
 pub mod auth;
+mod common;
 pub mod imports;
 pub mod labels;
 pub mod media;
 pub mod models;
 pub mod trials;
 
+use common::{ensure_settled, find_dataset, internal};
 use crate::datasets::{self, manifest, Dataset};
 use crate::projects::{self, Project, ProjectError};
 use crate::state::AppState;
@@ -28,38 +31,6 @@ impl ConsoleBackend {
         ProjectSummary { name: p.name.clone(), arn: self.state.project_arn(&p.name), created_at_ms: p.created_at }
     }
 }
-
-impl From<ProjectError> for BackendError {
-    fn from(e: ProjectError) -> Self {
-        match e {
-            ProjectError::Db(e) => internal(e),
-            ProjectError::InvalidName(_) => BackendError::new(400, e.to_string()),
-            ProjectError::NotFound(_) => BackendError::new(404, e.to_string()),
-            ProjectError::Exists(_) => BackendError::new(409, e.to_string()),
-        }
-    }
-}
-
-/// `datasets`' errors as the console shows them (the LFV API's conversion is in `http::datasets`).
-impl From<datasets::DatasetError> for BackendError {
-    fn from(e: datasets::DatasetError) -> Self {
-        match e {
-            datasets::DatasetError::Exists(t) => {
-                BackendError::new(409, format!("The project already has a {t} dataset; delete it first or import into the other one."))
-            }
-            datasets::DatasetError::NotFound { .. } => BackendError::new(404, e.to_string()),
-            datasets::DatasetError::Busy { .. } => BackendError::new(409, e.to_string()),
-            datasets::DatasetError::Invalid(m) => BackendError::new(400, m),
-            datasets::DatasetError::Db(e) => internal(e),
-        }
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> BackendError {
-    tracing::error!(error = %e, "console backend error");
-    BackendError::new(500, "Vigil had an internal error. Try again.")
-}
-
 
 #[async_trait::async_trait]
 impl Backend for ConsoleBackend {
@@ -469,13 +440,6 @@ fn display_name(source_ref: &str) -> String {
     }
 }
 
-fn ensure_settled(d: &Dataset) -> Result<(), BackendError> {
-    Ok(datasets::check_settled(d)?)
-}
-
-async fn find_project(conn: &mut AnyConnection, project: &str) -> Result<Project, BackendError> {
-    projects::find(conn, project).await.map_err(internal)?.ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))
-}
 
 fn parse_label(label: &str) -> Result<Option<manifest::Label>, BackendError> {
     match label {
@@ -486,14 +450,6 @@ fn parse_label(label: &str) -> Result<Option<manifest::Label>, BackendError> {
     }
 }
 
-async fn find_dataset(conn: &mut AnyConnection, project: &str, dataset_type: &str) -> Result<(Project, Dataset), BackendError> {
-    let p = projects::find(conn, project)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| BackendError::from(ProjectError::NotFound(project.to_string())))?;
-    let d = datasets::require(conn, &p.id, project, dataset_type).await?;
-    Ok((p, d))
-}
 
 async fn dataset_summary(conn: &mut AnyConnection, d: &Dataset) -> Result<DatasetSummary, BackendError> {
     let s = datasets::stats(conn, &d.id).await.map_err(internal)?;
@@ -509,4 +465,3 @@ async fn dataset_summary(conn: &mut AnyConnection, d: &Dataset) -> Result<Datase
         anomaly: s.anomaly,
     })
 }
-

@@ -1,0 +1,55 @@
+//! What the console's modules share: the domain's errors as the console shows them, the internal-error
+//! reply, and finding a project or a dataset by name (or answering 404).
+
+use crate::datasets::{self, Dataset};
+use crate::projects::{self, Project, ProjectError};
+use app::api::BackendError;
+use sqlx::AnyConnection;
+
+impl From<ProjectError> for BackendError {
+    fn from(e: ProjectError) -> Self {
+        match e {
+            ProjectError::Db(e) => internal(e),
+            ProjectError::InvalidName(_) => BackendError::new(400, e.to_string()),
+            ProjectError::NotFound(_) => BackendError::new(404, e.to_string()),
+            ProjectError::Exists(_) => BackendError::new(409, e.to_string()),
+        }
+    }
+}
+
+/// `datasets`' errors as the console shows them (the LFV API's conversion is in `http::datasets`).
+impl From<datasets::DatasetError> for BackendError {
+    fn from(e: datasets::DatasetError) -> Self {
+        match e {
+            datasets::DatasetError::Exists(t) => {
+                BackendError::new(409, format!("The project already has a {t} dataset; delete it first or import into the other one."))
+            }
+            datasets::DatasetError::NotFound { .. } => BackendError::new(404, e.to_string()),
+            datasets::DatasetError::Busy { .. } => BackendError::new(409, e.to_string()),
+            datasets::DatasetError::Invalid(m) => BackendError::new(400, m),
+            datasets::DatasetError::Db(e) => internal(e),
+        }
+    }
+}
+
+pub(super) fn internal(e: impl std::fmt::Display) -> BackendError {
+    tracing::error!(error = %e, "console backend error");
+    BackendError::new(500, "Vigil had an internal error. Try again.")
+}
+
+pub(super) fn ensure_settled(d: &Dataset) -> Result<(), BackendError> {
+    Ok(datasets::check_settled(d)?)
+}
+
+pub(super) async fn find_project(conn: &mut AnyConnection, project: &str) -> Result<Project, BackendError> {
+    projects::find(conn, project).await.map_err(internal)?.ok_or_else(|| BackendError::from(ProjectError::NotFound(project.into())))
+}
+
+pub(super) async fn find_dataset(conn: &mut AnyConnection, project: &str, dataset_type: &str) -> Result<(Project, Dataset), BackendError> {
+    let p = projects::find(conn, project)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| BackendError::from(ProjectError::NotFound(project.to_string())))?;
+    let d = datasets::require(conn, &p.id, project, dataset_type).await?;
+    Ok((p, d))
+}
