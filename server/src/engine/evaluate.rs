@@ -2,7 +2,9 @@
 //! masks exist, pixel AUROC and per-label segmentation figures.
 
 use super::metrics::{self, Confusion};
-use super::model::{f32_values, Evaluation, ImageResult, LabelMetrics, Model, Sample};
+use super::model::{Evaluation, ImageResult, LabelMetrics, Model};
+use super::tensors::f32_values;
+use super::samples::Sample;
 use super::backbone::Backbone;
 use super::segmentation;
 use super::error::{Error, Result};

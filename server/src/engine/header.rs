@@ -4,7 +4,7 @@
 
 use super::backbone::Resize;
 use super::gaussian::NormalScale;
-use super::model::AnomalyLabel;
+use super::samples::AnomalyLabel;
 use super::options::TrainOptions;
 use super::threshold::{RankScale, ThresholdRule};
 use serde::{Deserialize, Serialize};

@@ -4,8 +4,8 @@
 //! Modules follow the literature: [`backbone`] (pretrained feature extractor) and [`resize`] (its input),
 //! [`embedding`] (patch features), [`patchcore`] (memory bank, nearest-neighbour scores), [`coreset`] (greedy
 //! k-center), [`anomaly_map`] (upsampling and Gaussian smoothing), [`segmentation`] (supervised heads and label
-//! masks), [`threshold`] and [`metrics`], [`artifact`] (the file format), [`model`] (the public types and
-//! detection), `evaluate` (evaluation), `model_file` (a model's file), [`train`] (training) and `folds` (its
+//! masks), [`threshold`] and [`metrics`], [`artifact`] (the file format), [`samples`] (what training takes),
+//! [`model`] (the public types and detection), `evaluate` (evaluation), `model_file` (a model's file), [`train`] (training) and `folds` (its
 //! features and out-of-fold scores).
 //!
 //! The API the server calls (all synchronous, CPU-bound: run it on blocking threads, after [`set_threads`]):
@@ -39,17 +39,18 @@ mod model_file;
 pub mod options;
 pub mod patchcore;
 pub mod resize;
+pub mod samples;
+pub mod scores;
 pub mod segmentation;
+mod tensors;
 pub mod threshold;
 pub mod train;
 
 pub use backbone::{Backbone, Features};
 pub use error::{Error, Result};
 pub use header::ModelHeader;
-pub use model::{
-    Anomaly, AnomalyLabel, DetectOptions, Detection, Evaluation, ImageResult, ImageSource, LabelMetrics, Model, PixelAnomaly,
-    Sample, TrainSet,
-};
+pub use model::{Anomaly, DetectOptions, Detection, Evaluation, ImageResult, LabelMetrics, Model, PixelAnomaly};
+pub use samples::{AnomalyLabel, ImageSource, Sample, TrainSet};
 pub use options::{Progress, Stage, TrainOptions};
 pub use train::train;
 

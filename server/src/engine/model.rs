@@ -1,8 +1,9 @@
-//! What the engine takes and gives (training images, detections, evaluations) and detection with a trained
-//! [`Model`] (re-exported from `engine`). The model's header is in `header`, training options in `options`,
-//! evaluation in `evaluate`, the model's file in `model_file`, training in `train`.
+//! What the engine gives (detections, evaluations) and detection with a trained [`Model`] (re-exported from
+//! `engine`). What it takes (training images, labels) is in `samples`, the model's header in `header`,
+//! training options in `options`, evaluation in `evaluate`, the model's file in `model_file`, training in
+//! `train`.
 
-use super::backbone::{Backbone, Features, S16_CHANNELS, S8_CHANNELS};
+use super::backbone::{Backbone, Features};
 use super::header::ModelHeader;
 use super::metrics::{CurvePoint, Histogram};
 use super::embedding;
@@ -10,98 +11,16 @@ use super::patchcore::{self, MemoryBank};
 use super::gaussian::{self, Gaussian};
 use super::segmentation::{self, LinearHead};
 use super::threshold;
-use super::train::{blend, image_logit};
-use super::{anomaly_map, image_io};
+use super::scores::{blend, image_logit};
+pub use super::scores::{pooled_features, POOLED_DIM};
+use super::tensors::f32_values;
+use super::anomaly_map;
 use super::error::{Error, Result};
-use image::{RgbImage, RgbaImage};
+pub use super::samples::{AnomalyLabel, ImageSource, Sample, TrainSet};
+use image::RgbImage;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 use tch::{Kind, Tensor};
-
-/// Where an image (or mask) comes from. Files and bytes are decoded only when needed, one at a time, so
-/// training on many large images holds only their features in memory.
-#[derive(Clone, Debug)]
-pub enum ImageSource {
-    Decoded(Arc<RgbImage>),
-    File(PathBuf),
-    Bytes(Arc<Vec<u8>>),
-}
-
-impl ImageSource {
-    fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
-        match self {
-            ImageSource::File(p) => std::fs::read(p)
-                .map(std::borrow::Cow::Owned)
-                .map_err(|e| Error::Io { path: p.display().to_string(), source: e }),
-            ImageSource::Bytes(b) => Ok(std::borrow::Cow::Borrowed(b.as_slice())),
-            ImageSource::Decoded(_) => Err(Error::Shape("decoded image has no bytes".into())),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            ImageSource::File(p) => p.display().to_string(),
-            ImageSource::Bytes(_) => "image bytes".into(),
-            ImageSource::Decoded(_) => "decoded image".into(),
-        }
-    }
-
-    /// Decodes to upright 8-bit RGB (JPEG/PNG, 64–4096 px a side).
-    pub fn load(&self) -> Result<RgbImage> {
-        match self {
-            ImageSource::Decoded(img) => Ok((**img).clone()),
-            _ => image_io::decode_rgb(&self.bytes()?).map_err(|e| Error::Input(format!("{}: {e}", self.describe()))),
-        }
-    }
-
-    /// Decodes a label mask to RGBA.
-    pub fn load_mask(&self) -> Result<RgbaImage> {
-        match self {
-            ImageSource::Decoded(img) => Ok(image::DynamicImage::ImageRgb8((**img).clone()).to_rgba8()),
-            _ => image_io::decode_mask(&self.bytes()?).map_err(|e| Error::Input(format!("{}: {e}", self.describe()))),
-        }
-    }
-
-    /// `(width, height)` without decoding pixels where possible.
-    pub fn dimensions(&self) -> Result<(u32, u32)> {
-        match self {
-            ImageSource::Decoded(img) => Ok(img.dimensions()),
-            _ => image_io::dimensions(&self.bytes()?).map_err(|e| Error::Input(format!("{}: {e}", self.describe()))),
-        }
-    }
-}
-
-/// One labelled image.
-#[derive(Clone, Debug)]
-pub struct Sample {
-    /// A name for reports (file name, source-ref, ...).
-    pub id: String,
-    pub image: ImageSource,
-    /// `true` = anomaly, `false` = normal.
-    pub anomalous: bool,
-    /// Label mask in the labels' colours (LFV format), for anomalous images of segmentation projects.
-    pub mask: Option<ImageSource>,
-}
-
-/// An anomaly type of a segmentation project. `name` should be alphanumeric (LFV's rule for `Anomalies.Name`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AnomalyLabel {
-    pub name: String,
-    /// `#RRGGBB`
-    pub color: String,
-}
-
-/// What to train on.
-#[derive(Clone, Debug, Default)]
-pub struct TrainSet {
-    pub train: Vec<Sample>,
-    /// An explicit test set (LFV's "separate training and test datasets"); `None` = split automatically.
-    pub test: Option<Vec<Sample>>,
-    /// Anomaly labels with their mask colours, for segmentation; empty for classification projects.
-    pub labels: Vec<AnomalyLabel>,
-}
 
 /// One anomaly type in a detection (LFV `Anomaly`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -222,23 +141,6 @@ pub struct DetectOptions {
 // not touch autograd state), and libtorch's reference counts are atomic. Concurrent detections with one model
 // from several threads are therefore sound, as in PyTorch's multi-threaded inference on shared weights.
 unsafe impl Sync for Model {}
-
-/// Pooled backbone features for the supervised image score: mean and max of the stride-16 map, mean of the
-/// stride-8 map. `Features` → `(B, 264)`.
-pub fn pooled_features(f: &Features) -> Result<Tensor> {
-    tch::no_grad(|| {
-        let m16 = f.s16.f_mean_dim([2i64, 3].as_slice(), false, Kind::Float)?;
-        let x16 = f.s16.f_amax([2, 3], false)?;
-        let m8 = f.s8.f_mean_dim([2i64, 3].as_slice(), false, Kind::Float)?;
-        Ok(Tensor::f_cat(&[m16, x16, m8], 1)?)
-    })
-}
-
-pub const POOLED_DIM: i64 = 2 * S16_CHANNELS + S8_CHANNELS;
-
-pub(super) fn f32_values(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(Vec::<f32>::try_from(&t.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?)?)
-}
 
 /// Intermediate result of scoring a batch.
 pub(super) struct Scored {

@@ -4,7 +4,8 @@
 use super::backbone::BACKBONE_ID;
 use super::gaussian::Gaussian;
 use super::header::ModelHeader;
-use super::model::{Model, POOLED_DIM};
+use super::model::Model;
+use super::scores::POOLED_DIM;
 use super::embedding::EMBED_DIM;
 use super::patchcore::{self, MemoryBank};
 use super::segmentation::LinearHead;

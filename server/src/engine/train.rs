@@ -32,7 +32,10 @@ use super::backbone::{Backbone, Resize, BACKBONE_ID};
 use super::coreset::SplitMix64;
 use super::metrics;
 use super::header::{BackboneSpec, InputSpec, ModelHeader, PatchCoreSpec, ScoreSpec, TrainingSummary};
-use super::model::{f32_values, Evaluation, ImageResult, Model, Sample, TrainSet};
+use super::model::{Evaluation, ImageResult, Model};
+use super::scores::{blend, choose_blend, image_logit, BLEND_WEIGHTS};
+use super::tensors::f32_values;
+use super::samples::{AnomalyLabel, Sample, TrainSet};
 use super::options::{Progress, Stage, TrainOptions};
 use super::embedding::EMBED_DIM;
 use super::folds::{assign_folds, build_bank, features_at_best_size, fit_pca, Item, OutOfFold};
@@ -40,17 +43,12 @@ use super::gaussian::{self, Gaussian, NormalScale};
 use super::segmentation::{self, FitOptions, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
 use super::{anomaly_map, artifact};
-use super::model::AnomalyLabel;
 use super::error::{Error, Result};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
 /// The resize filter of newly trained models.
 pub const RESIZE: Resize = Resize::TorchAntialias;
-
-/// Blend weights of the supervised score tried (0 = PatchCore alone, 1 = supervised alone); also the
-/// Gaussian score's fusion weights tried.
-pub(super) const BLEND_WEIGHTS: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
 
 /// The Gaussian score's weight in the fusion when too few labelled anomalies can choose it (see the README's
 /// benchmark: measured on normal-only texture and part sets).
@@ -99,36 +97,6 @@ pub fn choose_input_size_for(dims: &[(u32, u32)], long: Option<u32>) -> Result<(
     let a = log_aspect.exp();
     let (w, h) = if a >= 1.0 { (long_side, long_side / a) } else { (long_side * a, long_side) };
     Ok(choose_input_size(w.round().max(1.0) as u32, h.round().max(1.0) as u32, long))
-}
-
-/// The blend of PatchCore's and the supervised score: `(1 − w) · rank_pc + w · rank_sup`.
-pub(super) fn blend(rp: &RankScale, rl: &RankScale, w: f32, pc: f32, lr: f32) -> f32 {
-    if w <= 0.0 {
-        return rp.apply(pc);
-    }
-    if w >= 1.0 {
-        return rl.apply(lr);
-    }
-    (1.0 - w) * rp.apply(pc) + w * rl.apply(lr)
-}
-
-/// Picks the blend weight by out-of-fold AUROC: the best of `BLEND_WEIGHTS` (ties: the smaller weight), but
-/// PatchCore alone unless the best beats it by more than `margin`. `aurocs[i]` belongs to `BLEND_WEIGHTS[i]`.
-pub(super) fn choose_blend(aurocs: &[Option<f64>], margin: f64) -> usize {
-    let pc = aurocs.first().copied().flatten().unwrap_or(0.0);
-    let mut best = 0;
-    for (i, a) in aurocs.iter().enumerate() {
-        if let Some(a) = a {
-            if *a > aurocs[best].unwrap_or(f64::NEG_INFINITY) + 1e-12 {
-                best = i;
-            }
-        }
-    }
-    if best != 0 && aurocs[best].unwrap_or(0.0) > pc + margin {
-        best
-    } else {
-        0
-    }
 }
 
 /// The training images and the evaluation images, and how they were chosen.
@@ -558,12 +526,6 @@ fn fit_segmentation_head(
     Ok(None)
 }
 
-/// The supervised image logit: `logit(anomaly) − logit(normal)` of a two-class head, `(N, F)` → `(N,)`.
-pub(super) fn image_logit(head: &LinearHead, x: &Tensor) -> Result<Tensor> {
-    let l = head.logits(x)?;
-    Ok(l.f_select(1, 1)?.f_sub(&l.f_select(1, 0)?)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,24 +559,5 @@ mod tests {
         let (w, h) = choose_input_size_for(&[(800, 400), (400, 800)], Some(256)).unwrap();
         assert_eq!(w, h);
         assert!(choose_input_size_for(&[], None).is_err());
-    }
-
-    #[test]
-    fn blend_is_chosen_by_out_of_fold_auroc_and_never_worse_than_patchcore() {
-        // Weights 0, .25, .5, .75, 1.
-        assert_eq!(choose_blend(&[Some(0.90), Some(0.93), Some(0.95), Some(0.94), Some(0.80)], 0.005), 2);
-        // Supervised alone is allowed to win.
-        assert_eq!(choose_blend(&[Some(0.70), Some(0.80), Some(0.85), Some(0.90), Some(0.97)], 0.005), 4);
-        // Within the margin: PatchCore alone.
-        assert_eq!(choose_blend(&[Some(0.95), Some(0.953), Some(0.954), Some(0.9), Some(0.8)], 0.005), 0);
-        // Ties go to the smaller weight.
-        assert_eq!(choose_blend(&[Some(0.8), Some(0.9), Some(0.9), Some(0.9), Some(0.9)], 0.005), 1);
-        assert_eq!(choose_blend(&[None, None, None, None, None], 0.005), 0);
-        // The blend maps both scores onto their rank scales.
-        let rp = RankScale::new(vec![1.0, 2.0, 3.0]);
-        let rl = RankScale::new(vec![-1.0, 0.0, 1.0]);
-        assert_eq!(blend(&rp, &rl, 0.0, 2.0, 1.0), 0.5);
-        assert_eq!(blend(&rp, &rl, 1.0, 2.0, 1.0), 1.0);
-        assert_eq!(blend(&rp, &rl, 0.5, 2.0, 1.0), 0.75);
     }
 }
