@@ -16,7 +16,7 @@ use super::options::{Progress, Stage, TrainOptions};
 use super::patchcore::{self, MemoryBank, Pca};
 use super::scores::{pooled_features, BLEND_WEIGHTS};
 use super::tensors::f32_values;
-use super::train::{choose_input_size_for, RESIZE};
+use super::input_size::{choose_input_size_for, RESIZE};
 use super::error::Result;
 use std::time::Instant;
 use tch::{Kind, Tensor};

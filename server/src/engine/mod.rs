@@ -33,6 +33,7 @@ pub mod folds;
 pub mod gaussian;
 pub mod header;
 pub mod image_io;
+pub mod input_size;
 pub mod metrics;
 pub mod model;
 mod model_file;
