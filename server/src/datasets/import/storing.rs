@@ -24,8 +24,8 @@ pub fn store_image(blobs: &Blobs, bytes: Vec<u8>) -> Result<BlobInfo, String> {
     })
 }
 
-/// Checks a mask against its colour map and stores it; with `binary`, a white-on-black mask is converted to
-/// an LFV mask in the map's one class colour instead. Blocking.
+/// Checks a mask against its line's colour map and stores it; with `binary` (and a class in the map), the
+/// white-on-black mask is converted to an LFV mask in the first class's colour instead. Blocking.
 pub(super) fn store_mask(blobs: &Blobs, bytes: Vec<u8>, w: u32, h: u32, classes: &[MaskClass], binary: bool) -> Result<BlobInfo, String> {
     // A converted mask is valid by construction; any other is checked against its map.
     let bytes = match (binary, classes.first()) {
