@@ -13,7 +13,8 @@ use super::header::MirrorTest;
 use super::metrics;
 use super::samples::Sample;
 use super::options::{Progress, Stage, TrainOptions};
-use super::patchcore::{self, MemoryBank, Pca};
+use super::patchcore::MemoryBank;
+use super::pca::{self, Pca};
 use super::scores::{pooled_features, BLEND_WEIGHTS};
 use super::tensors::f32_values;
 use super::input_size::{choose_input_size_for, RESIZE};
@@ -161,7 +162,7 @@ fn extract(
 pub(super) fn fit_pca(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64) -> Result<Option<Pca>> {
     match opts.knn_dim {
         Some(kd) if kd > 0 && kd < EMBED_DIM => {
-            let rows = patchcore::sample_rows(embeddings, PCA_ROWS, seed ^ 0x9CA, None)?;
+            let rows = pca::sample_rows(embeddings, PCA_ROWS, seed ^ 0x9CA, None)?;
             let p = Pca::fit(&rows, kd)?;
             Ok(Some(if opts.pca_residual { p.with_residual() } else { p }))
         }
@@ -173,7 +174,7 @@ pub(super) fn fit_pca(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64) ->
 /// candidates are a seeded sample of at most `max_candidates` patch rows, gathered image by image.
 pub(super) fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64, pca: Option<&Pca>) -> Result<MemoryBank> {
     tch::no_grad(|| {
-        let all = patchcore::sample_rows(embeddings, opts.max_candidates.max(1), seed, pca)?;
+        let all = pca::sample_rows(embeddings, opts.max_candidates.max(1), seed, pca)?;
         let n = all.size()[0] as usize;
         let mut rng = SplitMix64::new(seed);
         let k = ((n as f64 * opts.coreset_ratio).ceil() as usize).clamp(1, opts.max_bank.max(1));

@@ -39,6 +39,7 @@ pub mod model;
 mod model_file;
 pub mod options;
 pub mod patchcore;
+pub mod pca;
 pub mod resize;
 pub mod samples;
 pub mod scores;

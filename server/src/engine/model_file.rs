@@ -7,7 +7,8 @@ use super::header::ModelHeader;
 use super::model::Model;
 use super::scores::POOLED_DIM;
 use super::embedding::EMBED_DIM;
-use super::patchcore::{self, MemoryBank};
+use super::patchcore::MemoryBank;
+use super::pca::Pca;
 use super::segmentation::LinearHead;
 use super::artifact;
 use super::error::{Error, Result};
@@ -62,7 +63,7 @@ impl Model {
         let mut take = |name: &str| tensors.remove(name);
         let bank = take("bank").ok_or_else(|| Error::Artifact("model has no memory bank".into()))?;
         let pca = match (take("pca.mean"), take("pca.components")) {
-            (Some(mean), Some(components)) => Some(patchcore::Pca { mean, components, residual: header.patchcore.pca_residual }),
+            (Some(mean), Some(components)) => Some(Pca { mean, components, residual: header.patchcore.pca_residual }),
             (None, None) => None,
             _ => return Err(Error::Artifact("incomplete PCA in model".into())),
         };

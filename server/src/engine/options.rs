@@ -22,7 +22,7 @@ pub struct TrainOptions {
     pub projection_dim: i64,
     /// Principal components kept for the nearest-neighbour search (`None`: all 152 feature channels).
     pub knn_dim: Option<i64>,
-    /// Append the norm of what the PCA discards as one more search coordinate (see `patchcore::Pca`).
+    /// Append the norm of what the PCA discards as one more search coordinate (see `pca::Pca`).
     pub pca_residual: bool,
     /// False-positive rate on normal images that the threshold holds when there are fewer than 3 labelled
     /// anomalies (see `threshold::from_normals_at_fpr`).

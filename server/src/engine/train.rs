@@ -26,7 +26,7 @@
 //! Memory: the f16 embeddings of every training image (`2 · 152 · (W/8) · (H/8)` bytes each: 0.73 MB at
 //! 640×384, so 0.73 GB for 1,000 such images), plus at most `max_candidates` coreset candidates as f32
 //! (200,000 × 152 × 4 B = 122 MB), the 50,000 rows of a PCA fit (30 MB, in f64 61 MB) and one image's rows at a
-//! time: patch rows are sampled image by image (`patchcore::sample_rows`), never joined.
+//! time: patch rows are sampled image by image (`pca::sample_rows`), never joined.
 
 use super::backbone::{Backbone, BACKBONE_ID};
 use super::coreset::SplitMix64;
