@@ -8,8 +8,12 @@
 //! latency. When the queue is longer than twice the running workers, another worker starts, up to
 //! `MaxInferenceUnits`; extra workers stop after 30 s idle. The image is decoded on the worker too. A panic or a
 //! libtorch error in one request is that request's error; the worker carries on.
+//!
+//! [`Hosting`] is this process's registry: the hosted models by model version, and the trial lanes (a
+//! version's own unit for trials and the console's try, counted like any other).
 
 use crate::engine::{self, Backbone, DetectOptions, Detection, Model};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -329,5 +333,143 @@ pub fn apply_threshold(d: &mut Detection, threshold: f32, scale: f32) {
     let (a, c) = engine::threshold::verdict(d.score, threshold, scale);
     d.is_anomalous = a;
     d.confidence = c;
+}
+
+/// Largest image DetectAnomalies (and the console's try) accepts, as LFV: 8 MB.
+pub const MAX_IMAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// DetectAnomalies requests one process receives or serves at once (at most 8 MB of body each).
+pub const MAX_DETECT_IN_FLIGHT: usize = 64;
+
+/// Trial lanes kept loaded at once: opening one more drops the least recently used idle one.
+pub const MAX_LANES: usize = 4;
+
+/// A trial lane unused this long is dropped, and its model's memory given back.
+pub const LANE_IDLE: Duration = Duration::from_secs(60);
+
+impl Default for Hosting {
+    fn default() -> Self {
+        Hosting {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_DETECT_IN_FLIGHT)),
+            models: Mutex::default(),
+            lanes: Mutex::default(),
+            retired: Mutex::default(),
+        }
+    }
+}
+
+/// Every hosted model of this process, by model version id, and the trial lanes.
+pub struct Hosting {
+    /// DetectAnomalies requests being received or served, across models: each may hold an 8 MB body, so a
+    /// request beyond [`MAX_DETECT_IN_FLIGHT`] is refused (429) before its body is read (`http::auth`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    models: Mutex<HashMap<String, Arc<Hosted>>>,
+    /// Trial lanes: a model version's own inference unit for trials and the console's try, so they never take
+    /// a hosted model's queue slots from line traffic. A lane shares the hosted model's memory when the version
+    /// is hosted; its detections are counted like any other. With the time it was last used.
+    lanes: Mutex<HashMap<String, (Arc<Hosted>, Instant)>>,
+    /// Models and lanes no longer served whose last counts are still to be written (`usage::flush` empties it).
+    retired: Mutex<Vec<Arc<Hosted>>>,
+}
+
+impl Hosting {
+    pub fn get(&self, model_id: &str) -> Option<Arc<Hosted>> {
+        self.models.lock().ok()?.get(model_id).cloned()
+    }
+
+    pub fn insert(&self, h: Arc<Hosted>) {
+        if let Ok(mut m) = self.models.lock() {
+            m.insert(h.model_id.clone(), h);
+        }
+    }
+
+    /// Stops hosting: requests already queued finish; the workers stop when the last one is answered.
+    pub fn remove(&self, model_id: &str) -> Option<Arc<Hosted>> {
+        let h = self.models.lock().ok()?.remove(model_id)?;
+        self.retire(h.clone());
+        Some(h)
+    }
+
+    fn retire(&self, h: Arc<Hosted>) {
+        if let Ok(mut r) = self.retired.lock() {
+            r.push(h);
+        }
+    }
+
+    /// A model version's trial lane, if open (and marks it used).
+    pub fn lane(&self, model_id: &str) -> Option<Arc<Hosted>> {
+        let mut lanes = self.lanes.lock().ok()?;
+        let (h, used) = lanes.get_mut(model_id)?;
+        *used = Instant::now();
+        Some(h.clone())
+    }
+
+    /// Opens a trial lane (a lane opened meanwhile by another caller wins, so one version has one lane). At
+    /// [`MAX_LANES`], the least recently used idle lane is dropped first.
+    pub fn insert_lane(&self, h: Arc<Hosted>) -> Arc<Hosted> {
+        let Ok(mut lanes) = self.lanes.lock() else { return h };
+        if let Some((existing, used)) = lanes.get_mut(&h.model_id) {
+            *used = Instant::now();
+            return existing.clone();
+        }
+        if lanes.len() >= MAX_LANES {
+            let oldest = lanes.iter().filter(|(_, (l, _))| l.is_idle()).min_by_key(|(_, (_, used))| *used).map(|(id, _)| id.clone());
+            if let Some((l, _)) = oldest.and_then(|id| lanes.remove(&id)) {
+                self.retire(l);
+            }
+        }
+        lanes.insert(h.model_id.clone(), (h.clone(), Instant::now()));
+        h
+    }
+
+    /// Drops the lanes unused for `idle` (or every lane of a model version, for `Some(id)`: deleted or its
+    /// threshold changed). Returns how many.
+    pub fn close_lanes(&self, idle: Duration, model_id: Option<&str>) -> usize {
+        let Ok(mut lanes) = self.lanes.lock() else { return 0 };
+        let gone: Vec<String> = lanes
+            .iter()
+            .filter(|(id, (l, used))| model_id.map_or(l.is_idle() && used.elapsed() >= idle, |m| m == id.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            if let Some((l, _)) = lanes.remove(id) {
+                self.retire(l);
+            }
+        }
+        gone.len()
+    }
+
+    /// Uses threshold `t` from now on for a version's hosted model and lane (`None`: the trained one).
+    pub fn set_threshold(&self, model_id: &str, t: Option<f64>) {
+        let lane = self.lanes.lock().ok().and_then(|l| l.get(model_id).map(|(h, _)| h.clone()));
+        for h in self.get(model_id).into_iter().chain(lane) {
+            h.set_threshold(t);
+        }
+    }
+
+    /// Models and lanes stopped since the last call.
+    pub fn take_retired(&self) -> Vec<Arc<Hosted>> {
+        self.retired.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
+    }
+
+    /// The hosted models (not the lanes).
+    pub fn all(&self) -> Vec<Arc<Hosted>> {
+        self.models.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Everything that counts detections: the hosted models and the open lanes.
+    pub fn counting(&self) -> Vec<Arc<Hosted>> {
+        let mut out = self.all();
+        if let Ok(lanes) = self.lanes.lock() {
+            out.extend(lanes.values().map(|(h, _)| h.clone()));
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for Hosting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hosting({} models)", self.all().len())
+    }
 }
 

@@ -6,6 +6,11 @@ use crate::engine::{Detection, Evaluation};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+/// A project's ARN, in LFV's form.
+pub fn project_arn(region: &str, account: &str, name: &str) -> String {
+    format!("arn:aws:lookoutvision:{region}:{account}:project/{name}")
+}
+
 /// LFV's `DetectAnomalies` response body: `{"DetectAnomalyResult": {...}}` with PascalCase fields; `Anomalies`
 /// and `AnomalyMask` (base64 PNG) only for segmentation models.
 pub fn detect_result(d: &Detection) -> Value {

@@ -19,6 +19,8 @@ pub mod security;
 pub mod state;
 pub mod store;
 pub mod trials;
+pub mod web;
+pub mod work;
 
 use anyhow::Context;
 use app::api::SharedBackend;
@@ -33,8 +35,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 80 * 1024 * 1024;
+pub use web::MAX_BODY_BYTES;
 
 /// Builds the state: database (migrated), backbone (loaded and warmed up) and console settings.
 pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<AppState> {
@@ -94,10 +95,10 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
         s3,
         leptos_options,
         auth,
-        jobs: Arc::new(jobs::Workers::default()),
-        hosting: Arc::new(models::hosting::Hosting::default()),
+        jobs: Arc::new(state::Workers::default()),
+        hosting: Arc::new(inference::Hosting::default()),
     };
-    let waiting = jobs::start_workers(&state).await?;
+    let waiting = work::start_workers(&state).await?;
     if waiting > 0 {
         tracing::info!(waiting, "background jobs recorded before this start will run (interrupted ones once their lease runs out)");
     }

@@ -31,9 +31,7 @@ fn from_row((id, name, created_at): Row) -> Project {
 }
 
 /// `arn:aws:lookoutvision:REGION:ACCOUNT:project/NAME`, LFV's project ARN.
-pub fn project_arn(region: &str, account: &str, name: &str) -> String {
-    format!("arn:aws:lookoutvision:{region}:{account}:project/{name}")
-}
+pub use crate::lfv::project_arn;
 
 pub async fn create(conn: &mut AnyConnection, name: &str) -> Result<Project, ProjectError> {
     app::names::validate_project_name(name).map_err(ProjectError::InvalidName)?;

@@ -2,12 +2,12 @@
 
 use crate::blobs::Blobs;
 use crate::config::Config;
-use crate::datasets::import::Importer;
 use crate::s3::S3;
 use crate::engine::Backbone;
 use crate::store::Db;
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -21,18 +21,21 @@ pub struct AppState {
     /// API access keys and their signing keys (SigV4), the server key.
     pub auth: crate::auth::Auth,
     /// The job worker pool's wake-up signal and stop flag.
-    pub jobs: Arc<crate::jobs::Workers>,
-    /// Hosted model versions of this process.
-    pub hosting: Arc<crate::models::hosting::Hosting>,
+    pub jobs: Arc<Workers>,
+    /// Hosted model versions of this process, and trial lanes.
+    pub hosting: Arc<crate::inference::Hosting>,
+}
+
+/// The worker pool's shared parts (in `AppState`).
+#[derive(Debug, Default)]
+pub struct Workers {
+    pub wake: tokio::sync::Notify,
+    pub stopping: AtomicBool,
 }
 
 impl AppState {
-    pub fn importer(&self) -> Importer {
-        Importer { db: self.db.clone(), s3: self.s3.clone(), blobs: self.blobs.clone(), local: None, binary_masks: false }
-    }
-
     pub fn project_arn(&self, name: &str) -> String {
-        crate::projects::project_arn(&self.config.region, &self.config.account_id, name)
+        crate::lfv::project_arn(&self.config.region, &self.config.account_id, name)
     }
 }
 

@@ -1,117 +1,15 @@
-//! The console's sign-in: the session check in front of every page, server function, `/media`, `/export` and
-//! `/import`; the `Origin` check on every state-changing request; `POST /auth/signin` and `/auth/signout`
-//! (plain HTML forms, so signing in needs no WASM); and the Admin page's backend (users, access keys).
+//! The console's sign-in: `POST /auth/signin` and `/auth/signout` (plain HTML forms, so signing in needs no
+//! WASM), and the Admin page's backend (users, access keys). The session check in front of every page is
+//! [`crate::web::require_session`].
 
 use crate::auth::{keys, users};
 use crate::state::AppState;
+use crate::web::{json_status, session_token, urlencode, COOKIE};
 use app::api::auth::{AdminData, AuthBackend, KeyView, NewKey, SessionUser, UserView};
 use app::api::BackendError;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-
-/// The session cookie's name.
-pub const COOKIE: &str = "vigil_session";
-
-/// Paths anyone may fetch: the sign-in page and form, and the static files the page needs.
-fn is_open(path: &str) -> bool {
-    matches!(path, "/signin" | "/auth/signin" | "/favicon.svg" | "/favicon.ico" | "/robots.txt") || path.starts_with("/pkg/")
-}
-
-fn json_status(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "message": message }))).into_response()
-}
-
-/// The host (and port) a URL names, for comparing an `Origin` or `Referer` with `Host`.
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
-}
-
-/// True when a state-changing request may come from another site: an `Origin` (or, without one, a `Referer`)
-/// naming another host than `Host`, or the browser saying it is cross-site. Requests without either header
-/// come from programs, not from a page in a browser, and pass (they still need a session).
-pub fn is_cross_origin(headers: &HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
-        return true;
-    }
-    let source = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER));
-    match source.and_then(|v| v.to_str().ok()) {
-        None => false,
-        Some("null") => true,
-        Some(url) => url_host(url).is_none_or(|h| !h.eq_ignore_ascii_case(host)),
-    }
-}
-
-fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())
-}
-
-/// The session check: pages without a session redirect to `/signin?next=…`; server functions and the
-/// media, export, import and batch download endpoints answer 401. State-changing requests from another origin get 403.
-pub async fn require_session(state: AppState, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if changes_state && is_cross_origin(req.headers()) {
-        tracing::info!(%path, "refused a cross-origin request");
-        return json_status(StatusCode::FORBIDDEN, "Cross-site request refused.");
-    }
-    // Every console request but an archive import (streamed to disk, capped on its own) is capped before
-    // anything buffers it: at once when it says how long it is, as it arrives otherwise.
-    if !path.starts_with("/import/") {
-        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > crate::MAX_BODY_BYTES as u64) {
-            return json_status(StatusCode::PAYLOAD_TOO_LARGE, &format!("The request is larger than {} MiB.", crate::MAX_BODY_BYTES >> 20));
-        }
-        req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, crate::MAX_BODY_BYTES)));
-    }
-    if is_open(&path) {
-        return next.run(req).await;
-    }
-    let user = match session_token(req.headers()) {
-        Some(token) => match state.db.pool.acquire().await {
-            Ok(mut conn) => users::session_user(&mut conn, &token).await.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "reading a session");
-                None
-            }),
-            Err(e) => {
-                tracing::error!(error = %e, "no database connection for the session check");
-                return json_status(StatusCode::SERVICE_UNAVAILABLE, "The database is unavailable.");
-            }
-        },
-        None => None,
-    };
-    match user {
-        Some(u) => {
-            req.extensions_mut().insert(SessionUser { id: u.id, name: u.name, is_admin: u.is_admin });
-            next.run(req).await
-        }
-        None => {
-            let is_page = matches!(*req.method(), Method::GET | Method::HEAD)
-                && !(path == "/metrics" || path.starts_with("/api/") || path.starts_with("/media/") || path.starts_with("/export/") || path.starts_with("/import/") || path.starts_with("/batches/"));
-            if is_page {
-                let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                let location = format!("/signin?next={}", urlencode(target));
-                (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
-            } else {
-                json_status(StatusCode::UNAUTHORIZED, "Sign in first.")
-            }
-        }
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
 
 /// A `next` target that stays on this site.
 fn safe_next(next: &str) -> &str {
@@ -332,21 +230,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn origins() {
-        let h = |pairs: &[(&str, &str)]| {
-            let mut m = HeaderMap::new();
-            for (k, v) in pairs {
-                m.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
-            }
-            m
-        };
-        assert!(!is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "http://vigil:3000")])));
-        assert!(!is_cross_origin(&h(&[("host", "vigil:3000")])), "no Origin: not a browser page");
-        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "http://evil.example")])));
-        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "http://vigil:3001")])));
-        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "null")])));
-        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("referer", "http://evil.example/x")])));
-        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("sec-fetch-site", "cross-site")])));
+    fn next_targets_stay_on_the_site() {
         assert_eq!(safe_next("//evil.example"), "/");
         assert_eq!(safe_next("https://evil.example"), "/");
         assert_eq!(safe_next("/projects/a?x=1"), "/projects/a?x=1");

@@ -300,7 +300,7 @@ impl ModelBackend for ConsoleModels {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let m = model(&mut conn, project, version).await?;
         drop(conn);
-        let image = if image.len() > crate::http::models::MAX_IMAGE_BYTES { Err("The image is larger than 8 MB.".to_string()) } else { Ok(image) };
+        let image = if image.len() > crate::inference::MAX_IMAGE_BYTES { Err("The image is larger than 8 MB.".to_string()) } else { Ok(image) };
         // The version's trial lane: counted like any detection, never in the way of hosted traffic.
         let d = models::detect::detect(&self.state, &m, image, models::detect::Lane::Try, true).await.map_err(|e| match e {
             DetectError::Invalid(why) => BackendError::new(400, why),

@@ -20,6 +20,7 @@ impl From<TrialError> for BackendError {
             TrialError::Exists(_) | TrialError::Conflict(_) => BackendError::new(409, e.to_string()),
             TrialError::Invalid(m) => BackendError::new(400, m),
             TrialError::Db(e) => internal(e),
+            TrialError::Io(e) => internal(e),
         }
     }
 }
@@ -185,16 +186,37 @@ pub async fn download_batch(
     axum::extract::State(state): axum::extract::State<AppState>,
     axum::extract::Path((project, file)): axum::extract::Path<(String, String)>,
 ) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     let id = file.strip_suffix(".zip").unwrap_or(&file);
     let found = async {
-        let mut conn = state.db.pool.acquire().await.map_err(crate::http::error::ApiError::from)?;
+        let mut conn = state.db.pool.acquire().await?;
         let t = trials::require(&mut conn, &project, KIND_BATCH, id).await?;
         drop(conn);
-        crate::http::trials::download(&state, &t).await
+        Ok::<_, TrialError>((trials::results_file(&state, &t).await?, t.name))
     };
     match found.await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+        Ok(((file, len), name)) => (
+            [
+                (header::CONTENT_TYPE, "application/zip".to_string()),
+                (header::CONTENT_LENGTH, len.to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.zip\"")),
+            ],
+            crate::web::file_body(file),
+        )
+            .into_response(),
+        Err(e) => {
+            let status = match &e {
+                TrialError::NotFound(_) => StatusCode::NOT_FOUND,
+                TrialError::Conflict(_) | TrialError::Exists(_) => StatusCode::CONFLICT,
+                TrialError::Invalid(_) => StatusCode::BAD_REQUEST,
+                TrialError::Db(_) | TrialError::Io(_) => {
+                    tracing::error!(error = %e, "downloading a batch's results");
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            let message = if status == StatusCode::INTERNAL_SERVER_ERROR { "The results could not be read.".to_string() } else { e.to_string() };
+            crate::web::json_status(status, &message)
+        }
     }
 }

@@ -51,7 +51,7 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         };
         require_sigv4(State(state), req, next).await
     } else {
-        crate::console::auth::require_session(state, req, next).await
+        crate::web::require_session(state, req, next).await
     }
 }
 
@@ -136,11 +136,11 @@ async fn verify(state: &AppState, req: Request) -> Result<Request, Response> {
     };
     sigv4::check_skew(when, chrono::Utc::now()).map_err(sig_refusal)?;
 
-    let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES).await.map_err(|_| {
+    let bytes = axum::body::to_bytes(body, crate::web::MAX_BODY_BYTES).await.map_err(|_| {
         refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             "ValidationException",
-            &format!("The request body is larger than {} MiB.", crate::MAX_BODY_BYTES >> 20),
+            &format!("The request body is larger than {} MiB.", crate::web::MAX_BODY_BYTES >> 20),
         )
     })?;
     let payload_hash = if bytes.len() >= HASH_INLINE_BYTES {

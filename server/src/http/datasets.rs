@@ -2,7 +2,8 @@
 //! UpdateDatasetEntries.
 
 use super::error::{ApiError, ResourceType};
-use super::{idempotency, paging, parse_body, query_map};
+use super::request::{parse_body, query_map};
+use super::{idempotency, paging};
 use crate::jobs::Job;
 use crate::datasets::{self, import::parse_manifest, manifest::Label, Dataset, DatasetError};
 use crate::projects::{self, Project};
@@ -54,7 +55,7 @@ impl From<DatasetError> for ApiError {
 pub fn metadata(d: &Dataset) -> Value {
     let mut v = json!({
         "DatasetType": d.dataset_type,
-        "CreationTimestamp": super::projects::epoch_seconds(d.created_at),
+        "CreationTimestamp": super::request::epoch_seconds(d.created_at),
         "Status": d.status,
     });
     if let Some(m) = &d.status_message {
@@ -180,8 +181,8 @@ async fn describe_dataset(
     let mut v = json!({
         "ProjectName": p.name,
         "DatasetType": d.dataset_type,
-        "CreationTimestamp": super::projects::epoch_seconds(d.created_at),
-        "LastUpdatedTimestamp": super::projects::epoch_seconds(d.updated_at),
+        "CreationTimestamp": super::request::epoch_seconds(d.created_at),
+        "LastUpdatedTimestamp": super::request::epoch_seconds(d.updated_at),
         "Status": d.status,
         "ImageStats": { "Total": s.total, "Labeled": s.labeled, "Normal": s.normal, "Anomaly": s.anomaly },
     });

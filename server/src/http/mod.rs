@@ -8,14 +8,15 @@ pub mod idempotency;
 pub mod models;
 pub mod paging;
 pub mod projects;
+pub mod request;
 pub mod trials;
+
+pub use request::{epoch_seconds, parse_body, query_map};
 
 use crate::state::AppState;
 use axum::http::{Method, Uri};
 use axum::Router;
 use error::ApiError;
-use serde::de::DeserializeOwned;
-use std::collections::HashMap;
 
 /// Every LFV route; mounted at `/2020-11-20`.
 pub fn router() -> Router<AppState> {
@@ -105,14 +106,3 @@ async fn unknown_operation(method: Method, uri: Uri) -> ApiError {
     ApiError::UnknownOperation(format!("{method} {}", uri.path()))
 }
 
-/// Parses a JSON request body; malformed JSON or a wrong field is a `ValidationException`.
-pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
-    serde_json::from_slice(body).map_err(|e| ApiError::Validation(format!("The request body is not valid: {e}.")))
-}
-
-/// Query string parameters; a malformed query is a `ValidationException`.
-pub fn query_map(raw: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
-    let Some(raw) = raw else { return Ok(HashMap::new()) };
-    serde_urlencoded::from_str(raw).map_err(|e| ApiError::Validation(format!("The query string is not valid: {e}.")))
-}

@@ -2,8 +2,9 @@
 //! DetectAnomalies; tags on model ARNs (TagResource, UntagResource, ListTagsForResource).
 
 use super::error::{ApiError, ResourceType};
-use super::projects::epoch_seconds;
-use super::{idempotency, paging, parse_body, query_map};
+use super::request::epoch_seconds;
+use super::request::{parse_body, query_map};
+use super::{idempotency, paging};
 use crate::models::{self, hosting::StartError, lifecycle::ModelError, ModelVersion, NewModel};
 use crate::projects::{self, Project};
 use crate::state::AppState;
@@ -15,8 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::AnyConnection;
 
-/// Largest image DetectAnomalies accepts (LFV: 8 MB).
-pub const MAX_IMAGE_BYTES: usize = 8 * 1024 * 1024;
+pub use crate::inference::MAX_IMAGE_BYTES;
 
 pub fn router() -> Router<AppState> {
     Router::new()

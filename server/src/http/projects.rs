@@ -1,7 +1,8 @@
 //! LFV project operations: CreateProject, ListProjects, DescribeProject, DeleteProject.
 
 use super::error::ApiError;
-use super::{idempotency, paging, parse_body, query_map};
+use super::request::{epoch_seconds, parse_body, query_map};
+use super::{idempotency, paging};
 use crate::projects::{self, Project, ProjectError};
 use crate::state::AppState;
 use axum::extract::{Path, RawQuery, State};
@@ -32,10 +33,6 @@ impl From<ProjectError> for ApiError {
     }
 }
 
-/// Seconds since the epoch with a fraction: the rest-json wire form of LFV's `DateTime`.
-pub fn epoch_seconds(ms: i64) -> f64 {
-    ms as f64 / 1000.0
-}
 
 fn metadata(state: &AppState, p: &Project) -> Value {
     json!({

@@ -15,8 +15,8 @@
 //! | `POST /projects/{p}/batches/{id}/cancel`, `DELETE /projects/{p}/batches/{id}` | |
 
 use super::error::{ApiError, ResourceType};
-use super::parse_body;
-use super::projects::epoch_seconds;
+use super::request::parse_body;
+use super::request::epoch_seconds;
 use crate::state::AppState;
 use crate::trials::{self, Output, Source, Trial, TrialError, TrialImage, KIND_BATCH, KIND_TRIAL};
 use axum::extract::{Path, State};
@@ -49,6 +49,7 @@ impl From<TrialError> for ApiError {
             TrialError::Invalid(m) => ApiError::Validation(m),
             TrialError::Conflict(m) => ApiError::Conflict { message: m, resource_id: String::new(), resource_type: ResourceType::Trial },
             TrialError::Db(e) => e.into(),
+            TrialError::Io(e) => ApiError::Internal(anyhow::Error::new(e).context("reading a trial's file")),
         }
     }
 }
@@ -245,24 +246,17 @@ async fn batch_results(State(state): State<AppState>, Path((project, id)): Path<
 
 /// A finished `download` batch's zip, streamed from its file.
 pub async fn download(state: &AppState, t: &Trial) -> Result<Response, ApiError> {
-    let conflict = |m: String| ApiError::Conflict { message: m, resource_id: t.name.clone(), resource_type: ResourceType::Trial };
-    if t.output.as_deref() != Some("download") {
-        return Err(conflict(format!("The batch {} wrote its results to {}.", t.name, t.output.as_deref().unwrap_or("S3"))));
-    }
-    if t.status != trials::COMPLETED {
-        return Err(conflict(format!("The batch {} is {}; its results are ready when it has completed.", t.name, t.status)));
-    }
-    let path = trials::download_path(state, &t.id);
-    let file = tokio::fs::File::open(&path).await.map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("opening a batch's results")))?;
-    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let body = crate::console::archive::file_body(file);
+    let (file, len) = trials::results_file(state, t).await.map_err(|e| match e {
+        TrialError::Conflict(m) => ApiError::Conflict { message: m, resource_id: t.name.clone(), resource_type: ResourceType::Trial },
+        other => other.into(),
+    })?;
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "application/zip".to_string()),
             (axum::http::header::CONTENT_LENGTH, len.to_string()),
             (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}.zip\"", t.name)),
         ],
-        body,
+        crate::web::file_body(file),
     )
         .into_response())
 }

@@ -2,7 +2,7 @@
 //! results written as JSON lines and mask PNGs to S3 or into a zip for download.
 
 use super::run::{folder_files, s3_keys};
-use super::{download_path, folder, settle, Output, Source, CANCELLED, COMPLETED, FAILED, MAX_BATCH_IMAGES};
+use super::records::{download_path, folder, settle, Output, Source, CANCELLED, COMPLETED, FAILED, MAX_BATCH_IMAGES};
 use crate::datasets;
 use crate::engine;
 use crate::jobs::JobProgress;
@@ -66,8 +66,8 @@ impl Input {
 }
 
 async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> Result<(), String> {
-    let db = super::db_failure;
-    let Some(t) = super::start_job(state, trial_id, true).await? else { return Ok(()) };
+    let db = super::records::db_failure;
+    let Some(t) = super::records::start_job(state, trial_id, true).await? else { return Ok(()) };
     let output = Output::parse(t.output.as_deref().unwrap_or("download"))?;
     let mut conn = state.db.pool.acquire().await.map_err(db)?;
     let m = models::find_by_id(&mut conn, &t.model_id).await.map_err(db)?.ok_or("The model version was deleted.")?;

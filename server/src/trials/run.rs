@@ -1,9 +1,9 @@
 //! The trial job: reads an S3 source once, then runs the model version over every image not yet done, keeping
 //! the verdict, confidence, heat map and mask of each.
 
-use super::{insert_images, settle, NewImage, Source, CANCELLED, COMPLETED, FAILED, MAX_TRIAL_IMAGES, RUNNING};
+use super::images::{anomaly_areas, heat_png};
+use super::records::{insert_images, settle, NewImage, Source, CANCELLED, COMPLETED, FAILED, MAX_TRIAL_IMAGES, RUNNING};
 use crate::datasets;
-use crate::engine;
 use crate::jobs::JobProgress;
 use crate::models::{self, hosting};
 use crate::state::AppState;
@@ -51,32 +51,6 @@ pub(super) fn folder_files(dir: &Path, max: usize) -> Result<Vec<PathBuf>, Strin
     Ok(files)
 }
 
-/// The heat map as a PNG: transparent wherever the image looks like the normal images (up to 0.6 of a normal
-/// image's most unusual spot), then towards opaque red at twice that spot, so only what stands out is coloured.
-pub fn heat_png(d: &engine::Detection) -> Vec<u8> {
-    let g = d.heat_map_image();
-    // `heat_map_image` maps 0–2× a normal image's peak to 0–255.
-    const FLOOR: u16 = 77;
-    let img = image::RgbaImage::from_fn(g.width(), g.height(), |x, y| {
-        let v = g.get_pixel(x, y).0[0] as u16;
-        let alpha = (v.saturating_sub(FLOOR) * 255 / (255 - FLOOR)).min(255) as u8;
-        image::Rgba([255, ((255 - v) / 3) as u8, 0, alpha])
-    });
-    let mut out = Vec::new();
-    let _ = image::DynamicImage::ImageRgba8(img).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
-    out
-}
-
-/// The anomaly types a segmentation model found, without the background: `(name, colour, area fraction)`.
-pub fn anomaly_areas(d: &engine::Detection) -> Vec<(String, String, f64)> {
-    d.anomalies
-        .iter()
-        .flatten()
-        .skip(1)
-        .map(|a| (a.name.clone(), a.pixel_anomaly.color.clone(), a.pixel_anomaly.total_percentage_area as f64))
-        .collect()
-}
-
 /// Runs a trial job: lists an S3 source (once), then detects every image not yet done.
 pub async fn run_trial(state: &AppState, trial_id: &str, progress: Arc<JobProgress>) {
     if let Err(message) = trial_job(state, trial_id, &progress).await {
@@ -86,8 +60,8 @@ pub async fn run_trial(state: &AppState, trial_id: &str, progress: Arc<JobProgre
 }
 
 async fn trial_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> Result<(), String> {
-    let db = super::db_failure;
-    let Some(t) = super::start_job(state, trial_id, false).await? else { return Ok(()) };
+    let db = super::records::db_failure;
+    let Some(t) = super::records::start_job(state, trial_id, false).await? else { return Ok(()) };
     let mut conn = state.db.pool.acquire().await.map_err(db)?;
     let Some(m) = models::find_by_id(&mut conn, &t.model_id).await.map_err(db)? else { return Ok(()) };
     drop(conn);
@@ -263,25 +237,5 @@ mod tests {
             folder_files(dir.path(), 10).unwrap().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["a.JPG", "b.png", "c.jpeg"]);
         assert!(folder_files(dir.path(), 2).is_err());
-    }
-
-    #[test]
-    fn heat_maps_colour_only_what_stands_out() {
-        let d = engine::Detection {
-            is_anomalous: true,
-            confidence: 0.9,
-            score: 2.0,
-            anomalies: None,
-            anomaly_mask: None,
-            heat_map: vec![0.0, 0.5, 1.0, 2.0],
-            heat_width: 4,
-            heat_height: 1,
-        };
-        let png = image::load_from_memory(&heat_png(&d)).unwrap().to_rgba8();
-        let alpha: Vec<u8> = png.pixels().map(|p| p.0[3]).collect();
-        assert_eq!(alpha[0], 0, "nothing unusual: transparent");
-        assert_eq!(alpha[1], 0, "half a normal image's peak: transparent");
-        assert!(alpha[2] > 40 && alpha[2] < 128, "a normal image's peak: faint ({})", alpha[2]);
-        assert_eq!(alpha[3], 255, "twice the peak: opaque");
     }
 }

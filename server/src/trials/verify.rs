@@ -1,7 +1,7 @@
 //! Verifying a trial: the user's verdict on each of the model's, and the verified images added to a dataset with
 //! the label the verdict gives them.
 
-use super::{Trial, TrialError, CORRECT, INCORRECT, MAX_TRIAL_IMAGES, RUNNING};
+use super::records::{Trial, TrialError, CORRECT, INCORRECT, MAX_TRIAL_IMAGES, RUNNING};
 use crate::datasets::{self, manifest, BlobInfo, NewEntry};
 use crate::state::AppState;
 use crate::store::now_ms;
