@@ -40,6 +40,7 @@ use super::options::{Progress, Stage, TrainOptions};
 use super::embedding::EMBED_DIM;
 use super::folds::{assign_folds, build_bank, features_at_best_size, fit_pca, Item, OutOfFold};
 use super::gaussian::{self, Gaussian, NormalScale};
+use super::patchcore::MemoryBank;
 use super::segmentation::{self, FitOptions, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
 use super::{anomaly_map, artifact};
@@ -101,11 +102,7 @@ pub fn train(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Model, Evaluation)> {
     let started = Instant::now();
-    for l in &set.labels {
-        if segmentation::parse_hex_color(&l.color).is_none() {
-            return Err(Error::Input(format!("label {:?} has colour {:?}; expected #RRGGBB", l.name, l.color)));
-        }
-    }
+    check_label_colors(set)?;
     let Split { train: train_samples, test: test_samples, kind: split, held_out } = split_samples(set, opts);
     let labels: Vec<bool> = train_samples.iter().map(|s| s.anomalous).collect();
     let n_norm = labels.iter().filter(|&&y| !y).count();
@@ -119,7 +116,6 @@ pub fn train(
     let (oof, size_aurocs, symmetries) = features_at_best_size(backbone, &train_samples, &labels, labelled, opts, progress)?;
     let OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps } = oof;
     let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
-    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
     let normal_oof: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| oof_pc[i]).collect();
     let pc_norm = {
         let mut v = normal_oof.clone();
@@ -209,19 +205,8 @@ pub fn train(
 
     // 6. Final PCA and memory bank from every training normal.
     progress(Progress { stage: Stage::MemoryBank, done: 0, total: 1 });
-    let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).flat_map(|i| items[i].bank_views()).collect();
-    let pca = fit_pca(&normals, opts, opts.seed)?;
-    let bank = build_bank(&normals, opts, opts.seed, pca.as_ref())?;
     let uses_gaussian = score_spec.gaussian_weight.is_some() || score_spec.head_stats;
-    let gaussian = if uses_gaussian {
-        let idx: Vec<usize> = (0..total).filter(|&i| !labels[i]).collect();
-        let (g, delta) = Gaussian::fit(&pooled.f_index_select(0, &index(&idx)?)?)?;
-        summary.gaussian_shrinkage = Some(delta);
-        Some(g)
-    } else {
-        None
-    };
-    drop(normals);
+    let (bank, gaussian) = final_bank(&items, &labels, &pooled, uses_gaussian, opts, &mut summary)?;
     drop(items);
     progress(Progress { stage: Stage::MemoryBank, done: 1, total: 1 });
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "final memory bank");
@@ -231,34 +216,9 @@ pub fn train(
         format: "vigil-model".into(),
         format_version: artifact::FORMAT_VERSION,
         created_by: format!("vigil {}", env!("CARGO_PKG_VERSION")),
-        backbone: BackboneSpec {
-            id: BACKBONE_ID.into(),
-            taps: vec!["stride8:block4:40ch".into(), "stride16:block10:112ch".into()],
-            sha256: Some(backbone.checksum().to_string()),
-        },
-        input: InputSpec {
-            width,
-            height,
-            resize: "any image is resized (bilinear, antialiased, aspect not kept) to width × height before the backbone; masks and heat maps are resized back to the image's own size".into(),
-            mean: [0.5; 3],
-            std: [0.5; 3],
-            resize_filter: RESIZE,
-        },
-        patchcore: PatchCoreSpec {
-            embed_dim: EMBED_DIM,
-            knn_dim: bank.pca.as_ref().map(|p| p.components_kept()),
-            pca_residual: bank.pca.as_ref().is_some_and(|p| p.residual),
-            pool_kernel: 3,
-            tap_weights,
-            bank_size: bank.len(),
-            reweight_neighbours: if opts.reweight_neighbours >= 2 { opts.reweight_neighbours } else { 0 },
-            blur_sigma: anomaly_map::SIGMA,
-            image_score: if opts.reweight_neighbours >= 2 {
-                "max patch nearest-neighbour distance, reweighted by the nearest bank row's neighbourhood".into()
-            } else {
-                "max patch nearest-neighbour distance".into()
-            },
-        },
+        backbone: backbone_spec(backbone),
+        input: input_spec(width, height),
+        patchcore: patchcore_spec(&bank, tap_weights, opts),
         score: score_spec,
         threshold: thr,
         threshold_rule: rule,
@@ -281,6 +241,84 @@ pub fn train(
         model.evaluate_as(backbone, &test, split, &mut |done, total| progress(Progress { stage: Stage::Evaluation, done, total }))?
     };
     Ok((model, evaluation))
+}
+
+/// Refuses a label whose colour is not `#RRGGBB`.
+fn check_label_colors(set: &TrainSet) -> Result<()> {
+    for l in &set.labels {
+        if segmentation::parse_hex_color(&l.color).is_none() {
+            return Err(Error::Input(format!("label {:?} has colour {:?}; expected #RRGGBB", l.name, l.color)));
+        }
+    }
+    Ok(())
+}
+
+/// Step 6 of training: the final PCA and memory bank from every training normal (and its views), and with
+/// `uses_gaussian` the Gaussian model of the normals' pooled features `pooled: (N, 264)` (its shrinkage into
+/// `summary`).
+fn final_bank(
+    items: &[Item],
+    labels: &[bool],
+    pooled: &Tensor,
+    uses_gaussian: bool,
+    opts: &TrainOptions,
+    summary: &mut TrainingSummary,
+) -> Result<(MemoryBank, Option<Gaussian>)> {
+    let total = labels.len();
+    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).flat_map(|i| items[i].bank_views()).collect();
+    let pca = fit_pca(&normals, opts, opts.seed)?;
+    let bank = build_bank(&normals, opts, opts.seed, pca.as_ref())?;
+    let gaussian = if uses_gaussian {
+        let idx: Vec<usize> = (0..total).filter(|&i| !labels[i]).collect();
+        let (g, delta) = Gaussian::fit(&pooled.f_index_select(0, &index(&idx)?)?)?;
+        summary.gaussian_shrinkage = Some(delta);
+        Some(g)
+    } else {
+        None
+    };
+    Ok((bank, gaussian))
+}
+
+/// The backbone a new model records: its id, taps and the SHA-256 of its file.
+fn backbone_spec(backbone: &Backbone) -> BackboneSpec {
+    BackboneSpec {
+        id: BACKBONE_ID.into(),
+        taps: vec!["stride8:block4:40ch".into(), "stride16:block10:112ch".into()],
+        sha256: Some(backbone.checksum().to_string()),
+    }
+}
+
+/// A new model's input: `width × height`, resized with [`RESIZE`], normalised to `[-1, 1]`.
+fn input_spec(width: u32, height: u32) -> InputSpec {
+    InputSpec {
+        width,
+        height,
+        resize: "any image is resized (bilinear, antialiased, aspect not kept) to width × height before the backbone; masks and heat maps are resized back to the image's own size".into(),
+        mean: [0.5; 3],
+        std: [0.5; 3],
+        resize_filter: RESIZE,
+    }
+}
+
+/// A new model's PatchCore settings: its final memory bank (and PCA), the embedding's tap weights and the
+/// reweighting option.
+fn patchcore_spec(bank: &MemoryBank, tap_weights: Option<Vec<f32>>, opts: &TrainOptions) -> PatchCoreSpec {
+    PatchCoreSpec {
+        embed_dim: EMBED_DIM,
+        knn_dim: bank.pca.as_ref().map(|p| p.components_kept()),
+        pca_residual: bank.pca.as_ref().is_some_and(|p| p.residual),
+        pool_kernel: 3,
+        tap_weights,
+        bank_size: bank.len(),
+        reweight_neighbours: if opts.reweight_neighbours >= 2 { opts.reweight_neighbours } else { 0 },
+        blur_sigma: anomaly_map::SIGMA,
+        image_score: if opts.reweight_neighbours >= 2 {
+            "max patch nearest-neighbour distance, reweighted by the nearest bank row's neighbourhood".into()
+        } else {
+            "max patch nearest-neighbour distance".into()
+        },
+    }
 }
 
 /// The unsupervised score: PatchCore's, fused with the Gaussian's on their normal scales (`scales`) when there
