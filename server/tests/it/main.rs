@@ -10,5 +10,6 @@ mod engine;
 mod engine_decode;
 mod engine_model;
 mod imports;
+mod model_blobs;
 mod models;
 mod security;

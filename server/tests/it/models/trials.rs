@@ -111,7 +111,14 @@ pub async fn trials_and_batches(h: &Harness, s3: &S3Server, evaluated: &HashMap<
     assert_eq!(s, 202, "{v}");
     let done = wait(h, "/projects/cookies/trials/incoming", "Trial").await;
     assert_eq!((done["Trial"]["Status"].as_str(), done["Images"].as_array().unwrap().len()), (Some("COMPLETED"), 3), "{done}");
-    let trial_detections = evaluated.len() as u64 + 3;
+    // The console's try runs on the same trial lane and counts too; a broken image is refused with a 400.
+    use app::api::models::ModelBackend;
+    let models = vigil::console::models::ConsoleModels { state: h.running.as_ref().unwrap().state.clone() };
+    let tried = models.try_image("cookies", 1, small("anomaly/anomaly-6.jpg")).await.unwrap();
+    assert!(tried.heat_map.starts_with("data:image/png;base64,"), "the try shows a heat map");
+    let refused = models.try_image("cookies", 1, b"not an image".to_vec()).await.unwrap_err();
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let trial_detections = evaluated.len() as u64 + 3 + 1;
     let (s, v, _) = call(h, "GET", "/projects/cookies/trials", None).await;
     assert_eq!((s, v["Trials"].as_array().unwrap().len()), (200, 2));
 
