@@ -2,14 +2,16 @@
 //! Everything runs synchronously on the calling thread; errors come back as readable messages.
 
 mod bench;
+mod common;
 mod data;
 mod synth;
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::time::Instant;
-use vigil::config::{Command, DetectArgs, EngineArgs, EvalArgs, TrainArgs};
-use vigil::engine::{self, image_io, Backbone, Evaluation, Model, Progress, Stage, TrainOptions};
+use common::{backbone, with_options};
+use vigil::config::{Command, DetectArgs, EvalArgs, TrainArgs};
+use vigil::engine::{self, image_io, Evaluation, Model, Progress, Stage, TrainOptions};
 
 pub fn run(command: Command) -> Result<()> {
     match command {
@@ -19,13 +21,6 @@ pub fn run(command: Command) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Serve(_) => bail!("`serve` is not an engine command"),
     }
-}
-
-/// Sets the threads and loads (and warms up) the backbone.
-pub(crate) fn backbone(e: &EngineArgs) -> Result<Backbone> {
-    let threads = e.torch_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    engine::set_threads(threads);
-    Backbone::load(&e.backbone).with_context(|| format!("loading the backbone {}", e.backbone.display()))
 }
 
 /// A one-line progress bar on stderr (only when stderr is a terminal, otherwise one line per stage).
@@ -71,23 +66,6 @@ impl Bar {
         }
         self.last_stage = Some(p.stage);
     }
-}
-
-/// `opts` with `KEY=VALUE` settings applied (values as JSON, or as plain strings), checked by
-/// `TrainOptions`'s own deserialisation: unknown keys and ill-typed values are errors.
-pub fn with_options(opts: TrainOptions, sets: &[String]) -> Result<TrainOptions> {
-    let mut v = serde_json::to_value(&opts)?;
-    for s in sets {
-        let (k, val) = s.split_once('=').ok_or_else(|| anyhow::anyhow!("--set {s}: expected KEY=VALUE"))?;
-        let obj = v.as_object_mut().ok_or_else(|| anyhow::anyhow!("options are not an object"))?;
-        if !obj.contains_key(k) {
-            let known: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
-            anyhow::bail!("--set {s}: unknown training option {k:?} (known: {})", known.join(", "));
-        }
-        let parsed = serde_json::from_str(val).unwrap_or_else(|_| serde_json::Value::String(val.to_string()));
-        obj.insert(k.to_string(), parsed);
-    }
-    serde_json::from_value(v).map_err(|e| anyhow::anyhow!("--set: {e}"))
 }
 
 fn train(a: TrainArgs) -> Result<()> {
