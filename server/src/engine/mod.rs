@@ -2,11 +2,19 @@
 //! Every forward pass runs under `no_grad` on the caller's (blocking) thread.
 //!
 //! Modules follow the literature: [`backbone`] (pretrained feature extractor) and [`resize`] (its input),
-//! [`embedding`] (patch features), [`patchcore`] (memory bank, nearest-neighbour scores), [`coreset`] (greedy
-//! k-center), [`anomaly_map`] (upsampling and Gaussian smoothing), [`segmentation`] (supervised heads and label
-//! masks), [`threshold`] and [`metrics`], [`artifact`] (the file format), [`samples`] (what training takes),
-//! [`model`] (the public types and detection), `evaluate` (evaluation), `model_file` (a model's file), [`train`] (training) and `folds` (its
-//! features and out-of-fold scores).
+//! [`embedding`] (patch features), [`patchcore`] (memory bank, nearest-neighbour scores), [`pca`] (its search
+//! space, and the sampling of patch rows), [`coreset`] (greedy k-center), [`gaussian`] (the Gaussian score),
+//! [`anomaly_map`] (upsampling and Gaussian smoothing), [`segmentation`] (supervised heads and label masks),
+//! [`threshold`] and [`metrics`], [`artifact`] (the file format), [`header`] (a model's header), [`samples`]
+//! (what training takes), [`scores`] (the image score's parts: pooled features, supervised logit, blend),
+//! [`input_size`] (a new model's input size), [`model`] (the public types and detection), `evaluate`
+//! (evaluation), `model_file` (a model's file), [`train`] (training) and `folds` (its features and out-of-fold
+//! scores); `error` holds [`Error`] and [`Result`], `tensors` small tensor conversions.
+//!
+//! Dependencies point one way: `image_io` and `error` at the bottom; then the building blocks (`resize`,
+//! `backbone`, `embedding`, `pca`, `patchcore`, `coreset`, `gaussian`, `segmentation`, ...); then `header`,
+//! `samples`, `scores` and `input_size`; then `model`; `evaluate` and `model_file`; `folds`; `train` on top.
+//! This file declares and re-exports them, and holds [`set_threads`].
 //!
 //! The API the server calls (all synchronous, CPU-bound: run it on blocking threads, after [`set_threads`]):
 //!
