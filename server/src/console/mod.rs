@@ -407,8 +407,8 @@ fn entry_filter(query: &EntryQuery) -> Result<datasets::EntryFilter, BackendErro
     let mut f = datasets::EntryFilter::default();
     match query.filter.as_str() {
         "" | "all" => {}
-        "normal" => f.label = Some(manifest::Label::Normal),
-        "anomaly" => f.label = Some(manifest::Label::Anomaly),
+        "normal" => f.label = Some(manifest::ImageClass::Normal),
+        "anomaly" => f.label = Some(manifest::ImageClass::Anomaly),
         "unlabeled" => f.labeled = Some(false),
         other => match other.strip_prefix("type:") {
             Some(t) => f.anomaly_type = Some(t.to_string()),
@@ -441,11 +441,11 @@ fn display_name(source_ref: &str) -> String {
 }
 
 
-fn parse_label(label: &str) -> Result<Option<manifest::Label>, BackendError> {
+fn parse_label(label: &str) -> Result<Option<manifest::ImageClass>, BackendError> {
     match label {
         "" => Ok(None),
-        "normal" => Ok(Some(manifest::Label::Normal)),
-        "anomaly" => Ok(Some(manifest::Label::Anomaly)),
+        "normal" => Ok(Some(manifest::ImageClass::Normal)),
+        "anomaly" => Ok(Some(manifest::ImageClass::Anomaly)),
         other => Err(BackendError::new(400, format!("{other:?} is not a label: use normal or anomaly."))),
     }
 }

@@ -3,7 +3,7 @@
 //! are in `listing`.
 
 use super::labels;
-use super::manifest::{self, Label};
+use super::manifest::{self, ImageClass};
 use super::types::{new_id, BlobInfo, NewEntry, StoredEntry};
 use crate::store::now_ms;
 use sqlx::AnyConnection;
@@ -50,7 +50,7 @@ pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries:
              where dataset_id = $6 and source_ref = $7",
         )
         .bind(&e.image.hash)
-        .bind(e.label.map(Label::as_str))
+        .bind(e.label.map(ImageClass::as_str))
         .bind(e.mask.as_ref().map(|m| m.hash.as_str()))
         .bind(&e.entry)
         .bind(now)
@@ -68,7 +68,7 @@ pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries:
             .bind(dataset_id)
             .bind(&e.source_ref)
             .bind(&e.image.hash)
-            .bind(e.label.map(Label::as_str))
+            .bind(e.label.map(ImageClass::as_str))
             .bind(e.mask.as_ref().map(|m| m.hash.as_str()))
             .bind(&e.entry)
             .bind(now)
@@ -115,13 +115,13 @@ pub async fn set_entry_label(
     conn: &mut AnyConnection,
     dataset_id: &str,
     id: &str,
-    label: Option<Label>,
+    label: Option<ImageClass>,
     entry: &str,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "update dataset_entry set label = $1, entry = $2, updated_at = $3, anomaly_types = $6 where dataset_id = $4 and id = $5",
     )
-        .bind(label.map(Label::as_str))
+        .bind(label.map(ImageClass::as_str))
         .bind(entry)
         .bind(now_ms())
         .bind(dataset_id)

@@ -3,7 +3,7 @@
 
 use super::entries::{entry_from, EntryRow, ENTRY_COLUMNS};
 use super::labels;
-use super::manifest::Label;
+use super::manifest::ImageClass;
 use super::types::StoredEntry;
 use sqlx::AnyConnection;
 
@@ -11,7 +11,7 @@ use sqlx::AnyConnection;
 #[derive(Clone, Debug, Default)]
 pub struct EntryFilter {
     pub labeled: Option<bool>,
-    pub label: Option<Label>,
+    pub label: Option<ImageClass>,
     pub created_before: Option<i64>,
     pub created_after: Option<i64>,
     pub source_ref_contains: Option<String>,

@@ -6,17 +6,18 @@
 
 use serde_json::{Map, Value};
 
+/// An image's class: its normal / anomaly verdict (LFV's `anomaly-label` 0 / 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Label {
+pub enum ImageClass {
     Normal,
     Anomaly,
 }
 
-impl Label {
+impl ImageClass {
     pub fn as_str(self) -> &'static str {
         match self {
-            Label::Normal => "normal",
-            Label::Anomaly => "anomaly",
+            ImageClass::Normal => "normal",
+            ImageClass::Anomaly => "anomaly",
         }
     }
 }
@@ -31,7 +32,7 @@ pub struct MaskClass {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ManifestLine {
     pub source_ref: String,
-    pub label: Option<Label>,
+    pub label: Option<ImageClass>,
     pub mask_ref: Option<String>,
     /// The colour map's classes, `BACKGROUND` excluded.
     pub classes: Vec<MaskClass>,
@@ -86,13 +87,13 @@ pub fn parse_line(line: &str) -> Result<ManifestLine, String> {
                 return Err(format!("{key}-metadata has no matching {key} attribute"));
             }
             label = match class.as_str() {
-                Some("normal") => Some(Label::Normal),
-                Some("anomaly") => Some(Label::Anomaly),
+                Some("normal") => Some(ImageClass::Normal),
+                Some("anomaly") => Some(ImageClass::Anomaly),
                 _ => None,
             };
         }
     }
-    if label == Some(Label::Normal) {
+    if label == Some(ImageClass::Normal) {
         // Masks on normal images carry nothing (LFV's segmentation manifests give them a dummy 16×16 mask);
         // the line is kept as it is, the mask is neither fetched nor stored.
         mask_ref = None;
@@ -134,7 +135,7 @@ fn color_map(meta: &Map<String, Value>, key: &str) -> Result<Vec<MaskClass>, Str
 
 /// The line with its classification replaced: any existing label attribute is removed, and `label` (if any)
 /// is written as LFV writes it (`anomaly-label` 1/0 with its metadata). Masks and other attributes stay.
-pub fn with_label(raw: &Map<String, Value>, label: Option<Label>, now_iso: &str) -> Map<String, Value> {
+pub fn with_label(raw: &Map<String, Value>, label: Option<ImageClass>, now_iso: &str) -> Map<String, Value> {
     let mut out = raw.clone();
     let label_keys: Vec<String> = raw
         .iter()
@@ -148,7 +149,7 @@ pub fn with_label(raw: &Map<String, Value>, label: Option<Label>, now_iso: &str)
         out.remove(&format!("{k}-metadata"));
     }
     if let Some(l) = label {
-        out.insert("anomaly-label".into(), Value::from(i64::from(l == Label::Anomaly)));
+        out.insert("anomaly-label".into(), Value::from(i64::from(l == ImageClass::Anomaly)));
         out.insert(
             "anomaly-label-metadata".into(),
             serde_json::json!({
@@ -179,7 +180,7 @@ pub fn validate_label_name(name: &str) -> Result<(), String> {
 /// The line with a new mask: labelled anomaly, `anomaly-mask-ref` pointing at `mask_ref`, and a colour map
 /// with LFV's white background first and the given classes.
 pub fn with_mask(raw: &Map<String, Value>, mask_ref: &str, classes: &[MaskClass], now_iso: &str) -> Map<String, Value> {
-    let mut out = with_label(raw, Some(Label::Anomaly), now_iso);
+    let mut out = with_label(raw, Some(ImageClass::Anomaly), now_iso);
     let old: Vec<String> = out.keys().filter(|k| k.ends_with("-ref") && *k != "source-ref").cloned().collect();
     for k in old {
         out.remove(&format!("{k}-metadata"));
@@ -244,7 +245,7 @@ mod tests {
     fn cookie_segmentation_line() {
         let l = parse_line(COOKIE_SEG).unwrap();
         assert_eq!(l.source_ref, "s3://b/getting-started/training-images/anomaly-1.jpg");
-        assert_eq!(l.label, Some(Label::Anomaly));
+        assert_eq!(l.label, Some(ImageClass::Anomaly));
         assert_eq!(l.mask_ref.as_deref(), Some("s3://b/getting-started/mask-images/anomaly-1.png"));
         assert_eq!(l.classes, vec![MaskClass { name: "cracked".into(), color: [0x23, 0xA4, 0x36] }]);
     }
@@ -252,7 +253,7 @@ mod tests {
     #[test]
     fn free_attribute_names_and_unlabelled() {
         let l = parse_line(r#"{"source-ref":"s3://b/k.jpg","my-job":0,"my-job-metadata":{"class-name":"normal"}}"#).unwrap();
-        assert_eq!(l.label, Some(Label::Normal));
+        assert_eq!(l.label, Some(ImageClass::Normal));
         let l = parse_line(r#"{"source-ref":"s3://b/k.jpg","x":0,"x-metadata":{"class-name":"scratch"}}"#).unwrap();
         assert_eq!(l.label, None, "other class names import unlabelled");
         let l = parse_line(r#"{"source-ref":"s3://b/k.jpg"}"#).unwrap();
@@ -262,7 +263,7 @@ mod tests {
     #[test]
     fn normal_images_ignore_their_dummy_masks() {
         let l = parse_line(r##"{"source-ref":"s3://b/n.jpg","anomaly-label":0,"anomaly-label-metadata":{"class-name":"normal"},"anomaly-mask-ref":"s3://b/dummy_anomaly_mask.png","anomaly-mask-ref-metadata":{"internal-color-map":{"0":{"class-name":"BACKGROUND","hex-color":"#ffffff"}}}}"##).unwrap();
-        assert_eq!(l.label, Some(Label::Normal));
+        assert_eq!(l.label, Some(ImageClass::Normal));
         assert_eq!(l.mask_ref, None);
         assert!(l.raw.contains_key("anomaly-mask-ref"), "the line itself is kept");
     }
@@ -293,9 +294,9 @@ mod tests {
     #[test]
     fn relabelling_replaces_the_classification_only() {
         let l = parse_line(COOKIE_SEG).unwrap();
-        let normal = with_label(&l.raw, Some(Label::Normal), "2026-11-25T00:00:00Z");
+        let normal = with_label(&l.raw, Some(ImageClass::Normal), "2026-11-25T00:00:00Z");
         let again = parse_line(&Value::Object(normal.clone()).to_string()).unwrap();
-        assert_eq!(again.label, Some(Label::Normal));
+        assert_eq!(again.label, Some(ImageClass::Normal));
         assert_eq!(normal["anomaly-label"], 0);
         assert!(normal.contains_key("anomaly-mask-ref"));
         let none = with_label(&l.raw, None, "x");
@@ -309,7 +310,7 @@ mod tests {
         let classes = vec![MaskClass { name: "scratch".into(), color: [0x2c, 0xa0, 0x2c] }];
         let out = with_mask(&l.raw, "vigil://mask/abc.png", &classes, "t");
         let again = parse_line(&Value::Object(out).to_string()).unwrap();
-        assert_eq!(again.label, Some(Label::Anomaly));
+        assert_eq!(again.label, Some(ImageClass::Anomaly));
         assert_eq!(again.mask_ref.as_deref(), Some("vigil://mask/abc.png"));
         assert_eq!(again.classes, classes);
         assert!(validate_label_name("scratch2").is_ok());

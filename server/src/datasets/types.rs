@@ -1,7 +1,7 @@
 //! The records the dataset modules share: stored blobs, entries ready to be written and entries as stored,
 //! import issues, and the random ids of new rows.
 
-use super::manifest::Label;
+use super::manifest::ImageClass;
 
 /// A stored image or mask.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub struct BlobInfo {
 pub struct NewEntry {
     pub source_ref: String,
     pub image: BlobInfo,
-    pub label: Option<Label>,
+    pub label: Option<ImageClass>,
     pub mask: Option<BlobInfo>,
     /// The JSON line.
     pub entry: String,

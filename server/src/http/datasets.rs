@@ -5,7 +5,7 @@ use super::error::{ApiError, ResourceType};
 use super::request::{parse_body, query_map};
 use super::{idempotency, paging};
 use crate::jobs::Job;
-use crate::datasets::{self, import::parse_manifest, manifest::Label, Dataset, DatasetError};
+use crate::datasets::{self, import::parse_manifest, manifest::ImageClass, Dataset, DatasetError};
 use crate::projects::{self, Project};
 use crate::state::AppState;
 use axum::extract::{Path, RawQuery, State};
@@ -252,8 +252,8 @@ async fn list_dataset_entries(
     }
     if let Some(v) = q.get("anomalyClass") {
         filter.label = Some(match v.as_str() {
-            "normal" => Label::Normal,
-            "anomaly" => Label::Anomaly,
+            "normal" => ImageClass::Normal,
+            "anomaly" => ImageClass::Anomaly,
             _ => return Err(ApiError::Validation(format!("anomalyClass must be normal or anomaly, not {v:?}."))),
         });
     }

@@ -4,7 +4,7 @@
 //! through the API and one trained on an export of the same datasets see the same samples.
 
 use crate::blobs::Blobs;
-use crate::datasets::manifest::{self, hex_color, Label};
+use crate::datasets::manifest::{self, hex_color, ImageClass};
 use crate::datasets::StoredEntry;
 use crate::engine::{AnomalyLabel, ImageSource, Sample, TrainSet};
 use std::collections::HashMap;
@@ -29,8 +29,8 @@ pub struct Built {
 
 fn label_of(e: &StoredEntry, line: Option<&manifest::ManifestLine>) -> Option<bool> {
     match line.and_then(|l| l.label) {
-        Some(Label::Anomaly) => Some(true),
-        Some(Label::Normal) => Some(false),
+        Some(ImageClass::Anomaly) => Some(true),
+        Some(ImageClass::Normal) => Some(false),
         None => match e.label.as_deref() {
             Some("anomaly") => Some(true),
             Some("normal") => Some(false),

@@ -9,13 +9,13 @@ use sqlx::AnyConnection;
 
 /// The label a verified image gets: the model's verdict (`predicted` anomalous or not), or its opposite where the
 /// user said it was wrong; none while it is unverified.
-pub fn verified_label(predicted: Option<bool>, verdict: Option<&str>) -> Option<manifest::Label> {
+pub fn verified_label(predicted: Option<bool>, verdict: Option<&str>) -> Option<manifest::ImageClass> {
     let anomalous = match verdict? {
         CORRECT => predicted?,
         INCORRECT => !predicted?,
         _ => return None,
     };
-    Some(if anomalous { manifest::Label::Anomaly } else { manifest::Label::Normal })
+    Some(if anomalous { manifest::ImageClass::Anomaly } else { manifest::ImageClass::Normal })
 }
 
 /// Marks images correct, incorrect or (`None`) unverified; returns how many changed. Only detected images can
@@ -112,9 +112,9 @@ mod tests {
     #[test]
     fn verified_labels_follow_the_verdict() {
         assert_eq!(verified_label(Some(true), None), None);
-        assert_eq!(verified_label(Some(true), Some(CORRECT)), Some(manifest::Label::Anomaly));
-        assert_eq!(verified_label(Some(true), Some(INCORRECT)), Some(manifest::Label::Normal));
-        assert_eq!(verified_label(Some(false), Some(INCORRECT)), Some(manifest::Label::Anomaly));
+        assert_eq!(verified_label(Some(true), Some(CORRECT)), Some(manifest::ImageClass::Anomaly));
+        assert_eq!(verified_label(Some(true), Some(INCORRECT)), Some(manifest::ImageClass::Normal));
+        assert_eq!(verified_label(Some(false), Some(INCORRECT)), Some(manifest::ImageClass::Anomaly));
         assert_eq!(verified_label(None, Some(CORRECT)), None, "an image the model could not run on has no verdict to verify");
         assert_eq!(verified_label(Some(false), Some("maybe")), None);
     }

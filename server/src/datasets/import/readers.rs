@@ -100,7 +100,7 @@ fn now_iso() -> String {
 }
 
 /// A manifest line for an image, labelled, with an optional single-class mask.
-fn line_for(uri: String, label: Option<manifest::Label>, mask: Option<(String, manifest::MaskClass)>, now: &str) -> ManifestLine {
+fn line_for(uri: String, label: Option<manifest::ImageClass>, mask: Option<(String, manifest::MaskClass)>, now: &str) -> ManifestLine {
     let mut raw = serde_json::Map::new();
     raw.insert("source-ref".into(), serde_json::Value::String(uri.clone()));
     let (raw, mask_ref, classes) = match mask {
@@ -110,7 +110,7 @@ fn line_for(uri: String, label: Option<manifest::Label>, mask: Option<(String, m
         }
         None => (manifest::with_label(&raw, label, now), None, Vec::new()),
     };
-    let label = if mask_ref.is_some() { Some(manifest::Label::Anomaly) } else { label };
+    let label = if mask_ref.is_some() { Some(manifest::ImageClass::Anomaly) } else { label };
     ManifestLine { source_ref: uri, label, mask_ref, classes, raw }
 }
 
@@ -132,11 +132,11 @@ pub fn folder_lines(files: &[String], uri: impl Fn(&str) -> String) -> (Vec<(i64
             continue;
         }
         let label = match rel.split('/').next() {
-            Some("normal") if rel.contains('/') => Some(manifest::Label::Normal),
-            Some("anomaly") if rel.contains('/') => Some(manifest::Label::Anomaly),
+            Some("normal") if rel.contains('/') => Some(manifest::ImageClass::Normal),
+            Some("anomaly") if rel.contains('/') => Some(manifest::ImageClass::Anomaly),
             _ => None,
         };
-        let mask = (label == Some(manifest::Label::Anomaly))
+        let mask = (label == Some(manifest::ImageClass::Anomaly))
             .then(|| masks.get(stem(rel)))
             .flatten()
             .map(|m| (uri(m), class.clone()));
@@ -174,14 +174,14 @@ pub fn mvtec_lines(files: &[String], uri: impl Fn(&str) -> String) -> Result<Mvt
             continue;
         }
         match parts.as_slice() {
-            ["train", "good", _] => out.train.push((0, line_for(uri(rel), Some(manifest::Label::Normal), None, &now))),
-            ["test", "good", _] => out.test.push((0, line_for(uri(rel), Some(manifest::Label::Normal), None, &now))),
+            ["train", "good", _] => out.train.push((0, line_for(uri(rel), Some(manifest::ImageClass::Normal), None, &now))),
+            ["test", "good", _] => out.test.push((0, line_for(uri(rel), Some(manifest::ImageClass::Normal), None, &now))),
             ["test", defect, file] => {
                 let i = defects.iter().position(|d| d == defect).unwrap_or(0);
                 let class = manifest::MaskClass { name: label_from_folder(defect), color: PALETTE[i % PALETTE.len()] };
                 let mask_rel = format!("ground_truth/{defect}/{}_mask.png", stem(file));
                 let mask = present.contains(mask_rel.as_str()).then(|| (uri(&mask_rel), class));
-                out.test.push((0, line_for(uri(rel), Some(manifest::Label::Anomaly), mask, &now)));
+                out.test.push((0, line_for(uri(rel), Some(manifest::ImageClass::Anomaly), mask, &now)));
             }
             _ => out.issues.push(Issue {
                 line: None,
@@ -279,13 +279,13 @@ mod tests {
         let place = Place::parse("s3://b/bottle/").unwrap();
         let m = mvtec_lines(&files, |r| place.uri(r)).unwrap();
         assert_eq!(m.train.len(), 2);
-        assert!(m.train.iter().all(|(_, l)| l.label == Some(super::manifest::Label::Normal)));
+        assert!(m.train.iter().all(|(_, l)| l.label == Some(super::manifest::ImageClass::Normal)));
         assert_eq!(m.test.len(), 4);
         let broken = m.test.iter().find(|(_, l)| l.source_ref.ends_with("broken_large/000.png")).unwrap();
         assert_eq!(broken.1.mask_ref.as_deref(), Some("s3://b/bottle/ground_truth/broken_large/000_mask.png"));
         assert_eq!(broken.1.classes[0].name, "broken_large");
         let unmasked = m.test.iter().find(|(_, l)| l.source_ref.ends_with("broken_large/001.png")).unwrap();
-        assert_eq!(unmasked.1.label, Some(super::manifest::Label::Anomaly));
+        assert_eq!(unmasked.1.label, Some(super::manifest::ImageClass::Anomaly));
         assert!(unmasked.1.mask_ref.is_none());
         let contamination = m.test.iter().find(|(_, l)| l.source_ref.contains("contamination")).unwrap();
         assert_ne!(contamination.1.classes[0].color, broken.1.classes[0].color);
