@@ -46,6 +46,9 @@ pub enum Job {
     Trial { trial_id: String },
     /// A batch run (`trials`): a hosted model over a folder or S3 prefix, results to S3 or a download.
     Batch { trial_id: String },
+    /// StartModel (and re-hosting after a restart): loads a model version marked `STARTING_HOSTING` onto this
+    /// process's inference units and settles it `HOSTED` or `HOSTING_FAILED`.
+    Host { model_id: String },
 }
 
 /// A worker lane: the kinds of job it claims.
@@ -55,6 +58,8 @@ pub enum Lane {
     Import,
     /// Trials and batches: detection over many images, beside training and imports.
     Detect,
+    /// Loading models to host: seconds each, never queued behind a training.
+    Host,
 }
 
 impl Lane {
@@ -63,6 +68,7 @@ impl Lane {
             Lane::Train => "train",
             Lane::Import => "import",
             Lane::Detect => "detect",
+            Lane::Host => "host",
         }
     }
 }
@@ -75,7 +81,7 @@ impl Job {
                 (dataset_id, None)
             }
             Job::Mvtec { train_id, test_id, .. } => (train_id, Some(test_id)),
-            Job::Train { model_id } => (model_id, None),
+            Job::Train { model_id } | Job::Host { model_id } => (model_id, None),
             Job::Trial { trial_id } | Job::Batch { trial_id } => (trial_id, None),
         }
     }
@@ -84,6 +90,7 @@ impl Job {
         match self {
             Job::Train { .. } => Lane::Train,
             Job::Trial { .. } | Job::Batch { .. } => Lane::Detect,
+            Job::Host { .. } => Lane::Host,
             _ => Lane::Import,
         }
     }
@@ -94,7 +101,7 @@ pub async fn enqueue(conn: &mut AnyConnection, job: &Job) -> Result<String, sqlx
     let id = hex::encode(rand::random::<[u8; 16]>());
     let (target, other) = job.targets();
     let model_id = match job {
-        Job::Train { model_id } => Some(model_id.as_str()),
+        Job::Train { model_id } | Job::Host { model_id } => Some(model_id.as_str()),
         _ => None,
     };
     let spec = serde_json::to_string(job).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
@@ -198,9 +205,9 @@ impl JobProgress {
     }
 }
 
-/// Asks a job to stop (the worker notices within a second). Returns whether a job was found.
+/// Asks a model version's training to stop (the worker notices within a second). Returns whether a job was found.
 pub async fn request_cancel(conn: &mut AnyConnection, model_id: &str) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("update job set cancel_requested = 1, updated_at = $1 where model_id = $2")
+    let r = sqlx::query("update job set cancel_requested = 1, updated_at = $1 where model_id = $2 and kind = 'train'")
         .bind(now_ms())
         .bind(model_id)
         .execute(&mut *conn)
@@ -210,7 +217,13 @@ pub async fn request_cancel(conn: &mut AnyConnection, model_id: &str) -> Result<
 
 /// A training job's progress as the console shows it: `(stage, fraction, eta_ms)`.
 pub async fn training_progress(conn: &mut AnyConnection, model_id: &str) -> Result<Option<(Option<String>, Option<f64>, Option<i64>)>, sqlx::Error> {
-    sqlx::query_as("select stage, fraction, eta_ms from job where model_id = $1").bind(model_id).fetch_optional(&mut *conn).await
+    sqlx::query_as("select stage, fraction, eta_ms from job where model_id = $1 and kind = 'train'").bind(model_id).fetch_optional(&mut *conn).await
+}
+
+/// Whether a model version has a hosting job waiting or running.
+pub async fn hosting_pending(conn: &mut AnyConnection, model_id: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as("select id from job where model_id = $1 and kind = 'host'").bind(model_id).fetch_optional(&mut *conn).await?;
+    Ok(row.is_some())
 }
 
 #[cfg(test)]
@@ -229,6 +242,7 @@ mod tests {
             },
             Job::Archive { dataset_id: "d".into(), path: "/tmp/x.zip".into(), name: "x.zip".into() },
             Job::Update { dataset_id: "d".into(), changes: "{}\n".into() },
+            Job::Host { model_id: "m".into() },
         ];
         for j in jobs {
             let s = serde_json::to_string(&j).unwrap();

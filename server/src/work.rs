@@ -118,6 +118,7 @@ async fn give_up(state: &AppState, id: &str, job: &Job, attempts: i64) {
                 tracing::error!(error = %e, "could not settle a model version");
             }
         }
+        Job::Host { model_id } => crate::models::hosting::give_up(state, model_id, &why).await,
         Job::Update { dataset_id, .. } => {
             let mut conn = match state.db.pool.acquire().await {
                 Ok(c) => c,
@@ -161,7 +162,7 @@ pub async fn start_workers(state: &AppState) -> Result<usize, sqlx::Error> {
         }
     }
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".into());
-    let lanes = [(Lane::Train, state.config.train_workers), (Lane::Import, state.config.import_workers), (Lane::Detect, 1)];
+    let lanes = [(Lane::Train, state.config.train_workers), (Lane::Import, state.config.import_workers), (Lane::Detect, 1), (Lane::Host, 1)];
     for (lane, n) in lanes {
         for _ in 0..n.max(1) {
             let owner = format!("{host}:{}:{}", std::process::id(), hex::encode(rand::random::<[u8; 4]>()));
@@ -218,6 +219,7 @@ async fn place_importer(state: &AppState, s3: &Option<S3Settings>, place: &str) 
 async fn run(state: &AppState, job_id: &str, job: Job, progress: Arc<JobProgress>) {
     match job {
         Job::Train { model_id } => crate::models::training::run(state, job_id, &model_id, progress).await,
+        Job::Host { model_id } => crate::models::hosting::run(state, &model_id).await,
         Job::Trial { trial_id } => crate::trials::run_trial(state, &trial_id, progress).await,
         Job::Batch { trial_id } => crate::trials::run_batch(state, &trial_id, progress).await,
         Job::Manifest { dataset_id, bucket, key, version, s3 } => {

@@ -227,10 +227,13 @@ impl ModelBackend for ConsoleModels {
 
     async fn start(&self, project: &str, version: i64, units: i64) -> Result<(), BackendError> {
         use models::hosting::StartError;
-        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
-        let m = model(&mut conn, project, version).await?;
-        match models::hosting::begin_start(&mut conn, &m, units, units).await {
-            Ok(true) => models::hosting::spawn_start(&self.state, m.id),
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let m = model(&mut tx, project, version).await?;
+        match models::hosting::begin_start(&mut tx, &m, units, units).await {
+            Ok(true) => {
+                tx.commit().await.map_err(internal)?;
+                crate::jobs::wake(&self.state);
+            }
             Ok(false) => {}
             Err(e @ (StartError::Units(_) | StartError::TooManyUnits)) => return Err(BackendError::new(400, e.to_string())),
             Err(e @ StartError::NotTrained { .. }) => return Err(BackendError::new(409, e.to_string())),

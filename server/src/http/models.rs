@@ -355,7 +355,7 @@ async fn start_model(
         Box::pin(async move {
             let (_, m) = project_model(conn, &name, &version).await?;
             match models::hosting::begin_start(conn, &m, min, max).await {
-                Ok(true) => Ok(json!({ "Status": models::STARTING_HOSTING, "_start": m.id })),
+                Ok(true) => Ok(json!({ "Status": models::STARTING_HOSTING })),
                 Ok(false) => Ok(json!({ "Status": m.status })),
                 Err(StartError::Units(why)) => Err(ApiError::Validation(why)),
                 Err(e @ StartError::TooManyUnits) => Err(ApiError::QuotaExceeded {
@@ -370,10 +370,7 @@ async fn start_model(
         })
     })
     .await?;
-    let mut value = value;
-    if let Some(Value::String(id)) = value.as_object_mut().and_then(|o| o.remove("_start")) {
-        models::hosting::spawn_start(&state, id);
-    }
+    crate::jobs::wake(&state);
     Ok((StatusCode::ACCEPTED, Json(value)))
 }
 

@@ -26,10 +26,10 @@ pub enum StartError {
     Db(#[from] sqlx::Error),
 }
 
-/// The first half of StartModel, for the API and the console alike: checks the units and the version's state,
-/// records the units and marks it `STARTING_HOSTING` (in the caller's connection or transaction). Returns
-/// whether it was marked: a version already hosted or starting is left as it is (LFV answers a repeated start
-/// with the current state). Then call [`spawn_start`].
+/// StartModel, for the API and the console alike: checks the units and the version's state, records the units,
+/// marks it `STARTING_HOSTING` and queues its hosting job (`jobs::Job::Host`), in the caller's connection or
+/// transaction. Returns whether it was marked: a version already hosted or starting is left as it is (LFV
+/// answers a repeated start with the current state). Call [`crate::jobs::wake`] after the commit.
 pub async fn begin_start(conn: &mut sqlx::AnyConnection, m: &super::ModelVersion, min: i64, max: i64) -> Result<bool, StartError> {
     if min < 1 {
         return Err(StartError::Units(format!("MinInferenceUnits must be 1 or more, not {min}.")));
@@ -51,25 +51,32 @@ pub async fn begin_start(conn: &mut sqlx::AnyConnection, m: &super::ModelVersion
     if !super::transition(conn, &m.id, &from, super::STARTING_HOSTING, Some("Loading the model.")).await? {
         return Err(StartError::NotTrained { version: m.version, status: "changing".into() });
     }
+    crate::jobs::enqueue(conn, &crate::jobs::Job::Host { model_id: m.id.clone() }).await?;
     Ok(true)
 }
 
-/// The second half of StartModel: loads the version (marked `STARTING_HOSTING` and committed) in the
-/// background and settles it `HOSTED` or `HOSTING_FAILED`.
-pub fn spawn_start(state: &crate::state::AppState, model_id: String) {
-    let st = state.clone();
-    tokio::spawn(async move {
-        let m = match st.db.pool.acquire().await {
-            Ok(mut c) => super::find_by_id(&mut c, &model_id).await.ok().flatten(),
-            Err(_) => None,
-        };
-        if let Some(m) = m {
-            start(&st, &m).await;
-        }
-    });
+/// The hosting job: loads the version if it is still `STARTING_HOSTING` and settles it.
+pub async fn run(state: &crate::state::AppState, model_id: &str) {
+    let m = match state.db.pool.acquire().await {
+        Ok(mut c) => super::find_by_id(&mut c, model_id).await,
+        Err(e) => Err(e),
+    };
+    match m {
+        Ok(Some(m)) if m.status == super::STARTING_HOSTING => start(state, &m).await,
+        // Stopped or deleted before its turn came.
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, model = model_id, "could not read a model version to host"),
+    }
 }
 
-/// Loads a version marked `STARTING_HOSTING` and settles it (start-up re-hosting calls it directly).
+/// A hosting job that never finished (its process died each time): the version is `HOSTING_FAILED` with why.
+pub async fn give_up(state: &crate::state::AppState, model_id: &str, why: &str) {
+    if let Ok(mut conn) = state.db.pool.acquire().await {
+        let _ = super::transition(&mut conn, model_id, &[super::STARTING_HOSTING], super::HOSTING_FAILED, Some(why)).await;
+    }
+}
+
+/// Loads a version marked `STARTING_HOSTING` and settles it.
 pub async fn start(state: &crate::state::AppState, m: &super::ModelVersion) {
     let outcome = load(state, m).await;
     let mut conn = match state.db.pool.acquire().await {
@@ -127,22 +134,26 @@ pub async fn stop(state: &crate::state::AppState, conn: &mut sqlx::AnyConnection
     super::set_units(conn, id, None, None).await
 }
 
-/// At start-up: models that were hosted (or on their way) are hosted again, as LFV kept them running; models
-/// left stopping are stopped.
+/// At start-up: models that were hosted (or on their way) are hosted again, as LFV kept them running — each by
+/// a hosting job, unless one is already queued; models left stopping are stopped.
 pub async fn restore(state: &crate::state::AppState) -> Result<usize, sqlx::Error> {
     let mut conn = state.db.pool.acquire().await?;
     for m in super::with_status(&mut conn, &[super::STOPPING_HOSTING]).await? {
         stop(state, &mut conn, &m.id).await?;
     }
-    let hosted = super::with_status(&mut conn, &[super::HOSTED, super::STARTING_HOSTING]).await?;
-    for m in &hosted {
-        super::set_status(&mut conn, &m.id, super::STARTING_HOSTING, Some("Hosting the model again after a restart.")).await?;
-    }
     drop(conn);
-    let n = hosted.len();
-    for m in hosted {
-        let st = state.clone();
-        tokio::spawn(async move { start(&st, &m).await });
+    let hosted = {
+        let mut conn = state.db.pool.acquire().await?;
+        super::with_status(&mut conn, &[super::HOSTED, super::STARTING_HOSTING]).await?
+    };
+    for m in &hosted {
+        let mut tx = state.db.begin_write().await?;
+        super::set_status(&mut tx, &m.id, super::STARTING_HOSTING, Some("Hosting the model again after a restart.")).await?;
+        if !crate::jobs::hosting_pending(&mut tx, &m.id).await? {
+            crate::jobs::enqueue(&mut tx, &crate::jobs::Job::Host { model_id: m.id.clone() }).await?;
+        }
+        tx.commit().await?;
     }
-    Ok(n)
+    crate::jobs::wake(state);
+    Ok(hosted.len())
 }
