@@ -5,15 +5,9 @@
 
 use super::manifest::{self, MaskClass};
 use super::types::NewEntry;
+use crate::engine::AnomalyLabel;
 use crate::store::now_ms;
 use sqlx::AnyConnection;
-
-/// A label and its colour (`#RRGGBB`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Label {
-    pub name: String,
-    pub color: String,
-}
 
 /// The `anomaly_types` column for a JSON line: `,a,b,` (sorted), or empty when it names no label.
 pub fn types_of(entry: &str) -> String {
@@ -87,14 +81,14 @@ pub async fn register_line(conn: &mut AnyConnection, dataset_id: &str, entry: &s
     Ok(())
 }
 
-/// The project's labels, by name.
-pub async fn list(conn: &mut AnyConnection, project_id: &str) -> Result<Vec<Label>, sqlx::Error> {
+/// The project's labels with their colours (`#RRGGBB`), by name.
+pub async fn list(conn: &mut AnyConnection, project_id: &str) -> Result<Vec<AnomalyLabel>, sqlx::Error> {
     let rows: Vec<(String, String)> =
         sqlx::query_as("select name, color from anomaly_label where project_id = $1 order by name")
             .bind(project_id)
             .fetch_all(&mut *conn)
             .await?;
-    Ok(rows.into_iter().map(|(name, color)| Label { name, color }).collect())
+    Ok(rows.into_iter().map(|(name, color)| AnomalyLabel { name, color }).collect())
 }
 
 /// Adds a label; false when the project already has one of that name.
