@@ -260,7 +260,7 @@ impl Backend for ConsoleBackend {
         let (p, d) = find_dataset(&mut conn, project, dataset_type).await?;
         ensure_settled(&d)?;
         let (e, width, height) = entry_with_size(&mut conn, &d.id, id).await?;
-        let mut classes: Vec<manifest::MaskClass> = Vec::new();
+        let mut classes: Vec<manifest::MaskColor> = Vec::new();
         for l in datasets::labels::list(&mut conn, &p.id).await.map_err(internal)? {
             let Some(color) = manifest::parse_hex_color(&l.color) else { continue };
             if let Some(twin) = classes.iter().find(|c| c.color == color) {
@@ -269,7 +269,7 @@ impl Backend for ConsoleBackend {
                     format!("The labels {} and {} have the same colour ({}); give one of them another colour first.", twin.name, l.name, l.color),
                 ));
             }
-            classes.push(manifest::MaskClass { name: l.name, color });
+            classes.push(manifest::MaskColor { name: l.name, color });
         }
         // A label the canvas painted in a colour the project no longer gives it (recoloured elsewhere since).
         for l in &labels {
@@ -285,7 +285,7 @@ impl Backend for ConsoleBackend {
         drop(conn);
         let blobs = self.state.blobs.clone();
         let cls = classes;
-        let (mask, used) = tokio::task::spawn_blocking(move || -> Result<(datasets::BlobInfo, Vec<manifest::MaskClass>), String> {
+        let (mask, used) = tokio::task::spawn_blocking(move || -> Result<(datasets::BlobInfo, Vec<manifest::MaskColor>), String> {
             if cls.is_empty() {
                 return Err("The project has no anomaly label yet: add one, paint with it, then save.".into());
             }
@@ -294,7 +294,7 @@ impl Backend for ConsoleBackend {
                 return Err(format!("the mask is {}×{} px but the image is {width}×{height} px", img.width(), img.height()));
             }
             // Only the labels the mask actually uses go into its colour map.
-            let used: Vec<manifest::MaskClass> = cls.into_iter().filter(|c| census.iter().any(|(n, _)| *n == c.name)).collect();
+            let used: Vec<manifest::MaskColor> = cls.into_iter().filter(|c| census.iter().any(|(n, _)| *n == c.name)).collect();
             if used.is_empty() {
                 return Err("The mask is empty: paint the anomaly before saving.".into());
             }

@@ -39,7 +39,7 @@ pub async fn upsert_blob(conn: &mut AnyConnection, b: &BlobInfo, now: i64) -> Re
 /// Writes entries; one whose source-ref is already in the dataset replaces it (keeping its creation time).
 pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries: &[NewEntry]) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    let mut classes: Vec<manifest::MaskClass> = Vec::new();
+    let mut classes: Vec<manifest::MaskColor> = Vec::new();
     for e in entries {
         upsert_blob(conn, &e.image, now).await?;
         if let Some(m) = &e.mask {
@@ -77,7 +77,7 @@ pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries:
             .await?;
         }
         for c in manifest::parse_line(&e.entry).map(|l| l.classes).unwrap_or_default() {
-            if !classes.iter().any(|k: &manifest::MaskClass| k.name == c.name) {
+            if !classes.iter().any(|k: &manifest::MaskColor| k.name == c.name) {
                 classes.push(c);
             }
         }

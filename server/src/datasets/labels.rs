@@ -3,7 +3,7 @@
 //! is deleted while no mask uses it. Each entry also records which labels its colour map names
 //! (`dataset_entry.anomaly_types`, `,a,b,`), for the gallery's anomaly-type filter.
 
-use super::manifest::{self, MaskClass};
+use super::manifest::{self, MaskColor};
 use super::types::NewEntry;
 use crate::engine::AnomalyLabel;
 use crate::store::now_ms;
@@ -33,7 +33,7 @@ pub async fn project_of_dataset(conn: &mut AnyConnection, dataset_id: &str) -> R
 }
 
 /// Adds the labels a colour map names that the project does not have yet, in the map's colours.
-pub async fn register(conn: &mut AnyConnection, project_id: &str, classes: &[MaskClass]) -> Result<(), sqlx::Error> {
+pub async fn register(conn: &mut AnyConnection, project_id: &str, classes: &[MaskColor]) -> Result<(), sqlx::Error> {
     let now = now_ms();
     for c in classes {
         sqlx::query(

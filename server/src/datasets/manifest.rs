@@ -22,9 +22,11 @@ impl ImageClass {
     }
 }
 
-/// One anomaly class of a mask's colour map.
+/// One entry of a mask's colour map (`internal-color-map`): an anomaly label and the RGB colour of its pixels
+/// in the mask. The bytes are what masks are checked, normalized and written with; [`crate::engine::AnomalyLabel`]
+/// is the same label with its colour as `#RRGGBB`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MaskClass {
+pub struct MaskColor {
     pub name: String,
     pub color: [u8; 3],
 }
@@ -34,8 +36,8 @@ pub struct ManifestLine {
     pub source_ref: String,
     pub label: Option<ImageClass>,
     pub mask_ref: Option<String>,
-    /// The colour map's classes, `BACKGROUND` excluded.
-    pub classes: Vec<MaskClass>,
+    /// The colour map's anomaly labels, `BACKGROUND` excluded (LFV names them `class-name`).
+    pub classes: Vec<MaskColor>,
     /// The line as given, kept to answer ListDatasetEntries with it.
     pub raw: Map<String, Value>,
 }
@@ -102,7 +104,7 @@ pub fn parse_line(line: &str) -> Result<ManifestLine, String> {
     Ok(ManifestLine { source_ref, label, mask_ref, classes, raw })
 }
 
-fn color_map(meta: &Map<String, Value>, key: &str) -> Result<Vec<MaskClass>, String> {
+fn color_map(meta: &Map<String, Value>, key: &str) -> Result<Vec<MaskColor>, String> {
     let Some(Value::Object(map)) = meta.get("internal-color-map") else {
         return Err(format!("{key}-metadata has no internal-color-map"));
     };
@@ -122,10 +124,10 @@ fn color_map(meta: &Map<String, Value>, key: &str) -> Result<Vec<MaskClass>, Str
         if name.is_empty() || name.len() > 255 {
             return Err(format!("anomaly label {name:?} must have 1-255 characters"));
         }
-        if classes.iter().any(|c: &MaskClass| c.color == color) {
+        if classes.iter().any(|c: &MaskColor| c.color == color) {
             return Err(format!("two anomaly labels share the colour {}", hex_color(color)));
         }
-        classes.push(MaskClass { name: name.to_string(), color });
+        classes.push(MaskColor { name: name.to_string(), color });
         if classes.len() > crate::security::MAX_LABELS_PER_MASK {
             return Err(format!("the internal-color-map names more than {} anomaly labels", crate::security::MAX_LABELS_PER_MASK));
         }
@@ -179,7 +181,7 @@ pub fn validate_label_name(name: &str) -> Result<(), String> {
 
 /// The line with a new mask: labelled anomaly, `anomaly-mask-ref` pointing at `mask_ref`, and a colour map
 /// with LFV's white background first and the given classes.
-pub fn with_mask(raw: &Map<String, Value>, mask_ref: &str, classes: &[MaskClass], now_iso: &str) -> Map<String, Value> {
+pub fn with_mask(raw: &Map<String, Value>, mask_ref: &str, classes: &[MaskColor], now_iso: &str) -> Map<String, Value> {
     let mut out = with_label(raw, Some(ImageClass::Anomaly), now_iso);
     let old: Vec<String> = out.keys().filter(|k| k.ends_with("-ref") && *k != "source-ref").cloned().collect();
     for k in old {
@@ -247,7 +249,7 @@ mod tests {
         assert_eq!(l.source_ref, "s3://b/getting-started/training-images/anomaly-1.jpg");
         assert_eq!(l.label, Some(ImageClass::Anomaly));
         assert_eq!(l.mask_ref.as_deref(), Some("s3://b/getting-started/mask-images/anomaly-1.png"));
-        assert_eq!(l.classes, vec![MaskClass { name: "cracked".into(), color: [0x23, 0xA4, 0x36] }]);
+        assert_eq!(l.classes, vec![MaskColor { name: "cracked".into(), color: [0x23, 0xA4, 0x36] }]);
     }
 
     #[test]
@@ -271,7 +273,7 @@ mod tests {
     #[test]
     fn background_is_not_a_class() {
         let l = parse_line(r##"{"source-ref":"s3://b/k.jpg","a":1,"a-metadata":{"class-name":"anomaly"},"m-ref":"s3://b/m.png","m-ref-metadata":{"internal-color-map":{"0":{"class-name":"BACKGROUND","hex-color":"#ffffff"},"1":{"class-name":"scratch","hex-color":"#2ca02c"}}}}"##).unwrap();
-        assert_eq!(l.classes, vec![MaskClass { name: "scratch".into(), color: [0x2c, 0xa0, 0x2c] }]);
+        assert_eq!(l.classes, vec![MaskColor { name: "scratch".into(), color: [0x2c, 0xa0, 0x2c] }]);
     }
 
     #[test]
@@ -307,7 +309,7 @@ mod tests {
     #[test]
     fn painted_masks_write_lfv_segmentation_attributes() {
         let l = parse_line(r#"{"source-ref":"s3://b/k.jpg"}"#).unwrap();
-        let classes = vec![MaskClass { name: "scratch".into(), color: [0x2c, 0xa0, 0x2c] }];
+        let classes = vec![MaskColor { name: "scratch".into(), color: [0x2c, 0xa0, 0x2c] }];
         let out = with_mask(&l.raw, "vigil://mask/abc.png", &classes, "t");
         let again = parse_line(&Value::Object(out).to_string()).unwrap();
         assert_eq!(again.label, Some(ImageClass::Anomaly));
@@ -323,7 +325,7 @@ mod tests {
         let l = parse_line(COOKIE_SEG).unwrap();
         let out = with_renamed_label(&l.raw, "cracked", "crack").unwrap();
         let again = parse_line(&Value::Object(out).to_string()).unwrap();
-        assert_eq!(again.classes, vec![MaskClass { name: "crack".into(), color: [0x23, 0xA4, 0x36] }]);
+        assert_eq!(again.classes, vec![MaskColor { name: "crack".into(), color: [0x23, 0xA4, 0x36] }]);
         assert!(with_renamed_label(&l.raw, "dent", "x").is_none());
     }
 

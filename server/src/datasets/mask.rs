@@ -3,7 +3,7 @@
 //! Imported masks may have anti-aliased edges: a pixel close to a class colour counts as that class. Masks
 //! painted in the console are exact, and checked exactly.
 
-use super::manifest::{hex_color, MaskClass};
+use super::manifest::{hex_color, MaskColor};
 use image::ImageFormat;
 
 /// Per class, the number of pixels of that colour.
@@ -31,7 +31,7 @@ fn decode_mask(bytes: &[u8], width: u32, height: u32) -> Result<image::RgbaImage
     Ok(img)
 }
 
-pub fn check_mask(bytes: &[u8], width: u32, height: u32, classes: &[MaskClass]) -> Result<Census, String> {
+pub fn check_mask(bytes: &[u8], width: u32, height: u32, classes: &[MaskColor]) -> Result<Census, String> {
     let img = decode_mask(bytes, width, height)?;
     let mut counts = vec![0u64; classes.len()];
     let mut unknown = 0u64;
@@ -69,7 +69,7 @@ pub fn check_mask(bytes: &[u8], width: u32, height: u32, classes: &[MaskClass]) 
 /// classes it uses and their pixel counts (in `classes`' order, unused ones left out). Nothing is guessed: a
 /// half-transparent pixel or a colour that is not a class colour is refused with a message naming it, so a
 /// stale or anti-aliased colour can never be saved under another label.
-pub fn normalize_painted(bytes: &[u8], classes: &[MaskClass]) -> Result<(image::RgbImage, Census), String> {
+pub fn normalize_painted(bytes: &[u8], classes: &[MaskColor]) -> Result<(image::RgbImage, Census), String> {
     if classes.is_empty() {
         return Err("a mask needs at least one anomaly label".into());
     }
@@ -153,8 +153,8 @@ mod tests {
         out.into_inner()
     }
 
-    fn crack() -> Vec<MaskClass> {
-        vec![MaskClass { name: "cracked".into(), color: [0x23, 0xA4, 0x36] }]
+    fn crack() -> Vec<MaskColor> {
+        vec![MaskColor { name: "cracked".into(), color: [0x23, 0xA4, 0x36] }]
     }
 
     #[test]
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn painted_masks_become_lfv_masks() {
-        let dent = MaskClass { name: "dent".into(), color: [0x1F, 0x77, 0xB4] };
+        let dent = MaskColor { name: "dent".into(), color: [0x1F, 0x77, 0xB4] };
         let classes = vec![crack()[0].clone(), dent];
         let mut img = image::RgbaImage::new(64, 64);
         img.put_pixel(1, 1, image::Rgba([0x23, 0xA4, 0x36, 255]));
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(out.get_pixel(4, 1).0, [255, 255, 255]);
         assert_eq!(census, vec![("cracked".to_string(), 2), ("dent".to_string(), 1)]);
         // Unused classes are left out of the census.
-        let (_, census) = normalize_painted(&png(img.clone()), &classes[..1].iter().cloned().chain([MaskClass { name: "dent".into(), color: [0x1F, 0x77, 0xB4] }, MaskClass { name: "spare".into(), color: [1, 2, 3] }]).collect::<Vec<_>>()).unwrap();
+        let (_, census) = normalize_painted(&png(img.clone()), &classes[..1].iter().cloned().chain([MaskColor { name: "dent".into(), color: [0x1F, 0x77, 0xB4] }, MaskColor { name: "spare".into(), color: [1, 2, 3] }]).collect::<Vec<_>>()).unwrap();
         assert_eq!(census.len(), 2);
         // A colour close to a class colour, or a soft edge of one, is refused rather than snapped.
         let mut near = img.clone();
@@ -208,7 +208,7 @@ mod tests {
         let mut bytes = std::io::Cursor::new(Vec::new());
         grey.write_to(&mut bytes, ImageFormat::Png).unwrap();
         let out = binary_to_lfv(&bytes.into_inner(), 32, 16, red).unwrap();
-        let classes = vec![MaskClass { name: "scratch".into(), color: red }];
+        let classes = vec![MaskColor { name: "scratch".into(), color: red }];
         assert_eq!(check_mask(&out, 32, 16, &classes).unwrap(), vec![("scratch".to_string(), 4)]);
         let img = image::load_from_memory(&out).unwrap().to_rgb8();
         assert_eq!(img.get_pixel(5, 3).0, red);

@@ -246,7 +246,7 @@ fn mask_bombs_are_refused_before_decoding() {
     ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
     chunk(&mut png, b"IHDR", &ihdr);
     chunk(&mut png, b"IEND", &[]);
-    let classes = [vigil::datasets::manifest::MaskClass { name: "crack".into(), color: [255, 0, 0] }];
+    let classes = [vigil::datasets::manifest::MaskColor { name: "crack".into(), color: [255, 0, 0] }];
     let err = vigil::datasets::mask::normalize_painted(&png, &classes).unwrap_err();
     assert!(err.to_lowercase().contains("limit"), "{err}");
 }

@@ -100,7 +100,7 @@ fn now_iso() -> String {
 }
 
 /// A manifest line for an image, labelled, with an optional single-class mask.
-fn line_for(uri: String, label: Option<manifest::ImageClass>, mask: Option<(String, manifest::MaskClass)>, now: &str) -> ManifestLine {
+fn line_for(uri: String, label: Option<manifest::ImageClass>, mask: Option<(String, manifest::MaskColor)>, now: &str) -> ManifestLine {
     let mut raw = serde_json::Map::new();
     raw.insert("source-ref".into(), serde_json::Value::String(uri.clone()));
     let (raw, mask_ref, classes) = match mask {
@@ -120,7 +120,7 @@ pub fn folder_lines(files: &[String], uri: impl Fn(&str) -> String) -> (Vec<(i64
     let now = now_iso();
     let masks: HashMap<&str, &String> =
         files.iter().filter(|f| f.starts_with("masks/") && f.to_ascii_lowercase().ends_with(".png")).map(|f| (stem(f), f)).collect();
-    let class = manifest::MaskClass { name: FOLDER_MASK_LABEL.into(), color: PALETTE[0] };
+    let class = manifest::MaskColor { name: FOLDER_MASK_LABEL.into(), color: PALETTE[0] };
     let mut lines = Vec::new();
     let mut issues = Vec::new();
     for rel in files {
@@ -178,7 +178,7 @@ pub fn mvtec_lines(files: &[String], uri: impl Fn(&str) -> String) -> Result<Mvt
             ["test", "good", _] => out.test.push((0, line_for(uri(rel), Some(manifest::ImageClass::Normal), None, &now))),
             ["test", defect, file] => {
                 let i = defects.iter().position(|d| d == defect).unwrap_or(0);
-                let class = manifest::MaskClass { name: label_from_folder(defect), color: PALETTE[i % PALETTE.len()] };
+                let class = manifest::MaskColor { name: label_from_folder(defect), color: PALETTE[i % PALETTE.len()] };
                 let mask_rel = format!("ground_truth/{defect}/{}_mask.png", stem(file));
                 let mask = present.contains(mask_rel.as_str()).then(|| (uri(&mask_rel), class));
                 out.test.push((0, line_for(uri(rel), Some(manifest::ImageClass::Anomaly), mask, &now)));

@@ -2,7 +2,7 @@
 //! its line's colour map (or converted to one), and only then is either written to the blob store.
 
 use crate::blobs::Blobs;
-use crate::datasets::manifest::MaskClass;
+use crate::datasets::manifest::MaskColor;
 use crate::datasets::mask::{binary_to_lfv, check_mask};
 use crate::datasets::types::BlobInfo;
 use crate::engine::image_io;
@@ -26,7 +26,7 @@ pub fn store_image(blobs: &Blobs, bytes: Vec<u8>) -> Result<BlobInfo, String> {
 
 /// Checks a mask against its line's colour map and stores it; with `binary` (and a class in the map), the
 /// white-on-black mask is converted to an LFV mask in the first class's colour instead. Blocking.
-pub(super) fn store_mask(blobs: &Blobs, bytes: Vec<u8>, w: u32, h: u32, classes: &[MaskClass], binary: bool) -> Result<BlobInfo, String> {
+pub(super) fn store_mask(blobs: &Blobs, bytes: Vec<u8>, w: u32, h: u32, classes: &[MaskColor], binary: bool) -> Result<BlobInfo, String> {
     // A converted mask is valid by construction; any other is checked against its map.
     let bytes = match (binary, classes.first()) {
         (true, Some(c)) => binary_to_lfv(&bytes, w, h, c.color)?,
