@@ -5,9 +5,37 @@
 
 use crate::config::Config;
 use crate::s3::S3Settings;
-use app::api::{BackendError, S3Connection};
+use app::api::S3Connection;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+/// Why a check refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// What the request names is not valid or not allowed (a 400 for the caller).
+    #[error("{0}")]
+    Invalid(String),
+    /// Off by configuration, or an address the server must never reach (a 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// One of LFV's limits is reached (a 409).
+    #[error("{0}")]
+    Limit(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl SecurityError {
+    /// The HTTP status the console answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            SecurityError::Invalid(_) => 400,
+            SecurityError::Forbidden(_) => 403,
+            SecurityError::Limit(_) => 409,
+            SecurityError::Db(_) => 500,
+        }
+    }
+}
 
 /// A blob name: exactly 64 lowercase hex digits.
 pub fn is_blob_name(s: &str) -> bool {
@@ -16,14 +44,12 @@ pub fn is_blob_name(s: &str) -> bool {
 
 /// The resolved folder to import from, if it is a folder under the resolved import root. A folder outside the
 /// root and a missing one get the same answer, so the console cannot probe the server's disk.
-pub fn import_dir(root: Option<&Path>, dir: &Path) -> Result<PathBuf, BackendError> {
+pub fn import_dir(root: Option<&Path>, dir: &Path) -> Result<PathBuf, SecurityError> {
     let Some(root) = root else {
-        return Err(BackendError::new(
-            403,
-            "Imports from the server's disk are off; the administrator can allow a folder with VIGIL_IMPORT_ROOT.",
+        return Err(SecurityError::Forbidden("Imports from the server's disk are off; the administrator can allow a folder with VIGIL_IMPORT_ROOT.".into(),
         ));
     };
-    let refused = || BackendError::new(400, format!("{} is not a folder this server imports from (under {}).", dir.display(), root.display()));
+    let refused = || SecurityError::Invalid(format!("{} is not a folder this server imports from (under {}).", dir.display(), root.display()));
     let (Ok(real_root), Ok(real)) = (root.canonicalize(), dir.canonicalize()) else { return Err(refused()) };
     if !real.starts_with(&real_root) || !real.is_dir() {
         return Err(refused());
@@ -106,30 +132,28 @@ pub async fn check_endpoint_address(endpoint: &str) -> Result<(), String> {
 
 /// The S3 settings for one import: the server's, or the connection the user typed, checked. `None` when the
 /// import overrides nothing.
-pub async fn s3_override(config: &Config, conn: &S3Connection) -> Result<Option<S3Settings>, BackendError> {
+pub async fn s3_override(config: &Config, conn: &S3Connection) -> Result<Option<S3Settings>, SecurityError> {
     let set = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_string());
     if [&conn.endpoint, &conn.region, &conn.access_key_id, &conn.secret_access_key, &conn.addressing].iter().all(|v| v.trim().is_empty()) {
         return Ok(None);
     }
     let mut settings = config.s3_settings();
     if let Some(e) = set(&conn.endpoint) {
-        let norm = normalize_endpoint(&e).ok_or_else(|| BackendError::new(400, format!("{e:?} is not an endpoint URL (http://host:port).")))?;
+        let norm = normalize_endpoint(&e).ok_or_else(|| SecurityError::Invalid(format!("{e:?} is not an endpoint URL (http://host:port).")))?;
         let configured = config.s3_endpoint.as_deref().and_then(normalize_endpoint);
         let is_configured = configured.as_deref() == Some(norm.as_str());
         let allowed = is_configured || config.s3_allowed_endpoints.iter().filter_map(|a| normalize_endpoint(a)).any(|a| a == norm);
         if !allowed {
-            return Err(BackendError::new(
-                403,
-                format!("{e} is not an S3 endpoint this server may use; the administrator can add it to VIGIL_S3_ALLOWED_ENDPOINTS."),
+            return Err(SecurityError::Forbidden(format!("{e} is not an S3 endpoint this server may use; the administrator can add it to VIGIL_S3_ALLOWED_ENDPOINTS."),
             ));
         }
-        check_endpoint_address(&e).await.map_err(|m| BackendError::new(403, m))?;
+        check_endpoint_address(&e).await.map_err(|m| SecurityError::Forbidden(m))?;
         if !is_configured {
             // The server's own credentials are for its own endpoint only.
             settings.access_key_id = None;
             settings.secret_access_key = None;
             if set(&conn.access_key_id).is_none() {
-                return Err(BackendError::new(400, format!("Give the access key id and secret for {e}; Vigil sends its own credentials only to its configured endpoint.")));
+                return Err(SecurityError::Invalid(format!("Give the access key id and secret for {e}; Vigil sends its own credentials only to its configured endpoint.")));
             }
         }
         settings.endpoint = Some(e);
@@ -141,13 +165,13 @@ pub async fn s3_override(config: &Config, conn: &S3Connection) -> Result<Option<
             settings.secret_access_key = Some(secret);
         }
         (None, None) => {}
-        _ => return Err(BackendError::new(400, "Give both the access key id and the secret access key, or neither.")),
+        _ => return Err(SecurityError::Invalid("Give both the access key id and the secret access key, or neither.".into())),
     }
     match conn.addressing.trim() {
         "" => {}
         "path" => settings.force_path_style = true,
         "virtual" => settings.force_path_style = false,
-        other => return Err(BackendError::new(400, format!("{other:?} is not an addressing style: use path or virtual."))),
+        other => return Err(SecurityError::Invalid(format!("{other:?} is not an addressing style: use path or virtual."))),
     }
     Ok(Some(settings))
 }
@@ -160,38 +184,33 @@ pub const MAX_LABELS_PER_PROJECT: i64 = 100;
 pub const MAX_GALLERY_PAGE: usize = 100_000;
 
 /// Refuses a gallery page number so large that its offset would overflow or scan without end.
-pub fn check_gallery_page(page: usize) -> Result<(), BackendError> {
+pub fn check_gallery_page(page: usize) -> Result<(), SecurityError> {
     if page > MAX_GALLERY_PAGE {
-        return Err(BackendError::new(400, format!("Page {page} is out of range (at most {MAX_GALLERY_PAGE}).")));
+        return Err(SecurityError::Invalid(format!("Page {page} is out of range (at most {MAX_GALLERY_PAGE}).")));
     }
     Ok(())
 }
 
 /// Refuses a mask that names more labels than LFV allows.
-pub fn check_mask_labels(n: usize) -> Result<(), BackendError> {
+pub fn check_mask_labels(n: usize) -> Result<(), SecurityError> {
     if n > MAX_LABELS_PER_MASK {
-        return Err(BackendError::new(400, format!("A mask uses at most {MAX_LABELS_PER_MASK} anomaly labels ({n} given).")));
+        return Err(SecurityError::Invalid(format!("A mask uses at most {MAX_LABELS_PER_MASK} anomaly labels ({n} given).")));
     }
     Ok(())
 }
 
 /// Refuses a new label when the project has the most LFV allows.
-pub async fn check_label_count(db: &crate::store::Db, project: &str) -> Result<(), BackendError> {
+pub async fn check_label_count(db: &crate::store::Db, project: &str) -> Result<(), SecurityError> {
     let n: Result<(i64,), sqlx::Error> =
         sqlx::query_as("select count(*) from anomaly_label l join project p on p.id = l.project_id where p.name = $1")
             .bind(project)
             .fetch_one(&db.pool)
             .await;
     match n {
-        Ok((n,)) if n >= MAX_LABELS_PER_PROJECT => Err(BackendError::new(
-            409,
-            format!("The project has {MAX_LABELS_PER_PROJECT} anomaly labels, the most a project may have; delete one first."),
+        Ok((n,)) if n >= MAX_LABELS_PER_PROJECT => Err(SecurityError::Limit(format!("The project has {MAX_LABELS_PER_PROJECT} anomaly labels, the most a project may have; delete one first."),
         )),
         Ok(_) => Ok(()),
-        Err(e) => {
-            tracing::error!(error = %e, "counting a project's labels");
-            Err(BackendError::new(500, "Vigil had an internal error. Try again."))
-        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -202,9 +221,9 @@ mod tests {
     #[test]
     fn limits() {
         assert!(check_gallery_page(10).is_ok());
-        assert_eq!(check_gallery_page(usize::MAX).unwrap_err().status, 400);
+        assert_eq!(check_gallery_page(usize::MAX).unwrap_err().status(), 400);
         assert!(check_mask_labels(20).is_ok());
-        assert_eq!(check_mask_labels(21).unwrap_err().status, 400);
+        assert_eq!(check_mask_labels(21).unwrap_err().status(), 400);
     }
 
     #[test]
@@ -244,11 +263,11 @@ mod tests {
         std::fs::create_dir(root.path().join("ok")).unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).unwrap();
-        assert!(import_dir(None, root.path()).unwrap_err().status == 403, "off by default");
+        assert!(import_dir(None, root.path()).unwrap_err().status() == 403, "off by default");
         assert!(import_dir(Some(root.path()), &root.path().join("ok")).is_ok());
         let a = import_dir(Some(root.path()), outside.path()).unwrap_err();
         let b = import_dir(Some(root.path()), &root.path().join("missing")).unwrap_err();
-        assert_eq!(a.status, b.status, "outside and missing look the same");
+        assert_eq!(a.status(), b.status(), "outside and missing look the same");
         #[cfg(unix)]
         assert!(import_dir(Some(root.path()), &root.path().join("escape")).is_err(), "a link out of the root");
     }

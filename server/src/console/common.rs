@@ -17,6 +17,16 @@ impl From<ProjectError> for BackendError {
     }
 }
 
+/// A refused check (`security`) as the console shows it.
+impl From<crate::security::SecurityError> for BackendError {
+    fn from(e: crate::security::SecurityError) -> Self {
+        match e {
+            crate::security::SecurityError::Db(e) => internal(e),
+            other => BackendError::new(other.status(), other.to_string()),
+        }
+    }
+}
+
 /// `datasets`' errors as the console shows them (the LFV API's conversion is in `http::datasets`).
 impl From<datasets::DatasetError> for BackendError {
     fn from(e: datasets::DatasetError) -> Self {

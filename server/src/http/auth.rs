@@ -37,13 +37,11 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
             match state.hosting.in_flight.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    let mut r = refusal(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "ThrottlingException",
-                        "Too many DetectAnomalies requests are in flight on this server. Retry shortly.",
-                    );
-                    r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
-                    return r;
+                    return super::error::ApiError::Throttling {
+                        message: "Too many DetectAnomalies requests are in flight on this server. Retry shortly.".into(),
+                        retry_after_s: 1,
+                    }
+                    .into_response();
                 }
             }
         } else {

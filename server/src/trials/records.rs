@@ -311,9 +311,9 @@ pub async fn insert_images(conn: &mut AnyConnection, trial_id: &str, first_seq: 
 }
 
 pub fn folder(state: &AppState, dir: &Path) -> Result<PathBuf, TrialError> {
-    crate::security::import_dir(state.config.import_root.as_deref(), dir).map_err(|e| match e.status {
-        403 => TrialError::Conflict(e.message),
-        _ => TrialError::Invalid(e.message),
+    crate::security::import_dir(state.config.import_root.as_deref(), dir).map_err(|e| match e {
+        crate::security::SecurityError::Forbidden(m) => TrialError::Conflict(m),
+        other => TrialError::Invalid(other.to_string()),
     })
 }
 

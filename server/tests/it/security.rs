@@ -34,7 +34,7 @@ async fn disk_imports_stay_under_the_root() {
 fn disk_imports_are_off_without_a_root() {
     assert!(vigil::config::Config::defaults().import_root.is_none(), "off by default");
     let e = vigil::security::import_dir(None, std::path::Path::new("/tmp")).unwrap_err();
-    assert_eq!(e.status, 403);
+    assert_eq!(e.status(), 403);
 }
 
 #[tokio::test]
@@ -52,13 +52,13 @@ async fn per_import_endpoints_are_checked() {
     };
     // Not on the list.
     let e = vigil::security::s3_override(&config, &conn("http://evil.example:9000", "k")).await.unwrap_err();
-    assert_eq!(e.status, 403);
+    assert_eq!(e.status(), 403);
     // Listed, but a metadata address.
     let e = vigil::security::s3_override(&config, &conn("http://169.254.169.254", "k")).await.unwrap_err();
-    assert_eq!(e.status, 403);
+    assert_eq!(e.status(), 403);
     // Listed, without credentials: the server's are not sent there.
     let e = vigil::security::s3_override(&config, &conn("http://127.0.0.1:9100", "")).await.unwrap_err();
-    assert_eq!(e.status, 400);
+    assert_eq!(e.status(), 400);
     let s = vigil::security::s3_override(&config, &conn("http://127.0.0.1:9100", "k")).await.unwrap().unwrap();
     assert_eq!((s.access_key_id.as_deref(), s.secret_access_key.as_deref()), (Some("k"), Some("s")));
     // The configured endpoint keeps the server's credentials.
