@@ -80,7 +80,7 @@ pub async fn export_dataset(State(state): State<AppState>, Path((project, file))
                     (header::CONTENT_LENGTH, len.to_string()),
                     (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.zip\"")),
                 ],
-                file_body(tokio::fs::File::from_std(file)),
+                crate::web::file_body(tokio::fs::File::from_std(file)),
             )
                 .into_response()
         }
@@ -238,19 +238,3 @@ pub(super) fn sanitize_file_name(name: &str) -> String {
     if clean.is_empty() { "image".into() } else { clean }
 }
 
-/// A file streamed as a response body in 256 KiB chunks (exports, batch results).
-pub fn file_body(file: tokio::fs::File) -> axum::body::Body {
-    let stream = futures::stream::unfold(file, |mut f| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 256 * 1024];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    });
-    axum::body::Body::from_stream(stream)
-}
