@@ -117,7 +117,7 @@ pub const GALLERY_PAGE: usize = 48;
 
 /// An anomaly label and its mask colour (`#RRGGBB`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabelColor {
+pub struct AnomalyLabel {
     pub name: String,
     pub color: String,
 }
@@ -131,14 +131,14 @@ pub struct EntryDetail {
     /// Blob name of the current mask, if any.
     pub mask: Option<String>,
     /// The colour map of the current mask (its labels in the colours it was painted in).
-    pub mask_classes: Vec<LabelColor>,
+    pub mask_classes: Vec<AnomalyLabel>,
     /// The project's anomaly labels, in the colours new masks use.
-    pub labels: Vec<LabelColor>,
+    pub labels: Vec<AnomalyLabel>,
 }
 
-/// A project's anomaly label, with how many images' masks use it.
+/// A project's anomaly label (name and `#RRGGBB` colour, as in [`AnomalyLabel`]), with how many images' masks use it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabelInfo {
+pub struct AnomalyLabelUse {
     pub name: String,
     pub color: String,
     pub uses: i64,
@@ -212,12 +212,12 @@ mod backend {
             dataset_type: &str,
             id: &str,
             png_data_url: &str,
-            labels: Vec<LabelColor>,
+            labels: Vec<AnomalyLabel>,
         ) -> Result<(), BackendError>;
         /// Renames an anomaly label in every mask colour map of the project; returns the entries changed.
         async fn rename_label(&self, project: &str, old: &str, new: &str) -> Result<usize, BackendError>;
         /// The project's anomaly labels with their use counts.
-        async fn labels(&self, project: &str) -> Result<Vec<LabelInfo>, BackendError>;
+        async fn labels(&self, project: &str) -> Result<Vec<AnomalyLabelUse>, BackendError>;
         /// Adds an anomaly label (LFV's naming rule) with its colour.
         async fn create_label(&self, project: &str, name: &str, color: &str) -> Result<(), BackendError>;
         /// Changes the colour new masks paint a label in.
@@ -400,13 +400,13 @@ pub async fn save_mask(
     id: String,
     png: String,
     // An empty list is left out of the URL-encoded form entirely: without a default it would not parse.
-    #[server(default)] labels: Vec<LabelColor>,
+    #[server(default)] labels: Vec<AnomalyLabel>,
 ) -> Result<(), ServerFnError> {
     Ok(backend::backend()?.save_mask(&project, &dataset_type, &id, &png, labels).await?)
 }
 
 #[server]
-pub async fn list_labels(project: String) -> Result<Vec<LabelInfo>, ServerFnError> {
+pub async fn list_labels(project: String) -> Result<Vec<AnomalyLabelUse>, ServerFnError> {
     Ok(backend::backend()?.labels(&project).await?)
 }
 

@@ -5,7 +5,7 @@
 use super::mask_leave::{install_leave_guard, set_unsaved};
 use super::mask_paint::{rgb, IndexMask, Rect};
 use super::mask_tools::Tool;
-use crate::api::{delete_label, error_text, save_mask, set_labels, EntryDetail, LabelColor};
+use crate::api::{delete_label, error_text, save_mask, set_labels, AnomalyLabel, EntryDetail};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos::wasm_bindgen::JsCast;
@@ -58,7 +58,7 @@ pub struct Editor {
     pub mask_img_ref: NodeRef<leptos::html::Img>,
     pub scroll_ref: NodeRef<leptos::html::Div>,
     pub stage_ref: NodeRef<leptos::html::Div>,
-    pub labels: RwSignal<Vec<LabelColor>>,
+    pub labels: RwSignal<Vec<AnomalyLabel>>,
     pub current: RwSignal<usize>,
     pub brush: RwSignal<f64>,
     pub tool: RwSignal<Tool>,
@@ -91,7 +91,7 @@ pub struct Editor {
     pub dataset_type: StoredValue<String>,
     entry_id: StoredValue<String>,
     /// The saved mask's colour map, and whether the saved mask was read into the buffer yet.
-    mask_classes: StoredValue<Vec<LabelColor>>,
+    mask_classes: StoredValue<Vec<AnomalyLabel>>,
     mask_loaded: StoredValue<bool>,
 }
 
@@ -432,7 +432,7 @@ impl Editor {
             rgba = m.rgba(m.full(), &cs);
         });
         let Some(png) = png_data_url(self.wu, self.hu, &rgba) else { return };
-        let l: Vec<LabelColor> = labels.with_untracked(|ls| ls.iter().zip(&used).filter(|(_, u)| **u).map(|(l, _)| l.clone()).collect());
+        let l: Vec<AnomalyLabel> = labels.with_untracked(|ls| ls.iter().zip(&used).filter(|(_, u)| **u).map(|(l, _)| l.clone()).collect());
         let (p, t, i) = (self.project.get_value(), self.dataset_type.get_value(), self.entry_id.get_value());
         self.status.set(Some(Ok("Saving…".into())));
         spawn_local(async move {

@@ -5,7 +5,7 @@
 //! which must renumber its label-index buffer.
 
 use super::mask_tools::Tool;
-use crate::api::{create_label, error_text, recolor_label, rename_label, LabelColor};
+use crate::api::{create_label, error_text, recolor_label, rename_label, AnomalyLabel};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -16,7 +16,7 @@ const PALETTE: [&str; 8] = ["#E4572E", "#23A436", "#1F77B4", "#F2A541", "#9B5DE5
 #[component]
 pub fn LabelPanel(
     project: StoredValue<String>,
-    labels: RwSignal<Vec<LabelColor>>,
+    labels: RwSignal<Vec<AnomalyLabel>>,
     current: RwSignal<usize>,
     tool: RwSignal<Tool>,
     status: RwSignal<Option<Result<String, String>>>,
@@ -48,7 +48,7 @@ pub fn LabelPanel(
             match create_label(p, name.clone(), colour.clone()).await {
                 Ok(()) => {
                     labels.update(|l| {
-                        l.push(LabelColor { name, color: colour });
+                        l.push(AnomalyLabel { name, color: colour });
                         current.set(l.len() - 1);
                     });
                     if tool.get_untracked() == Tool::Eraser || tool.get_untracked() == Tool::Pan {

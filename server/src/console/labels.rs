@@ -5,7 +5,7 @@ use super::common::{ensure_settled, find_project, internal};
 use crate::projects::{self, ProjectError};
 use crate::datasets::{self, manifest};
 use crate::state::AppState;
-use app::api::{BackendError, LabelInfo};
+use app::api::{AnomalyLabelUse, BackendError};
 use sqlx::AnyConnection;
 
 pub(super) async fn rename(state: &AppState, project: &str, old: &str, new: &str) -> Result<usize, BackendError> {
@@ -39,14 +39,14 @@ pub(super) async fn rename(state: &AppState, project: &str, old: &str, new: &str
     Ok(changed)
 }
 
-pub(super) async fn list(state: &AppState, project: &str) -> Result<Vec<LabelInfo>, BackendError> {
+pub(super) async fn list(state: &AppState, project: &str) -> Result<Vec<AnomalyLabelUse>, BackendError> {
     let mut conn = state.db.pool.acquire().await.map_err(internal)?;
     let p = find_project(&mut conn, project).await?;
     let counts = datasets::labels::usage_counts(&mut conn, &p.id).await.map_err(internal)?;
     let labels = datasets::labels::list(&mut conn, &p.id).await.map_err(internal)?;
     Ok(labels
         .into_iter()
-        .map(|l| LabelInfo { uses: counts.get(&l.name).copied().unwrap_or(0), name: l.name, color: l.color })
+        .map(|l| AnomalyLabelUse { uses: counts.get(&l.name).copied().unwrap_or(0), name: l.name, color: l.color })
         .collect())
 }
 

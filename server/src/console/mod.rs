@@ -17,7 +17,7 @@ use crate::datasets::{self, manifest, Dataset};
 use crate::projects::{self, Project, ProjectError};
 use crate::state::AppState;
 use app::api::{
-    Backend, BackendError, DatasetDetail, DatasetSummary, EntryDetail, EntryPage, EntryQuery, EntryView, LabelColor, LabelInfo, S3Connection,
+    AnomalyLabel, AnomalyLabelUse, Backend, BackendError, DatasetDetail, DatasetSummary, EntryDetail, EntryPage, EntryQuery, EntryView, S3Connection,
     ProjectDetail, ProjectSummary, UploadReport, GALLERY_PAGE,
 };
 use sqlx::AnyConnection;
@@ -218,11 +218,11 @@ impl Backend for ConsoleBackend {
             .await
             .map_err(internal)?
             .into_iter()
-            .map(|l| LabelColor { name: l.name, color: l.color })
+            .map(|l| AnomalyLabel { name: l.name, color: l.color })
             .collect();
         let mask_classes = if e.mask_hash.is_some() {
             manifest::parse_line(&e.entry)
-                .map(|l| l.classes.into_iter().map(|c| LabelColor { name: c.name, color: manifest::hex_color(c.color) }).collect())
+                .map(|l| l.classes.into_iter().map(|c| AnomalyLabel { name: c.name, color: manifest::hex_color(c.color) }).collect())
                 .unwrap_or_default()
         } else {
             Vec::new()
@@ -243,7 +243,7 @@ impl Backend for ConsoleBackend {
         dataset_type: &str,
         id: &str,
         png_data_url: &str,
-        labels: Vec<LabelColor>,
+        labels: Vec<AnomalyLabel>,
     ) -> Result<(), BackendError> {
         use base64::Engine as _;
         crate::security::check_mask_labels(labels.len())?;
@@ -322,7 +322,7 @@ impl Backend for ConsoleBackend {
         labels::rename(&self.state, project, old, new).await
     }
 
-    async fn labels(&self, project: &str) -> Result<Vec<LabelInfo>, BackendError> {
+    async fn labels(&self, project: &str) -> Result<Vec<AnomalyLabelUse>, BackendError> {
         labels::list(&self.state, project).await
     }
 

@@ -265,7 +265,7 @@ async fn archives_from_the_export_import_back() {
     let (a, b) = (mask_set("source").await, mask_set("copy").await);
     assert_eq!(a, b);
     assert_eq!(a.iter().filter(|m| m.1.is_some()).count(), 2);
-    let names = |ls: Vec<app::api::LabelInfo>| ls.into_iter().map(|l| (l.name, l.color, l.uses)).collect::<Vec<_>>();
+    let names = |ls: Vec<app::api::AnomalyLabelUse>| ls.into_iter().map(|l| (l.name, l.color, l.uses)).collect::<Vec<_>>();
     assert_eq!(names(con.labels("copy").await.unwrap()), names(con.labels("source").await.unwrap()));
 
     // Exporting the copy gives the same manifest paths (no second hash prefix on the names).
