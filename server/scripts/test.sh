@@ -52,6 +52,9 @@ if [ -z "${VIGIL_TEST_POSTGRES:-}" ]; then
 fi
 export VIGIL_REQUIRE_POSTGRES=1
 
+step "layers: no import cycles, no file over 600 lines (server/scripts/check_layers.py)"
+python3 server/scripts/check_layers.py
+
 step "unit and integration tests (SQLite and PostgreSQL at $VIGIL_TEST_POSTGRES)"
 cargo test -p app -p server
 
