@@ -17,7 +17,7 @@
 
 use crate::s3::S3Settings;
 use crate::state::AppState;
-use crate::store::{now_ms, Db, Engine};
+use crate::db::{now_ms, BackendKind, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,9 +164,9 @@ pub async fn claim(db: &Db, owner: &str, lane: Lane, lease_ms: i64) -> Result<Op
 /// [`claim`] by the job table's `kind`.
 pub async fn claim_kind(db: &Db, owner: &str, kind: &str, lease_ms: i64) -> Result<Option<Claimed>, sqlx::Error> {
     let now = now_ms();
-    let lock = match db.engine {
-        Engine::Postgres => " for update skip locked",
-        Engine::Sqlite => "",
+    let lock = match db.kind {
+        BackendKind::Postgres => " for update skip locked",
+        BackendKind::Sqlite => "",
     };
     let sql = format!(
         "update job set owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \

@@ -17,7 +17,7 @@ pub mod projects;
 pub mod s3;
 pub mod security;
 pub mod state;
-pub mod store;
+pub mod db;
 pub mod trials;
 pub mod web;
 pub mod work;
@@ -39,8 +39,8 @@ pub use web::MAX_BODY_BYTES;
 
 /// Builds the state: database (migrated), backbone (loaded and warmed up) and console settings.
 pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<AppState> {
-    let db = store::Db::connect(&config.database_url).await?;
-    tracing::info!(engine = ?db.engine, "database ready");
+    let db = db::Db::connect(&config.database_url).await?;
+    tracing::info!(backend = ?db.kind, "database ready");
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let blobs = blobs::Blobs::open(&config.data_dir)?;
@@ -299,7 +299,7 @@ pub async fn collect_blob_garbage(state: &AppState, grace: std::time::Duration) 
         used.extend(heat);
         used.extend(mask);
     }
-    let cutoff = store::now_ms() - grace.as_millis() as i64;
+    let cutoff = db::now_ms() - grace.as_millis() as i64;
     let old: Vec<(String,)> = sqlx::query_as("select hash from blob where created_at < $1").bind(cutoff).fetch_all(&mut *conn).await?;
     for (hash,) in old.iter().filter(|(h,)| !used.contains(h)) {
         // Re-checked in the statement itself: an entry written meanwhile keeps its blob.

@@ -1,7 +1,7 @@
 //! Projects: the unit a quality engineer works in, one per inspected part. Queries and rules shared by the
 //! LFV API and the console.
 
-use crate::store::{is_unique_violation, now_ms};
+use crate::db::{is_unique_violation, now_ms};
 use sqlx::AnyConnection;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

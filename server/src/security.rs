@@ -200,7 +200,7 @@ pub fn check_mask_labels(n: usize) -> Result<(), SecurityError> {
 }
 
 /// Refuses a new label when the project has the most LFV allows.
-pub async fn check_label_count(db: &crate::store::Db, project: &str) -> Result<(), SecurityError> {
+pub async fn check_label_count(db: &crate::db::Db, project: &str) -> Result<(), SecurityError> {
     let n: Result<(i64,), sqlx::Error> =
         sqlx::query_as("select count(*) from anomaly_label l join project p on p.id = l.project_id where p.name = $1")
             .bind(project)

@@ -4,7 +4,7 @@ use crate::blobs::Blobs;
 use crate::config::Config;
 use crate::s3::S3;
 use crate::engine::Backbone;
-use crate::store::Db;
+use crate::db::Db;
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use std::sync::atomic::AtomicBool;

@@ -6,7 +6,7 @@ use crate::datasets::import::{Importer, Local, Place};
 use crate::jobs::{claim, pending, Job, JobProgress, Lane, MAX_ATTEMPTS};
 use crate::s3::{S3Settings, S3};
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::db::now_ms;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! sealed with the server key (SigV4 verification needs it in the clear, so it cannot be a one-way hash).
 
 use super::secretbox::SecretBox;
-use crate::store::now_ms;
+use crate::db::now_ms;
 use sqlx::AnyConnection;
 
 /// A key as the console lists it (never with its secret).

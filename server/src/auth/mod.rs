@@ -7,7 +7,7 @@ pub mod secretbox;
 pub mod sigv4;
 pub mod users;
 
-use crate::store::Db;
+use crate::db::Db;
 use secretbox::SecretBox;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

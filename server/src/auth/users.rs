@@ -1,7 +1,7 @@
 //! Console users and their sessions: names, Argon2id password hashes, administrators; a session is a random
 //! token in an HttpOnly cookie whose SHA-256 is the row's id (a stolen database does not yield live cookies).
 
-use crate::store::now_ms;
+use crate::db::now_ms;
 use sqlx::AnyConnection;
 
 /// How long a session lasts after sign-in.
@@ -100,7 +100,7 @@ pub async fn create(conn: &mut AnyConnection, name: &str, password_hash: &str, i
         .await;
     match r {
         Ok(_) => Ok(User { id, name: name.to_string(), is_admin, created_at: now }),
-        Err(e) if crate::store::is_unique_violation(&e) => Err(UserError::Exists(name.to_string())),
+        Err(e) if crate::db::is_unique_violation(&e) => Err(UserError::Exists(name.to_string())),
         Err(e) => Err(e.into()),
     }
 }
@@ -192,7 +192,7 @@ pub async fn purge_expired_sessions(conn: &mut AnyConnection) -> Result<u64, sql
 
 /// At first start (no users yet): creates the administrator `admin`, with `password` or a generated one that
 /// is printed once in the log.
-pub async fn ensure_admin(db: &crate::store::Db, password: Option<&str>) -> anyhow::Result<()> {
+pub async fn ensure_admin(db: &crate::db::Db, password: Option<&str>) -> anyhow::Result<()> {
     let mut conn = db.pool.acquire().await?;
     if count(&mut conn).await? > 0 {
         return Ok(());

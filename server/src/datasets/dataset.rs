@@ -2,7 +2,7 @@
 //! or update is writing into one), their errors, and creating, finding, clearing and deleting them.
 
 use super::types::new_id;
-use crate::store::{is_unique_violation, now_ms};
+use crate::db::{is_unique_violation, now_ms};
 use sqlx::AnyConnection;
 
 pub const CREATE_IN_PROGRESS: &str = "CREATE_IN_PROGRESS";

@@ -5,7 +5,7 @@
 use super::labels;
 use super::manifest::{self, ImageClass};
 use super::types::{new_id, BlobInfo, NewEntry, StoredEntry};
-use crate::store::now_ms;
+use crate::db::now_ms;
 use sqlx::AnyConnection;
 
 /// What the blob store knows of a blob (size, type, pixel size), if it is recorded.

@@ -6,7 +6,7 @@
 use super::manifest::{self, MaskColor};
 use super::types::NewEntry;
 use crate::engine::AnomalyLabel;
-use crate::store::now_ms;
+use crate::db::now_ms;
 use sqlx::AnyConnection;
 
 /// The `anomaly_types` column for a JSON line: `,a,b,` (sorted), or empty when it names no label.
@@ -232,7 +232,7 @@ mod tests {
     #[tokio::test]
     async fn imports_never_take_a_project_past_its_label_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::store::Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let db = crate::db::Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
         let mut conn = db.pool.acquire().await.unwrap();
         let p = crate::projects::create(&mut conn, "limits").await.unwrap();
         let d = super::super::create(&mut conn, &p.id, "train", super::super::CREATE_COMPLETE).await.unwrap();

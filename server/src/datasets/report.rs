@@ -2,7 +2,7 @@
 //! import skipped, with their reasons).
 
 use super::types::{new_id, Issue};
-use crate::store::now_ms;
+use crate::db::now_ms;
 use sqlx::AnyConnection;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

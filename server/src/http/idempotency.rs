@@ -4,7 +4,7 @@
 //! with a `ConflictException`.
 
 use super::error::{ApiError, ResourceType};
-use crate::store::{is_unique_violation, now_ms, Db};
+use crate::db::{is_unique_violation, now_ms, Db};
 use axum::http::HeaderMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -6,7 +6,7 @@ use super::trainset::SampleOrigin;
 use crate::blobs::Blobs;
 use crate::engine::Model;
 use crate::state::AppState;
-use crate::store::{now_ms, Db};
+use crate::db::{now_ms, Db};
 use sqlx::AnyConnection;
 use std::collections::HashMap;
 

@@ -10,7 +10,7 @@ pub mod trainset;
 pub mod usage;
 pub mod training;
 
-use crate::store::now_ms;
+use crate::db::now_ms;
 use sqlx::AnyConnection;
 
 pub const TRAINING: &str = "TRAINING";

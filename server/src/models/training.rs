@@ -7,7 +7,7 @@
 use super::trainset::{self, SampleOrigin};
 use crate::jobs::JobProgress;
 use crate::state::AppState;
-use crate::store::{now_ms, Db};
+use crate::db::{now_ms, Db};
 use anyhow::Context;
 use serde_json::json;
 use std::collections::HashMap;

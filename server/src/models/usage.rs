@@ -8,7 +8,7 @@
 
 use super::hosting::{Counts, Hosted};
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::db::now_ms;
 use serde::Serialize;
 use sqlx::AnyConnection;
 use std::fmt::Write;

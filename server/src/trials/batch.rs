@@ -8,7 +8,7 @@ use crate::engine;
 use crate::jobs::JobProgress;
 use crate::models::{self, hosting, ModelVersion};
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::db::now_ms;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

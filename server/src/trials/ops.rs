@@ -6,7 +6,7 @@ use crate::datasets::{self, BlobInfo};
 use crate::jobs::Job;
 use crate::models::{self, ModelVersion};
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::db::now_ms;
 use sqlx::{AnyConnection, Row};
 
 /// The project and model version a trial or batch is asked for; the version must be trained (a batch's hosted).

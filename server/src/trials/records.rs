@@ -4,7 +4,7 @@
 
 use crate::datasets::{self, BlobInfo};
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::db::now_ms;
 use sqlx::{AnyConnection, Row};
 use std::path::{Path, PathBuf};
 

@@ -7,7 +7,7 @@ use crate::datasets;
 use crate::jobs::JobProgress;
 use crate::models::{self, hosting};
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::db::now_ms;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 use super::records::{Trial, TrialError, CORRECT, INCORRECT, MAX_TRIAL_IMAGES, RUNNING};
 use crate::datasets::{self, manifest, BlobInfo, NewEntry};
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::db::now_ms;
 use sqlx::AnyConnection;
 
 /// The label a verified image gets: the model's verdict (`predicted` anomalous or not), or its opposite where the

@@ -8,7 +8,7 @@ use vigil::blobs::hash_of;
 async fn earlier_versions_move_into_the_blob_store(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };
     let state = h.running.as_ref().unwrap().state.clone();
-    let now = vigil::store::now_ms();
+    let now = vigil::db::now_ms();
     let (project, model) = ("aa".repeat(16), "bb".repeat(16));
     sqlx::query("insert into project (id, name, created_at, updated_at) values ($1, 'old', $2, $2)")
         .bind(&project)

@@ -9,7 +9,7 @@ use crate::datasets::manifest::{parse_line, parse_s3_uri, ManifestLine};
 use crate::datasets::types::{BlobInfo, Issue, NewEntry, StoredEntry};
 use crate::datasets::{dataset, entries, labels, report};
 use crate::s3::S3;
-use crate::store::Db;
+use crate::db::Db;
 use futures::stream::{self, StreamExt};
 use std::collections::HashMap;
 

@@ -1,5 +1,5 @@
 //! The database: one sqlx `Any` pool over SQLite (embedded default) or PostgreSQL, the same migrations and
-//! queries for both. Queries use `$N` placeholders, which both engines accept, and store times as
+//! queries for both. Queries use `$N` placeholders, which both backends accept, and store times as
 //! milliseconds since the Unix epoch in `bigint` columns.
 
 use anyhow::Context;
@@ -7,38 +7,40 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::AnyPool;
 use std::path::Path;
 
+/// Which SQL server is behind the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
+pub enum BackendKind {
     Sqlite,
     Postgres,
 }
 
+/// The database: a pool and the kind of server behind it.
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,
-    pub engine: Engine,
+    pub kind: BackendKind,
 }
 
 impl Db {
     /// Connects (creating a SQLite file and its directory if needed) and applies the migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         install_default_drivers();
-        let engine = if url.starts_with("sqlite:") {
-            Engine::Sqlite
+        let kind = if url.starts_with("sqlite:") {
+            BackendKind::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Engine::Postgres
+            BackendKind::Postgres
         } else {
             anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres:// (got {url:?})");
         };
-        let url = match engine {
-            Engine::Sqlite => sqlite_url(url)?,
-            Engine::Postgres => url.to_string(),
+        let url = match kind {
+            BackendKind::Sqlite => sqlite_url(url)?,
+            BackendKind::Postgres => url.to_string(),
         };
         let pool = AnyPoolOptions::new()
-            .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
+            .max_connections(if kind == BackendKind::Sqlite { 8 } else { 16 })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if engine == Engine::Sqlite {
+                    if kind == BackendKind::Sqlite {
                         // LIKE is case-sensitive on PostgreSQL; make SQLite agree (sourceRefContains).
                         sqlx::Executor::execute(&mut *conn, "pragma case_sensitive_like = true").await?;
                     }
@@ -48,12 +50,12 @@ impl Db {
             .connect(&url)
             .await
             .with_context(|| format!("connecting to the database at {}", redact(&url)))?;
-        if engine == Engine::Sqlite {
+        if kind == BackendKind::Sqlite {
             // WAL lets readers run while a writer commits; the setting is stored in the file.
             sqlx::query("pragma journal_mode = wal").execute(&pool).await?;
         }
         sqlx::migrate!("../migrations").run(&pool).await.context("applying migrations")?;
-        Ok(Db { pool, engine })
+        Ok(Db { pool, kind })
     }
 }
 
@@ -62,9 +64,9 @@ impl Db {
     /// a deferred transaction that reads and then writes fails at once with "database is locked" when another
     /// writer got in between, whereas an immediate one waits its turn (busy timeout).
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.engine {
-            Engine::Sqlite => self.pool.begin_with("begin immediate").await,
-            Engine::Postgres => self.pool.begin().await,
+        match self.kind {
+            BackendKind::Sqlite => self.pool.begin_with("begin immediate").await,
+            BackendKind::Postgres => self.pool.begin().await,
         }
     }
 }
