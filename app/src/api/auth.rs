@@ -81,7 +81,7 @@ mod backend {
     }
 
     pub(super) fn me() -> Result<SessionUser, ServerFnError> {
-        session_user().ok_or_else(|| BackendError::new(401, "Sign in first.").into())
+        session_user().ok_or_else(|| BackendError::unauthorized("Sign in first.").into())
     }
 }
 

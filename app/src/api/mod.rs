@@ -244,6 +244,46 @@ mod backend {
         pub fn new(status: u16, message: impl Into<String>) -> Self {
             BackendError { status, message: message.into() }
         }
+
+        /// 400: what was asked is not valid; the message says how to fix it.
+        pub fn invalid(message: impl Into<String>) -> Self {
+            Self::new(400, message)
+        }
+
+        /// 401: sign in first.
+        pub fn unauthorized(message: impl Into<String>) -> Self {
+            Self::new(401, message)
+        }
+
+        /// 403: not allowed here.
+        pub fn forbidden(message: impl Into<String>) -> Self {
+            Self::new(403, message)
+        }
+
+        /// 404: what was named does not exist.
+        pub fn not_found(message: impl Into<String>) -> Self {
+            Self::new(404, message)
+        }
+
+        /// 409: the state of what was named does not allow it now.
+        pub fn conflict(message: impl Into<String>) -> Self {
+            Self::new(409, message)
+        }
+
+        /// 413: too large.
+        pub fn too_large(message: impl Into<String>) -> Self {
+            Self::new(413, message)
+        }
+
+        /// 429: busy; try again shortly.
+        pub fn throttled(message: impl Into<String>) -> Self {
+            Self::new(429, message)
+        }
+
+        /// 500: the server failed (details in its log, not here).
+        pub fn internal(message: impl Into<String>) -> Self {
+            Self::new(500, message)
+        }
     }
 
     impl From<BackendError> for ServerFnError {
@@ -285,7 +325,7 @@ pub async fn get_project(name: String) -> Result<ProjectDetail, ServerFnError> {
 pub async fn create_project(name: String) -> Result<ProjectSummary, ServerFnError> {
     let name = name.trim().to_string();
     if let Err(message) = crate::names::validate_project_name(&name) {
-        return Err(backend::BackendError::new(400, message).into());
+        return Err(backend::BackendError::invalid(message).into());
     }
     Ok(backend::backend()?.create_project(&name).await?)
 }
@@ -373,7 +413,7 @@ pub async fn upload_images(data: leptos::server_fn::codec::MultipartData) -> Res
         while let Some(chunk) = field.chunk().await.map_err(|e| bad(format!("upload: {e}")))? {
             if bytes.len() + chunk.len() > MAX_UPLOAD_FIELD_BYTES {
                 let what = file_name.clone().unwrap_or(name.clone());
-                return Err(backend::BackendError::new(413, format!("{what}: the file is larger than {} MB.", MAX_UPLOAD_FIELD_BYTES >> 20)).into());
+                return Err(backend::BackendError::too_large(format!("{what}: the file is larger than {} MB.", MAX_UPLOAD_FIELD_BYTES >> 20)).into());
             }
             bytes.extend_from_slice(&chunk);
         }

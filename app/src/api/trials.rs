@@ -125,14 +125,14 @@ pub async fn upload_trial(data: leptos::server_fn::codec::MultipartData) -> Resu
         let field_name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().map(str::to_string);
         if file_name.is_some() && files.len() >= MAX_TRIAL_IMAGES {
-            return Err(BackendError::new(400, format!("A trial runs over at most {MAX_TRIAL_IMAGES} images.")).into());
+            return Err(BackendError::invalid(format!("A trial runs over at most {MAX_TRIAL_IMAGES} images.")).into());
         }
         // Read in chunks and stop at the cap, so an oversized field is refused before it is buffered.
         let mut bytes = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(|e| bad(format!("upload: {e}")))? {
             if bytes.len() + chunk.len() > MAX_UPLOAD_FIELD_BYTES {
                 let what = file_name.clone().unwrap_or(field_name.clone());
-                return Err(BackendError::new(413, format!("{what}: the file is larger than {} MB.", MAX_UPLOAD_FIELD_BYTES >> 20)).into());
+                return Err(BackendError::too_large(format!("{what}: the file is larger than {} MB.", MAX_UPLOAD_FIELD_BYTES >> 20)).into());
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -148,7 +148,7 @@ pub async fn upload_trial(data: leptos::server_fn::codec::MultipartData) -> Resu
     if append {
         return Ok(backend::trial_backend()?.append(&project, &name, files).await?);
     }
-    let version = version.trim().parse::<i64>().map_err(|_| BackendError::new(400, "The model version is missing."))?;
+    let version = version.trim().parse::<i64>().map_err(|_| BackendError::invalid("The model version is missing."))?;
     Ok(backend::trial_backend()?.create(&project, &name, version, "upload", files).await?)
 }
 

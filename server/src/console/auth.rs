@@ -107,16 +107,16 @@ pub struct AuthConsole {
 
 fn internal(e: impl std::fmt::Display) -> BackendError {
     tracing::error!(error = %e, "console auth backend error");
-    BackendError::new(500, "Vigil had an internal error. Try again.")
+    BackendError::internal("Vigil had an internal error. Try again.")
 }
 
 impl From<users::UserError> for BackendError {
     fn from(e: users::UserError) -> Self {
         match e {
-            users::UserError::Invalid(_) => BackendError::new(400, e.to_string()),
-            users::UserError::Exists(_) => BackendError::new(409, e.to_string()),
-            users::UserError::NotFound(_) => BackendError::new(404, e.to_string()),
-            users::UserError::Refused(_) => BackendError::new(409, e.to_string()),
+            users::UserError::Invalid(_) => BackendError::invalid(e.to_string()),
+            users::UserError::Exists(_) => BackendError::conflict(e.to_string()),
+            users::UserError::NotFound(_) => BackendError::not_found(e.to_string()),
+            users::UserError::Refused(_) => BackendError::conflict(e.to_string()),
             users::UserError::Db(e) => internal(e),
         }
     }
@@ -126,7 +126,7 @@ fn admin_only(me: &SessionUser) -> Result<(), BackendError> {
     if me.is_admin {
         Ok(())
     } else {
-        Err(BackendError::new(403, "Only an administrator can do that."))
+        Err(BackendError::forbidden("Only an administrator can do that."))
     }
 }
 
@@ -166,7 +166,7 @@ impl AuthBackend for AuthConsole {
     async fn delete_user(&self, me: &SessionUser, name: &str) -> Result<(), BackendError> {
         admin_only(me)?;
         if name == me.name {
-            return Err(BackendError::new(409, "You cannot remove yourself; ask another administrator."));
+            return Err(BackendError::conflict("You cannot remove yourself; ask another administrator."));
         }
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let revoked = users::delete(&mut tx, name).await?;
@@ -181,7 +181,7 @@ impl AuthBackend for AuthConsole {
     async fn change_password(&self, me: &SessionUser, current: &str, new: &str) -> Result<(), BackendError> {
         users::validate_password(new)?;
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
-        let (user, hash) = users::find_with_hash(&mut conn, &me.name).await.map_err(internal)?.ok_or_else(|| BackendError::new(401, "Sign in first."))?;
+        let (user, hash) = users::find_with_hash(&mut conn, &me.name).await.map_err(internal)?.ok_or_else(|| BackendError::unauthorized("Sign in first."))?;
         let (cur, new) = (current.to_string(), new.to_string());
         let new_hash = tokio::task::spawn_blocking(move || {
             if users::verify_password(&cur, &hash) {
@@ -193,18 +193,18 @@ impl AuthBackend for AuthConsole {
         .await
         .map_err(internal)?
         .map_err(internal)?
-        .ok_or_else(|| BackendError::new(400, "The current password is wrong."))?;
+        .ok_or_else(|| BackendError::invalid("The current password is wrong."))?;
         users::set_password_hash(&mut conn, &user.id, &new_hash).await.map_err(internal)?;
         Ok(())
     }
 
     async fn create_key(&self, me: &SessionUser, description: &str) -> Result<NewKey, BackendError> {
         if description.chars().count() > 200 {
-            return Err(BackendError::new(400, "A description has at most 200 characters."));
+            return Err(BackendError::invalid("A description has at most 200 characters."));
         }
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         if keys::count_for_user(&mut tx, &me.id).await.map_err(internal)? >= keys::MAX_KEYS_PER_USER {
-            return Err(BackendError::new(409, format!("You hold {} access keys already; revoke one first.", keys::MAX_KEYS_PER_USER)));
+            return Err(BackendError::conflict(format!("You hold {} access keys already; revoke one first.", keys::MAX_KEYS_PER_USER)));
         }
         let (id, secret) = keys::create(&mut tx, self.state.auth.sealer(), &me.id, description).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
@@ -217,7 +217,7 @@ impl AuthBackend for AuthConsole {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let owner = if me.is_admin { None } else { Some(me.id.as_str()) };
         if !keys::revoke(&mut conn, id, owner).await.map_err(internal)? {
-            return Err(BackendError::new(404, format!("No access key {id}.")));
+            return Err(BackendError::not_found(format!("No access key {id}.")));
         }
         self.state.auth.forget(id);
         tracing::info!(user = %me.name, key = %id, "revoked an access key");

@@ -10,9 +10,9 @@ impl From<ProjectError> for BackendError {
     fn from(e: ProjectError) -> Self {
         match e {
             ProjectError::Db(e) => internal(e),
-            ProjectError::InvalidName(_) => BackendError::new(400, e.to_string()),
-            ProjectError::NotFound(_) => BackendError::new(404, e.to_string()),
-            ProjectError::Exists(_) => BackendError::new(409, e.to_string()),
+            ProjectError::InvalidName(_) => BackendError::invalid(e.to_string()),
+            ProjectError::NotFound(_) => BackendError::not_found(e.to_string()),
+            ProjectError::Exists(_) => BackendError::conflict(e.to_string()),
         }
     }
 }
@@ -32,11 +32,11 @@ impl From<datasets::DatasetError> for BackendError {
     fn from(e: datasets::DatasetError) -> Self {
         match e {
             datasets::DatasetError::Exists(t) => {
-                BackendError::new(409, format!("The project already has a {t} dataset; delete it first or import into the other one."))
+                BackendError::conflict(format!("The project already has a {t} dataset; delete it first or import into the other one."))
             }
-            datasets::DatasetError::NotFound { .. } => BackendError::new(404, e.to_string()),
-            datasets::DatasetError::Busy { .. } => BackendError::new(409, e.to_string()),
-            datasets::DatasetError::Invalid(m) => BackendError::new(400, m),
+            datasets::DatasetError::NotFound { .. } => BackendError::not_found(e.to_string()),
+            datasets::DatasetError::Busy { .. } => BackendError::conflict(e.to_string()),
+            datasets::DatasetError::Invalid(m) => BackendError::invalid(m),
             datasets::DatasetError::Db(e) => internal(e),
         }
     }
@@ -44,7 +44,7 @@ impl From<datasets::DatasetError> for BackendError {
 
 pub(super) fn internal(e: impl std::fmt::Display) -> BackendError {
     tracing::error!(error = %e, "console backend error");
-    BackendError::new(500, "Vigil had an internal error. Try again.")
+    BackendError::internal("Vigil had an internal error. Try again.")
 }
 
 pub(super) fn ensure_settled(d: &Dataset) -> Result<(), BackendError> {

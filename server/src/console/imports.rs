@@ -11,18 +11,18 @@ pub(super) async fn retry(state: &AppState, project: &str, dataset_type: &str) -
     let mut tx = state.db.begin_write().await.map_err(internal)?;
     let (_, d) = find_dataset(&mut tx, project, dataset_type).await?;
     if d.status != datasets::CREATE_FAILED {
-        return Err(BackendError::new(409, format!("Only a failed import can be run again; the {dataset_type} dataset is {}.", d.status)));
+        return Err(BackendError::conflict(format!("Only a failed import can be run again; the {dataset_type} dataset is {}.", d.status)));
     }
     let job: Job = datasets::import_source(&mut tx, &d.id)
         .await
         .map_err(internal)?
         .and_then(|spec| serde_json::from_str(&spec).ok())
-        .ok_or_else(|| BackendError::new(409, "Vigil does not know where this dataset was imported from; delete it and import again."))?;
+        .ok_or_else(|| BackendError::conflict("Vigil does not know where this dataset was imported from; delete it and import again."))?;
     // The import starts over: whatever a failed attempt wrote goes, in every dataset the job fills.
     let targets: Vec<String> = match &job {
         Job::Mvtec { train_id, test_id, .. } => vec![train_id.clone(), test_id.clone()],
         Job::Manifest { dataset_id, .. } | Job::Folder { dataset_id, .. } => vec![dataset_id.clone()],
-        _ => return Err(BackendError::new(409, "This import cannot be run again; delete the dataset and import again.")),
+        _ => return Err(BackendError::conflict("This import cannot be run again; delete the dataset and import again.")),
     };
     for id in &targets {
         datasets::clear(&mut tx, id).await.map_err(internal)?;
@@ -40,13 +40,13 @@ pub(super) async fn start(state: &AppState, project: &str, dataset_type: &str, u
     datasets::validate_dataset_type(dataset_type).map_err(datasets::DatasetError::Invalid)?;
     let place = match kind {
         "manifest" => None,
-        "folder" | "mvtec" => Some(Place::parse(uri).map_err(|m| BackendError::new(400, m))?),
-        other => return Err(BackendError::new(400, format!("{other:?} is not an import kind: use manifest, folder or mvtec."))),
+        "folder" | "mvtec" => Some(Place::parse(uri).map_err(|m| BackendError::invalid(m))?),
+        other => return Err(BackendError::invalid(format!("{other:?} is not an import kind: use manifest, folder or mvtec."))),
     };
     let manifest_at = if kind == "manifest" {
         Some(
             manifest::parse_s3_uri(uri)
-                .ok_or_else(|| BackendError::new(400, format!("{uri:?} is not an s3://bucket/key URI of a manifest.")))?,
+                .ok_or_else(|| BackendError::invalid(format!("{uri:?} is not an s3://bucket/key URI of a manifest.")))?,
         )
     } else {
         None
@@ -70,8 +70,8 @@ pub(super) async fn start(state: &AppState, project: &str, dataset_type: &str, u
         let client = crate::s3::S3::connect(&settings).await;
         match client.probe(&bucket, &key).await {
             Ok(true) => {}
-            Ok(false) => return Err(BackendError::new(400, missing)),
-            Err(why) => return Err(BackendError::new(400, format!("The import was not started: {why}."))),
+            Ok(false) => return Err(BackendError::invalid(missing)),
+            Err(why) => return Err(BackendError::invalid(format!("The import was not started: {why}."))),
         }
     }
     let mut tx = state.db.begin_write().await.map_err(internal)?;

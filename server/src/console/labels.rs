@@ -9,7 +9,7 @@ use app::api::{AnomalyLabelUse, BackendError};
 use sqlx::AnyConnection;
 
 pub(super) async fn rename(state: &AppState, project: &str, old: &str, new: &str) -> Result<usize, BackendError> {
-    manifest::validate_label_name(new).map_err(|m| BackendError::new(400, m))?;
+    manifest::validate_label_name(new).map_err(|m| BackendError::invalid(m))?;
     let mut tx = state.db.begin_write().await.map_err(internal)?;
     let p = projects::find(&mut tx, project)
         .await
@@ -26,7 +26,7 @@ pub(super) async fn rename(state: &AppState, project: &str, old: &str, new: &str
             let uses_new = manifest::parse_line(&e.entry).is_ok_and(|l| l.classes.iter().any(|c| c.name == new));
             if let Some(line) = manifest::with_renamed_label(&raw, old, new) {
                 if uses_new {
-                    return Err(BackendError::new(409, format!("An image already uses both {old} and {new}; they cannot be merged by renaming.")));
+                    return Err(BackendError::conflict(format!("An image already uses both {old} and {new}; they cannot be merged by renaming.")));
                 }
                 datasets::set_entry_line(&mut tx, &d.id, &e.id, &serde_json::Value::Object(line).to_string())
                     .await
@@ -51,14 +51,14 @@ pub(super) async fn list(state: &AppState, project: &str) -> Result<Vec<AnomalyL
 }
 
 pub(super) async fn create(state: &AppState, project: &str, name: &str, color: &str) -> Result<(), BackendError> {
-    manifest::validate_label_name(name).map_err(|m| BackendError::new(400, m))?;
+    manifest::validate_label_name(name).map_err(|m| BackendError::invalid(m))?;
     crate::security::check_label_count(&state.db, project).await?;
     let color = label_color(color)?;
     let mut tx = state.db.begin_write().await.map_err(internal)?;
     let p = find_project(&mut tx, project).await?;
     colour_free(&mut tx, &p.id, name, &color).await?;
     if !datasets::labels::create(&mut tx, &p.id, name, &color).await.map_err(internal)? {
-        return Err(BackendError::new(409, format!("The project already has a label named {name}.")));
+        return Err(BackendError::conflict(format!("The project already has a label named {name}.")));
     }
     tx.commit().await.map_err(internal)?;
     Ok(())
@@ -71,7 +71,7 @@ pub(super) async fn recolor(state: &AppState, project: &str, name: &str, color: 
     // An unknown label is a 404 whatever the colour; the colour check then runs in the same transaction
     // (nothing is committed when it refuses).
     if !datasets::labels::set_color(&mut tx, &p.id, name, &color).await.map_err(internal)? {
-        return Err(BackendError::new(404, format!("The project has no label named {name}.")));
+        return Err(BackendError::not_found(format!("The project has no label named {name}.")));
     }
     colour_free(&mut tx, &p.id, name, &color).await?;
     tx.commit().await.map_err(internal)?;
@@ -83,13 +83,11 @@ pub(super) async fn delete(state: &AppState, project: &str, name: &str) -> Resul
     let p = find_project(&mut tx, project).await?;
     let uses = datasets::labels::usage(&mut tx, &p.id, name).await.map_err(internal)?;
     if uses > 0 {
-        return Err(BackendError::new(
-            409,
-            format!("{name} is used in {uses} mask{}; erase it there (or rename it) before deleting it.", if uses == 1 { "" } else { "s" }),
+        return Err(BackendError::conflict(format!("{name} is used in {uses} mask{}; erase it there (or rename it) before deleting it.", if uses == 1 { "" } else { "s" }),
         ));
     }
     if !datasets::labels::delete(&mut tx, &p.id, name).await.map_err(internal)? {
-        return Err(BackendError::new(404, format!("The project has no label named {name}.")));
+        return Err(BackendError::not_found(format!("The project has no label named {name}.")));
     }
     tx.commit().await.map_err(internal)?;
     Ok(())
@@ -99,16 +97,16 @@ pub(super) async fn delete(state: &AppState, project: &str, name: &str) -> Resul
 async fn colour_free(conn: &mut AnyConnection, project_id: &str, name: &str, color: &str) -> Result<(), BackendError> {
     let labels = datasets::labels::list(conn, project_id).await.map_err(internal)?;
     match labels.iter().find(|l| l.name != name && l.color.eq_ignore_ascii_case(color)) {
-        Some(other) => Err(BackendError::new(409, format!("The label {} already has the colour {color}; choose another.", other.name))),
+        Some(other) => Err(BackendError::conflict(format!("The label {} already has the colour {color}; choose another.", other.name))),
         None => Ok(()),
     }
 }
 
 /// A label colour as `#RRGGBB`, refusing the background colours.
 fn label_color(color: &str) -> Result<String, BackendError> {
-    let c = manifest::parse_hex_color(color).ok_or_else(|| BackendError::new(400, format!("{color:?} is not a colour (#rrggbb).")))?;
+    let c = manifest::parse_hex_color(color).ok_or_else(|| BackendError::invalid(format!("{color:?} is not a colour (#rrggbb).")))?;
     if c == [255, 255, 255] || c == [0, 0, 0] {
-        return Err(BackendError::new(400, "White and black are reserved for the background.".to_string()));
+        return Err(BackendError::invalid("White and black are reserved for the background.".to_string()));
     }
     Ok(manifest::hex_color(c))
 }

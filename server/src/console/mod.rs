@@ -182,7 +182,7 @@ impl Backend for ConsoleBackend {
             None => datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_COMPLETE).await.map_err(internal)?,
         };
         if !datasets::is_settled(&d.status) {
-            return Err(BackendError::new(409, format!("The {dataset_type} dataset is busy ({}); try again when it has finished.", d.status)));
+            return Err(BackendError::conflict(format!("The {dataset_type} dataset is busy ({}); try again when it has finished.", d.status)));
         }
         datasets::upsert_entries(&mut tx, &d.id, &entries).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
@@ -195,7 +195,7 @@ impl Backend for ConsoleBackend {
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let (_, d) = find_dataset(&mut tx, project, dataset_type).await?;
         if !datasets::is_settled(&d.status) {
-            return Err(BackendError::new(409, format!("The {dataset_type} dataset is busy ({}); try again when it has finished.", d.status)));
+            return Err(BackendError::conflict(format!("The {dataset_type} dataset is busy ({}); try again when it has finished.", d.status)));
         }
         let mut changed = 0;
         for id in ids {
@@ -250,12 +250,12 @@ impl Backend for ConsoleBackend {
         // The project's labels, in their colours now, are the only colours a mask may hold: what the canvas
         // sends is checked against them exactly, never snapped to the nearest.
         for l in &labels {
-            manifest::validate_label_name(&l.name).map_err(|m| BackendError::new(400, m))?;
+            manifest::validate_label_name(&l.name).map_err(|m| BackendError::invalid(m))?;
         }
         let b64 = png_data_url.strip_prefix("data:image/png;base64,").unwrap_or(png_data_url);
         let painted = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
-            .map_err(|_| BackendError::new(400, "The mask is not a base64 PNG."))?;
+            .map_err(|_| BackendError::invalid("The mask is not a base64 PNG."))?;
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let (p, d) = find_dataset(&mut conn, project, dataset_type).await?;
         ensure_settled(&d)?;
@@ -264,9 +264,7 @@ impl Backend for ConsoleBackend {
         for l in datasets::labels::list(&mut conn, &p.id).await.map_err(internal)? {
             let Some(color) = manifest::parse_hex_color(&l.color) else { continue };
             if let Some(twin) = classes.iter().find(|c| c.color == color) {
-                return Err(BackendError::new(
-                    409,
-                    format!("The labels {} and {} have the same colour ({}); give one of them another colour first.", twin.name, l.name, l.color),
+                return Err(BackendError::conflict(format!("The labels {} and {} have the same colour ({}); give one of them another colour first.", twin.name, l.name, l.color),
                 ));
             }
             classes.push(manifest::MaskColor { name: l.name, color });
@@ -275,9 +273,7 @@ impl Backend for ConsoleBackend {
         for l in &labels {
             if let Some(c) = classes.iter().find(|c| c.name == l.name) {
                 if manifest::parse_hex_color(&l.color) != Some(c.color) {
-                    return Err(BackendError::new(
-                        409,
-                        format!("The label {} is now {} in this project, not {}; reload the page to paint in the current colours.", l.name, manifest::hex_color(c.color), l.color),
+                    return Err(BackendError::conflict(format!("The label {} is now {} in this project, not {}; reload the page to paint in the current colours.", l.name, manifest::hex_color(c.color), l.color),
                     ));
                 }
             }
@@ -306,7 +302,7 @@ impl Backend for ConsoleBackend {
         })
         .await
         .map_err(internal)?
-        .map_err(|m| BackendError::new(400, m))?;
+        .map_err(|m| BackendError::invalid(m))?;
         let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&e.entry).map_err(internal)?;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let line = manifest::with_mask(&raw, &format!("vigil://mask/{}.png", &mask.hash[..16]), &used, &now);
@@ -376,7 +372,7 @@ async fn entry_with_size(
     let e = datasets::entry_by_id(conn, dataset_id, id)
         .await
         .map_err(internal)?
-        .ok_or_else(|| BackendError::new(404, "This image is not in the dataset any more."))?;
+        .ok_or_else(|| BackendError::not_found("This image is not in the dataset any more."))?;
     let (width, height): (i64, i64) = sqlx::query_as("select width, height from blob where hash = $1")
         .bind(&e.image_hash)
         .fetch_one(&mut *conn)
@@ -412,7 +408,7 @@ fn entry_filter(query: &EntryQuery) -> Result<datasets::EntryFilter, BackendErro
         "unlabeled" => f.labeled = Some(false),
         other => match other.strip_prefix("type:") {
             Some(t) => f.anomaly_type = Some(t.to_string()),
-            None => return Err(BackendError::new(400, format!("{other:?} is not a filter."))),
+            None => return Err(BackendError::invalid(format!("{other:?} is not a filter."))),
         },
     }
     let search = query.search.trim();
@@ -424,7 +420,7 @@ fn entry_filter(query: &EntryQuery) -> Result<datasets::EntryFilter, BackendErro
         "newest" => datasets::EntryOrder::Newest,
         "name" => datasets::EntryOrder::Name,
         "label" => datasets::EntryOrder::Label,
-        other => return Err(BackendError::new(400, format!("{other:?} is not an order: use added, newest, name or label."))),
+        other => return Err(BackendError::invalid(format!("{other:?} is not an order: use added, newest, name or label."))),
     };
     Ok(f)
 }
@@ -446,7 +442,7 @@ fn parse_label(label: &str) -> Result<Option<manifest::ImageClass>, BackendError
         "" => Ok(None),
         "normal" => Ok(Some(manifest::ImageClass::Normal)),
         "anomaly" => Ok(Some(manifest::ImageClass::Anomaly)),
-        other => Err(BackendError::new(400, format!("{other:?} is not a label: use normal or anomaly."))),
+        other => Err(BackendError::invalid(format!("{other:?} is not a label: use normal or anomaly."))),
     }
 }
 

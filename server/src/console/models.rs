@@ -17,8 +17,8 @@ pub struct ConsoleModels {
 /// A refused model operation, for the console: what the user can fix is a 400, a state conflict a 409.
 fn model_error(e: ModelError) -> BackendError {
     match e {
-        ModelError::NotReady(_) | ModelError::DatasetBusy { .. } => BackendError::new(400, e.to_string()),
-        ModelError::Hosted { .. } => BackendError::new(409, e.to_string()),
+        ModelError::NotReady(_) | ModelError::DatasetBusy { .. } => BackendError::invalid(e.to_string()),
+        ModelError::Hosted { .. } => BackendError::conflict(e.to_string()),
         ModelError::Db(e) => internal(e),
     }
 }
@@ -28,7 +28,7 @@ async fn project_id(conn: &mut AnyConnection, project: &str) -> Result<String, B
         .await
         .map_err(internal)?
         .map(|p| p.id)
-        .ok_or_else(|| BackendError::new(404, format!("The project {project} does not exist.")))
+        .ok_or_else(|| BackendError::not_found(format!("The project {project} does not exist.")))
 }
 
 async fn model(conn: &mut AnyConnection, project: &str, version: i64) -> Result<ModelVersion, BackendError> {
@@ -36,7 +36,7 @@ async fn model(conn: &mut AnyConnection, project: &str, version: i64) -> Result<
     models::find(conn, &pid, &version.to_string())
         .await
         .map_err(internal)?
-        .ok_or_else(|| BackendError::new(404, format!("The project {project} has no model version {version}.")))
+        .ok_or_else(|| BackendError::not_found(format!("The project {project} has no model version {version}.")))
 }
 
 fn perf(m: &ModelVersion) -> (Option<f64>, Option<f64>, Option<f64>) {
@@ -162,7 +162,7 @@ impl ModelBackend for ConsoleModels {
     async fn train(&self, project: &str, description: &str, bucket: &str, prefix: &str) -> Result<i64, BackendError> {
         let description = description.trim();
         if description.chars().count() > 500 {
-            return Err(BackendError::new(400, "The description may have at most 500 characters."));
+            return Err(BackendError::invalid("The description may have at most 500 characters."));
         }
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let pid = project_id(&mut tx, project).await?;
@@ -183,7 +183,7 @@ impl ModelBackend for ConsoleModels {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let m = model(&mut conn, project, version).await?;
         if m.status != models::TRAINING {
-            return Err(BackendError::new(409, format!("Model version {version} is {}, not training.", m.status)));
+            return Err(BackendError::conflict(format!("Model version {version} is {}, not training.", m.status)));
         }
         if !crate::jobs::request_cancel(&mut conn, &m.id).await.map_err(internal)? {
             crate::models::training::settle_failed(&self.state.db, &m.id, None, "Training was cancelled.").await.map_err(internal)?;
@@ -213,12 +213,12 @@ impl ModelBackend for ConsoleModels {
 
     async fn set_threshold(&self, project: &str, version: i64, threshold: Option<f64>) -> Result<(), BackendError> {
         if threshold.is_some_and(|t| !t.is_finite()) {
-            return Err(BackendError::new(400, "The threshold must be a number."));
+            return Err(BackendError::invalid("The threshold must be a number."));
         }
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let m = model(&mut conn, project, version).await?;
         if m.trained_threshold.is_none() {
-            return Err(BackendError::new(409, format!("Model version {version} is {}; it has no threshold yet.", m.status)));
+            return Err(BackendError::conflict(format!("Model version {version} is {}; it has no threshold yet.", m.status)));
         }
         models::set_threshold(&mut conn, &m.id, threshold).await.map_err(internal)?;
         self.state.hosting.set_threshold(&m.id, threshold.or(m.trained_threshold));
@@ -235,8 +235,8 @@ impl ModelBackend for ConsoleModels {
                 crate::jobs::wake(&self.state);
             }
             Ok(false) => {}
-            Err(e @ (StartError::Units(_) | StartError::TooManyUnits)) => return Err(BackendError::new(400, e.to_string())),
-            Err(e @ StartError::NotTrained { .. }) => return Err(BackendError::new(409, e.to_string())),
+            Err(e @ (StartError::Units(_) | StartError::TooManyUnits)) => return Err(BackendError::invalid(e.to_string())),
+            Err(e @ StartError::NotTrained { .. }) => return Err(BackendError::conflict(e.to_string())),
             Err(StartError::Db(e)) => return Err(internal(e)),
         }
         Ok(())
@@ -246,7 +246,7 @@ impl ModelBackend for ConsoleModels {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let m = model(&mut conn, project, version).await?;
         if !matches!(m.status.as_str(), models::HOSTED | models::STARTING_HOSTING | models::HOSTING_FAILED) {
-            return Err(BackendError::new(409, format!("Model version {version} is {}; it is not hosted.", m.status)));
+            return Err(BackendError::conflict(format!("Model version {version} is {}; it is not hosted.", m.status)));
         }
         models::hosting::stop(&self.state, &mut conn, &m.id).await.map_err(internal)?;
         Ok(())
@@ -264,7 +264,7 @@ impl ModelBackend for ConsoleModels {
     async fn dashboard(&self, hours: i64) -> Result<Dashboard, BackendError> {
         if !DASHBOARD_FRAMES.iter().any(|(h, _)| *h == hours) {
             let frames: Vec<String> = DASHBOARD_FRAMES.iter().map(|(h, _)| h.to_string()).collect();
-            return Err(BackendError::new(400, format!("The time frame must be one of {} hours.", frames.join(", "))));
+            return Err(BackendError::invalid(format!("The time frame must be one of {} hours.", frames.join(", "))));
         }
         // Fresh figures: this process's counts not yet written go in first.
         if let Err(e) = models::usage::flush(&self.state).await {
@@ -306,9 +306,9 @@ impl ModelBackend for ConsoleModels {
         let image = if image.len() > crate::inference::MAX_IMAGE_BYTES { Err("The image is larger than 8 MB.".to_string()) } else { Ok(image) };
         // The version's trial lane: counted like any detection, never in the way of hosted traffic.
         let d = models::detect::detect(&self.state, &m, image, models::detect::Lane::Try, true).await.map_err(|e| match e {
-            DetectError::Invalid(why) => BackendError::new(400, why),
-            DetectError::Throttled => BackendError::new(429, e.to_string()),
-            e @ (DetectError::NotTrained { .. } | DetectError::NotHosted) => BackendError::new(409, e.to_string()),
+            DetectError::Invalid(why) => BackendError::invalid(why),
+            DetectError::Throttled => BackendError::throttled(e.to_string()),
+            e @ (DetectError::NotTrained { .. } | DetectError::NotHosted) => BackendError::conflict(e.to_string()),
             DetectError::Internal(e) => internal(e),
         })?;
         Ok(TryResult {

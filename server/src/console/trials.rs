@@ -16,9 +16,9 @@ pub struct ConsoleTrials {
 impl From<TrialError> for BackendError {
     fn from(e: TrialError) -> Self {
         match e {
-            TrialError::NotFound(m) => BackendError::new(404, m),
-            TrialError::Exists(_) | TrialError::Conflict(_) => BackendError::new(409, e.to_string()),
-            TrialError::Invalid(m) => BackendError::new(400, m),
+            TrialError::NotFound(m) => BackendError::not_found(m),
+            TrialError::Exists(_) | TrialError::Conflict(_) => BackendError::conflict(e.to_string()),
+            TrialError::Invalid(m) => BackendError::invalid(m),
             TrialError::Db(e) => internal(e),
             TrialError::Io(e) => internal(e),
         }
@@ -46,7 +46,7 @@ fn kind(k: &str) -> Result<&'static str, BackendError> {
     match k {
         KIND_TRIAL => Ok(KIND_TRIAL),
         KIND_BATCH => Ok(KIND_BATCH),
-        _ => Err(BackendError::new(400, format!("{k:?} is neither a trial nor a batch."))),
+        _ => Err(BackendError::invalid(format!("{k:?} is neither a trial nor a batch."))),
     }
 }
 
@@ -73,7 +73,7 @@ async fn store_uploads(state: &AppState, uploads: Vec<(String, Vec<u8>)>) -> Res
     .map_err(internal)?;
     if !bad.is_empty() {
         let more = if bad.len() > 5 { format!(" and {} more", bad.len() - 5) } else { String::new() };
-        return Err(BackendError::new(400, format!("Not usable images: {}{more}.", bad[..bad.len().min(5)].join("; "))));
+        return Err(BackendError::invalid(format!("Not usable images: {}{more}.", bad[..bad.len().min(5)].join("; "))));
     }
     Ok(ok)
 }
@@ -86,12 +86,12 @@ impl TrialBackend for ConsoleTrials {
         let p = crate::projects::find(&mut conn, project)
             .await
             .map_err(internal)?
-            .ok_or_else(|| BackendError::new(404, format!("The project {project} does not exist.")))?;
+            .ok_or_else(|| BackendError::not_found(format!("The project {project} does not exist.")))?;
         Ok(trials::list(&mut conn, &p.id, k).await.map_err(internal)?.iter().map(summary).collect())
     }
 
     async fn create(&self, project: &str, name: &str, version: i64, source: &str, uploads: Vec<(String, Vec<u8>)>) -> Result<(), BackendError> {
-        let source = Source::parse(source).map_err(|m| BackendError::new(400, m))?;
+        let source = Source::parse(source).map_err(|m| BackendError::invalid(m))?;
         trials::validate_name(name)?;
         let stored = store_uploads(&self.state, uploads).await?;
         trials::create_trial(&self.state, project, name, &version.to_string(), source, stored).await?;
@@ -175,8 +175,8 @@ impl TrialBackend for ConsoleTrials {
     }
 
     async fn create_batch(&self, project: &str, version: i64, source: &str, output: &str) -> Result<String, BackendError> {
-        let source = Source::parse(source).map_err(|m| BackendError::new(400, m))?;
-        let output = Output::parse(output).map_err(|m| BackendError::new(400, m))?;
+        let source = Source::parse(source).map_err(|m| BackendError::invalid(m))?;
+        let output = Output::parse(output).map_err(|m| BackendError::invalid(m))?;
         Ok(trials::create_batch(&self.state, project, &version.to_string(), source, output).await?.name)
     }
 }
