@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod dashboard;
 pub mod dataset;
+pub mod gallery;
 pub mod mask;
 pub mod mask_editor;
 pub mod mask_labels;
