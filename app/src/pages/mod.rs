@@ -15,6 +15,7 @@ pub mod project;
 pub mod projects;
 pub mod signin;
 pub mod trial;
+pub mod trial_view;
 pub mod widgets;
 
 use leptos::prelude::*;
