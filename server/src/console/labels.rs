@@ -22,9 +22,9 @@ pub(super) async fn rename(state: &AppState, project: &str, old: &str, new: &str
     for d in datasets::list_for_project(&mut tx, &p.id).await.map_err(internal)? {
         ensure_settled(&d)?;
         for e in datasets::all_entries(&mut tx, &d.id).await.map_err(internal)? {
-            let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&e.entry).map_err(internal)?;
-            let uses_new = manifest::parse_line(&e.entry).is_ok_and(|l| l.classes.iter().any(|c| c.name == new));
-            if let Some(line) = manifest::with_renamed_label(&raw, old, new) {
+            let Some(raw) = e.line.as_ref().map(|l| &l.raw) else { continue };
+            let uses_new = e.classes().iter().any(|c| c.name == new);
+            if let Some(line) = manifest::with_renamed_label(raw, old, new) {
                 if uses_new {
                     return Err(BackendError::conflict(format!("An image already uses both {old} and {new}; they cannot be merged by renaming.")));
                 }

@@ -170,7 +170,7 @@ impl Backend for ConsoleBackend {
                     let mut raw = serde_json::Map::new();
                     raw.insert("source-ref".into(), serde_json::Value::String(source_ref.clone()));
                     let raw = manifest::with_label(&raw, label, &now);
-                    entries.push(datasets::NewEntry { source_ref, image, label, mask: None, entry: serde_json::Value::Object(raw).to_string() });
+                    entries.push(datasets::NewEntry { source_ref, image, label, mask: None, entry: serde_json::Value::Object(raw).to_string(), classes: Vec::new() });
                 }
                 Err(reason) => skipped.push(reason),
             }
@@ -221,9 +221,7 @@ impl Backend for ConsoleBackend {
             .map(|l| AnomalyLabel { name: l.name, color: l.color })
             .collect();
         let mask_classes = if e.mask_hash.is_some() {
-            manifest::parse_line(&e.entry)
-                .map(|l| l.classes.into_iter().map(|c| AnomalyLabel { name: c.name, color: manifest::hex_color(c.color) }).collect())
-                .unwrap_or_default()
+            e.classes().iter().map(|c| AnomalyLabel { name: c.name.clone(), color: manifest::hex_color(c.color) }).collect()
         } else {
             Vec::new()
         };
@@ -382,16 +380,13 @@ async fn entry_with_size(
 }
 
 fn entry_view(e: datasets::StoredEntry) -> EntryView {
+    let types = if e.mask_hash.is_some() { e.classes().iter().map(|c| c.name.clone()).collect() } else { Vec::new() };
     EntryView {
         name: display_name(&e.source_ref),
         id: e.id,
         source_ref: e.source_ref,
-        label: e.label,
-        types: if e.mask_hash.is_some() {
-            manifest::parse_line(&e.entry).map(|l| l.classes.into_iter().map(|c| c.name).collect()).unwrap_or_default()
-        } else {
-            Vec::new()
-        },
+        label: e.class.map(|c| c.as_str().to_string()),
+        types,
         image: e.image_hash,
         has_mask: e.mask_hash.is_some(),
         mask: e.mask_hash,

@@ -56,7 +56,7 @@ pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries:
         .bind(now)
         .bind(dataset_id)
         .bind(&e.source_ref)
-        .bind(labels::types_of(&e.entry))
+        .bind(labels::types_of(&e.classes))
         .execute(&mut *conn)
         .await?;
         if updated.rows_affected() == 0 {
@@ -72,13 +72,13 @@ pub async fn upsert_entries(conn: &mut AnyConnection, dataset_id: &str, entries:
             .bind(e.mask.as_ref().map(|m| m.hash.as_str()))
             .bind(&e.entry)
             .bind(now)
-            .bind(labels::types_of(&e.entry))
+            .bind(labels::types_of(&e.classes))
             .execute(&mut *conn)
             .await?;
         }
-        for c in manifest::parse_line(&e.entry).map(|l| l.classes).unwrap_or_default() {
+        for c in &e.classes {
             if !classes.iter().any(|k: &manifest::MaskColor| k.name == c.name) {
-                classes.push(c);
+                classes.push(c.clone());
             }
         }
     }
@@ -96,7 +96,13 @@ pub(super) type EntryRow = (String, String, String, Option<String>, Option<Strin
 pub(super) const ENTRY_COLUMNS: &str = "id, source_ref, image_hash, label, mask_hash, entry, created_at";
 
 pub(super) fn entry_from((id, source_ref, image_hash, label, mask_hash, entry, created_at): EntryRow) -> StoredEntry {
-    StoredEntry { id, source_ref, image_hash, label, mask_hash, entry, created_at }
+    let class = match label.as_deref() {
+        Some("anomaly") => Some(ImageClass::Anomaly),
+        Some("normal") => Some(ImageClass::Normal),
+        _ => None,
+    };
+    let line = manifest::parse_line(&entry).ok();
+    StoredEntry { id, source_ref, image_hash, class, mask_hash, entry, line, created_at }
 }
 
 /// Every entry of a dataset (updates reuse the images they already hold).
@@ -118,6 +124,7 @@ pub async fn set_entry_label(
     label: Option<ImageClass>,
     entry: &str,
 ) -> Result<bool, sqlx::Error> {
+    let classes = manifest::parse_line(entry).map(|l| l.classes).unwrap_or_default();
     let r = sqlx::query(
         "update dataset_entry set label = $1, entry = $2, updated_at = $3, anomaly_types = $6 where dataset_id = $4 and id = $5",
     )
@@ -126,7 +133,7 @@ pub async fn set_entry_label(
         .bind(now_ms())
         .bind(dataset_id)
         .bind(id)
-        .bind(labels::types_of(entry))
+        .bind(labels::types_of(&classes))
         .execute(&mut *conn)
         .await?;
     Ok(r.rows_affected() == 1)
@@ -151,6 +158,7 @@ pub async fn set_entry_mask(
     entry: &str,
 ) -> Result<bool, sqlx::Error> {
     let now = now_ms();
+    let classes = manifest::parse_line(entry).map(|l| l.classes).unwrap_or_default();
     upsert_blob(conn, mask, now).await?;
     let r = sqlx::query(
         "update dataset_entry set label = 'anomaly', mask_hash = $1, entry = $2, updated_at = $3, anomaly_types = $6 \
@@ -161,24 +169,25 @@ pub async fn set_entry_mask(
     .bind(now)
     .bind(dataset_id)
     .bind(id)
-    .bind(labels::types_of(entry))
+    .bind(labels::types_of(&classes))
     .execute(&mut *conn)
     .await?;
-    labels::register_line(conn, dataset_id, entry).await?;
+    labels::register_classes(conn, dataset_id, &classes).await?;
     Ok(r.rows_affected() == 1)
 }
 
 /// Rewrites one entry's JSON line, leaving its label and blobs as they are.
 pub async fn set_entry_line(conn: &mut AnyConnection, dataset_id: &str, id: &str, entry: &str) -> Result<(), sqlx::Error> {
+    let classes = manifest::parse_line(entry).map(|l| l.classes).unwrap_or_default();
     sqlx::query("update dataset_entry set entry = $1, updated_at = $2, anomaly_types = $5 where dataset_id = $3 and id = $4")
         .bind(entry)
         .bind(now_ms())
         .bind(dataset_id)
         .bind(id)
-        .bind(labels::types_of(entry))
+        .bind(labels::types_of(&classes))
         .execute(&mut *conn)
         .await?;
-    labels::register_line(conn, dataset_id, entry).await?;
+    labels::register_classes(conn, dataset_id, &classes).await?;
     Ok(())
 }
 

@@ -9,9 +9,9 @@ use crate::engine::AnomalyLabel;
 use crate::db::now_ms;
 use sqlx::AnyConnection;
 
-/// The `anomaly_types` column for a JSON line: `,a,b,` (sorted), or empty when it names no label.
-pub fn types_of(entry: &str) -> String {
-    let mut names: Vec<String> = manifest::parse_line(entry).map(|l| l.classes.into_iter().map(|c| c.name).collect()).unwrap_or_default();
+/// The `anomaly_types` column for a line's anomaly labels: `,a,b,` (sorted), or empty when it names none.
+pub fn types_of(classes: &[manifest::MaskColor]) -> String {
+    let mut names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
     names.sort();
     names.dedup();
     if names.is_empty() {
@@ -58,8 +58,7 @@ pub async fn beyond_limit(conn: &mut AnyConnection, dataset_id: &str, entries: &
     let mut known: std::collections::HashSet<String> = list(conn, &project_id).await?.into_iter().map(|l| l.name).collect();
     let mut refused = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        let classes = manifest::parse_line(&e.entry).map(|l| l.classes).unwrap_or_default();
-        let new: Vec<&str> = classes.iter().map(|c| c.name.as_str()).filter(|n| !known.contains(*n)).collect();
+        let new: Vec<&str> = e.classes.iter().map(|c| c.name.as_str()).filter(|n| !known.contains(*n)).collect();
         if known.len() + new.len() > crate::security::MAX_LABELS_PER_PROJECT as usize {
             refused.push((i, new[0].to_string()));
         } else {
@@ -69,9 +68,8 @@ pub async fn beyond_limit(conn: &mut AnyConnection, dataset_id: &str, entries: &
     Ok(refused)
 }
 
-/// Registers the labels of a JSON line written into a dataset.
-pub async fn register_line(conn: &mut AnyConnection, dataset_id: &str, entry: &str) -> Result<(), sqlx::Error> {
-    let classes = manifest::parse_line(entry).map(|l| l.classes).unwrap_or_default();
+/// Registers the anomaly labels of a line written into a dataset.
+pub async fn register_classes(conn: &mut AnyConnection, dataset_id: &str, classes: &[manifest::MaskColor]) -> Result<(), sqlx::Error> {
     if classes.is_empty() {
         return Ok(());
     }
@@ -196,7 +194,7 @@ pub async fn backfill(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
         for (id, entry, project_id) in rows {
             let classes = manifest::parse_line(&entry).map(|l| l.classes).unwrap_or_default();
             register(conn, &project_id, &classes).await?;
-            sqlx::query("update dataset_entry set anomaly_types = $1 where id = $2").bind(types_of(&entry)).bind(&id).execute(&mut *conn).await?;
+            sqlx::query("update dataset_entry set anomaly_types = $1 where id = $2").bind(types_of(&classes)).bind(&id).execute(&mut *conn).await?;
             n += 1;
         }
     }
@@ -212,9 +210,10 @@ mod tests {
             "anomaly-mask-ref":"s3://b/m.png","anomaly-mask-ref-metadata":{"internal-color-map":{
             "0":{"class-name":"BACKGROUND","hex-color":"#ffffff"},"1":{"class-name":"scratch","hex-color":"#2ca02c"},
             "2":{"class-name":"cracked","hex-color":"#1f77b4"}}}}"##;
-        assert_eq!(types_of(&line.replace('\n', "")), ",cracked,scratch,");
-        assert_eq!(types_of(r#"{"source-ref":"s3://b/a.jpg"}"#), "");
-        assert_eq!(types_of("not json"), "");
+        let of = |line: &str| types_of(&manifest::parse_line(line).map(|l| l.classes).unwrap_or_default());
+        assert_eq!(of(&line.replace('\n', "")), ",cracked,scratch,");
+        assert_eq!(of(r#"{"source-ref":"s3://b/a.jpg"}"#), "");
+        assert_eq!(of("not json"), "");
         assert_eq!(type_pattern("a_b"), "%,a\\_b,%");
     }
 
@@ -226,7 +225,7 @@ mod tests {
         let line = serde_json::json!({"source-ref": format!("s3://b/{i}.jpg"), "anomaly-mask-ref": format!("s3://b/{i}.png"),
             "anomaly-mask-ref-metadata": {"internal-color-map": map}});
         let blob = super::super::BlobInfo { hash: format!("{i:064x}"), size: 1, content_type: "image/png".into(), width: 64, height: 64 };
-        super::super::NewEntry { source_ref: format!("s3://b/{i}.jpg"), image: blob, label: None, mask: None, entry: line.to_string() }
+        super::super::NewEntry::from_text(format!("s3://b/{i}.jpg"), blob, None, None, line.to_string())
     }
 
     #[tokio::test]

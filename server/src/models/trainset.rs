@@ -4,7 +4,9 @@
 //! through the API and one trained on an export of the same datasets see the same samples.
 
 use crate::blobs::Blobs;
-use crate::datasets::manifest::{self, hex_color, ImageClass};
+use crate::datasets::manifest::{hex_color, ImageClass};
+#[cfg(test)]
+use crate::datasets::manifest;
 use crate::datasets::StoredEntry;
 use crate::engine::{AnomalyLabel, ImageSource, Sample, TrainSet};
 use std::collections::HashMap;
@@ -27,16 +29,9 @@ pub struct Built {
     pub counts: ((usize, usize), Option<(usize, usize)>),
 }
 
-fn label_of(e: &StoredEntry, line: Option<&manifest::ManifestLine>) -> Option<bool> {
-    match line.and_then(|l| l.label) {
-        Some(ImageClass::Anomaly) => Some(true),
-        Some(ImageClass::Normal) => Some(false),
-        None => match e.label.as_deref() {
-            Some("anomaly") => Some(true),
-            Some("normal") => Some(false),
-            _ => None,
-        },
-    }
+/// Whether an entry is anomalous (`None`: unlabelled), from its class.
+fn anomalous(e: &StoredEntry) -> Option<bool> {
+    e.class.map(|c| c == ImageClass::Anomaly)
 }
 
 /// Builds the engine's training set from the entries of the train dataset and, when there is one, the test
@@ -46,17 +41,12 @@ fn label_of(e: &StoredEntry, line: Option<&manifest::ManifestLine>) -> Option<bo
 pub fn build(blobs: &Blobs, train: &[StoredEntry], test: Option<&[StoredEntry]>) -> anyhow::Result<Built> {
     // Colour votes per label name.
     let mut votes: HashMap<String, HashMap<[u8; 3], usize>> = HashMap::new();
-    let parsed = |entries: &[StoredEntry]| -> Vec<Option<manifest::ManifestLine>> {
-        entries.iter().map(|e| manifest::parse_line(&e.entry).ok()).collect()
-    };
-    let train_lines = parsed(train);
-    let test_lines = test.map(parsed);
-    for (entries, lines) in std::iter::once((train, &train_lines)).chain(test.zip(test_lines.as_ref())) {
-        for (e, l) in entries.iter().zip(lines.iter()) {
-            if e.mask_hash.is_none() || label_of(e, l.as_ref()) != Some(true) {
+    for entries in std::iter::once(train).chain(test) {
+        for e in entries {
+            if e.mask_hash.is_none() || anomalous(e) != Some(true) {
                 continue;
             }
-            for c in l.iter().flat_map(|l| l.classes.iter()) {
+            for c in e.classes() {
                 *votes.entry(c.name.clone()).or_default().entry(c.color).or_default() += 1;
             }
         }
@@ -73,11 +63,11 @@ pub fn build(blobs: &Blobs, train: &[StoredEntry], test: Option<&[StoredEntry]>)
     let labels: Vec<AnomalyLabel> = names.iter().map(|n| AnomalyLabel { name: (*n).clone(), color: hex_color(colours[*n]) }).collect();
 
     let mut origins = HashMap::new();
-    let mut samples_of = |entries: &[StoredEntry], lines: &[Option<manifest::ManifestLine>], dataset_type: &str| -> anyhow::Result<(Vec<Sample>, (usize, usize))> {
+    let mut samples_of = |entries: &[StoredEntry], dataset_type: &str| -> anyhow::Result<(Vec<Sample>, (usize, usize))> {
         let mut out = Vec::new();
         let (mut n, mut a) = (0, 0);
-        for (e, l) in entries.iter().zip(lines) {
-            let Some(anomalous) = label_of(e, l.as_ref()) else { continue };
+        for e in entries {
+            let Some(anomalous) = anomalous(e) else { continue };
             if anomalous {
                 a += 1
             } else {
@@ -86,7 +76,7 @@ pub fn build(blobs: &Blobs, train: &[StoredEntry], test: Option<&[StoredEntry]>)
             let image = ImageSource::File(blobs.path_of(&e.image_hash)?);
             let mask = match (&e.mask_hash, anomalous) {
                 (Some(h), true) => {
-                    let classes = l.as_ref().map(|l| l.classes.as_slice()).unwrap_or_default();
+                    let classes = e.classes();
                     let remap: Vec<([u8; 3], [u8; 3])> =
                         classes.iter().filter_map(|c| colours.get(&c.name).filter(|&&want| want != c.color).map(|&want| (c.color, want))).collect();
                     if remap.is_empty() {
@@ -106,13 +96,13 @@ pub fn build(blobs: &Blobs, train: &[StoredEntry], test: Option<&[StoredEntry]>)
         }
         Ok((out, (n, a)))
     };
-    let (train_samples, train_counts) = samples_of(train, &train_lines, "train")?;
-    let (test_samples, test_counts) = match (test, &test_lines) {
-        (Some(t), Some(l)) => {
-            let (s, c) = samples_of(t, l, "test")?;
+    let (train_samples, train_counts) = samples_of(train, "train")?;
+    let (test_samples, test_counts) = match test {
+        Some(t) => {
+            let (s, c) = samples_of(t, "test")?;
             (Some(s), Some(c))
         }
-        _ => (None, None),
+        None => (None, None),
     };
     Ok(Built { set: TrainSet { train: train_samples, test: test_samples, labels }, origins, counts: (train_counts, test_counts) })
 }
@@ -151,9 +141,10 @@ mod tests {
             id: id.into(),
             source_ref: format!("s3://b/{id}.png"),
             image_hash: "a".repeat(64),
-            label: Some(label.into()),
+            class: Some(if label == "anomaly" { ImageClass::Anomaly } else { ImageClass::Normal }),
             mask_hash: mask.map(|m| m.repeat(64)),
             entry: line.to_string(),
+            line: manifest::parse_line(&line.to_string()).ok(),
             created_at: 0,
         }
     }
@@ -163,8 +154,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::open(dir.path()).unwrap();
         let mut unlabelled = entry("u", "normal", None, "");
-        unlabelled.label = None;
+        unlabelled.class = None;
         unlabelled.entry = serde_json::json!({"source-ref": "s3://b/u.png"}).to_string();
+        unlabelled.line = manifest::parse_line(&unlabelled.entry).ok();
         let train = vec![entry("n1", "normal", None, ""), entry("a1", "anomaly", Some("b"), "#00ff00"), entry("a2", "anomaly", Some("c"), "#00FF00"), unlabelled];
         let built = build(&blobs, &train, None).unwrap();
         assert_eq!(built.set.train.len(), 3);

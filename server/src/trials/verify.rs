@@ -84,13 +84,13 @@ pub async fn add_to_dataset(state: &AppState, t: &Trial, dataset_type: &str) -> 
             Some(m) => datasets::blob_info(&mut tx, &m).await?,
             None => None,
         };
-        entries.push(NewEntry {
-            entry: serde_json::Value::Object(manifest::with_label(&raw, Some(label), &now_iso)).to_string(),
+        entries.push(NewEntry::from_text(
             source_ref,
-            image: BlobInfo { hash, size, content_type, width, height },
-            label: Some(label),
+            BlobInfo { hash, size, content_type, width, height },
+            Some(label),
             mask,
-        });
+            serde_json::Value::Object(manifest::with_label(&raw, Some(label), &now_iso)).to_string(),
+        ));
         seqs.push(seq);
     }
     if entries.is_empty() {

@@ -5,7 +5,7 @@
 use super::places::{fetch_reason, Local, MAX_IMAGE_BYTES};
 use super::storing::{store_image, store_mask};
 use crate::blobs::Blobs;
-use crate::datasets::manifest::{parse_line, parse_s3_uri, ManifestLine};
+use crate::datasets::manifest::{parse_s3_uri, ManifestLine};
 use crate::datasets::types::{BlobInfo, Issue, NewEntry, StoredEntry};
 use crate::datasets::{dataset, entries, labels, report};
 use crate::s3::S3;
@@ -71,7 +71,7 @@ impl Importer {
 
         let mut mask = None;
         if let Some(mask_ref) = &line.mask_ref {
-            let old_mask_ref = existing.and_then(|e| parse_line(&e.entry).ok()).and_then(|l| l.mask_ref);
+            let old_mask_ref = existing.and_then(|e| e.line.as_ref()).and_then(|l| l.mask_ref.clone());
             let reusable = existing.and_then(|e| e.mask_hash.clone()).filter(|_| old_mask_ref.as_ref() == Some(mask_ref));
             let info = match reusable {
                 Some(hash) => self.blob_info(&hash).await.map_err(|e| issue(format!("database error: {e}")))?,
@@ -105,6 +105,7 @@ impl Importer {
             label: line.label,
             mask,
             entry: serde_json::Value::Object(line.raw).to_string(),
+            classes: line.classes,
         })
     }
 
