@@ -16,6 +16,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 /// Uploaded images per request (each up to 8 MB; the server takes 80 MB per request).
 const UPLOAD_BATCH: usize = 8;
+
 /// The model page's card: start a trial (or a batch on a hosted model) and list the project's.
 #[component]
 pub fn TrialsCard(project: String, version: i64, hosted: bool) -> impl IntoView {
