@@ -154,6 +154,16 @@ pub struct MvtecLines {
 
 /// Reads the MVTec AD layout from a listing (paths relative to the category's folder).
 pub fn mvtec_lines(files: &[String], uri: impl Fn(&str) -> String) -> Result<MvtecLines, String> {
+    let out = mvtec_layout_lines(files, uri);
+    if out.train.is_empty() {
+        return Err("No images in train/good/: this is not an MVTec AD category folder (train/good, test/<defect>, ground_truth/<defect>).".into());
+    }
+    Ok(out)
+}
+
+/// The lines of an MVTec AD listing as [`mvtec_lines`] reads them, without requiring training images (a
+/// category with only its `test/` part can still be evaluated on).
+pub fn mvtec_layout_lines(files: &[String], uri: impl Fn(&str) -> String) -> MvtecLines {
     let now = now_iso();
     let present: std::collections::HashSet<&str> = files.iter().map(String::as_str).collect();
     let mut defects: Vec<&str> = files
@@ -190,10 +200,7 @@ pub fn mvtec_lines(files: &[String], uri: impl Fn(&str) -> String) -> Result<Mvt
             }),
         }
     }
-    if out.train.is_empty() {
-        return Err("No images in train/good/: this is not an MVTec AD category folder (train/good, test/<defect>, ground_truth/<defect>).".into());
-    }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
