@@ -11,7 +11,8 @@
 //!    optional `labels.json` (`{"label name": "#RRGGBB", ...}`; without it every masked pixel is "anomaly").
 //! 5. A flat folder whose file names say `normal` or `anomaly` (e.g. `test-anomaly-3.jpg`).
 
-use anyhow::{anyhow, bail, Context, Result};
+use super::manifest_file::load_manifest;
+use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use vigil::engine::{AnomalyLabel, ImageSource, Sample, TrainSet};
@@ -185,122 +186,4 @@ fn load_mvtec(dir: &Path) -> Result<Loaded> {
     // evaluation treats any masked pixel as "anomaly" (pixel AUROC); the labels are kept for reference only.
     let _ = labels;
     Ok((train, if test.is_empty() { None } else { Some(test) }, Vec::new()))
-}
-
-/// Reads an LFV / Ground Truth manifest.
-pub fn load_manifest(path: &Path) -> Result<(Vec<Sample>, Vec<AnomalyLabel>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    let root = dir.parent().map(Path::to_path_buf).unwrap_or_else(|| dir.clone());
-    let index = FileIndex::build(&root);
-    let mut out = Vec::new();
-    let mut labels: Vec<AnomalyLabel> = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{} line {}: not JSON", path.display(), n + 1))?;
-        let obj = v.as_object().ok_or_else(|| anyhow!("{} line {}: not a JSON object", path.display(), n + 1))?;
-        let src = obj.get("source-ref").and_then(|s| s.as_str()).ok_or_else(|| anyhow!("{} line {}: no source-ref", path.display(), n + 1))?;
-        // The classification attribute: any key whose "-metadata" has a class-name normal/anomaly.
-        let mut class = None;
-        let mut mask_ref = None;
-        for (k, meta) in obj {
-            let Some(base) = k.strip_suffix("-metadata") else { continue };
-            if let Some(c) = meta.get("class-name").and_then(|c| c.as_str()) {
-                if c == "normal" || c == "anomaly" {
-                    class = Some(c == "anomaly");
-                }
-            }
-            if let Some(map) = meta.get("internal-color-map").and_then(|m| m.as_object()) {
-                if let Some(r) = obj.get(base).and_then(|r| r.as_str()) {
-                    mask_ref = Some(r.to_string());
-                }
-                for entry in map.values() {
-                    let name = entry.get("class-name").and_then(|c| c.as_str()).unwrap_or("");
-                    let color = entry.get("hex-color").and_then(|c| c.as_str()).unwrap_or("");
-                    if name.is_empty() || name.eq_ignore_ascii_case("background") {
-                        continue;
-                    }
-                    if !labels.iter().any(|l| l.name == name) {
-                        labels.push(AnomalyLabel { name: name.to_string(), color: color.to_uppercase() });
-                    }
-                }
-            }
-        }
-        // Unlabelled lines are ignored, as LFV does.
-        let Some(anomalous) = class else { continue };
-        let image = index.resolve(&dir, src).ok_or_else(|| anyhow!("{} line {}: cannot find {src} locally", path.display(), n + 1))?;
-        let mask = match (&mask_ref, anomalous) {
-            (Some(r), true) => Some(index.resolve(&dir, r).ok_or_else(|| anyhow!("{} line {}: cannot find mask {r} locally", path.display(), n + 1))?),
-            _ => None,
-        };
-        let mut s = sample(image, anomalous, mask);
-        s.id = src.to_string();
-        out.push(s);
-    }
-    Ok((out, labels))
-}
-
-/// File names under a folder, for resolving manifest refs that point elsewhere (s3://...).
-struct FileIndex {
-    by_name: HashMap<String, Vec<PathBuf>>,
-}
-
-impl FileIndex {
-    fn build(root: &Path) -> FileIndex {
-        let mut by_name: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        let mut stack = vec![(root.to_path_buf(), 0usize)];
-        let mut seen = 0usize;
-        while let Some((d, depth)) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else { continue };
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    if depth < 6 {
-                        stack.push((p, depth + 1));
-                    }
-                } else if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
-                    seen += 1;
-                    if seen > 200_000 {
-                        return FileIndex { by_name };
-                    }
-                    by_name.entry(n.to_string()).or_default().push(p);
-                }
-            }
-        }
-        FileIndex { by_name }
-    }
-
-    fn resolve(&self, dir: &Path, r: &str) -> Option<PathBuf> {
-        let rel = match r.strip_prefix("s3://") {
-            Some(rest) => rest.split_once('/').map(|(_, key)| key).unwrap_or(rest),
-            None => r,
-        };
-        let parts: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
-        // Relative to the manifest's folder or one of its parents, dropping leading key components.
-        let mut base = Some(dir);
-        for _ in 0..4 {
-            let Some(b) = base else { break };
-            for skip in 0..parts.len() {
-                let p = parts[skip..].iter().fold(b.to_path_buf(), |acc, s| acc.join(s));
-                if p.is_file() {
-                    return Some(p);
-                }
-            }
-            base = b.parent();
-        }
-        // By file name, preferring the longest shared path tail.
-        let name = parts.last()?;
-        let cands = self.by_name.get(*name)?;
-        cands
-            .iter()
-            .max_by_key(|c| {
-                let comps: Vec<String> = c.components().rev().map(|x| x.as_os_str().to_string_lossy().into_owned()).collect();
-                parts.iter().rev().zip(comps).take_while(|(a, b)| **a == b.as_str()).count()
-            })
-            .cloned()
-    }
 }

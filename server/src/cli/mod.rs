@@ -4,6 +4,7 @@
 mod bench;
 mod common;
 mod data;
+mod manifest_file;
 mod synth;
 
 use anyhow::{bail, Context, Result};
