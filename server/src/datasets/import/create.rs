@@ -3,7 +3,7 @@
 //! uploaded archive holding a manifest with its files. Each reads its source into lines (`readers`) and hands
 //! them to the importer's core.
 
-use super::importer::{internal, Importer};
+use super::importer::{internal, ImportError, Importer};
 use super::places::{read_limited, walk, Local, Place, MAX_MANIFEST_BYTES, MAX_MANIFEST_LINE_BYTES};
 use super::readers::{folder_lines, mvtec_lines, parse_manifest, ManifestParser};
 use crate::s3::FetchError;
@@ -15,7 +15,7 @@ impl Importer {
         self.settle_create(dataset_id, outcome).await;
     }
 
-    async fn try_import_manifest(&self, dataset_id: &str, bucket: &str, key: &str, version: Option<&str>) -> Result<String, String> {
+    async fn try_import_manifest(&self, dataset_id: &str, bucket: &str, key: &str, version: Option<&str>) -> Result<String, ImportError> {
         let uri = format!("s3://{bucket}/{key}");
         // Streamed: each line is parsed as it arrives, so a large manifest is never held whole.
         let mut parser = ManifestParser::default();
@@ -27,21 +27,21 @@ impl Importer {
             })
             .await
             .map_err(|e| match e {
-                FetchError::TooLarge(_) => format!("The manifest {uri} is larger than 1 GB."),
-                other => format!("The manifest {uri} could not be read: {other}."),
+                FetchError::TooLarge(_) => ImportError::Unreadable(format!("The manifest {uri} is larger than 1 GB.")),
+                other => ImportError::Unreadable(format!("The manifest {uri} could not be read: {other}.")),
             })?;
         let (lines, issues) = parser.finish();
         if lines.is_empty() && issues.is_empty() {
-            return Err(format!("The manifest {uri} has no lines."));
+            return Err(ImportError::Empty(format!("The manifest {uri} has no lines.")));
         }
         self.import_lines(dataset_id, lines, issues, &format!("the manifest {uri}")).await
     }
 
     /// Lists the files under a place, as paths relative to it.
-    async fn list_place(&self, place: &Place) -> Result<Vec<String>, String> {
+    async fn list_place(&self, place: &Place) -> Result<Vec<String>, ImportError> {
         match place {
             Place::S3 { bucket, prefix } => {
-                let keys = self.s3.list(bucket, prefix).await.map_err(|e| format!("{} could not be listed: {e}.", place))?;
+                let keys = self.s3.list(bucket, prefix).await.map_err(|e| ImportError::Unreadable(format!("{} could not be listed: {e}.", place)))?;
                 Ok(keys.into_iter().filter_map(|k| k.strip_prefix(prefix.as_str()).map(str::to_string)).collect())
             }
             Place::Dir(root) => {
@@ -50,7 +50,7 @@ impl Importer {
                 tokio::task::spawn_blocking(move || walk(&root))
                     .await
                     .map_err(internal)?
-                    .map_err(|e| format!("{shown} could not be listed: {e}."))
+                    .map_err(|e| ImportError::Unreadable(format!("{shown} could not be listed: {e}.")))
             }
         }
     }
@@ -63,11 +63,11 @@ impl Importer {
         self.settle_create(dataset_id, outcome).await;
     }
 
-    async fn try_import_folder(&self, dataset_id: &str, place: &Place) -> Result<String, String> {
+    async fn try_import_folder(&self, dataset_id: &str, place: &Place) -> Result<String, ImportError> {
         let files = self.list_place(place).await?;
         let (lines, issues) = folder_lines(&files, |rel| place.uri(rel));
         if lines.is_empty() {
-            return Err(format!("The folder {place} holds no .jpg, .jpeg or .png images."));
+            return Err(ImportError::Empty(format!("The folder {place} holds no .jpg, .jpeg or .png images.")));
         }
         self.import_lines(dataset_id, lines, issues, &place.to_string()).await
     }
@@ -82,16 +82,17 @@ impl Importer {
                 self.settle_create(train_id, a).await;
                 self.settle_create(test_id, b).await;
             }
-            Err(m) => {
-                self.settle_create(train_id, Err(m.clone())).await;
-                self.settle_create(test_id, Err(m)).await;
+            Err(e) => {
+                let message = e.to_string();
+                self.settle_create(train_id, Err(e)).await;
+                self.settle_create(test_id, Err(ImportError::Unreadable(message))).await;
             }
         }
     }
 
-    async fn try_import_mvtec(&self, train_id: &str, test_id: &str, place: &Place) -> Result<(Result<String, String>, Result<String, String>), String> {
+    async fn try_import_mvtec(&self, train_id: &str, test_id: &str, place: &Place) -> Result<(Result<String, ImportError>, Result<String, ImportError>), ImportError> {
         let files = self.list_place(place).await?;
-        let m = mvtec_lines(&files, |rel| place.uri(rel))?;
+        let m = mvtec_lines(&files, |rel| place.uri(rel)).map_err(ImportError::Empty)?;
         let train = self.import_lines(train_id, m.train, m.issues, &format!("{place}train/")).await;
         let test = if m.test.is_empty() {
             Ok(format!("{place}test/ holds no images; the test dataset is empty."))
@@ -108,7 +109,7 @@ impl Importer {
         self.settle_create(dataset_id, outcome).await;
     }
 
-    async fn try_import_zip(&self, dataset_id: &str, display_name: &str) -> Result<String, String> {
+    async fn try_import_zip(&self, dataset_id: &str, display_name: &str) -> Result<String, ImportError> {
         let Some(Local::Zip(path)) = self.local.clone() else { return Err(internal("zip import without an archive")) };
         let text = tokio::task::spawn_blocking(move || -> Result<String, String> {
             let f = std::fs::File::open(path.as_ref()).map_err(|e| format!("could not be read: {e}"))?;
@@ -125,10 +126,10 @@ impl Importer {
         })
         .await
         .map_err(internal)?
-        .map_err(|m| format!("The archive {display_name} {m}."))?;
+        .map_err(|m| ImportError::Unreadable(format!("The archive {display_name} {m}.")))?;
         let (lines, issues) = parse_manifest(&text);
         if lines.is_empty() && issues.is_empty() {
-            return Err(format!("The manifest in {display_name} has no lines."));
+            return Err(ImportError::Empty(format!("The manifest in {display_name} has no lines.")));
         }
         self.import_lines(dataset_id, lines, issues, &format!("the archive {display_name}")).await
     }

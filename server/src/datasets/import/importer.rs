@@ -136,13 +136,13 @@ impl Importer {
 
     /// Marks a dataset whose import could not even start as failed.
     pub async fn fail_create(&self, dataset_id: &str, message: String) {
-        self.settle_create(dataset_id, Err(message)).await;
+        self.settle_create(dataset_id, Err(ImportError::Unreadable(message))).await;
     }
 
-    pub(super) async fn settle_create(&self, dataset_id: &str, outcome: Result<String, String>) {
+    pub(super) async fn settle_create(&self, dataset_id: &str, outcome: Result<String, ImportError>) {
         let (status, message) = match outcome {
             Ok(message) => (dataset::CREATE_COMPLETE, message),
-            Err(message) => (dataset::CREATE_FAILED, message),
+            Err(e) => (dataset::CREATE_FAILED, e.to_string()),
         };
         if let Err(e) = self.set_status(dataset_id, status, &message).await {
             tracing::error!(error = %e, dataset_id, "could not record the import's outcome");
@@ -157,7 +157,7 @@ impl Importer {
         lines: Vec<(i64, ManifestLine)>,
         mut issues: Vec<Issue>,
         source: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, ImportError> {
         let total = lines.len() + issues.len();
         let (entries, fetch_issues) = self.materialize_all(lines, &HashMap::new()).await;
         issues.extend(fetch_issues);
@@ -165,7 +165,7 @@ impl Importer {
         if entries.is_empty() {
             let mut conn = self.db.pool.acquire().await.map_err(internal)?;
             report::record_issues(&mut conn, dataset_id, &issues).await.map_err(internal)?;
-            return Err(format!("Nothing in {source} could be imported ({total} items). {}", quote(&issues)));
+            return Err(ImportError::Refused(format!("Nothing in {source} could be imported ({total} items). {}", quote(&issues))));
         }
         let mut tx = self.db.begin_write().await.map_err(internal)?;
         // Lines whose masks would bring the project past its label limit are skipped, each named.
@@ -179,7 +179,7 @@ impl Importer {
             drop(tx);
             let mut conn = self.db.pool.acquire().await.map_err(internal)?;
             report::record_issues(&mut conn, dataset_id, &issues).await.map_err(internal)?;
-            return Err(format!("Nothing in {source} could be imported ({total} items). {}", quote(&issues)));
+            return Err(ImportError::Refused(format!("Nothing in {source} could be imported ({total} items). {}", quote(&issues))));
         }
         entries::upsert_entries(&mut tx, dataset_id, &entries).await.map_err(internal)?;
         report::record_issues(&mut tx, dataset_id, &issues).await.map_err(internal)?;
@@ -201,14 +201,14 @@ impl Importer {
         let outcome = self.try_update_entries(dataset_id, lines).await;
         let (status, message) = match outcome {
             Ok(message) => (dataset::UPDATE_COMPLETE, message),
-            Err(message) => (dataset::UPDATE_FAILED_ROLLBACK_COMPLETE, message),
+            Err(e) => (dataset::UPDATE_FAILED_ROLLBACK_COMPLETE, e.to_string()),
         };
         if let Err(e) = self.set_status(dataset_id, status, &message).await {
             tracing::error!(error = %e, dataset_id, "could not record the update's outcome");
         }
     }
 
-    async fn try_update_entries(&self, dataset_id: &str, lines: Vec<(i64, ManifestLine)>) -> Result<String, String> {
+    async fn try_update_entries(&self, dataset_id: &str, lines: Vec<(i64, ManifestLine)>) -> Result<String, ImportError> {
         let existing: HashMap<String, StoredEntry> = {
             let mut conn = self.db.pool.acquire().await.map_err(internal)?;
             entries::all_entries(&mut conn, dataset_id).await.map_err(internal)?
@@ -219,18 +219,22 @@ impl Importer {
         let n = lines.len();
         let (entries, issues) = self.materialize_all(lines, &existing).await;
         if !issues.is_empty() {
-            return Err(format!(
+            return Err(ImportError::Refused(format!(
                 "The update was rolled back; no entry was changed. {} of {n} lines failed: {}",
                 issues.len(),
                 quote(&issues)
-            ));
+            )));
         }
         let added = entries.iter().filter(|e| !existing.contains_key(&e.source_ref)).count();
         let mut tx = self.db.begin_write().await.map_err(internal)?;
         let refused = labels::beyond_limit(&mut tx, dataset_id, &entries).await.map_err(internal)?;
         if !refused.is_empty() {
             let issues: Vec<Issue> = refused.iter().map(|(i, label)| label_limit_issue(entries[*i].source_ref.clone(), label)).collect();
-            return Err(format!("The update was rolled back; no entry was changed. {} of {n} lines failed: {}", issues.len(), quote(&issues)));
+            return Err(ImportError::Refused(format!(
+                "The update was rolled back; no entry was changed. {} of {n} lines failed: {}",
+                issues.len(),
+                quote(&issues)
+            )));
         }
         entries::upsert_entries(&mut tx, dataset_id, &entries).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
@@ -249,9 +253,27 @@ fn label_limit_issue(source_ref: String, label: &str) -> Issue {
     }
 }
 
-pub(super) fn internal(e: impl std::fmt::Display) -> String {
+/// Why an import or update job failed; its text is the dataset's `StatusMessage`.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The source (manifest, folder, archive, prefix) cannot be read; the message names it and says why.
+    #[error("{0}")]
+    Unreadable(String),
+    /// The source holds nothing to import.
+    #[error("{0}")]
+    Empty(String),
+    /// Every line was refused (the report names each with its reason), or an update failed and was rolled back.
+    #[error("{0}")]
+    Refused(String),
+    /// The server failed (details in its log, not in the message).
+    #[error("Vigil had an internal error while importing; try again.")]
+    Internal,
+}
+
+/// Logs a server-side failure; the dataset's message only says that one happened.
+pub(super) fn internal(e: impl std::fmt::Display) -> ImportError {
     tracing::error!(error = %e, "import failed");
-    "Vigil had an internal error while importing; try again.".to_string()
+    ImportError::Internal
 }
 
 /// The first few issues, for a status message.

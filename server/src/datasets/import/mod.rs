@@ -14,7 +14,7 @@ mod places;
 mod readers;
 mod storing;
 
-pub use importer::Importer;
+pub use importer::{ImportError, Importer};
 pub use places::{Local, Place, MAX_IMAGE_BYTES, MAX_MANIFEST_BYTES, MAX_MANIFEST_LINE_BYTES};
 pub use readers::{
     folder_lines, label_from_folder, mvtec_layout_lines, mvtec_lines, parse_manifest, ManifestParser, MvtecLines, FOLDER_MASK_LABEL, PALETTE,
