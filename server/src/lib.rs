@@ -152,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         // SigV4 on the LFV API, a session everywhere else (http::auth).
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::auth::authenticate))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(web::security_headers))
         .layer(axum::middleware::from_fn(http::request_id))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

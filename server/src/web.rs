@@ -12,6 +12,20 @@ use axum::response::{IntoResponse, Response};
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 80 * 1024 * 1024;
 
+/// Headers every answer carries: no MIME sniffing, no framing by another site (clickjacking), and referrers
+/// that stay on this site. A fuller Content-Security-Policy (scripts, styles) is left to the console's build,
+/// which knows its WASM and inline hydration script.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    use axum::http::HeaderValue;
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static("frame-ancestors 'none'"));
+    res
+}
+
 /// The session cookie's name.
 pub const COOKIE: &str = "vigil_session";
 

@@ -11,9 +11,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-/// A `next` target that stays on this site.
+/// A `next` target that stays on this site: a path, with no control character (browsers drop a TAB or a
+/// newline, so `/\t/evil.example` would become `//evil.example`), no backslash (read as `/`) and no second
+/// leading slash.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") && !next.starts_with("/signin") {
+    let clean = !next.chars().any(|c| c.is_control() || c == '\\');
+    if clean && next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/signin") {
         next
     } else {
         "/"
@@ -234,5 +237,8 @@ mod tests {
         assert_eq!(safe_next("//evil.example"), "/");
         assert_eq!(safe_next("https://evil.example"), "/");
         assert_eq!(safe_next("/projects/a?x=1"), "/projects/a?x=1");
+        for off_site in ["/\t/evil.example", "/\n/evil.example", "/\\evil.example", "/%09/x\u{7f}", "\\\\evil.example"] {
+            assert_eq!(safe_next(off_site), "/", "{off_site:?}");
+        }
     }
 }

@@ -154,3 +154,20 @@ async fn detect_requests_beyond_the_in_flight_limit_are_throttled_unread() {
     assert_eq!(r.status(), 404, "room again: the request reaches the API, which has no such project");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let h = Harness::start(Db::Sqlite).await.unwrap();
+    let page = reqwest::get(format!("{}/signin", h.base)).await.unwrap();
+    let api = reqwest::get(format!("{}/2020-11-20/projects", h.base)).await.unwrap();
+    assert_eq!(api.status(), 403, "unsigned");
+    for r in [&page, &api] {
+        let hd = r.headers();
+        assert_eq!(hd["x-content-type-options"], "nosniff");
+        assert_eq!(hd["x-frame-options"], "DENY");
+        assert_eq!(hd["referrer-policy"], "same-origin");
+        assert!(hd["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+        assert_eq!(hd["x-amzn-requestid"].len(), 36, "the request id too");
+    }
+    h.stop().await;
+}
