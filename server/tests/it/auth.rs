@@ -213,6 +213,12 @@ async fn wrong_methods_and_oversized_bodies_get_lfv_errors() {
     let headers = signed("POST", &url, Some("application/json"), b"{}", SystemTime::now(), API_KEY, API_SECRET);
     let (status, code, _) = refusal(send(&h, "POST", "/2020-11-20/projects", &headers, big.clone()).await).await;
     assert_eq!((status, code.as_str()), (413, "ValidationException"));
+    // Each operation has its own cap, far below the console's: a 3 MiB CreateProject is refused, unread.
+    let json = vec![b' '; 3 * 1024 * 1024];
+    let (status, code, _) = refusal(send(&h, "POST", "/2020-11-20/projects", &headers, json).await).await;
+    assert_eq!((status, code.as_str()), (413, "ValidationException"));
+    assert_eq!(vigil::http::auth::body_limit("POST", "/2020-11-20/projects/p/models/1/detect"), 16 * 1024 * 1024);
+    assert_eq!(vigil::http::auth::body_limit("PATCH", "/2020-11-20/projects/p/datasets/train/entries"), 16 * 1024 * 1024);
     // The console: refused on its declared length, before a server function reads it.
     let r = h.http().post(format!("{}/api/upload_images", h.base)).header("content-type", "multipart/form-data; boundary=x").body(big).send().await.unwrap();
     assert_eq!(r.status(), 413);
