@@ -25,6 +25,13 @@ pub fn is_api_path(path: &str) -> bool {
     path == "/2020-11-20" || path.starts_with("/2020-11-20/") || path == "/vigil" || path.starts_with("/vigil/")
 }
 
+/// A path with no empty, `.` or `..` segment (a trailing slash aside), as a signed path must be.
+pub fn is_normal_path(path: &str) -> bool {
+    let inner = path.strip_prefix('/').unwrap_or(path);
+    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    inner.is_empty() || inner.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.eq_ignore_ascii_case("%2e") && !seg.eq_ignore_ascii_case("%2e%2e"))
+}
+
 /// The largest body a signed call may send, by operation, enforced as it is read (before anything buffers
 /// more): an image for DetectAnomalies (8 MB; up to twice that reaches the handler, which refuses it as an
 /// invalid image and counts it), JSON lines for UpdateDatasetEntries (10 MiB, base64 in JSON), a few MiB for
@@ -46,6 +53,12 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         return next.run(req).await;
     }
     if is_api_path(req.uri().path()) {
+        // One path, one signature: `/./`, `/../` and `//` variants of a path would reach the same route under a
+        // signature made for another string, so they are refused before anything else.
+        if !is_normal_path(req.uri().path()) {
+            return super::error::ApiError::Validation(format!("The path {:?} is not in normal form (no empty, . or .. segments).", req.uri().path()))
+                .into_response();
+        }
         // DetectAnomalies bodies (up to 8 MB each) are read only while there is room for them; beyond that the
         // caller is throttled at once, so a flood of large images cannot run the server out of memory.
         let _permit = if req.method() == axum::http::Method::POST && req.uri().path().ends_with("/detect") {

@@ -34,6 +34,23 @@ async fn send(h: &Harness, method: &str, path: &str, headers: &[(String, String)
     req.send().await.unwrap()
 }
 
+/// The status of a GET sent byte for byte (no client normalises its path), with the given headers.
+async fn raw_status(h: &Harness, path: &str, headers: &[(String, String)]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = h.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (k, v) in headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
 async fn refusal(r: reqwest::Response) -> (u16, String, String) {
     let status = r.status().as_u16();
     let code = r.headers().get("x-amzn-errortype").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
@@ -219,6 +236,16 @@ async fn wrong_methods_and_oversized_bodies_get_lfv_errors() {
     assert_eq!((status, code.as_str()), (413, "ValidationException"));
     assert_eq!(vigil::http::auth::body_limit("POST", "/2020-11-20/projects/p/models/1/detect"), 16 * 1024 * 1024);
     assert_eq!(vigil::http::auth::body_limit("PATCH", "/2020-11-20/projects/p/datasets/train/entries"), 16 * 1024 * 1024);
+    // A signature made for one path is not accepted for its `/./`, `/../` or `//` variants.
+    // (Sent over a raw connection: HTTP clients normalise such paths themselves.)
+    let signed_for = format!("{}/2020-11-20/projects", h.base);
+    let headers = signed("GET", &signed_for, None, b"", SystemTime::now(), API_KEY, API_SECRET);
+    assert_eq!(raw_status(&h, "/2020-11-20/projects", &headers).await, 200, "the path it was signed for");
+    for variant in ["/2020-11-20/./projects", "/2020-11-20//projects", "/2020-11-20/x/../projects", "/2020-11-20/%2e/projects"] {
+        assert_eq!(raw_status(&h, variant, &headers).await, 400, "{variant}");
+    }
+    assert!(vigil::http::auth::is_normal_path("/2020-11-20/projects/p/models/1/detect"));
+    assert!(vigil::http::auth::is_normal_path("/2020-11-20/tags/arn%3Aaws%3Alookoutvision%3Aus-east-1%3A0%3Amodel%2Fp%2F1"));
     // The console: refused on its declared length, before a server function reads it.
     let r = h.http().post(format!("{}/api/upload_images", h.base)).header("content-type", "multipart/form-data; boundary=x").body(big).send().await.unwrap();
     assert_eq!(r.status(), 413);
