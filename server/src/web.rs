@@ -12,6 +12,9 @@ use axum::response::{IntoResponse, Response};
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 80 * 1024 * 1024;
 
+/// Largest sign-in form accepted.
+pub const MAX_SIGN_IN_BYTES: usize = 16 * 1024;
+
 /// Headers every answer carries: no MIME sniffing, no framing by another site (clickjacking), and referrers
 /// that stay on this site. A fuller Content-Security-Policy (scripts, styles) is left to the console's build,
 /// which knows its WASM and inline hydration script.
@@ -82,12 +85,14 @@ pub async fn require_session(state: AppState, mut req: Request, next: Next) -> R
     }
     // Every console request but an archive import (streamed to disk, capped on its own) is capped before
     // anything buffers it: at once when it says how long it is, as it arrives otherwise.
+    // The sign-in form (open to anyone) holds a name, a password and a path: 16 KiB is plenty.
     if !path.starts_with("/import/") {
+        let cap = if path == "/auth/signin" { MAX_SIGN_IN_BYTES } else { MAX_BODY_BYTES };
         let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-            return json_status(StatusCode::PAYLOAD_TOO_LARGE, &format!("The request is larger than {} MiB.", MAX_BODY_BYTES >> 20));
+        if declared.is_some_and(|n| n > cap as u64) {
+            return json_status(StatusCode::PAYLOAD_TOO_LARGE, &format!("The request is larger than {} KiB.", cap >> 10));
         }
-        req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, MAX_BODY_BYTES)));
+        req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, cap)));
     }
     if is_open(&path) {
         return next.run(req).await;

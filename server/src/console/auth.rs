@@ -23,6 +23,14 @@ fn safe_next(next: &str) -> &str {
     }
 }
 
+/// Password checks (Argon2) running at once, per process.
+pub const MAX_PASSWORD_CHECKS: usize = 4;
+
+fn password_checks() -> &'static tokio::sync::Semaphore {
+    static CHECKS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    CHECKS.get_or_init(|| tokio::sync::Semaphore::new(MAX_PASSWORD_CHECKS))
+}
+
 /// Whether cookies get `Secure`: when configured, or when a TLS-terminating proxy says the request was HTTPS.
 fn secure(state: &AppState, headers: &HeaderMap) -> bool {
     state.config.secure_cookies || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https")
@@ -68,6 +76,9 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, axum::Fo
         Some((u, h)) => (Some(u), h),
         None => (None, users::dummy_hash().to_string()),
     };
+    // Argon2 is slow on purpose: at most a few run at once, so a flood of sign-ins queues here instead of
+    // filling the blocking pool (512 threads) and starving imports, training and detection of it.
+    let Ok(_permit) = password_checks().acquire().await else { return failed() };
     let ok = tokio::task::spawn_blocking(move || users::verify_password(&password, &hash)).await.unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!(name = %form.name.chars().take(64).collect::<String>(), "failed sign-in");

@@ -246,6 +246,15 @@ async fn wrong_methods_and_oversized_bodies_get_lfv_errors() {
     }
     assert!(vigil::http::auth::is_normal_path("/2020-11-20/projects/p/models/1/detect"));
     assert!(vigil::http::auth::is_normal_path("/2020-11-20/tags/arn%3Aaws%3Alookoutvision%3Aus-east-1%3A0%3Amodel%2Fp%2F1"));
+    // The sign-in form is open to anyone: more than 16 KiB is refused before it is read.
+    let r = reqwest::Client::new()
+        .post(format!("{}/auth/signin", h.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("name=admin&password={}", "x".repeat(20 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
     // The console: refused on its declared length, before a server function reads it.
     let r = h.http().post(format!("{}/api/upload_images", h.base)).header("content-type", "multipart/form-data; boundary=x").body(big).send().await.unwrap();
     assert_eq!(r.status(), 413);
