@@ -256,16 +256,6 @@ impl Config {
         (self.job_lease_secs.max(1) * 1000) as i64
     }
 
-    pub fn s3_settings(&self) -> crate::s3::S3Settings {
-        crate::s3::S3Settings {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            access_key_id: self.s3_access_key_id.clone(),
-            secret_access_key: self.s3_secret_access_key.clone(),
-            force_path_style: self.s3_force_path_style,
-        }
-    }
-
     /// A configuration with every default, for tests and embedding.
     pub fn defaults() -> Self {
         Cli::parse_from(["vigil", "serve"]).into_serve()

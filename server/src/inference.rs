@@ -208,24 +208,29 @@ impl Hosted {
 
     /// Like [`Hosted::detect`], but a full queue is waited out instead of refused (batches and trials: line
     /// traffic on the same units comes first).
-    pub async fn detect_waiting(&self, bytes: Vec<u8>, heat_map: bool) -> Result<Detection, DetectError> {
+    pub async fn detect_waiting(&self, mut bytes: Vec<u8>, heat_map: bool) -> Result<Detection, DetectError> {
         loop {
-            match self.try_queue(bytes.clone(), heat_map, false) {
+            match self.try_queue(bytes, heat_map, false) {
                 Ok(rx) => return rx.await.unwrap_or_else(|_| Err(DetectError::Internal("the detection worker stopped".into()))),
-                Err(DetectError::Throttled) => tokio::time::sleep(Duration::from_millis(50)).await,
-                Err(e) => return Err(e),
+                // The refused image comes back, so waiting never copies it.
+                Err((DetectError::Throttled, back)) => {
+                    bytes = back;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err((e, _)) => return Err(e),
             }
         }
     }
 
     /// Queues one image and waits for its detection; a full queue is `Throttled` at once (and counted).
     pub async fn detect(&self, bytes: Vec<u8>, heat_map: bool) -> Result<Detection, DetectError> {
-        let rx = self.try_queue(bytes, heat_map, true)?;
+        let rx = self.try_queue(bytes, heat_map, true).map_err(|(e, _)| e)?;
         rx.await.unwrap_or_else(|_| Err(DetectError::Internal("the detection worker stopped".into())))
     }
 
-    /// Queues one image; `count_throttled` counts a refusal (a waiting caller's retries are not refusals).
-    fn try_queue(&self, bytes: Vec<u8>, heat_map: bool, count_throttled: bool) -> Result<Reply, DetectError> {
+    /// Queues one image; `count_throttled` counts a refusal (a waiting caller's retries are not refusals). A
+    /// refused image is handed back with the reason.
+    fn try_queue(&self, bytes: Vec<u8>, heat_map: bool, count_throttled: bool) -> Result<Reply, (DetectError, Vec<u8>)> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let s = &self.shared;
         let throttled = || {
@@ -238,17 +243,17 @@ impl Hosted {
         };
         if s.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             s.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(throttled());
+            return Err((throttled(), bytes));
         }
         match self.tx.try_send(Request { bytes, heat_map, reply }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(TrySendError::Full(req)) => {
                 s.queued.fetch_sub(1, Ordering::AcqRel);
-                return Err(throttled());
+                return Err((throttled(), req.bytes));
             }
-            Err(TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Disconnected(req)) => {
                 s.queued.fetch_sub(1, Ordering::AcqRel);
-                return Err(DetectError::NotHosted);
+                return Err((DetectError::NotHosted, req.bytes));
             }
         }
         // Scale out while the queue is longer than twice the workers.

@@ -1,6 +1,6 @@
 //! The durable job queue: imports (S3 manifests and folders, MVTec AD, archives), UpdateDatasetEntries, model
 //! training, trial detections and batch runs, recorded in the database and claimed by workers (which run them:
-//! [`crate::work`]).
+//! `work.rs`).
 //!
 //! A job is written in the same transaction that marks its target (dataset or model version) in progress.
 //! Workers *claim* jobs: one atomic `update ... returning` gives the job an owner and a lease (on PostgreSQL the
@@ -13,7 +13,7 @@
 //! training writes a new artifact and settles the model version in the same transaction that deletes the job.
 //!
 //! Lanes: training jobs run one at a time by default (libtorch uses every core), imports a few at a time beside
-//! them. `work::try_execute_job` claims and runs one job; tests call it directly.
+//! them. The workers' `try_execute_job` claims and runs one job; tests call it directly.
 
 use crate::s3::S3Settings;
 use crate::state::AppState;

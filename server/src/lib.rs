@@ -45,7 +45,7 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let blobs = blobs::Blobs::open(&config.data_dir)?;
     let auth = auth::setup(&config, &db).await?;
-    let s3 = s3::S3::connect(&config.s3_settings()).await;
+    let s3 = s3::S3::connect(&s3::S3Settings::of(&config)).await;
     let interrupted = datasets::fail_interrupted(&mut *db.pool.acquire().await?).await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "datasets left in progress without a job to resume were marked failed");

@@ -17,6 +17,19 @@ pub struct S3Settings {
     pub force_path_style: bool,
 }
 
+impl S3Settings {
+    /// The server's own S3 settings (`VIGIL_S3_*`).
+    pub fn of(config: &crate::config::Config) -> S3Settings {
+        S3Settings {
+            endpoint: config.s3_endpoint.clone(),
+            region: config.s3_region.clone(),
+            access_key_id: config.s3_access_key_id.clone(),
+            secret_access_key: config.s3_secret_access_key.clone(),
+            force_path_style: config.s3_force_path_style,
+        }
+    }
+}
+
 /// Seconds to open a connection to an S3 endpoint.
 pub const CONNECT_TIMEOUT_SECS: u64 = 5;
 /// Seconds an S3 response may stall between bytes.

@@ -137,7 +137,7 @@ pub async fn s3_override(config: &Config, conn: &S3Connection) -> Result<Option<
     if [&conn.endpoint, &conn.region, &conn.access_key_id, &conn.secret_access_key, &conn.addressing].iter().all(|v| v.trim().is_empty()) {
         return Ok(None);
     }
-    let mut settings = config.s3_settings();
+    let mut settings = S3Settings::of(config);
     if let Some(e) = set(&conn.endpoint) {
         let norm = normalize_endpoint(&e).ok_or_else(|| SecurityError::Invalid(format!("{e:?} is not an endpoint URL (http://host:port).")))?;
         let configured = config.s3_endpoint.as_deref().and_then(normalize_endpoint);

@@ -66,7 +66,7 @@ pub(super) async fn start(state: &AppState, project: &str, dataset_type: &str, u
         _ => None,
     };
     if let Some((bucket, key, missing)) = probe {
-        let settings = s3.clone().unwrap_or_else(|| state.config.s3_settings());
+        let settings = s3.clone().unwrap_or_else(|| crate::s3::S3Settings::of(&state.config));
         let client = crate::s3::S3::connect(&settings).await;
         match client.probe(&bucket, &key).await {
             Ok(true) => {}

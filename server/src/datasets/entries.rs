@@ -124,7 +124,7 @@ pub async fn set_entry_label(
     label: Option<ImageClass>,
     entry: &str,
 ) -> Result<bool, sqlx::Error> {
-    let classes = manifest::parse_line(entry).map(|l| l.classes).unwrap_or_default();
+    let classes = manifest::line_classes(entry);
     let r = sqlx::query(
         "update dataset_entry set label = $1, entry = $2, updated_at = $3, anomaly_types = $6 where dataset_id = $4 and id = $5",
     )
@@ -158,7 +158,7 @@ pub async fn set_entry_mask(
     entry: &str,
 ) -> Result<bool, sqlx::Error> {
     let now = now_ms();
-    let classes = manifest::parse_line(entry).map(|l| l.classes).unwrap_or_default();
+    let classes = manifest::line_classes(entry);
     upsert_blob(conn, mask, now).await?;
     let r = sqlx::query(
         "update dataset_entry set label = 'anomaly', mask_hash = $1, entry = $2, updated_at = $3, anomaly_types = $6 \
@@ -178,7 +178,7 @@ pub async fn set_entry_mask(
 
 /// Rewrites one entry's JSON line, leaving its label and blobs as they are.
 pub async fn set_entry_line(conn: &mut AnyConnection, dataset_id: &str, id: &str, entry: &str) -> Result<(), sqlx::Error> {
-    let classes = manifest::parse_line(entry).map(|l| l.classes).unwrap_or_default();
+    let classes = manifest::line_classes(entry);
     sqlx::query("update dataset_entry set entry = $1, updated_at = $2, anomaly_types = $5 where dataset_id = $3 and id = $4")
         .bind(entry)
         .bind(now_ms())

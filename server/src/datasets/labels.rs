@@ -192,7 +192,7 @@ pub async fn backfill(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
             return Ok(n);
         }
         for (id, entry, project_id) in rows {
-            let classes = manifest::parse_line(&entry).map(|l| l.classes).unwrap_or_default();
+            let classes = manifest::line_classes(&entry);
             register(conn, &project_id, &classes).await?;
             sqlx::query("update dataset_entry set anomaly_types = $1 where id = $2").bind(types_of(&classes)).bind(&id).execute(&mut *conn).await?;
             n += 1;
@@ -210,7 +210,7 @@ mod tests {
             "anomaly-mask-ref":"s3://b/m.png","anomaly-mask-ref-metadata":{"internal-color-map":{
             "0":{"class-name":"BACKGROUND","hex-color":"#ffffff"},"1":{"class-name":"scratch","hex-color":"#2ca02c"},
             "2":{"class-name":"cracked","hex-color":"#1f77b4"}}}}"##;
-        let of = |line: &str| types_of(&manifest::parse_line(line).map(|l| l.classes).unwrap_or_default());
+        let of = |line: &str| types_of(&manifest::line_classes(line));
         assert_eq!(of(&line.replace('\n', "")), ",cracked,scratch,");
         assert_eq!(of(r#"{"source-ref":"s3://b/a.jpg"}"#), "");
         assert_eq!(of("not json"), "");

@@ -56,6 +56,12 @@ pub fn hex_color(c: [u8; 3]) -> String {
     format!("#{:02X}{:02X}{:02X}", c[0], c[1], c[2])
 }
 
+/// The anomaly labels a JSON line's mask colour map names (none for a line that does not parse: it was
+/// checked when it was written).
+pub fn line_classes(line: &str) -> Vec<MaskColor> {
+    parse_line(line).map(|l| l.classes).unwrap_or_default()
+}
+
 /// Parses one manifest line; the error says what is wrong with it.
 pub fn parse_line(line: &str) -> Result<ManifestLine, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;

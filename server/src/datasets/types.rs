@@ -29,7 +29,7 @@ pub struct NewEntry {
 impl NewEntry {
     /// An entry whose JSON line is at hand as text only: it is parsed here, once.
     pub fn from_text(source_ref: String, image: BlobInfo, label: Option<ImageClass>, mask: Option<BlobInfo>, entry: String) -> NewEntry {
-        let classes = manifest::parse_line(&entry).map(|l| l.classes).unwrap_or_default();
+        let classes = manifest::line_classes(&entry);
         NewEntry { source_ref, image, label, mask, entry, classes }
     }
 }

@@ -1,4 +1,4 @@
-//! The training images' features and their out-of-fold scores (steps 1–2 of [`super::train`]): every training
+//! The training images' features and their out-of-fold scores (steps 1–2 of training, `train.rs`): every training
 //! image through the backbone once (normal images also mirrored or turned for the bank when asked), then for
 //! each of k stratified folds a PCA, a coreset memory bank and a Gaussian model fitted on the *other* folds'
 //! normals score the fold's images. Nothing about an image is seen before it is scored, so the out-of-fold
