@@ -6,6 +6,8 @@ following `mod x;` declarations from the crate roots (lib.rs, main.rs), reads ev
 other modules of the same crate, and reports:
 
 * import cycles between files: strongly connected components of more than one file;
+* import cycles between top-level modules (a folder module such as `auth/` counts as one), the crate roots
+  (lib.rs, main.rs) left out: `auth -> config -> s3 -> auth` is a cycle even when no single file closes it;
 * files over 600 lines (comments and tests included: it is the file a reader opens).
 
 Both are problems: each is printed on one line and the exit status is 1. Functions over 150 lines are printed
@@ -210,6 +212,18 @@ def cycles(src_dir, roots):
         if len(comp) > 1:
             via = "; ".join(f"{short(a)} -> {short(b)} ({', '.join(sorted(edges[a][b]))})" for a in comp for b in comp if b in edges.get(a, {}))
             problems.append(f"{os.path.relpath(src_dir, REPO)}: import cycle between {', '.join(map(short, comp))}: {via}")
+    # The same at the level of top-level modules.
+    top = lambda f: short(f).split(os.sep)[0].removesuffix(".rs")
+    is_root = lambda f: short(f) in roots
+    module_edges = {}
+    for a, tos in edges.items():
+        for b in tos:
+            if not is_root(a) and not is_root(b) and top(a) != top(b):
+                module_edges.setdefault(top(a), {}).setdefault(top(b), set()).add(f"{short(a)} -> {short(b)}")
+    for comp in sccs(module_edges):
+        if len(comp) > 1:
+            via = "; ".join(sorted(e for a in comp for b in comp for e in module_edges.get(a, {}).get(b, ())))
+            problems.append(f"{os.path.relpath(src_dir, REPO)}: import cycle between modules {', '.join(sorted(comp))}: {via}")
     return problems
 
 
