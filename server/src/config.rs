@@ -23,6 +23,87 @@ pub enum Command {
     Detect(DetectArgs),
     /// Benchmark the engine on every data set of a folder (accuracy, fit time, latency, memory).
     Bench(BenchArgs),
+    /// Run models next to the camera: install model packages and serve LFV's edge agent API.
+    #[command(subcommand)]
+    Edge(EdgeCommand),
+}
+
+/// `vigil edge ...`: the agent and its installed model components. No database and no web server.
+#[derive(Subcommand, Debug, Clone)]
+pub enum EdgeCommand {
+    /// Serve LFV's edge agent gRPC API (`AWS.LookoutVision.EdgeAgent`) on a Unix socket, for the installed models.
+    Serve(EdgeServeArgs),
+    /// Install a model package: a packaging job's `s3://BUCKET/PREFIX`, or a folder holding its files.
+    Install(EdgeInstallArgs),
+    /// List the installed model components.
+    List(EdgeDirArgs),
+    /// Remove an installed model component.
+    Remove {
+        component: String,
+        #[command(flatten)]
+        dir: EdgeDirArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EdgeDirArgs {
+    /// The agent's folder: installed components, the result spool.
+    #[arg(long = "dir", env = "VIGIL_EDGE_DIR", default_value = "vigil-edge")]
+    pub root: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EdgeServeArgs {
+    #[command(flatten)]
+    pub dir: EdgeDirArgs,
+    /// The Unix socket clients connect to (LFV's default path, so existing clients need no change).
+    #[arg(long, env = "VIGIL_EDGE_SOCKET", default_value = "/tmp/aws.iot.lookoutvision.EdgeAgent.sock")]
+    pub socket: PathBuf,
+    /// Detection workers per running model.
+    #[arg(long, env = "VIGIL_EDGE_UNITS", default_value_t = 1)]
+    pub units: usize,
+    /// Requests queued per worker before DetectAnomalies answers RESOURCE_EXHAUSTED.
+    #[arg(long, env = "VIGIL_EDGE_QUEUE", default_value_t = 8)]
+    pub queue: usize,
+    /// Watch a folder: `COMPONENT=FOLDER` (repeatable). Each complete image written there is detected with the
+    /// model and moved to `FOLDER/done/` or `FOLDER/anomalous/`; its result is published.
+    #[arg(long = "watch", value_name = "COMPONENT=FOLDER")]
+    pub watch: Vec<String>,
+    /// Publish each watched image's result to this MQTT broker (`mqtt://HOST:PORT`), QoS 1, topic
+    /// `PREFIX/COMPONENT`.
+    #[arg(long, env = "VIGIL_EDGE_MQTT")]
+    pub mqtt: Option<String>,
+    /// The MQTT topic prefix.
+    #[arg(long, env = "VIGIL_EDGE_MQTT_TOPIC", default_value = "vigil/results")]
+    pub mqtt_topic: String,
+    /// Also POST each result as JSON to this URL (http:// only).
+    #[arg(long, env = "VIGIL_EDGE_WEBHOOK")]
+    pub webhook: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EdgeInstallArgs {
+    /// `s3://BUCKET/PREFIX` (a packaging job's S3OutputLocation) or a folder holding the package's files.
+    pub source: String,
+    /// Start the model whenever the agent starts.
+    #[arg(long)]
+    pub start_on_boot: bool,
+    #[command(flatten)]
+    pub dir: EdgeDirArgs,
+    /// The backbone file the agent runs with: a package built for another one is refused.
+    #[arg(long, env = "VIGIL_BACKBONE", default_value = ".venv/share/vigil/efficientnet-lite0-s8s16.pt")]
+    pub backbone: PathBuf,
+    /// S3 endpoint (MinIO, Garage, ...); otherwise the standard AWS settings (`AWS_ENDPOINT_URL_S3`, ...).
+    #[arg(long, env = "VIGIL_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region; otherwise `AWS_REGION`, else us-east-1.
+    #[arg(long, env = "VIGIL_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style S3 addressing (`endpoint/bucket/key`), which most self-hosted servers need.
+    #[arg(long, env = "VIGIL_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_force_path_style: bool,
 }
 
 /// Settings shared by the engine commands.

@@ -38,8 +38,15 @@ pub enum DetectError {
     Internal(String),
 }
 
+/// An image to detect: an encoded file (JPEG/PNG: the HTTP API, batches, trials), or pixels already decoded
+/// (the edge agent's RGB888 bitmaps).
+pub enum Input {
+    Encoded(Vec<u8>),
+    Rgb(image::RgbImage),
+}
+
 struct Request {
-    bytes: Vec<u8>,
+    input: Input,
     heat_map: bool,
     reply: tokio::sync::oneshot::Sender<Result<Detection, DetectError>>,
 }
@@ -208,13 +215,14 @@ impl Hosted {
 
     /// Like [`Hosted::detect`], but a full queue is waited out instead of refused (batches and trials: line
     /// traffic on the same units comes first).
-    pub async fn detect_waiting(&self, mut bytes: Vec<u8>, heat_map: bool) -> Result<Detection, DetectError> {
+    pub async fn detect_waiting(&self, bytes: Vec<u8>, heat_map: bool) -> Result<Detection, DetectError> {
+        let mut input = Input::Encoded(bytes);
         loop {
-            match self.try_queue(bytes, heat_map, false) {
+            match self.try_queue(input, heat_map, false) {
                 Ok(rx) => return rx.await.unwrap_or_else(|_| Err(DetectError::Internal("the detection worker stopped".into()))),
                 // The refused image comes back, so waiting never copies it.
                 Err((DetectError::Throttled, back)) => {
-                    bytes = back;
+                    input = back;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err((e, _)) => return Err(e),
@@ -224,13 +232,18 @@ impl Hosted {
 
     /// Queues one image and waits for its detection; a full queue is `Throttled` at once (and counted).
     pub async fn detect(&self, bytes: Vec<u8>, heat_map: bool) -> Result<Detection, DetectError> {
-        let rx = self.try_queue(bytes, heat_map, true).map_err(|(e, _)| e)?;
+        self.detect_input(Input::Encoded(bytes), heat_map).await
+    }
+
+    /// [`Hosted::detect`] for any [`Input`] (the edge agent's decoded bitmaps).
+    pub async fn detect_input(&self, input: Input, heat_map: bool) -> Result<Detection, DetectError> {
+        let rx = self.try_queue(input, heat_map, true).map_err(|(e, _)| e)?;
         rx.await.unwrap_or_else(|_| Err(DetectError::Internal("the detection worker stopped".into())))
     }
 
     /// Queues one image; `count_throttled` counts a refusal (a waiting caller's retries are not refusals). A
     /// refused image is handed back with the reason.
-    fn try_queue(&self, bytes: Vec<u8>, heat_map: bool, count_throttled: bool) -> Result<Reply, (DetectError, Vec<u8>)> {
+    fn try_queue(&self, input: Input, heat_map: bool, count_throttled: bool) -> Result<Reply, (DetectError, Input)> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let s = &self.shared;
         let throttled = || {
@@ -243,17 +256,17 @@ impl Hosted {
         };
         if s.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             s.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err((throttled(), bytes));
+            return Err((throttled(), input));
         }
-        match self.tx.try_send(Request { bytes, heat_map, reply }) {
+        match self.tx.try_send(Request { input, heat_map, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(req)) => {
                 s.queued.fetch_sub(1, Ordering::AcqRel);
-                return Err((throttled(), req.bytes));
+                return Err((throttled(), req.input));
             }
             Err(TrySendError::Disconnected(req)) => {
                 s.queued.fetch_sub(1, Ordering::AcqRel);
-                return Err((DetectError::NotHosted, req.bytes));
+                return Err((DetectError::NotHosted, req.input));
             }
         }
         // Scale out while the queue is longer than twice the workers.
@@ -286,7 +299,7 @@ fn worker(s: Arc<Shared>) {
             Ok(req) => {
                 s.queued.fetch_sub(1, Ordering::AcqRel);
                 let started = Instant::now();
-                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| detect_one(&s, &req.bytes, req.heat_map)))
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| detect_one(&s, req.input, req.heat_map)))
                     .unwrap_or_else(|_| Err(DetectError::Internal("the detection failed unexpectedly".into())));
                 let took = started.elapsed().as_micros() as u64;
                 s.count(|c| match &out {
@@ -321,8 +334,11 @@ fn worker(s: Arc<Shared>) {
     }
 }
 
-fn detect_one(s: &Shared, bytes: &[u8], heat_map: bool) -> Result<Detection, DetectError> {
-    let img = engine::image_io::decode_rgb(bytes).map_err(|e| DetectError::Invalid(format!("The image is not usable: {e}.")))?;
+fn detect_one(s: &Shared, input: Input, heat_map: bool) -> Result<Detection, DetectError> {
+    let img = match input {
+        Input::Encoded(bytes) => engine::image_io::decode_rgb(&bytes).map_err(|e| DetectError::Invalid(format!("The image is not usable: {e}.")))?,
+        Input::Rgb(img) => img,
+    };
     // LFV's answer has no heat map: computing one for DetectAnomalies would be wasted work on the hot path.
     let mut d = s.model.detect_with(&s.backbone, &img, DetectOptions { heat_map }).map_err(|e| match e {
         engine::Error::Input(m) => DetectError::Invalid(m),

@@ -18,6 +18,7 @@ pub mod s3;
 pub mod security;
 pub mod state;
 pub mod db;
+pub mod edge;
 pub mod trials;
 pub mod web;
 pub mod work;

@@ -20,7 +20,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Eval(a) => eval(a),
         Command::Detect(a) => detect(a),
         Command::Bench(a) => bench::run(a),
-        Command::Serve(_) => bail!("`serve` is not an engine command"),
+        Command::Serve(_) | Command::Edge(_) => bail!("`serve` and `edge` are not engine commands"),
     }
 }
 

@@ -1,0 +1,67 @@
+//! The edge: a model version packaged for a machine on the line ([`package`]), and the agent that runs it
+//! there without a database or a web server ([`agent`]), speaking LFV's edge agent gRPC contract on a Unix
+//! socket ([`serve`]), reading LFV's RGB888 bitmaps inline or from shared memory ([`bitmap`]), with its
+//! installed components in a folder ([`store`]).
+
+pub mod agent;
+pub mod bitmap;
+pub mod package;
+pub mod serve;
+pub mod store;
+
+use crate::config::EdgeCommand;
+
+/// LFV's edge agent contract (`proto/edge-agent.proto`), compiled by `build.rs`.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("aws.lookout_vision");
+}
+
+/// `vigil edge ...`.
+pub async fn run(command: EdgeCommand) -> anyhow::Result<()> {
+    match command {
+        EdgeCommand::Serve(a) => serve::serve(a).await,
+        EdgeCommand::Install(a) => {
+            let settings = crate::s3::S3Settings {
+                endpoint: a.s3_endpoint.clone(),
+                region: a.s3_region.clone(),
+                force_path_style: a.s3_force_path_style,
+                ..Default::default()
+            };
+            let source = store::Source::parse(&a.source, crate::s3::S3::connect(&settings)).await.map_err(anyhow::Error::msg)?;
+            let backbone = a.backbone.clone();
+            let sha = tokio::task::spawn_blocking(move || store::file_sha256(&backbone)).await?.map_err(anyhow::Error::msg)?;
+            let m = store::install(&a.dir.root, &source, a.start_on_boot, Some(&sha)).await.map_err(anyhow::Error::msg)?;
+            println!(
+                "installed {} {} (model {} of project {}) into {}{}",
+                m.component_name,
+                m.component_version,
+                m.model_version,
+                m.project_name,
+                store::models_dir(&a.dir.root).join(&m.component_name).display(),
+                if a.start_on_boot { ", starting on boot" } else { "" }
+            );
+            Ok(())
+        }
+        EdgeCommand::List(d) => {
+            for i in store::list(&d.root) {
+                let m = &i.manifest;
+                println!(
+                    "{}\t{}\t{}\tproject {} model {}{}",
+                    m.component_name,
+                    m.component_version,
+                    m.model_arn,
+                    m.project_name,
+                    m.model_version,
+                    if i.settings.start_on_boot { "\tstart-on-boot" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        EdgeCommand::Remove { component, dir } => {
+            store::remove(&dir.root, &component).map_err(anyhow::Error::msg)?;
+            println!("removed {component}");
+            Ok(())
+        }
+    }
+}
