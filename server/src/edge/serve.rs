@@ -43,18 +43,27 @@ pub async fn serve(a: EdgeServeArgs) -> anyhow::Result<()> {
     tracing::info!(socket = %a.socket.display(), folder = %a.dir.root.display(), "edge agent listening");
     println!("vigil edge agent listening on unix://{}", a.socket.display());
 
-    let service = EdgeAgentServer::new(Service(agent.clone()))
+    let socket = a.socket.clone();
+    serve_on(agent, incoming, shutdown()).await?;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+/// Serves the agent's gRPC API on `incoming` until `stop` completes (the command above; tests call it too).
+pub async fn serve_on(
+    agent: Arc<Agent>,
+    incoming: tokio_stream::wrappers::UnixListenerStream,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let service = EdgeAgentServer::new(Service(agent))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let socket = a.socket.clone();
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(MAX_IN_FLIGHT_PER_CONNECTION)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown())
+        .serve_with_incoming_shutdown(incoming, stop)
         .await
-        .context("serving the edge agent")?;
-    let _ = std::fs::remove_file(&socket);
-    Ok(())
+        .context("serving the edge agent")
 }
 
 async fn shutdown() {

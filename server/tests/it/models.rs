@@ -321,6 +321,15 @@ async fn model_flow(backend: Backend) {
         .collect();
     processed += trials::trials_and_batches(&h, &s3, &verdicts).await;
 
+    // The same model packaged and run by the edge agent answers as the server does (the agent's detections
+    // are its own: the server's counts above are unchanged by them, except for its own DetectAnomalies).
+    if matches!(backend, Backend::Sqlite) {
+        let images: Vec<(String, Vec<u8>)> =
+            ["anomaly/anomaly-6.jpg", "anomaly/anomaly-7.jpg", "normal/normal-10.jpg"].iter().map(|k| (k.to_string(), small(k))).collect();
+        crate::edge::agent_flow(&h, "cookies", &images).await;
+        processed += images.len() as u64;
+    }
+
     // Hosted models and projects with models refuse deletion.
     let e = c.delete_model().project_name("cookies").model_version("1").send().await.unwrap_err().into_service_error();
     assert!(e.is_conflict_exception(), "{e:?}");
