@@ -6,6 +6,7 @@ mod common;
 mod api;
 mod auth;
 mod datasets;
+mod edge;
 mod engine;
 mod engine_decode;
 mod engine_model;
