@@ -35,6 +35,8 @@ pub enum EdgeCommand {
     Serve(EdgeServeArgs),
     /// Install a model package: a packaging job's `s3://BUCKET/PREFIX`, or a folder holding its files.
     Install(EdgeInstallArgs),
+    /// Package a model file trained with `vigil train` into a folder, as a packaging job would.
+    Package(EdgePackageArgs),
     /// List the installed model components.
     List(EdgeDirArgs),
     /// Remove an installed model component.
@@ -81,6 +83,28 @@ pub struct EdgeServeArgs {
     pub webhook: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EdgePackageArgs {
+    /// The model file (`vigil train --out`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The component name (1–128 of a-z A-Z 0-9 - _ .).
+    #[arg(long)]
+    pub component: String,
+    /// The component version, `x.y.z`.
+    #[arg(long, default_value = "1.0.0")]
+    pub component_version: String,
+    /// The folder to write the package into (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The project name recorded in the package.
+    #[arg(long, default_value = "local")]
+    pub project: String,
+    /// `x86_64` or `aarch64`.
+    #[arg(long, default_value = std::env::consts::ARCH)]
+    pub arch: String,
 }
 
 #[derive(Args, Debug, Clone)]

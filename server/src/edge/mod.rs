@@ -4,6 +4,7 @@
 //! installed components in a folder ([`store`]).
 
 pub mod agent;
+pub mod authority;
 pub mod bitmap;
 pub mod package;
 pub mod serve;
@@ -41,6 +42,33 @@ pub async fn run(command: EdgeCommand) -> anyhow::Result<()> {
                 store::models_dir(&a.dir.root).join(&m.component_name).display(),
                 if a.start_on_boot { ", starting on boot" } else { "" }
             );
+            Ok(())
+        }
+        EdgeCommand::Package(a) => {
+            if !package::valid_component_name(&a.component) || !package::valid_component_version(&a.component_version) {
+                anyhow::bail!("--component must be 1–128 of a-z A-Z 0-9 - _ . and --component-version x.y.z");
+            }
+            if !matches!(a.arch.as_str(), "x86_64" | "aarch64") {
+                anyhow::bail!("--arch must be x86_64 or aarch64");
+            }
+            let model = std::fs::read(&a.model).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+            let out = std::path::absolute(&a.out)?;
+            let spec = package::Spec {
+                component_name: a.component.clone(),
+                component_version: a.component_version.clone(),
+                component_description: None,
+                model_arn: format!("arn:vigil:local:model/{}/{}", a.project, a.component),
+                project_name: a.project.clone(),
+                model_version: 1,
+                threshold: None,
+                target: package::Target { os: "linux".into(), arch: a.arch.clone(), requested: format!("vigil edge package --arch {}", a.arch), note: None },
+                s3_prefix_uri: format!("file://{}/", out.display()),
+            };
+            std::fs::create_dir_all(&out)?;
+            for (name, bytes) in package::build(&spec, &model).map_err(anyhow::Error::msg)? {
+                std::fs::write(out.join(name), bytes)?;
+            }
+            println!("packaged {} {} into {}", a.component, a.component_version, out.display());
             Ok(())
         }
         EdgeCommand::List(d) => {

@@ -39,32 +39,61 @@ pub async fn serve(a: EdgeServeArgs) -> anyhow::Result<()> {
         }
     }
     let listener = tokio::net::UnixListener::bind(&a.socket).with_context(|| format!("listening on {}", a.socket.display()))?;
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     tracing::info!(socket = %a.socket.display(), folder = %a.dir.root.display(), "edge agent listening");
     println!("vigil edge agent listening on unix://{}", a.socket.display());
 
     let socket = a.socket.clone();
-    serve_on(agent, incoming, shutdown()).await?;
+    serve_on(agent, listener, shutdown()).await?;
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }
 
-/// Serves the agent's gRPC API on `incoming` until `stop` completes (the command above; tests call it too).
+/// Serves the agent's gRPC API on `listener` until `stop` completes (the command above; tests call it too).
+/// Each connection passes through [`super::authority::relay`], so clients that send the socket's path as
+/// their HTTP/2 authority (Python's grpcio) are served too.
 pub async fn serve_on(
     agent: Arc<Agent>,
-    incoming: tokio_stream::wrappers::UnixListenerStream,
+    listener: tokio::net::UnixListener,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<tokio::io::DuplexStream>>(16);
+    let acceptor = tokio::spawn(async move {
+        loop {
+            let client = match listener.accept().await {
+                Ok((c, _)) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (near, far) = tokio::io::duplex(RELAY_BUFFER);
+            if tx.send(Ok(far)).await.is_err() {
+                return;
+            }
+            tokio::spawn(async move {
+                if let Err(e) = super::authority::relay(client, near).await {
+                    tracing::debug!(error = %e, "a client connection ended");
+                }
+            });
+        }
+    });
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
     let service = EdgeAgentServer::new(Service(agent))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(MAX_IN_FLIGHT_PER_CONNECTION)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stop)
         .await
-        .context("serving the edge agent")
+        .context("serving the edge agent");
+    acceptor.abort();
+    served
 }
+
+/// Bytes buffered between a client's connection and the server in each direction.
+const RELAY_BUFFER: usize = 256 * 1024;
 
 async fn shutdown() {
     let term = async {

@@ -36,7 +36,7 @@ async fn serve(agent: Arc<Agent>, dir: &Path, name: &str) -> (std::path::PathBuf
     let socket = dir.join(name);
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(vigil::edge::serve::serve_on(agent, tokio_stream::wrappers::UnixListenerStream::new(listener), async {
+    tokio::spawn(vigil::edge::serve::serve_on(agent, listener, async {
         let _ = rx.await;
     }));
     (socket, tx)
