@@ -8,7 +8,9 @@ pub mod authority;
 pub mod bitmap;
 pub mod package;
 pub mod serve;
+pub mod spool;
 pub mod store;
+pub mod watch;
 
 use crate::config::EdgeCommand;
 

@@ -25,6 +25,22 @@ pub async fn serve(a: EdgeServeArgs) -> anyhow::Result<()> {
         Arc::new(backbone),
     );
     agent.start_on_boot();
+    let watches = a.watch.iter().map(|w| super::watch::Watch::parse(w)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    if let Some(url) = &a.webhook {
+        if !url.starts_with("http://") {
+            anyhow::bail!("--webhook {url}: expected an http:// URL");
+        }
+    }
+    if let Some(url) = &a.mqtt {
+        if !url.starts_with("mqtt://") {
+            anyhow::bail!("--mqtt {url}: expected mqtt://HOST[:PORT]");
+        }
+    }
+    let to = super::spool::Destinations { mqtt: a.mqtt.clone(), mqtt_topic_prefix: a.mqtt_topic.clone(), webhook: a.webhook.clone() };
+    if watches.is_empty() && to.any() {
+        anyhow::bail!("--mqtt and --webhook publish the results of watched folders: add --watch COMPONENT=FOLDER");
+    }
+    super::watch::start(&agent, &a.dir.root, watches, to).context("starting the folder watches")?;
 
     if let Some(parent) = a.socket.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
