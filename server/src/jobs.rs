@@ -1,5 +1,5 @@
 //! The durable job queue: imports (S3 manifests and folders, MVTec AD, archives), UpdateDatasetEntries, model
-//! training, trial detections and batch runs, recorded in the database and claimed by workers (which run them:
+//! training, trial detections and batch runs, model packaging, recorded in the database and claimed by workers (which run them:
 //! `work.rs`).
 //!
 //! A job is written in the same transaction that marks its target (dataset or model version) in progress.
@@ -49,6 +49,8 @@ pub enum Job {
     /// StartModel (and re-hosting after a restart): loads a model version marked `STARTING_HOSTING` onto this
     /// process's inference units and settles it `HOSTED` or `HOSTING_FAILED`.
     Host { model_id: String },
+    /// StartModelPackagingJob: builds the package of a `model_packaging_job` row and writes it to S3.
+    Package { job_id: String },
 }
 
 /// A worker lane: the kinds of job it claims.
@@ -83,6 +85,7 @@ impl Job {
             Job::Mvtec { train_id, test_id, .. } => (train_id, Some(test_id)),
             Job::Train { model_id } | Job::Host { model_id } => (model_id, None),
             Job::Trial { trial_id } | Job::Batch { trial_id } => (trial_id, None),
+            Job::Package { job_id } => (job_id, None),
         }
     }
 
@@ -243,6 +246,7 @@ mod tests {
             Job::Archive { dataset_id: "d".into(), path: "/tmp/x.zip".into(), name: "x.zip".into() },
             Job::Update { dataset_id: "d".into(), changes: "{}\n".into() },
             Job::Host { model_id: "m".into() },
+            Job::Package { job_id: "p".into() },
         ];
         for j in jobs {
             let s = serde_json::to_string(&j).unwrap();

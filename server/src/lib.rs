@@ -10,6 +10,7 @@ pub mod datasets;
 pub mod jobs;
 pub mod lfv;
 pub mod models;
+pub mod packaging;
 pub mod engine;
 pub mod http;
 pub mod inference;

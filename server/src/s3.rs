@@ -180,6 +180,47 @@ impl S3 {
         Ok(out.contents().iter().filter_map(|o| o.key()).any(|k| if key.ends_with('/') || key.is_empty() { k.starts_with(key) } else { k == key }))
     }
 
+    /// Whether objects can be written under `prefix` (a model package's output location): writes a zero-byte
+    /// marker and deletes it again. The error says why, naming the bucket.
+    pub async fn check_writable(&self, bucket: &str, prefix: &str) -> Result<(), String> {
+        let key = format!("{prefix}.vigil-write-check-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let why = |code: Option<&str>, full: String| match code {
+            Some("NoSuchBucket" | "NotFound") => format!("the bucket {bucket} does not exist"),
+            Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
+                format!("Vigil may not write to the bucket {bucket} (access denied)")
+            }
+            _ => format!("Vigil could not write to the bucket {bucket}: {full}"),
+        };
+        let wait = std::time::Duration::from_secs(20);
+        // HeadBucket first: some S3 servers create a missing bucket on the first write (s3s-fs does).
+        match tokio::time::timeout(wait, self.client.head_bucket().bucket(bucket).send()).await {
+            Err(_) => return Err(format!("the S3 endpoint did not answer within 20 s when Vigil looked for the bucket {bucket}")),
+            Ok(Err(e)) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                if status == Some(404) || e.as_service_error().is_some_and(|s| s.is_not_found()) {
+                    return Err(format!("the bucket {bucket} does not exist"));
+                }
+                if status.is_none() {
+                    return Err(format!("Vigil could not reach the S3 endpoint: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+                }
+                // Another refusal (a key that may write but not list) leaves the write below to decide.
+            }
+            Ok(Ok(_)) => {}
+        }
+        let put = self.client.put_object().bucket(bucket).key(&key).body(Vec::new().into()).send();
+        match tokio::time::timeout(wait, put).await {
+            Err(_) => return Err(format!("the S3 endpoint did not answer within 20 s when Vigil tried to write to the bucket {bucket}")),
+            Ok(Err(e)) => {
+                let full = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+                return Err(why(e.into_service_error().code(), full));
+            }
+            Ok(Ok(_)) => {}
+        }
+        // The marker goes again; a failure here leaves an empty object and changes nothing for the caller.
+        let _ = tokio::time::timeout(wait, self.client.delete_object().bucket(bucket).key(&key).send()).await;
+        Ok(())
+    }
+
     /// Every object key under a prefix.
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, FetchError> {
         let mut keys = Vec::new();

@@ -1,5 +1,5 @@
 //! The job workers: each claims a job of its lane from the queue ([`crate::jobs`]), keeps its lease while it
-//! runs, and hands it to the domain code that does the work (imports, training, trials, batches); a job claimed
+//! runs, and hands it to the domain code that does the work (imports, training, trials, batches, packaging); a job claimed
 //! too often is given up with a message on its target.
 
 use crate::datasets::import::{Importer, Local, Place};
@@ -119,6 +119,7 @@ async fn give_up(state: &AppState, id: &str, job: &Job, attempts: i64) {
             }
         }
         Job::Host { model_id } => crate::models::hosting::give_up(state, model_id, &why).await,
+        Job::Package { job_id } => crate::packaging::run::give_up(state, job_id, &why).await,
         Job::Update { dataset_id, .. } => {
             let mut conn = match state.db.pool.acquire().await {
                 Ok(c) => c,
@@ -220,6 +221,7 @@ async fn run(state: &AppState, job_id: &str, job: Job, progress: Arc<JobProgress
     match job {
         Job::Train { model_id } => crate::models::training::run(state, job_id, &model_id, progress).await,
         Job::Host { model_id } => crate::models::hosting::run(state, &model_id).await,
+        Job::Package { job_id } => crate::packaging::run::run(state, &job_id).await,
         Job::Trial { trial_id } => crate::trials::run_trial(state, &trial_id, progress).await,
         Job::Batch { trial_id } => crate::trials::run_batch(state, &trial_id, progress).await,
         Job::Manifest { dataset_id, bucket, key, version, s3 } => {

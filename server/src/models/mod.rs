@@ -247,6 +247,8 @@ pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Erro
     // Its blobs are collected once nothing else refers to them.
     sqlx::query("delete from model_blob where model_id = $1").bind(id).execute(&mut *conn).await?;
     sqlx::query("delete from job where model_id = $1").bind(id).execute(&mut *conn).await?;
+    // Its packaging jobs go too (a queued one finds its row gone and does nothing).
+    sqlx::query("delete from model_packaging_job where model_id = $1").bind(id).execute(&mut *conn).await?;
     sqlx::query("delete from model_version where id = $1").bind(id).execute(&mut *conn).await?;
     Ok(())
 }
