@@ -6,6 +6,7 @@ pub mod error;
 pub mod fields;
 pub mod idempotency;
 pub mod models;
+pub mod packaging;
 pub mod paging;
 pub mod projects;
 pub mod request;
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(projects::router())
         .merge(datasets::router())
         .merge(models::router())
+        .merge(packaging::router())
         .fallback(unknown_operation)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(require_json))

@@ -145,18 +145,19 @@ struct S3Location {
     prefix: Option<String>,
 }
 
+/// LFV's `Tag` (also in StartModelPackagingJob's configuration).
 #[derive(Deserialize, Clone)]
 #[serde(rename_all = "PascalCase")]
-struct Tag {
-    key: String,
-    value: String,
+pub(super) struct Tag {
+    pub(super) key: String,
+    pub(super) value: String,
 }
 
 fn tag_chars_ok(s: &str) -> bool {
     super::fields::is_tag_text(s)
 }
 
-fn validate_tags(tags: &[Tag]) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn validate_tags(tags: &[Tag]) -> Result<Vec<(String, String)>, ApiError> {
     if tags.len() > 200 {
         return Err(ApiError::Validation("At most 200 tags are allowed.".into()));
     }
