@@ -13,4 +13,5 @@ mod engine_model;
 mod imports;
 mod model_blobs;
 mod models;
+mod packaging;
 mod security;
