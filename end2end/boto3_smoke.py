@@ -89,6 +89,21 @@ check(len(names) == len(set(names)), "pagination lists each project once")
 check({f"{prefix}-p{i}" for i in range(5)} <= set(names), "pagination lists every project")
 check(error_code(lfv.list_projects, MaxResults=101)[0] == "ValidationException", "MaxResults 101 → ValidationException")
 
+# Model packaging: the shapes through botocore. This server has no S3 endpoint and no trained model, so only the
+# calls that need neither: a listing, a missing job, a refused configuration and a missing model version (the
+# whole job, S3 files included, is tested in server/tests/it/packaging.rs).
+greengrass = {"ComponentName": "com.example.boto3", "S3OutputLocation": {"Bucket": "vigil-e2e-out", "Prefix": "edge/"},
+              "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"}}
+check(lfv.list_model_packaging_jobs(ProjectName=f"{prefix}-t")["ModelPackagingJobs"] == [], "no packaging jobs yet")
+check(error_code(lfv.describe_model_packaging_job, ProjectName=f"{prefix}-t", JobName="missing")
+      == ("ResourceNotFoundException", 404), "missing packaging job → ResourceNotFoundException")
+check(error_code(lfv.start_model_packaging_job, ProjectName=f"{prefix}-t", ModelVersion="1",
+                 Configuration={"Greengrass": dict(greengrass, TargetDevice="jetson_xavier")})
+      == ("ValidationException", 400), "TargetDevice and TargetPlatform together → ValidationException")
+check(error_code(lfv.start_model_packaging_job, ProjectName=f"{prefix}-t", ModelVersion="1",
+                 Configuration={"Greengrass": greengrass})
+      == ("ResourceNotFoundException", 404), "packaging a missing model version → ResourceNotFoundException")
+
 # An empty dataset, its stats, entries and deletion.
 r = lfv.create_dataset(ProjectName=f"{prefix}-a", DatasetType="train")
 check(r["ResponseMetadata"]["HTTPStatusCode"] == 202, "CreateDataset answers 202")
