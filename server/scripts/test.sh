@@ -60,6 +60,15 @@ cargo test -p app -p server
 
 step "building the console for the browser tests"
 cargo leptos build
+
+# The edge agent's gRPC client is generated from server/proto at test time (grpcio-tools); Pillow decodes images.
+if ! .venv/bin/python -c "import grpc, grpc_tools, PIL" 2>/dev/null; then
+  step "installing grpcio 1.85.4, grpcio-tools 1.85.4 and Pillow 13.0.0 into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "grpcio==1.85.4" "grpcio-tools==1.85.4" "pillow==13.0.0"
+fi
+step "edge agent through Python's grpcio (target/debug/vigil edge serve on a Unix socket)"
+.venv/bin/python end2end/edge_agent_test.py --vigil target/debug/vigil
+
 E2E_DIR=$(mktemp -d /tmp/vigil-e2e.XXXXXX)
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # The API's bootstrap key (boto3 signs with it), the console's admin password (Playwright signs in with it)
