@@ -22,7 +22,7 @@ async fn run() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(config) => vigil::serve(config).await,
-        Command::Edge(command) => vigil::edge::run(command).await,
+        Command::Edge(command) => vigil::edge::cli::run(command).await,
         other => cli::run(other),
     }
 }

@@ -1,97 +1,16 @@
 //! The edge: a model version packaged for a machine on the line ([`package`]), and the agent that runs it
 //! there without a database or a web server ([`agent`]), speaking LFV's edge agent gRPC contract on a Unix
 //! socket ([`serve`]), reading LFV's RGB888 bitmaps inline or from shared memory ([`bitmap`]), with its
-//! installed components in a folder ([`store`]).
+//! installed components in a folder ([`store`]), watching folders on the line ([`watch`]) and publishing their
+//! results through a spool ([`spool`]); [`cli`] runs the `vigil edge` commands.
 
 pub mod agent;
 pub mod authority;
 pub mod bitmap;
+pub mod cli;
 pub mod package;
+pub mod proto;
 pub mod serve;
 pub mod spool;
 pub mod store;
 pub mod watch;
-
-use crate::config::EdgeCommand;
-
-/// LFV's edge agent contract (`proto/edge-agent.proto`), compiled by `build.rs`.
-#[allow(clippy::all, missing_docs)]
-pub mod proto {
-    tonic::include_proto!("aws.lookout_vision");
-}
-
-/// `vigil edge ...`.
-pub async fn run(command: EdgeCommand) -> anyhow::Result<()> {
-    match command {
-        EdgeCommand::Serve(a) => serve::serve(a).await,
-        EdgeCommand::Install(a) => {
-            let settings = crate::s3::S3Settings {
-                endpoint: a.s3_endpoint.clone(),
-                region: a.s3_region.clone(),
-                force_path_style: a.s3_force_path_style,
-                ..Default::default()
-            };
-            let source = store::Source::parse(&a.source, crate::s3::S3::connect(&settings)).await.map_err(anyhow::Error::msg)?;
-            let backbone = a.backbone.clone();
-            let sha = tokio::task::spawn_blocking(move || store::file_sha256(&backbone)).await?.map_err(anyhow::Error::msg)?;
-            let m = store::install(&a.dir.root, &source, a.start_on_boot, Some(&sha)).await.map_err(anyhow::Error::msg)?;
-            println!(
-                "installed {} {} (model {} of project {}) into {}{}",
-                m.component_name,
-                m.component_version,
-                m.model_version,
-                m.project_name,
-                store::models_dir(&a.dir.root).join(&m.component_name).display(),
-                if a.start_on_boot { ", starting on boot" } else { "" }
-            );
-            Ok(())
-        }
-        EdgeCommand::Package(a) => {
-            if !package::valid_component_name(&a.component) || !package::valid_component_version(&a.component_version) {
-                anyhow::bail!("--component must be 1–128 of a-z A-Z 0-9 - _ . and --component-version x.y.z");
-            }
-            if !matches!(a.arch.as_str(), "x86_64" | "aarch64") {
-                anyhow::bail!("--arch must be x86_64 or aarch64");
-            }
-            let model = std::fs::read(&a.model).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
-            let out = std::path::absolute(&a.out)?;
-            let spec = package::Spec {
-                component_name: a.component.clone(),
-                component_version: a.component_version.clone(),
-                component_description: None,
-                model_arn: format!("arn:vigil:local:model/{}/{}", a.project, a.component),
-                project_name: a.project.clone(),
-                model_version: 1,
-                threshold: None,
-                target: package::Target { os: "linux".into(), arch: a.arch.clone(), requested: format!("vigil edge package --arch {}", a.arch), note: None },
-                s3_prefix_uri: format!("file://{}/", out.display()),
-            };
-            std::fs::create_dir_all(&out)?;
-            for (name, bytes) in package::build(&spec, &model).map_err(anyhow::Error::msg)? {
-                std::fs::write(out.join(name), bytes)?;
-            }
-            println!("packaged {} {} into {}", a.component, a.component_version, out.display());
-            Ok(())
-        }
-        EdgeCommand::List(d) => {
-            for i in store::list(&d.root) {
-                let m = &i.manifest;
-                println!(
-                    "{}\t{}\t{}\tproject {} model {}{}",
-                    m.component_name,
-                    m.component_version,
-                    m.model_arn,
-                    m.project_name,
-                    m.model_version,
-                    if i.settings.start_on_boot { "\tstart-on-boot" } else { "" }
-                );
-            }
-            Ok(())
-        }
-        EdgeCommand::Remove { component, dir } => {
-            store::remove(&dir.root, &component).map_err(anyhow::Error::msg)?;
-            println!("removed {component}");
-            Ok(())
-        }
-    }
-}

@@ -148,62 +148,75 @@ impl Mqtt {
     }
 }
 
-/// Sends spooled messages until the process ends: oldest first, each destination once acknowledged, with a
-/// growing pause (up to 30 s) while a destination fails. `wake` is notified when a message is spooled.
+/// Sends spooled messages until the process ends: oldest first, each destination on its own, once
+/// acknowledged. A destination that fails waits a growing pause (up to 30 s) before its next try, without
+/// holding back the other. `wake` is notified when a message is spooled.
 pub async fn publisher(spool: Spool, to: Destinations, wake: Arc<tokio::sync::Notify>) {
     let mut mqtt = match to.mqtt.as_deref().map(Mqtt::parse).transpose() {
         Ok(m) => m,
         Err(e) => return tracing::error!(error = %e, "results will not be published"),
     };
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().ok();
-    let mut backoff = Duration::from_millis(250);
+    const FIRST: Duration = Duration::from_millis(250);
+    // Per destination (MQTT, webhook): when it may be tried next, and the pause after its next failure.
+    let mut next = [tokio::time::Instant::now(); 2];
+    let mut pause = [FIRST; 2];
     loop {
         let s = spool.clone();
-        let waiting = tokio::task::spawn_blocking(move || s.list()).await.unwrap_or_default();
-        if waiting.is_empty() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
-            continue;
-        }
-        // Each destination takes the messages oldest first; one that fails stops only its own pass, so a dead
-        // webhook does not hold back the broker (and the other way round).
-        let mut waiting = waiting;
+        let mut waiting = tokio::task::spawn_blocking(move || s.list()).await.unwrap_or_default();
+        let now = tokio::time::Instant::now();
+        let due = [now >= next[0], now >= next[1]];
         let before: Vec<(bool, bool)> = waiting.iter().map(|m| (m.mqtt_pending, m.webhook_pending)).collect();
-        let mut failed = None;
+        let mut failures: [Option<String>; 2] = [None, None];
         match mqtt.as_mut() {
-            Some(q) => {
+            Some(q) if due[0] => {
                 for m in waiting.iter_mut().filter(|m| m.mqtt_pending) {
                     let topic = format!("{}/{}", to.mqtt_topic_prefix.trim_end_matches('/'), m.component);
                     match q.publish(&topic, serde_json::to_vec(&m.payload).unwrap_or_default()).await {
                         Ok(()) => m.mqtt_pending = false,
                         Err(e) => {
-                            failed = Some(format!("MQTT broker {}: {e}", to.mqtt.as_deref().unwrap_or("")));
+                            failures[0] = Some(format!("MQTT broker {}: {e}", to.mqtt.as_deref().unwrap_or("")));
                             break;
                         }
                     }
                 }
             }
+            Some(_) => {}
             None => waiting.iter_mut().for_each(|m| m.mqtt_pending = false),
         }
         match (&http, to.webhook.as_deref()) {
-            (Some(c), Some(url)) => {
+            (Some(c), Some(url)) if due[1] => {
                 for m in waiting.iter_mut().filter(|m| m.webhook_pending) {
                     let body = serde_json::to_vec(&m.payload).unwrap_or_default();
                     match c.post(url).header("content-type", "application/json").body(body).send().await {
                         Ok(r) if r.status().is_success() => m.webhook_pending = false,
                         Ok(r) => {
-                            failed = Some(format!("webhook {url}: HTTP {}", r.status()));
+                            failures[1] = Some(format!("webhook {url}: HTTP {}", r.status()));
                             break;
                         }
                         Err(e) => {
-                            failed = Some(format!("webhook {url}: {e}"));
+                            failures[1] = Some(format!("webhook {url}: {e}"));
                             break;
                         }
                     }
                 }
             }
+            (Some(_), Some(_)) => {}
             _ => waiting.iter_mut().for_each(|m| m.webhook_pending = false),
         }
+        for i in 0..2 {
+            match &failures[i] {
+                Some(why) => {
+                    tracing::warn!(error = %why, retry_in_ms = pause[i].as_millis() as u64, "results wait in the spool");
+                    next[i] = tokio::time::Instant::now() + pause[i];
+                    pause[i] = (pause[i] * 2).min(Duration::from_secs(30));
+                }
+                None if due[i] => pause[i] = FIRST,
+                None => {}
+            }
+        }
         // Settle: delivered everywhere → removed; delivered somewhere → its flags written.
+        let still = waiting.iter().any(|m| m.mqtt_pending || m.webhook_pending);
         let s = spool.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for (m, was) in waiting.iter().zip(before) {
@@ -216,13 +229,8 @@ pub async fn publisher(spool: Spool, to: Destinations, wake: Arc<tokio::sync::No
             }
         })
         .await;
-        match failed {
-            Some(why) => {
-                tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "results wait in the spool");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            None => backoff = Duration::from_millis(250),
-        }
+        // Nothing left, or only what waits for a destination's pause: sleep until a new message or the pause ends.
+        let until = if still { next.iter().min().copied().unwrap_or(now).max(tokio::time::Instant::now() + Duration::from_millis(50)) } else { tokio::time::Instant::now() + Duration::from_secs(1) };
+        let _ = tokio::time::timeout_at(until, wake.notified()).await;
     }
 }

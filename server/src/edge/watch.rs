@@ -17,6 +17,11 @@ use std::time::{Duration, SystemTime};
 const POLL: Duration = Duration::from_millis(200);
 /// How long a file must stay unchanged before it is taken.
 pub const SETTLE: Duration = Duration::from_millis(400);
+/// A file that is no usable image (a truncated JPEG, say) may still be being written: it is tried again
+/// until it has been unchanged this long, and only then moved to `invalid/`.
+pub const GIVE_UP_INVALID: Duration = Duration::from_secs(10);
+/// The pause before a file that could not be used yet is tried again.
+const RETRY_FILE: Duration = Duration::from_secs(1);
 
 /// One watched folder.
 #[derive(Clone, Debug)]
@@ -58,11 +63,15 @@ pub async fn run(agent: Arc<Agent>, w: Watch, spool: Option<Spool>, wake: Arc<to
     // Each file's (size, modification time) when last seen, and since when it has been unchanged.
     let mut seen: HashMap<PathBuf, ((u64, SystemTime), std::time::Instant)> = HashMap::new();
     let mut warned_not_running = false;
+    // Files to leave alone until then (an unusable image that may still be being written).
+    let mut not_before: HashMap<PathBuf, std::time::Instant> = HashMap::new();
     loop {
         tokio::time::sleep(POLL).await;
         let folder = w.folder.clone();
         let listed = tokio::task::spawn_blocking(move || list(&folder)).await.unwrap_or_default();
         seen.retain(|p, _| listed.iter().any(|(q, _)| q == p));
+        let now = std::time::Instant::now();
+        not_before.retain(|p, t| *t > now && listed.iter().any(|(q, _)| q == p));
         let mut ready = Vec::new();
         for (path, stamp) in listed {
             match seen.get(&path) {
@@ -77,6 +86,9 @@ pub async fn run(agent: Arc<Agent>, w: Watch, spool: Option<Spool>, wake: Arc<to
             }
         }
         for (path, stamp) in ready {
+            if not_before.contains_key(&path) {
+                continue;
+            }
             let hosted = match agent.running(&w.component) {
                 Ok(h) => {
                     warned_not_running = false;
@@ -95,7 +107,11 @@ pub async fn run(agent: Arc<Agent>, w: Watch, spool: Option<Spool>, wake: Arc<to
                     seen.remove(&path);
                     wake.notify_one();
                 }
-                Err(Retry(why)) => {
+                Err(Retry::Later(why)) => {
+                    tracing::debug!(file = %path.display(), why = %why, "not usable yet; trying again shortly");
+                    not_before.insert(path, std::time::Instant::now() + RETRY_FILE);
+                }
+                Err(Retry::Stop(why)) => {
                     tracing::debug!(file = %path.display(), why = %why, "retrying later");
                     break;
                 }
@@ -104,7 +120,12 @@ pub async fn run(agent: Arc<Agent>, w: Watch, spool: Option<Spool>, wake: Arc<to
     }
 }
 
-struct Retry(String);
+enum Retry {
+    /// This file, later (it may still be being written).
+    Later(String),
+    /// Nothing more this round (the model is busy, the disk refused).
+    Stop(String),
+}
 
 /// The candidate files directly in the folder, with their size and modification time.
 fn list(folder: &Path) -> Vec<(PathBuf, (u64, SystemTime))> {
@@ -136,11 +157,17 @@ async fn process(
         ("invalid", serde_json::json!({ "Error": format!("The file is larger than {} bytes.", crate::inference::MAX_IMAGE_BYTES) }))
     } else {
         let p = path.to_path_buf();
-        let bytes = tokio::task::spawn_blocking(move || std::fs::read(p)).await.map_err(|e| Retry(e.to_string()))?.map_err(|e| Retry(e.to_string()))?;
+        let bytes = tokio::task::spawn_blocking(move || std::fs::read(p)).await.map_err(|e| Retry::Stop(e.to_string()))?.map_err(|e| Retry::Stop(e.to_string()))?;
         match hosted.detect(bytes, false).await {
             Ok(d) => (if d.is_anomalous { "anomalous" } else { "done" }, result_json(&d)),
-            Err(DetectError::Invalid(m)) => ("invalid", serde_json::json!({ "Error": m })),
-            Err(e) => return Err(Retry(e.to_string())),
+            Err(DetectError::Invalid(m)) => {
+                let age = SystemTime::now().duration_since(modified).unwrap_or_default();
+                if age < GIVE_UP_INVALID {
+                    return Err(Retry::Later(m));
+                }
+                ("invalid", serde_json::json!({ "Error": m }))
+            }
+            Err(e) => return Err(Retry::Stop(e.to_string())),
         }
     };
     let now = chrono::Utc::now();
@@ -162,11 +189,11 @@ async fn process(
             webhook_pending: true,
         };
         let s = s.clone();
-        tokio::task::spawn_blocking(move || s.put(&m)).await.map_err(|e| Retry(e.to_string()))?.map_err(|e| Retry(format!("spooling: {e}")))?;
+        tokio::task::spawn_blocking(move || s.put(&m)).await.map_err(|e| Retry::Stop(e.to_string()))?.map_err(|e| Retry::Stop(format!("spooling: {e}")))?;
     }
     let from = path.to_path_buf();
     let dir = w.folder.join(verdict);
-    tokio::task::spawn_blocking(move || move_into(&from, &dir, &id)).await.map_err(|e| Retry(e.to_string()))?.map_err(|e| Retry(format!("moving: {e}")))
+    tokio::task::spawn_blocking(move || move_into(&from, &dir, &id)).await.map_err(|e| Retry::Stop(e.to_string()))?.map_err(|e| Retry::Stop(format!("moving: {e}")))
 }
 
 /// Moves a file into `dir`, keeping its name unless one is taken there (then `stem-ID8.ext`).
