@@ -68,6 +68,14 @@ if ! .venv/bin/python -c "import grpc, grpc_tools, PIL" 2>/dev/null; then
 fi
 step "edge agent through Python's grpcio (target/debug/vigil edge serve on a Unix socket)"
 .venv/bin/python end2end/edge_agent_test.py --vigil target/debug/vigil
+# The folder watch publishes to MQTT: the test starts its own Mosquitto (Debian's) on a free port.
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+if ! .venv/bin/python -c "import paho.mqtt, sys; sys.exit(paho.mqtt.__version__ != '2.2.0')" 2>/dev/null; then
+  step "installing paho-mqtt 2.2.0 into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check "paho-mqtt==2.2.0"
+fi
+step "edge agent on the line: a watched folder to MQTT and a webhook, through a broker restart and a SIGKILL"
+.venv/bin/python end2end/edge_watch_test.py target/debug/vigil
 
 E2E_DIR=$(mktemp -d /tmp/vigil-e2e.XXXXXX)
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
