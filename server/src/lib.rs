@@ -127,6 +127,7 @@ pub fn router(state: AppState) -> Router {
     let auth_backend: app::api::auth::SharedAuthBackend = Arc::new(console::auth::AuthConsole { state: state.clone() });
     let model_backend: app::api::models::SharedModelBackend = Arc::new(console::models::ConsoleModels { state: state.clone() });
     let trial_backend: app::api::trials::SharedTrialBackend = Arc::new(console::trials::ConsoleTrials { state: state.clone() });
+    let packaging_backend: app::api::packaging::SharedPackagingBackend = Arc::new(console::packaging::ConsolePackaging { state: state.clone() });
     let routes = route_list();
     let options = state.leptos_options.clone();
     Router::new()
@@ -136,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/export/{project}/{file}", axum::routing::get(console::archive::export_dataset))
         .route("/import/{project}/{dataset_type}", axum::routing::post(console::archive::import_archive))
         .route("/batches/{project}/{file}", axum::routing::get(console::trials::download_batch))
+        .route("/packages/{project}/{file}", axum::routing::get(console::packaging::download_package))
         .route("/auth/signin", axum::routing::post(console::auth::sign_in))
         .route("/auth/signout", axum::routing::post(console::auth::sign_out))
         .route("/metrics", axum::routing::get(metrics))
@@ -144,6 +146,7 @@ pub fn router(state: AppState) -> Router {
             provide_context(auth_backend.clone());
             provide_context(model_backend.clone());
             provide_context(trial_backend.clone());
+            provide_context(packaging_backend.clone());
         }, {
             let options = options.clone();
             move || app::shell(options.clone())

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod models;
+pub mod packaging;
 pub mod trials;
 
 use leptos::prelude::*;

@@ -11,6 +11,7 @@ pub mod mask_leave;
 pub mod mask_paint;
 pub mod mask_tools;
 pub mod models;
+pub mod packaging;
 pub mod project;
 pub mod projects;
 pub mod signin;

@@ -268,6 +268,7 @@ fn ModelView(detail: ModelDetail, tick: RwSignal<u32>) -> impl IntoView {
         })}
         <Hosting detail=detail.clone() tick/>
         <TryImage project=project.clone() version/>
+        <super::packaging::PackagingCard project=project.clone() version status=s.status.clone()/>
         {(s.status != "TRAINING" && s.status != "TRAINING_FAILED").then(|| view! {
             <super::trial::TrialsCard project=project.clone() version hosted=s.status == "HOSTED"/>
         })}

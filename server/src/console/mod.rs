@@ -10,6 +10,7 @@ pub mod imports;
 pub mod labels;
 pub mod media;
 pub mod models;
+pub mod packaging;
 pub mod trials;
 
 use common::{ensure_settled, find_dataset, internal};

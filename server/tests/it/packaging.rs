@@ -328,3 +328,135 @@ async fn packaging_on_sqlite() {
 async fn packaging_on_postgres() {
     packaging_flow(Backend::Postgres).await;
 }
+
+/// Polls the console's job list until `job` has settled.
+async fn wait_console_job(console: &vigil::console::packaging::ConsolePackaging, job: &str) -> app::api::packaging::PackagingJobView {
+    use app::api::packaging::PackagingBackend;
+    for _ in 0..600 {
+        let jobs = console.jobs("cookies").await.unwrap();
+        let j = jobs.into_iter().find(|j| j.job_name == job).unwrap_or_else(|| panic!("{job} is not listed"));
+        if !j.unfinished() {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the packaging job {job} never settled");
+}
+
+/// The console's half: a job started through the console's backend (the form's fields, the server's refusals in
+/// the console's words), listed through the server function, and its package downloaded as a ZIP through the
+/// session-authenticated console route: the four files, the model file being the version's blob and matching the
+/// manifest's SHA-256, the recipes those the job wrote to S3; a missing job or project is a 404, no session a 401
+/// (or the sign-in redirect).
+#[tokio::test]
+async fn packaging_from_the_console() {
+    use app::api::packaging::{download_path, PackageRequest, PackagingBackend};
+    use std::io::Read;
+    let Some(s3) = S3Server::start().await else { return };
+    s3.bucket(OUT);
+    let Some(h) = Harness::start_with(Backend::Sqlite, Some(&s3)).await else { return };
+    let state = h.running.as_ref().unwrap().state.clone();
+    h.client.create_project().project_name("cookies").send().await.unwrap();
+    let file = model_file(state.backbone.clone()).await;
+    insert_version(&state, "cookies", 1, "TRAINED", Some(&file)).await;
+    insert_version(&state, "cookies", 2, "TRAINING", None).await;
+    let console = vigil::console::packaging::ConsolePackaging { state: state.clone() };
+
+    let form = PackageRequest {
+        job_name: "edge-1".into(),
+        description: "from the console".into(),
+        component_name: "com.example.cookies".into(),
+        component_description: "Cookie inspection".into(),
+        target: "ARM64".into(),
+        accelerator: "NVIDIA".into(),
+        compiler_options: r#"{"gpu-code": "sm_72", "trt-ver": "8.2.1", "cuda-ver": "10.2"}"#.into(),
+        bucket: OUT.into(),
+        prefix: "console/cookies".into(),
+        ..Default::default()
+    };
+    // Refusals, each in words the form can show, nothing queued.
+    let refused = [
+        (2, form.clone(), 409, "TRAINING"),
+        (9, form.clone(), 404, "no model version 9"),
+        (1, PackageRequest { compiler_options: String::new(), ..form.clone() }, 400, "gpu-code"),
+        (1, PackageRequest { component_name: String::new(), ..form.clone() }, 400, "name"),
+        (1, PackageRequest { target: "jetson_xavier".into(), accelerator: String::new(), ..form.clone() }, 400, "CompilerOptions"),
+        (1, PackageRequest { bucket: "no-such-bucket".into(), ..form.clone() }, 400, "no-such-bucket"),
+    ];
+    for (version, f, status, says) in refused {
+        let e = console.start("cookies", version, f.clone()).await.unwrap_err();
+        assert_eq!(e.status, status, "{f:?}: {}", e.message);
+        assert!(e.message.contains(says), "{f:?}: {}", e.message);
+    }
+    assert!(console.jobs("cookies").await.unwrap().is_empty());
+    assert_eq!(console.jobs("nope").await.unwrap_err().status, 404);
+
+    assert_eq!(console.start("cookies", 1, form.clone()).await.unwrap(), "edge-1");
+    let e = console.start("cookies", 1, form.clone()).await.unwrap_err();
+    assert_eq!(e.status, 409, "a duplicate job name: {}", e.message);
+    let j = wait_console_job(&console, "edge-1").await;
+    assert_eq!(j.status, "SUCCEEDED", "{:?}", j.status_message);
+    assert_eq!((j.model_version, j.component_name.as_str(), j.component_version.as_deref()), (1, "com.example.cookies", Some("1.0.0")));
+    assert_eq!((j.target.as_str(), j.output.as_str(), j.description.as_deref()), ("Linux ARM64 + NVIDIA", "s3://vigil-edge/console/cookies/", Some("from the console")));
+    assert!(j.component_arn.as_deref().unwrap().ends_with(":components:com.example.cookies:versions:1.0.0"));
+    let href = j.download("cookies").unwrap();
+    assert_eq!(href, download_path("cookies", "edge-1"));
+
+    // The list through the server function, with the session.
+    let r = h.http()
+        .post(format!("{}{}", h.base, <app::api::packaging::ListPackagingJobs as leptos::server_fn::ServerFn>::PATH))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("project=cookies")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let listed: Value = r.json().await.unwrap();
+    assert_eq!(listed[0]["job_name"], "edge-1");
+    assert_eq!(listed[0]["status"], "SUCCEEDED");
+
+    // The download: a ZIP of the four files, named after the component and its version.
+    let r = h.http().get(format!("{}{href}", h.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    assert_eq!(r.headers()["content-disposition"], "attachment; filename=\"com.example.cookies-1.0.0.zip\"");
+    let body = r.bytes().await.unwrap().to_vec();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(body)).unwrap();
+    let mut names: Vec<String> = zip.file_names().map(str::to_string).collect();
+    names.sort();
+    let mut expected: Vec<String> = package::FILES.iter().map(|f| f.to_string()).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    let mut read = |name: &str| {
+        let mut out = Vec::new();
+        zip.by_name(name).unwrap().read_to_end(&mut out).unwrap();
+        out
+    };
+    let model = read(MODEL_FILE);
+    assert_eq!(model, file, "the model file is the version's model blob");
+    let manifest = package::parse_manifest(&read(MANIFEST_FILE)).unwrap();
+    assert_eq!(manifest.files[MODEL_FILE].sha256, package::sha256_hex(&model));
+    package::check_file(&manifest, MODEL_FILE, &model).unwrap();
+    assert_eq!(manifest.target.requested, "LINUX/ARM64/NVIDIA");
+    let recipe_json = read(RECIPE_JSON);
+    let recipe: Value = serde_json::from_slice(&recipe_json).unwrap();
+    assert_eq!((recipe["ComponentName"].as_str(), recipe["ComponentVersion"].as_str()), (Some("com.example.cookies"), Some("1.0.0")));
+    assert_eq!(recipe_json, get(&s3, &format!("console/cookies/{RECIPE_JSON}")).await, "the recipe the job wrote to S3");
+    assert_eq!(read(RECIPE_YAML), get(&s3, &format!("console/cookies/{RECIPE_YAML}")).await);
+    assert_eq!(read(MANIFEST_FILE), get(&s3, &format!("console/cookies/{MANIFEST_FILE}")).await);
+
+    // A job or project that does not exist, a path that is no ZIP or no job name: 404, and nothing read from disk.
+    for path in ["/packages/cookies/no-such-job.zip", "/packages/nope/edge-1.zip", "/packages/cookies/edge-1", "/packages/cookies/..%2F..%2Fvigil.db.zip"] {
+        let r = h.http().get(format!("{}{path}", h.base)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // Without a session: refused (a page's redirect to sign in, or 401).
+    let anon = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = anon.get(format!("{}{href}", h.base)).send().await.unwrap();
+    match r.status().as_u16() {
+        401 => {}
+        303 => assert!(r.headers()["location"].to_str().unwrap().starts_with("/signin"), "{:?}", r.headers()),
+        s => panic!("a download without a session answered {s}"),
+    }
+    h.stop().await;
+}
