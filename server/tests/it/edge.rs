@@ -2,7 +2,7 @@
 //! hosted: install (checked), the five calls, inline and shared-memory bitmaps, every error status, a burst
 //! beyond the queue, start on boot, and the same answer as the server's `DetectAnomalies` for every image.
 
-use crate::common::Harness;
+use crate::common::{Harness, S3Server, S3_KEY, S3_SECRET};
 use aws_sdk_lookoutvision::primitives::ByteStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -120,13 +120,68 @@ pub async fn write_package(h: &Harness, project: &str, version: i64, out: &Path)
     package::parse_manifest(&std::fs::read(out.join(package::MANIFEST_FILE)).unwrap()).unwrap()
 }
 
+/// StartModelPackagingJob through the official client into `bucket/edge/`, waited until SUCCEEDED, then
+/// `vigil edge install s3://bucket/edge/`'s code path; returns the installed manifest.
+async fn package_and_install_from_s3(h: &Harness, s3: &S3Server, project: &str, bucket: &str, root: &Path) -> package::Manifest {
+    use aws_sdk_lookoutvision::types::{
+        GreengrassConfiguration, ModelPackagingConfiguration, ModelPackagingJobStatus, S3Location, TargetPlatform, TargetPlatformArch,
+        TargetPlatformOs,
+    };
+    let gg = GreengrassConfiguration::builder()
+        .component_name(COMPONENT)
+        .s3_output_location(S3Location::builder().bucket(bucket).prefix("edge").build())
+        .target_platform(TargetPlatform::builder().os(TargetPlatformOs::Linux).arch(TargetPlatformArch::X8664).build())
+        .build();
+    let job = h
+        .client
+        .start_model_packaging_job()
+        .project_name(project)
+        .model_version("1")
+        .configuration(ModelPackagingConfiguration::builder().greengrass(gg).build())
+        .send()
+        .await
+        .unwrap()
+        .job_name
+        .unwrap();
+    let mut status = None;
+    for _ in 0..600 {
+        let d = h.client.describe_model_packaging_job().project_name(project).job_name(&job).send().await.unwrap();
+        let d = d.model_packaging_description.unwrap();
+        status = d.status().cloned();
+        match d.status() {
+            Some(ModelPackagingJobStatus::Succeeded) => {
+                let out = d.model_packaging_output_details().unwrap().greengrass().unwrap();
+                assert_eq!(out.component_version(), Some("1.0.0"), "LFV's default: the model version, .0.0");
+                break;
+            }
+            Some(ModelPackagingJobStatus::Failed) => panic!("packaging failed: {:?}", d.status_message()),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(status, Some(ModelPackagingJobStatus::Succeeded));
+    let settings = vigil::s3::S3Settings {
+        endpoint: Some(s3.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some(S3_KEY.into()),
+        secret_access_key: Some(S3_SECRET.into()),
+        force_path_style: true,
+    };
+    let source = Source::parse(&format!("s3://{bucket}/edge"), vigil::s3::S3::connect(&settings)).await.unwrap();
+    let state = &h.running.as_ref().unwrap().state;
+    store::install(root, &source, false, Some(state.backbone.checksum())).await.unwrap()
+}
+
 /// The whole agent flow on `project`'s hosted version 1; `images` are JPEG test images.
-pub async fn agent_flow(h: &Harness, project: &str, images: &[(String, Vec<u8>)]) {
+pub async fn agent_flow(h: &Harness, s3: &S3Server, bucket: &str, project: &str, images: &[(String, Vec<u8>)]) {
     let started = std::time::Instant::now();
     let state = &h.running.as_ref().unwrap().state;
     let dir = tempfile::tempdir().unwrap();
     let (pkg, root) = (dir.path().join("package"), dir.path().join("agent"));
+    // The package a packaging job wrote to S3, installed from there, is the package built here.
+    let from_s3 = package_and_install_from_s3(h, s3, project, bucket, &root).await;
     let manifest = write_package(h, project, 1, &pkg).await;
+    assert_eq!(from_s3.files, manifest.files, "the same model file");
+    assert_eq!((from_s3.threshold, &from_s3.anomaly_labels), (manifest.threshold, &manifest.anomaly_labels));
     assert_eq!(manifest.backbone_sha256.as_deref(), Some(state.backbone.checksum()));
     let recipe: serde_json::Value = serde_json::from_slice(&std::fs::read(pkg.join(package::RECIPE_JSON)).unwrap()).unwrap();
     assert_eq!(recipe["RecipeFormatVersion"], "2020-01-25");
@@ -136,7 +191,8 @@ pub async fn agent_flow(h: &Harness, project: &str, images: &[(String, Vec<u8>)]
 
     // Install refusals: another backbone file, a damaged model file, a folder that is no package.
     let src = Source::Folder(pkg.clone());
-    let e = store::install(&root, &src, false, Some(&"0".repeat(64))).await.unwrap_err();
+    let refused = dir.path().join("refused");
+    let e = store::install(&refused, &src, false, Some(&"0".repeat(64))).await.unwrap_err();
     assert!(e.contains("backbone"), "{e}");
     let damaged = dir.path().join("damaged");
     std::fs::create_dir_all(&damaged).unwrap();
@@ -147,11 +203,12 @@ pub async fn agent_flow(h: &Harness, project: &str, images: &[(String, Vec<u8>)]
     let mid = model.len() / 2;
     model[mid] ^= 1;
     std::fs::write(damaged.join(package::MODEL_FILE), model).unwrap();
-    let e = store::install(&root, &Source::Folder(damaged), false, None).await.unwrap_err();
+    let e = store::install(&refused, &Source::Folder(damaged), false, None).await.unwrap_err();
     assert!(e.contains("SHA-256"), "{e}");
-    let e = store::install(&root, &Source::Folder(dir.path().to_path_buf()), false, None).await.unwrap_err();
+    let e = store::install(&refused, &Source::Folder(dir.path().to_path_buf()), false, None).await.unwrap_err();
     assert!(e.contains("not a Vigil model package"), "{e}");
-    assert!(store::list(&root).is_empty(), "nothing refused is installed");
+    assert!(store::list(&refused).is_empty(), "nothing refused is installed");
+    // Installing again from the folder replaces the component installed from S3.
     store::install(&root, &src, false, Some(state.backbone.checksum())).await.unwrap();
 
     let agent = Agent::new(AgentOptions { root: root.clone(), units: 1, queue_per_unit: 8 }, state.backbone.clone());

@@ -326,7 +326,7 @@ async fn model_flow(backend: Backend) {
     if matches!(backend, Backend::Sqlite) {
         let images: Vec<(String, Vec<u8>)> =
             ["anomaly/anomaly-6.jpg", "anomaly/anomaly-7.jpg", "normal/normal-10.jpg"].iter().map(|k| (k.to_string(), small(k))).collect();
-        crate::edge::agent_flow(&h, "cookies", &images).await;
+        crate::edge::agent_flow(&h, &s3, OUT, "cookies", &images).await;
         processed += images.len() as u64;
     }
 
