@@ -24,6 +24,9 @@ pub const FILES: [&str; 4] = [MODEL_FILE, MANIFEST_FILE, RECIPE_JSON, RECIPE_YAM
 pub const FORMAT: &str = "vigil-edge-model/1";
 /// The agent's own component, the dependency of every model component (LFV's was `aws.iot.lookoutvision.EdgeAgent`).
 pub const AGENT_COMPONENT: &str = "vigil.EdgeAgent";
+/// The folder inside the agent component's archive (`server/scripts/package_agent.sh`): `bin/vigil-edge`
+/// (the binary with its libraries and backbone beside it).
+pub const AGENT_ARCHIVE_DIR: &str = "vigil-edge-agent";
 /// Largest model file a package may carry (an install refuses larger ones before reading them).
 pub const MAX_MODEL_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -146,7 +149,10 @@ fn recipe(spec: &Spec, m: &Manifest, manifest_bytes: &[u8]) -> serde_json::Value
     let gg_arch = if m.target.arch == "aarch64" { "aarch64" } else { "amd64" };
     let lifecycle = serde_json::json!({
         "Install": {
-            "Script": format!("{{{AGENT_COMPONENT}:configuration:/VigilBinary}} edge install --start-on-boot {{artifacts:path}}"),
+            "Script": format!(
+                "{{{AGENT_COMPONENT}:artifacts:decompressedPath}}/{AGENT_ARCHIVE_DIR}/bin/vigil-edge edge install \
+                 --dir {{{AGENT_COMPONENT}:work:path}} --start-on-boot {{artifacts:path}}"
+            ),
             "RequiresPrivilege": false,
         },
     });
