@@ -117,7 +117,7 @@ pub async fn require_session(state: AppState, mut req: Request, next: Next) -> R
         }
         None => {
             let is_page = matches!(*req.method(), Method::GET | Method::HEAD)
-                && !(path == "/metrics" || path.starts_with("/api/") || path.starts_with("/media/") || path.starts_with("/export/") || path.starts_with("/import/") || path.starts_with("/batches/"));
+                && !(path == "/metrics" || path.starts_with("/api/") || path.starts_with("/media/") || path.starts_with("/export/") || path.starts_with("/import/") || path.starts_with("/batches/") || path.starts_with("/packages/"));
             if is_page {
                 let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let location = format!("/signin?next={}", urlencode(target));

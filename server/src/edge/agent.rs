@@ -241,7 +241,7 @@ impl EdgeAgent for Service {
         let r = request.into_inner();
         let hosted = self.0.running(&r.model_component)?;
         let bitmap = r.bitmap;
-        let image = tokio::task::spawn_blocking(move || bitmap::read(bitmap.as_ref())).await.map_err(|e| Status::internal(e.to_string()))??;
+        let image = tokio::task::spawn_blocking(move || bitmap::read(bitmap)).await.map_err(|e| Status::internal(e.to_string()))??;
         let d = detect_on(&hosted, &r.model_component, image).await?;
         let into = r.anomaly_mask_params.and_then(|p| p.shared_memory_handle);
         let result = tokio::task::spawn_blocking(move || answer(d, into.as_ref())).await.map_err(|e| Status::internal(e.to_string()))??;

@@ -71,12 +71,12 @@ fn open_segment(h: &SharedMemoryHandle, need: usize, write: bool) -> Result<std:
     Ok(file)
 }
 
-/// The request's image, read and checked: sides, byte count, shared memory bounds. Blocking (a segment is read
-/// with `pread`): call it on a blocking thread.
-pub fn read(b: Option<&Bitmap>) -> Result<RgbImage, Status> {
+/// The request's image, read and checked: sides, byte count, shared memory bounds. Inline bytes are taken over,
+/// not copied. Blocking (a segment is read with `pread`): call it on a blocking thread.
+pub fn read(b: Option<Bitmap>) -> Result<RgbImage, Status> {
     let b = b.ok_or_else(|| Status::invalid_argument("The request has no bitmap."))?;
     let need = byte_count(b.width, b.height)?;
-    let bytes = match &b.data {
+    let bytes = match b.data {
         Some(bitmap::Data::ByteData(bytes)) => {
             if bytes.len() != need {
                 return Err(Status::invalid_argument(format!(
@@ -86,7 +86,7 @@ pub fn read(b: Option<&Bitmap>) -> Result<RgbImage, Status> {
                     b.height
                 )));
             }
-            bytes.clone()
+            bytes
         }
         Some(bitmap::Data::SharedMemoryHandle(h)) => {
             if h.size as usize != need {
@@ -95,7 +95,7 @@ pub fn read(b: Option<&Bitmap>) -> Result<RgbImage, Status> {
                     h.size, b.width, b.height
                 )));
             }
-            let file = open_segment(h, need, false)?;
+            let file = open_segment(&h, need, false)?;
             let mut buf = vec![0u8; need];
             file.read_exact_at(&mut buf, h.offset)
                 .map_err(|e| Status::invalid_argument(format!("The shared memory segment could not be read: {e}.")))?;
@@ -133,9 +133,9 @@ mod tests {
 
     #[test]
     fn sides_and_byte_counts_are_checked() {
-        assert_eq!(read(Some(&inline(64, 64, 64 * 64 * 3))).unwrap().dimensions(), (64, 64));
+        assert_eq!(read(Some(inline(64, 64, 64 * 64 * 3))).unwrap().dimensions(), (64, 64));
         for b in [inline(63, 64, 63 * 64 * 3), inline(64, 4097, 64 * 4097 * 3), inline(64, 64, 64 * 64 * 3 - 1), inline(-1, 64, 0)] {
-            assert_eq!(read(Some(&b)).unwrap_err().code(), tonic::Code::InvalidArgument);
+            assert_eq!(read(Some(b)).unwrap_err().code(), tonic::Code::InvalidArgument);
         }
         assert_eq!(read(None).unwrap_err().code(), tonic::Code::InvalidArgument);
     }
@@ -159,12 +159,12 @@ mod tests {
         std::fs::write(&path, &content).unwrap();
         let h = SharedMemoryHandle { name: name.clone(), size: n as u64, offset: 16 };
         let b = Bitmap { width: 64, height: 64, data: Some(bitmap::Data::SharedMemoryHandle(h.clone())) };
-        let img = read(Some(&b)).unwrap();
+        let img = read(Some(b)).unwrap();
         assert_eq!(img.as_raw()[..], content[16..]);
         // Beyond the segment's end.
         let far = SharedMemoryHandle { offset: 17, ..h.clone() };
         let b = Bitmap { width: 64, height: 64, data: Some(bitmap::Data::SharedMemoryHandle(far)) };
-        assert_eq!(read(Some(&b)).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(read(Some(b)).unwrap_err().code(), tonic::Code::InvalidArgument);
         // The mask goes back into the segment.
         let out = mask(RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3])), Some(&h)).unwrap();
         assert!(matches!(out.data, Some(bitmap::Data::SharedMemoryHandle(_))));
