@@ -125,6 +125,12 @@ pub struct EdgeInstallArgs {
     /// S3 region; otherwise `AWS_REGION`, else us-east-1.
     #[arg(long, env = "VIGIL_S3_REGION")]
     pub s3_region: Option<String>,
+    /// Access key for S3 (as the server's); unset: the standard AWS credential chain.
+    #[arg(long, env = "VIGIL_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// Secret key for S3, with `--s3-access-key-id`.
+    #[arg(long, env = "VIGIL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
     /// Path-style S3 addressing (`endpoint/bucket/key`), which most self-hosted servers need.
     #[arg(long, env = "VIGIL_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub s3_force_path_style: bool,

@@ -37,6 +37,33 @@ fn is_open(path: &str) -> bool {
     matches!(path, "/signin" | "/auth/signin" | "/favicon.svg" | "/favicon.ico" | "/robots.txt") || path.starts_with("/pkg/")
 }
 
+/// A ZIP that `build` writes into the temporary file `path` on a blocking thread, answered as the attachment
+/// `NAME.zip` (the console's exports and package downloads). The file is unlinked as soon as it is reopened:
+/// the open handle keeps its bytes until the download ends or fails.
+pub async fn zip_attachment(
+    path: std::path::PathBuf,
+    name: &str,
+    build: impl FnOnce(std::fs::File) -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<Response> {
+    let file = tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
+        let result = std::fs::File::create(&path).map_err(anyhow::Error::from).and_then(build);
+        let reopened = result.and_then(|()| Ok(std::fs::File::open(&path)?));
+        let _ = std::fs::remove_file(&path);
+        reopened
+    })
+    .await??;
+    let len = file.metadata().map(|m| m.len()).unwrap_or_default();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.zip\"")),
+        ],
+        file_body(tokio::fs::File::from_std(file)),
+    )
+        .into_response())
+}
+
 pub fn json_status(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "message": message }))).into_response()
 }

@@ -63,29 +63,10 @@ pub async fn export_dataset(State(state): State<AppState>, Path((project, file))
             return (StatusCode::INTERNAL_SERVER_ERROR, "the export failed").into_response();
         }
     };
-    let built = tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
-        let result = std::fs::File::create(&path).map_err(anyhow::Error::from).and_then(|f| build_export(&blobs, &dataset_type, entries, f));
-        // Unlinked at once: the open handle keeps the bytes until the download ends (or fails).
-        let reopened = result.and_then(|()| Ok(std::fs::File::open(&path)?));
-        let _ = std::fs::remove_file(&path);
-        reopened
-    })
-    .await;
-    match built {
-        Ok(Ok(file)) => {
-            let len = file.metadata().map(|m| m.len()).unwrap_or_default();
-            (
-                [
-                    (header::CONTENT_TYPE, "application/zip".to_string()),
-                    (header::CONTENT_LENGTH, len.to_string()),
-                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.zip\"")),
-                ],
-                crate::web::file_body(tokio::fs::File::from_std(file)),
-            )
-                .into_response()
-        }
-        other => {
-            tracing::error!(?other, "export failed");
+    match crate::web::zip_attachment(path, &name, move |f| build_export(&blobs, &dataset_type, entries, f)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "export failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "the export failed").into_response()
         }
     }

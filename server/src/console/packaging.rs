@@ -10,8 +10,8 @@ use crate::state::AppState;
 use app::api::packaging::{PackageRequest, PackagingBackend, PackagingJobView};
 use app::api::BackendError;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 
 pub struct ConsolePackaging {
     pub state: AppState,
@@ -236,32 +236,11 @@ pub async fn download_package(State(state): State<AppState>, Path((project, file
         }
     };
     let blobs = state.blobs.clone();
-    let built = tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
-        let result = blobs.get(&hash).and_then(|model| {
-            let f = std::fs::File::create(&path)?;
-            write_zip(&model, &kept, f)
-        });
-        // Unlinked at once: the open handle keeps the bytes until the download ends (or fails).
-        let reopened = result.and_then(|()| Ok(std::fs::File::open(&path)?));
-        let _ = std::fs::remove_file(&path);
-        reopened
-    })
-    .await;
-    match built {
-        Ok(Ok(file)) => {
-            let len = file.metadata().map(|m| m.len()).unwrap_or_default();
-            (
-                [
-                    (header::CONTENT_TYPE, "application/zip".to_string()),
-                    (header::CONTENT_LENGTH, len.to_string()),
-                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.zip\"")),
-                ],
-                crate::web::file_body(tokio::fs::File::from_std(file)),
-            )
-                .into_response()
-        }
-        other => {
-            tracing::error!(?other, "package download failed");
+    let build = move |f: std::fs::File| blobs.get(&hash).and_then(|model| write_zip(&model, &kept, f));
+    match crate::web::zip_attachment(path, &name, build).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "package download failed");
             crate::web::json_status(StatusCode::INTERNAL_SERVER_ERROR, "The package could not be written.")
         }
     }

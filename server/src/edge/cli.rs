@@ -11,7 +11,8 @@ pub async fn run(command: EdgeCommand) -> anyhow::Result<()> {
                 endpoint: a.s3_endpoint.clone(),
                 region: a.s3_region.clone(),
                 force_path_style: a.s3_force_path_style,
-                ..Default::default()
+                access_key_id: a.s3_access_key_id.clone(),
+                secret_access_key: a.s3_secret_access_key.clone(),
             };
             let source = super::store::Source::parse(&a.source, crate::s3::S3::connect(&settings)).await.map_err(anyhow::Error::msg)?;
             let backbone = a.backbone.clone();

@@ -163,7 +163,8 @@ fn recipe(spec: &Spec, m: &Manifest, manifest_bytes: &[u8]) -> serde_json::Value
         "ComponentType": "aws.greengrass.generic",
         "ComponentDescription": spec.component_description.clone().unwrap_or_else(|| format!("Vigil model {} version {}", m.project_name, m.model_version)),
         "ComponentPublisher": "Vigil",
-        "ComponentConfiguration": { "DefaultConfiguration": { "ModelArn": m.model_arn, "Threshold": m.threshold } },
+        // Six decimals, so the JSON and the YAML recipe print the same number (the agent reads the manifest's).
+        "ComponentConfiguration": { "DefaultConfiguration": { "ModelArn": m.model_arn, "Threshold": (m.threshold as f64 * 1e6).round() / 1e6 } },
         "ComponentDependencies": { AGENT_COMPONENT: { "VersionRequirement": ">=0.1.0", "DependencyType": "HARD" } },
         "Manifests": [
             { "Platform": { "os": "linux", "architecture": gg_arch }, "Lifecycle": lifecycle, "Artifacts": artifacts }
