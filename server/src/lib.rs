@@ -164,11 +164,12 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Static files (`/pkg/…`, the favicon) and the console's 404 page. Leptos' handler answers every status but
-/// 200 with its 404 page — so a browser revalidating a cached `vigil.wasm` (`If-Modified-Since`, `304`) got a
-/// 404 and the page never hydrated. The conditional headers are dropped, so a file is always sent whole.
+/// 200 with its 404 page — so a browser revalidating a cached `vigil.wasm` (`If-Modified-Since`, `304`), or
+/// asking for part of it (`Range`, `206`: Chromium does for a large debug bundle it cached in part), got a 404
+/// and the page never hydrated. The conditional and range headers are dropped, so a file is always sent whole.
 async fn static_files(uri: axum::http::Uri, state: axum::extract::State<AppState>, mut req: axum::extract::Request) -> axum::response::Response {
     use axum::http::header;
-    for h in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_MATCH, header::IF_UNMODIFIED_SINCE, header::IF_RANGE] {
+    for h in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_MATCH, header::IF_UNMODIFIED_SINCE, header::IF_RANGE, header::RANGE] {
         req.headers_mut().remove(h);
     }
     leptos_axum::file_and_error_handler::<AppState, _>(app::shell)(uri, state, req).await
