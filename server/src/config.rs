@@ -33,7 +33,8 @@ pub enum Command {
 pub enum EdgeCommand {
     /// Serve LFV's edge agent gRPC API (`AWS.LookoutVision.EdgeAgent`) on a Unix socket, for the installed models.
     Serve(EdgeServeArgs),
-    /// Install a model package: a packaging job's `s3://BUCKET/PREFIX`, or a folder holding its files.
+    /// Install a model package: a packaging job's `s3://BUCKET/PREFIX`, a folder holding its files, or the
+    /// console's package ZIP.
     Install(EdgeInstallArgs),
     /// Package a model file trained with `vigil train` into a folder, as a packaging job would.
     Package(EdgePackageArgs),
@@ -109,7 +110,8 @@ pub struct EdgePackageArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct EdgeInstallArgs {
-    /// `s3://BUCKET/PREFIX` (a packaging job's S3OutputLocation) or a folder holding the package's files.
+    /// `s3://BUCKET/PREFIX` (a packaging job's S3OutputLocation), a folder holding the package's files, or the
+    /// package ZIP the console downloads.
     pub source: String,
     /// Start the model whenever the agent starts.
     #[arg(long)]

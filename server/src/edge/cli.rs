@@ -16,8 +16,16 @@ pub async fn run(command: EdgeCommand) -> anyhow::Result<()> {
             };
             let source = super::store::Source::parse(&a.source, crate::s3::S3::connect(&settings)).await.map_err(anyhow::Error::msg)?;
             let backbone = a.backbone.clone();
-            let sha = tokio::task::spawn_blocking(move || super::store::file_sha256(&backbone)).await?.map_err(anyhow::Error::msg)?;
-            let m = super::store::install(&a.dir.root, &source, a.start_on_boot, Some(&sha)).await.map_err(anyhow::Error::msg)?;
+            // The backbone file's SHA-256 refuses a package trained with another one now; without the file here
+            // (installing on a machine that serves from elsewhere) StartModel still checks it when it loads.
+            let sha = match tokio::task::spawn_blocking(move || super::store::file_sha256(&backbone)).await? {
+                Ok(sha) => Some(sha),
+                Err(e) => {
+                    eprintln!("warning: the backbone file cannot be read ({e}); the package's backbone is checked when the model starts");
+                    None
+                }
+            };
+            let m = super::store::install(&a.dir.root, &source, a.start_on_boot, sha.as_deref()).await.map_err(anyhow::Error::msg)?;
             println!(
                 "installed {} {} (model {} of project {}) into {}{}",
                 m.component_name,

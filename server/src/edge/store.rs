@@ -82,6 +82,8 @@ fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {
 /// Where a package is read from.
 pub enum Source {
     Folder(PathBuf),
+    /// A package ZIP as the console's download gives it (the files at its top level).
+    Zip(PathBuf),
     S3 { s3: crate::s3::S3, bucket: String, prefix: String },
 }
 
@@ -99,8 +101,11 @@ impl Source {
             }
             None => {
                 let p = PathBuf::from(location);
+                if p.is_file() && location.to_ascii_lowercase().ends_with(".zip") {
+                    return Ok(Source::Zip(p));
+                }
                 if !p.is_dir() {
-                    return Err(format!("{location} is not a folder (or an s3://BUCKET/PREFIX location)"));
+                    return Err(format!("{location} is not a folder, a package .zip or an s3://BUCKET/PREFIX location"));
                 }
                 Ok(Source::Folder(p))
             }
@@ -109,7 +114,7 @@ impl Source {
 
     fn describe(&self) -> String {
         match self {
-            Source::Folder(p) => p.display().to_string(),
+            Source::Folder(p) | Source::Zip(p) => p.display().to_string(),
             Source::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
         }
     }
@@ -125,6 +130,10 @@ impl Source {
                 let max2 = max;
                 tokio::task::spawn_blocking(move || read_capped(&path, max2)).await.map_err(|e| e.to_string())?.map(Some)
             }
+            Source::Zip(path) => {
+                let (path, name) = (path.clone(), name.to_string());
+                tokio::task::spawn_blocking(move || zip_entry(&path, &name, max)).await.map_err(|e| e.to_string())?
+            }
             Source::S3 { s3, bucket, prefix } => match s3.get(bucket, &format!("{prefix}{name}"), None, max).await {
                 Ok(b) => Ok(Some(b)),
                 Err(crate::s3::FetchError::NotFound) => Ok(None),
@@ -132,6 +141,26 @@ impl Source {
             },
         }
     }
+}
+
+/// One file at the top of a package ZIP, at most `max` bytes (its declared size is checked before it is read).
+fn zip_entry(path: &Path, name: &str, max: u64) -> Result<Option<Vec<u8>>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut z = zip::ZipArchive::new(f).map_err(|e| format!("{} is not a readable ZIP: {e}", path.display()))?;
+    let mut entry = match z.by_name(name) {
+        Ok(e) => e,
+        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+        Err(e) => return Err(format!("{}: {name}: {e}", path.display())),
+    };
+    if entry.size() > max {
+        return Err(format!("{name} in {} is larger than {max} bytes", path.display()));
+    }
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    (&mut entry).take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("{}: {name}: {e}", path.display()))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{name} in {} is larger than {max} bytes", path.display()));
+    }
+    Ok(Some(bytes))
 }
 
 /// Installs (or replaces) the package at `source`: the manifest is read and checked, the backbone compared

@@ -421,6 +421,13 @@ async fn packaging_from_the_console() {
     assert_eq!(r.headers()["content-type"], "application/zip");
     assert_eq!(r.headers()["content-disposition"], "attachment; filename=\"com.example.cookies-1.0.0.zip\"");
     let body = r.bytes().await.unwrap().to_vec();
+    // `vigil edge install PACKAGE.zip` takes the download as it is.
+    let unpacked = tempfile::tempdir().unwrap();
+    let zip_path = unpacked.path().join("package.zip");
+    std::fs::write(&zip_path, &body).unwrap();
+    let source = vigil::edge::store::Source::parse(zip_path.to_str().unwrap(), async { unreachable!("no S3 for a ZIP") }).await.unwrap();
+    let installed = vigil::edge::store::install(&unpacked.path().join("agent"), &source, false, None).await.unwrap();
+    assert_eq!(installed.component_name, "com.example.cookies");
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(body)).unwrap();
     let mut names: Vec<String> = zip.file_names().map(str::to_string).collect();
     names.sort();
