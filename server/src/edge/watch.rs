@@ -20,6 +20,9 @@ pub const SETTLE: Duration = Duration::from_millis(400);
 /// A file that is no usable image (a truncated JPEG, say) may still be being written: it is tried again
 /// until it has been unchanged this long, and only then moved to `invalid/`.
 pub const GIVE_UP_INVALID: Duration = Duration::from_secs(10);
+/// Results waiting in the spool beyond which new images are left in the folder until the destinations catch
+/// up (a broker down for days must not fill the disk; the images wait where the camera put them).
+pub const MAX_SPOOLED: usize = 10_000;
 /// The pause before a file that could not be used yet is tried again.
 const RETRY_FILE: Duration = Duration::from_secs(1);
 
@@ -63,6 +66,7 @@ pub async fn run(agent: Arc<Agent>, w: Watch, spool: Option<Spool>, wake: Arc<to
     // Each file's (size, modification time) when last seen, and since when it has been unchanged.
     let mut seen: HashMap<PathBuf, ((u64, SystemTime), std::time::Instant)> = HashMap::new();
     let mut warned_not_running = false;
+    let mut warned_full = false;
     // Files to leave alone until then (an unusable image that may still be being written).
     let mut not_before: HashMap<PathBuf, std::time::Instant> = HashMap::new();
     loop {
@@ -83,6 +87,19 @@ pub async fn run(agent: Arc<Agent>, w: Watch, spool: Option<Spool>, wake: Arc<to
                 _ => {
                     seen.insert(path, (stamp, std::time::Instant::now()));
                 }
+            }
+        }
+        if !ready.is_empty() {
+            if let Some(s) = spool.clone() {
+                let waiting = tokio::task::spawn_blocking(move || s.len()).await.unwrap_or(0);
+                if waiting >= MAX_SPOOLED {
+                    if !warned_full {
+                        tracing::warn!(waiting, "the result spool is full: new images wait in the folder until the destinations take results again");
+                        warned_full = true;
+                    }
+                    continue;
+                }
+                warned_full = false;
             }
         }
         for (path, stamp) in ready {
