@@ -48,6 +48,32 @@ pub enum EdgeCommand {
     },
 }
 
+/// The server's own S3 identity (imports, evaluation files, packaging outputs), and the edge agent's for
+/// `vigil edge install s3://...`.
+#[derive(Args, Debug, Clone)]
+pub struct S3Args {
+    /// S3-compatible endpoint (MinIO, Garage, ...). Unset: `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, or AWS
+    /// itself.
+    #[arg(id = "s3_endpoint", value_name = "URL", long = "s3-endpoint", env = "VIGIL_S3_ENDPOINT")]
+    pub endpoint: Option<String>,
+
+    /// Region for S3 requests. Unset: `AWS_REGION`, else us-east-1.
+    #[arg(id = "s3_region", value_name = "REGION", long = "s3-region", env = "VIGIL_S3_REGION")]
+    pub region: Option<String>,
+
+    /// Access key for S3. Unset: the standard AWS credential chain (`AWS_ACCESS_KEY_ID`, profiles, ...).
+    #[arg(id = "s3_access_key_id", value_name = "KEY_ID", long = "s3-access-key-id", env = "VIGIL_S3_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+
+    /// Secret key for S3, with `--s3-access-key-id`.
+    #[arg(id = "s3_secret_access_key", value_name = "SECRET", long = "s3-secret-access-key", env = "VIGIL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+
+    /// Path-style S3 addressing (`endpoint/bucket/key`), which most self-hosted servers need.
+    #[arg(id = "s3_force_path_style", value_name = "BOOL", long = "s3-force-path-style", env = "VIGIL_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub force_path_style: bool,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct EdgeDirArgs {
     /// The agent's folder: installed components, the result spool.
@@ -121,21 +147,9 @@ pub struct EdgeInstallArgs {
     /// The backbone file the agent runs with: a package built for another one is refused.
     #[arg(long, env = "VIGIL_BACKBONE", default_value = ".venv/share/vigil/efficientnet-lite0-s8s16.pt")]
     pub backbone: PathBuf,
-    /// S3 endpoint (MinIO, Garage, ...); otherwise the standard AWS settings (`AWS_ENDPOINT_URL_S3`, ...).
-    #[arg(long, env = "VIGIL_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region; otherwise `AWS_REGION`, else us-east-1.
-    #[arg(long, env = "VIGIL_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// Access key for S3 (as the server's); unset: the standard AWS credential chain.
-    #[arg(long, env = "VIGIL_S3_ACCESS_KEY_ID")]
-    pub s3_access_key_id: Option<String>,
-    /// Secret key for S3, with `--s3-access-key-id`.
-    #[arg(long, env = "VIGIL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub s3_secret_access_key: Option<String>,
-    /// Path-style S3 addressing (`endpoint/bucket/key`), which most self-hosted servers need.
-    #[arg(long, env = "VIGIL_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub s3_force_path_style: bool,
+    /// The S3 settings, as the server's.
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 /// Settings shared by the engine commands.
@@ -279,26 +293,8 @@ pub struct Config {
     #[arg(long, env = "VIGIL_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
 
-    /// S3-compatible endpoint for imports (MinIO, Garage, ...). Unset: `AWS_ENDPOINT_URL_S3` /
-    /// `AWS_ENDPOINT_URL`, or AWS itself.
-    #[arg(long, env = "VIGIL_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-
-    /// Region for S3 requests. Unset: `AWS_REGION`, else us-east-1.
-    #[arg(long, env = "VIGIL_S3_REGION")]
-    pub s3_region: Option<String>,
-
-    /// Access key for S3. Unset: the standard AWS credential chain (`AWS_ACCESS_KEY_ID`, profiles, ...).
-    #[arg(long, env = "VIGIL_S3_ACCESS_KEY_ID")]
-    pub s3_access_key_id: Option<String>,
-
-    /// Secret key for S3, with `--s3-access-key-id`.
-    #[arg(long, env = "VIGIL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub s3_secret_access_key: Option<String>,
-
-    /// Path-style S3 addressing (`endpoint/bucket/key`), which most self-hosted servers need.
-    #[arg(long, env = "VIGIL_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub s3_force_path_style: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
 
     /// Folder under which the console may import from the server's own disk (MVTec AD categories and
     /// normal/anomaly folders); only images and masks are read, and each is decoded before it is kept.

@@ -20,12 +20,17 @@ pub struct S3Settings {
 impl S3Settings {
     /// The server's own S3 settings (`VIGIL_S3_*`).
     pub fn of(config: &crate::config::Config) -> S3Settings {
+        S3Settings::of_args(&config.s3)
+    }
+
+    /// The settings `VIGIL_S3_*` (or their flags) give.
+    pub fn of_args(a: &crate::config::S3Args) -> S3Settings {
         S3Settings {
-            endpoint: config.s3_endpoint.clone(),
-            region: config.s3_region.clone(),
-            access_key_id: config.s3_access_key_id.clone(),
-            secret_access_key: config.s3_secret_access_key.clone(),
-            force_path_style: config.s3_force_path_style,
+            endpoint: a.endpoint.clone(),
+            region: a.region.clone(),
+            access_key_id: a.access_key_id.clone(),
+            secret_access_key: a.secret_access_key.clone(),
+            force_path_style: a.force_path_style,
         }
     }
 }

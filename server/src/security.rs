@@ -140,7 +140,7 @@ pub async fn s3_override(config: &Config, conn: &S3Connection) -> Result<Option<
     let mut settings = S3Settings::of(config);
     if let Some(e) = set(&conn.endpoint) {
         let norm = normalize_endpoint(&e).ok_or_else(|| SecurityError::Invalid(format!("{e:?} is not an endpoint URL (http://host:port).")))?;
-        let configured = config.s3_endpoint.as_deref().and_then(normalize_endpoint);
+        let configured = config.s3.endpoint.as_deref().and_then(normalize_endpoint);
         let is_configured = configured.as_deref() == Some(norm.as_str());
         let allowed = is_configured || config.s3_allowed_endpoints.iter().filter_map(|a| normalize_endpoint(a)).any(|a| a == norm);
         if !allowed {

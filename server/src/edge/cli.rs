@@ -7,13 +7,7 @@ pub async fn run(command: EdgeCommand) -> anyhow::Result<()> {
     match command {
         EdgeCommand::Serve(a) => super::serve::serve(a).await,
         EdgeCommand::Install(a) => {
-            let settings = crate::s3::S3Settings {
-                endpoint: a.s3_endpoint.clone(),
-                region: a.s3_region.clone(),
-                force_path_style: a.s3_force_path_style,
-                access_key_id: a.s3_access_key_id.clone(),
-                secret_access_key: a.s3_secret_access_key.clone(),
-            };
+            let settings = crate::s3::S3Settings::of_args(&a.s3);
             let source = super::store::Source::parse(&a.source, crate::s3::S3::connect(&settings)).await.map_err(anyhow::Error::msg)?;
             let backbone = a.backbone.clone();
             // The backbone file's SHA-256 refuses a package trained with another one now; without the file here

@@ -40,9 +40,9 @@ fn disk_imports_are_off_without_a_root() {
 #[tokio::test]
 async fn per_import_endpoints_are_checked() {
     let mut config = vigil::config::Config::defaults();
-    config.s3_endpoint = Some("http://127.0.0.1:9000".into());
-    config.s3_access_key_id = Some("server-key".into());
-    config.s3_secret_access_key = Some("server-secret".into());
+    config.s3.endpoint = Some("http://127.0.0.1:9000".into());
+    config.s3.access_key_id = Some("server-key".into());
+    config.s3.secret_access_key = Some("server-secret".into());
     config.s3_allowed_endpoints = vec!["http://127.0.0.1:9100".into(), "http://169.254.169.254".into()];
     let conn = |endpoint: &str, key: &str| S3Connection {
         endpoint: endpoint.into(),

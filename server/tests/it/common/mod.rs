@@ -267,10 +267,10 @@ impl Harness {
         // Disk imports read the temporary folders tests write.
         config.import_root = Some(std::env::temp_dir());
         if let Some(s3) = s3 {
-            config.s3_endpoint = Some(s3.endpoint.clone());
-            config.s3_access_key_id = Some(S3_KEY.into());
-            config.s3_secret_access_key = Some(S3_SECRET.into());
-            config.s3_region = Some("us-east-1".into());
+            config.s3.endpoint = Some(s3.endpoint.clone());
+            config.s3.access_key_id = Some(S3_KEY.into());
+            config.s3.secret_access_key = Some(S3_SECRET.into());
+            config.s3.region = Some("us-east-1".into());
         }
         tune(&mut config);
         let running = vigil::start(config).await.expect("server starts");
