@@ -188,12 +188,6 @@ impl Agent {
         }
     }
 
-    /// One detection on a running model.
-    pub async fn detect(&self, name: &str, image: image::RgbImage) -> Result<Detection, Status> {
-        let hosted = self.running(name)?;
-        detect_on(&hosted, name, image).await
-    }
-
     fn metadata(&self) -> Vec<ModelMetadata> {
         self.refresh();
         lock(&self.slots)
@@ -297,16 +291,4 @@ fn answer(d: Detection, mask_into: Option<&SharedMemoryHandle>) -> Result<Detect
         None => None,
     };
     Ok(DetectAnomalyResult { is_anomalous: d.is_anomalous, confidence: d.confidence, anomaly_mask, anomalies })
-}
-
-/// A detection as the JSON the folder watch publishes (LFV's cloud `DetectAnomalyResult` field names).
-pub fn result_json(d: &Detection) -> serde_json::Value {
-    serde_json::json!({
-        "IsAnomalous": d.is_anomalous,
-        "Confidence": d.confidence,
-        "Anomalies": d.anomalies.as_ref().map(|a| a.iter().map(|a| serde_json::json!({
-            "Name": a.name,
-            "PixelAnomaly": { "TotalPercentageArea": a.pixel_anomaly.total_percentage_area, "Color": a.pixel_anomaly.color },
-        })).collect::<Vec<_>>()),
-    })
 }

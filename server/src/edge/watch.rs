@@ -6,7 +6,7 @@
 //! file's name, size and modification time: a file detected again after a crash (spooled, not yet moved)
 //! gives the same id, so its message replaces the spooled one instead of adding another.
 
-use super::agent::{result_json, Agent};
+use super::agent::Agent;
 use super::spool::{Destinations, Spool, Spooled};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -176,7 +176,7 @@ async fn process(
         let p = path.to_path_buf();
         let bytes = tokio::task::spawn_blocking(move || std::fs::read(p)).await.map_err(|e| Retry::Stop(e.to_string()))?.map_err(|e| Retry::Stop(e.to_string()))?;
         match hosted.detect(bytes, false).await {
-            Ok(d) => (if d.is_anomalous { "anomalous" } else { "done" }, result_json(&d)),
+            Ok(d) => (if d.is_anomalous { "anomalous" } else { "done" }, published_result(&d)),
             Err(DetectError::Invalid(m)) => {
                 let age = SystemTime::now().duration_since(modified).unwrap_or_default();
                 if age < GIVE_UP_INVALID {
@@ -211,6 +211,17 @@ async fn process(
     let from = path.to_path_buf();
     let dir = w.folder.join(verdict);
     tokio::task::spawn_blocking(move || move_into(&from, &dir, &id)).await.map_err(|e| Retry::Stop(e.to_string()))?.map_err(|e| Retry::Stop(format!("moving: {e}")))
+}
+
+/// LFV's `DetectAnomalyResult` (the server's own JSON for it) without the mask: the PNG of a large image would
+/// outgrow a broker's message limit, and the verdict is what the line acts on.
+fn published_result(d: &crate::engine::Detection) -> serde_json::Value {
+    let mut answer = crate::lfv::detect_result(d);
+    let mut r = answer["DetectAnomalyResult"].take();
+    if let Some(o) = r.as_object_mut() {
+        o.remove("AnomalyMask");
+    }
+    r
 }
 
 /// Moves a file into `dir`, keeping its name unless one is taken there (then `stem-ID8.ext`).

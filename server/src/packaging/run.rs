@@ -1,4 +1,4 @@
-//! The packaging job, run by a worker ([`crate::work`]): marks the job `RUNNING`, builds the package from the
+//! The packaging job, run by a worker (`work.rs`): marks the job `RUNNING`, builds the package from the
 //! version's model blob ([`crate::edge::package::build`]), writes its files to `s3://Bucket/Prefix/`, and
 //! settles the job `SUCCEEDED` (with the component it made and the package's small files) or `FAILED` with a
 //! message a user can act on. Re-running it from the start is safe: it writes the same keys again.
