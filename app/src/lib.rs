@@ -55,6 +55,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/projects/:name") view=pages::project::ProjectPage/>
                         <Route path=path!("/projects/:name/models/:version") view=pages::models::ModelPage/>
                         <Route path=path!("/projects/:name/trials/:trial") view=pages::trial::TrialPage/>
+                        <Route path=path!("/projects/:name/batches/:batch") view=pages::batch::BatchPage/>
                         <Route path=path!("/projects/:name/datasets/:type") view=pages::dataset::DatasetPage/>
                         <Route path=path!("/projects/:name/datasets/:type/images/:id") view=pages::mask::MaskPage/>
                         <Route path=path!("/dashboard") view=pages::dashboard::DashboardPage/>

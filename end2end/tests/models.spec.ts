@@ -159,6 +159,7 @@ test("train from the console, follow it, read the model page, move and save the 
   }
   await open(page, `/projects/${name}/models/1`);
   await expect(page.getByTestId("trials")).toContainText("week 48");
+  await page.getByTestId("batch-from").selectOption("folder");
   await page.getByTestId("batch-source").fill(folder);
   await page.getByTestId("batch-output").fill("download");
   await page.getByTestId("start-batch").click();

@@ -15,7 +15,7 @@ pub struct TrialSummary {
     pub source: String,
     /// Batches: `s3://…` or `download`.
     pub output: Option<String>,
-    /// RUNNING, COMPLETED, FAILED or CANCELLED.
+    /// RUNNING, COMPLETED, FAILED or CANCELLED (a batch still being uploaded from the console: UPLOADING).
     pub status: String,
     pub status_message: Option<String>,
     pub total: i64,
@@ -86,8 +86,22 @@ mod backend {
         async fn add_to_dataset(&self, project: &str, name: &str, dataset_type: &str) -> Result<(usize, usize), BackendError>;
         async fn cancel(&self, project: &str, kind: &str, name: &str) -> Result<(), BackendError>;
         async fn delete(&self, project: &str, kind: &str, name: &str) -> Result<(), BackendError>;
-        /// Starts a batch on a hosted version; returns its id.
+        /// Starts a batch on a hosted version over `dataset:train`, `dataset:test`, an S3 prefix or a server
+        /// folder; returns its id.
         async fn create_batch(&self, project: &str, version: i64, source: &str, output: &str) -> Result<String, BackendError>;
+        /// A part of a batch over uploaded images (file name, bytes): the first part (`batch` empty) creates it,
+        /// the others are added to it, and the part marked `last` starts it. Returns the batch's id.
+        async fn upload_batch(
+            &self,
+            project: &str,
+            version: i64,
+            batch: &str,
+            output: &str,
+            uploads: Vec<(String, Vec<u8>)>,
+            last: bool,
+        ) -> Result<String, BackendError>;
+        /// A batch with its images' results (for a dataset or upload batch; an S3 or folder batch has none).
+        async fn batch(&self, project: &str, id: &str) -> Result<TrialDetail, BackendError>;
     }
 
     pub type SharedTrialBackend = Arc<dyn TrialBackend>;
@@ -114,37 +128,10 @@ pub async fn create_trial(project: String, name: String, version: i64, source: S
 /// upload in parts).
 #[server(input = leptos::server_fn::codec::MultipartFormData)]
 pub async fn upload_trial(data: leptos::server_fn::codec::MultipartData) -> Result<(), ServerFnError> {
-    use super::{BackendError, MAX_UPLOAD_FIELD_BYTES};
-    fn bad(m: String) -> ServerFnError {
-        ServerFnError::ServerError(m)
-    }
-    let mut data = data.into_inner().ok_or_else(|| bad("no form data".into()))?;
-    let (mut project, mut name, mut version, mut append) = (String::new(), String::new(), String::new(), false);
-    let mut files = Vec::new();
-    while let Some(mut field) = data.next_field().await.map_err(|e| bad(format!("upload: {e}")))? {
-        let field_name = field.name().unwrap_or_default().to_string();
-        let file_name = field.file_name().map(str::to_string);
-        if file_name.is_some() && files.len() >= MAX_TRIAL_IMAGES {
-            return Err(BackendError::invalid(format!("A trial runs over at most {MAX_TRIAL_IMAGES} images.")).into());
-        }
-        // Read in chunks and stop at the cap, so an oversized field is refused before it is buffered.
-        let mut bytes = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(|e| bad(format!("upload: {e}")))? {
-            if bytes.len() + chunk.len() > MAX_UPLOAD_FIELD_BYTES {
-                let what = file_name.clone().unwrap_or(field_name.clone());
-                return Err(BackendError::too_large(format!("{what}: the file is larger than {} MB.", MAX_UPLOAD_FIELD_BYTES >> 20)).into());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        match (field_name.as_str(), file_name) {
-            ("project", _) => project = String::from_utf8_lossy(&bytes).into_owned(),
-            ("name", _) => name = String::from_utf8_lossy(&bytes).trim().to_string(),
-            ("version", _) => version = String::from_utf8_lossy(&bytes).into_owned(),
-            ("append", _) => append = bytes == b"1",
-            (_, Some(f)) => files.push((f, bytes)),
-            _ => {}
-        }
-    }
+    use super::BackendError;
+    let (mut fields, files) = read_upload(data, MAX_TRIAL_IMAGES, "A trial runs over").await?;
+    let mut take = |k: &str| fields.remove(k).unwrap_or_default();
+    let (project, name, version, append) = (take("project"), take("name").trim().to_string(), take("version"), take("append") == "1");
     if append {
         return Ok(backend::trial_backend()?.append(&project, &name, files).await?);
     }
@@ -180,6 +167,66 @@ pub async fn delete_trial(project: String, kind: String, name: String) -> Result
 #[server]
 pub async fn create_batch(project: String, version: i64, source: String, output: String) -> Result<String, ServerFnError> {
     Ok(backend::trial_backend()?.create_batch(&project, version, source.trim(), output.trim()).await?)
+}
+
+/// Most images one batch takes from the browser.
+pub const MAX_UPLOAD_BATCH_IMAGES: usize = 2_000;
+
+/// A part of a batch over uploaded images: multipart text fields `project`, `version`, `output`, `batch` (the
+/// id the first part answered; empty for the first), `last` (`1` on the last part, which starts the batch),
+/// then the files. Returns the batch's id.
+#[server(input = leptos::server_fn::codec::MultipartFormData)]
+pub async fn upload_batch(data: leptos::server_fn::codec::MultipartData) -> Result<String, ServerFnError> {
+    use super::BackendError;
+    let (mut fields, files) = read_upload(data, MAX_UPLOAD_BATCH_IMAGES, "A batch takes").await?;
+    let mut take = |k: &str| fields.remove(k).unwrap_or_default();
+    let (project, version, batch, output, last) = (take("project"), take("version"), take("batch"), take("output"), take("last") == "1");
+    let version = version.trim().parse::<i64>().map_err(|_| BackendError::invalid("The model version is missing."))?;
+    Ok(backend::trial_backend()?.upload_batch(&project, version, batch.trim(), output.trim(), files, last).await?)
+}
+
+/// Reads a multipart upload: its text fields by name, and its files (name, bytes), at most `max_files` (more is
+/// refused with "`what` at most N images"), each refused at the upload cap before it is buffered whole.
+#[cfg(feature = "ssr")]
+async fn read_upload(
+    data: leptos::server_fn::codec::MultipartData,
+    max_files: usize,
+    what: &str,
+) -> Result<(std::collections::HashMap<String, String>, Vec<(String, Vec<u8>)>), ServerFnError> {
+    use super::{BackendError, MAX_UPLOAD_FIELD_BYTES};
+    fn bad(m: String) -> ServerFnError {
+        ServerFnError::ServerError(m)
+    }
+    let mut data = data.into_inner().ok_or_else(|| bad("no form data".into()))?;
+    let mut fields = std::collections::HashMap::new();
+    let mut files = Vec::new();
+    while let Some(mut field) = data.next_field().await.map_err(|e| bad(format!("upload: {e}")))? {
+        let field_name = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().map(str::to_string);
+        if file_name.is_some() && files.len() >= max_files {
+            return Err(BackendError::invalid(format!("{what} at most {max_files} images.")).into());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| bad(format!("upload: {e}")))? {
+            if bytes.len() + chunk.len() > MAX_UPLOAD_FIELD_BYTES {
+                let what = file_name.clone().unwrap_or(field_name.clone());
+                return Err(BackendError::too_large(format!("{what}: the file is larger than {} MB.", MAX_UPLOAD_FIELD_BYTES >> 20)).into());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        match file_name {
+            Some(f) => files.push((f, bytes)),
+            None => {
+                fields.insert(field_name, String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+    }
+    Ok((fields, files))
+}
+
+#[server]
+pub async fn get_batch(project: String, id: String) -> Result<TrialDetail, ServerFnError> {
+    Ok(backend::trial_backend()?.batch(&project, &id).await?)
 }
 
 /// Which images the trial page shows, and in which order.

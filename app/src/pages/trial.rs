@@ -1,5 +1,6 @@
 //! Trial detections and batch runs. The model page's Trials card starts a trial over a dataset, an S3 prefix or
-//! uploaded images (and, for a hosted model, a batch run) and lists the project's trials and batches; the trial
+//! uploaded images (and, for a hosted model, a batch run over a dataset, an upload, an S3 prefix or a server
+//! folder) and lists the project's trials and batches (a batch's results page is `batch`); the trial
 //! page (its body in `trial_view`) shows each image with the model's verdict, confidence and heat map, sortable
 //! and filterable, lets the user verify each verdict (click, bulk or keyboard), add the verified images to the
 //! training dataset, open one in the labelling canvas to fix its mask, and train again.
@@ -157,32 +158,103 @@ fn TrialTable(project: String, list: Vec<TrialSummary>) -> impl IntoView {
     }
 }
 
+/// Sends uploaded files to a batch in parts of [`UPLOAD_BATCH`]; the last part starts it. Returns the batch id.
+async fn upload_batch_parts(project: &str, version: i64, output: &str, list: &[web_sys::File], busy: RwSignal<Option<String>>) -> Result<String, String> {
+    let total = list.len();
+    let mut id = String::new();
+    for (i, part) in list.chunks(UPLOAD_BATCH).enumerate() {
+        let form = web_sys::FormData::new().map_err(|_| "The browser could not build the upload.".to_string())?;
+        let last = (i + 1) * UPLOAD_BATCH >= total;
+        for (k, v) in [("project", project), ("version", &version.to_string()), ("output", output), ("batch", &id), ("last", if last { "1" } else { "0" })] {
+            let _ = form.append_with_str(k, v);
+        }
+        for f in part {
+            let _ = form.append_with_blob_and_filename("file", f, &f.name());
+        }
+        id = upload_batch(form.into()).await.map_err(|e| error_text(&e))?;
+        busy.set(Some(format!("Uploading {} of {total} images…", (i * UPLOAD_BATCH + part.len()).min(total))));
+    }
+    Ok(id)
+}
+
 #[component]
 fn BatchRuns(project: String, version: i64, hosted: bool, batches: Resource<Result<Vec<TrialSummary>, ServerFnError>>, tick: RwSignal<u32>) -> impl IntoView {
+    let from = RwSignal::new("dataset:test".to_string());
     let source = RwSignal::new(String::new());
     let output = RwSignal::new("download".to_string());
-    let run = ServerAction::<CreateBatch>::new();
-    Effect::new(move |_| {
-        if run.version().get() > 0 {
-            tick.update(|t| *t += 1);
-        }
-    });
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(None::<String>);
+    let started = RwSignal::new(None::<String>);
+    let files = NodeRef::<leptos::html::Input>::new();
     let p = project.clone();
+    let run = move |_| {
+        let (kind, out) = (from.get_untracked(), output.get_untracked().trim().to_string());
+        error.set(None);
+        started.set(None);
+        let p = p.clone();
+        let list: Vec<web_sys::File> = if kind == "upload" {
+            files.get_untracked().and_then(|i| i.files()).map(|l| (0..l.length()).filter_map(|i| l.get(i)).collect()).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if kind == "upload" && list.is_empty() {
+            error.set(Some("Choose the images to upload first.".into()));
+            return;
+        }
+        let src = if kind == "s3" || kind == "folder" { source.get_untracked().trim().to_string() } else { kind.clone() };
+        if src.is_empty() {
+            error.set(Some(if kind == "s3" { "Give the S3 prefix (s3://bucket/prefix/)." } else { "Give the folder's absolute path on the server." }.into()));
+            return;
+        }
+        busy.set(Some("Starting…".into()));
+        spawn_local(async move {
+            let r = if kind == "upload" {
+                upload_batch_parts(&p, version, &out, &list, busy).await
+            } else {
+                create_batch(p.clone(), version, src, out).await.map_err(|e| error_text(&e))
+            };
+            match r {
+                Ok(id) => started.set(Some(id)),
+                Err(e) => error.set(Some(e)),
+            }
+            busy.set(None);
+            tick.update(|t| *t += 1);
+        });
+    };
+    let p_link = project.clone();
     view! {
         <h3>"Batch runs"</h3>
         {if hosted {
             view! {
-                <p class="muted">"Send every image of an S3 prefix or a server folder through the hosted model; the results come back as JSON lines (one DetectAnomalyResult per image) and mask PNGs."</p>
+                <p class="muted">"Send every image of a dataset, an upload, an S3 prefix or a server folder through the hosted model; see each result here, or download them as JSON lines (one DetectAnomalyResult per image) and mask PNGs."</p>
                 <div class="form-grid">
-                    <label>"Images from " <input type="text" placeholder="s3://bucket/prefix/ or /srv/images" data-testid="batch-source"
-                        prop:value=move || source.get() on:input=move |e| source.set(event_target_value(&e))/></label>
+                    <label>"Images from "
+                        <select data-testid="batch-from" on:change=move |e| from.set(event_target_value(&e))>
+                            <option value="dataset:test" selected=true>"the test dataset"</option>
+                            <option value="dataset:train">"the training dataset"</option>
+                            <option value="upload">"images I upload"</option>
+                            <option value="s3">"an S3 prefix"</option>
+                            <option value="folder">"a folder on the server"</option>
+                        </select>
+                    </label>
+                    <Show when=move || from.get() == "s3" || from.get() == "folder">
+                        <label>{move || if from.get() == "s3" { "S3 prefix " } else { "Folder (under VIGIL_IMPORT_ROOT) " }}
+                            <input type="text" data-testid="batch-source"
+                                placeholder=move || if from.get() == "s3" { "s3://bucket/prefix/" } else { "/srv/images" }
+                                prop:value=move || source.get() on:input=move |e| source.set(event_target_value(&e))/></label>
+                    </Show>
+                    <Show when=move || from.get() == "upload">
+                        <label>"Images " <input type="file" multiple accept="image/png,image/jpeg" data-testid="batch-files" node_ref=files/></label>
+                    </Show>
                     <label>"Results to " <input type="text" placeholder="download or s3://bucket/prefix/" data-testid="batch-output"
                         prop:value=move || output.get() on:input=move |e| output.set(event_target_value(&e))/></label>
                 </div>
-                <button type="button" data-testid="start-batch" disabled=move || run.pending().get() on:click=move |_| {
-                    run.dispatch(CreateBatch { project: p.clone(), version, source: source.get_untracked(), output: output.get_untracked() });
-                }>"Run batch"</button>
-                <p class="error" role="alert">{move || run.value().get().and_then(|r| r.err()).map(|e| error_text(&e))}</p>
+                <button type="button" data-testid="start-batch" disabled=move || busy.get().is_some() on:click=run>"Run batch"</button>
+                {move || busy.get().map(|m| view! { <span class="muted">" " {m}</span> })}
+                {move || started.get().map(|id| view! {
+                    <p class="ok" role="status" data-testid="batch-started">"Started " <a href=format!("/projects/{}/batches/{id}", p_link)>{id.clone()}</a> "."</p>
+                })}
+                <p class="error" role="alert" data-testid="batch-error">{move || error.get()}</p>
             }.into_any()
         } else {
             view! { <p class="muted">"Batch runs use the hosted model: start it to run one."</p> }.into_any()
@@ -191,37 +263,39 @@ fn BatchRuns(project: String, version: i64, hosted: bool, batches: Resource<Resu
             {move || batches.get().map(|r| match r {
                 Err(e) => view! { <p class="error">{error_text(&e)}</p> }.into_any(),
                 Ok(list) if list.is_empty() => ().into_any(),
-                Ok(list) => {
-                    let project = project.clone();
-                    view! {
-                        <table class="table" data-testid="batches">
-                            <thead><tr><th>"Batch"</th><th>"Model"</th><th>"Images from"</th><th>"Status"</th><th>"Progress"</th><th>"Results"</th></tr></thead>
-                            <tbody>
-                                {list.into_iter().map(|t| {
-                                    let results = match (t.status.as_str(), t.output.as_deref()) {
-                                        ("COMPLETED", Some("download")) => view! {
-                                            <a href=format!("/batches/{project}/{}.zip", t.name) download>"Download (zip)"</a>
-                                        }.into_any(),
-                                        (_, out) => view! { <span class="mono small">{out.unwrap_or_default().to_string()}</span> }.into_any(),
-                                    };
-                                    view! {
-                                        <tr>
-                                            <td class="mono small">{t.name.clone()}</td>
-                                            <td>{t.model_version}</td>
-                                            <td class="mono small">{t.source.clone()}</td>
-                                            <td><span class=status_class(&t.status)>{t.status.to_lowercase()}</span>
-                                                " " <span class="muted small">{t.status_message.clone().unwrap_or_default()}</span></td>
-                                            <td>{progress_text(&t)}</td>
-                                            <td>{results}</td>
-                                        </tr>
-                                    }
-                                }).collect_view()}
-                            </tbody>
-                        </table>
-                    }.into_any()
-                }
+                Ok(list) => view! { <BatchTable project=project.clone() list/> }.into_any(),
             })}
         </Transition>
+    }
+}
+
+#[component]
+fn BatchTable(project: String, list: Vec<TrialSummary>) -> impl IntoView {
+    view! {
+        <table class="table" data-testid="batches">
+            <thead><tr><th>"Batch"</th><th>"Model"</th><th>"Images from"</th><th>"Status"</th><th>"Progress"</th><th>"Results"</th></tr></thead>
+            <tbody>
+                {list.into_iter().map(|t| {
+                    let results = match (t.status.as_str(), t.output.as_deref()) {
+                        ("COMPLETED", Some("download")) => view! {
+                            <a href=format!("/batches/{project}/{}.zip", t.name) download>"Download (zip)"</a>
+                        }.into_any(),
+                        (_, out) => view! { <span class="mono small">{out.unwrap_or_default().to_string()}</span> }.into_any(),
+                    };
+                    view! {
+                        <tr data-batch=t.name.clone()>
+                            <td class="mono small"><a href=format!("/projects/{project}/batches/{}", t.name)>{t.name.clone()}</a></td>
+                            <td>{t.model_version}</td>
+                            <td class="mono small">{t.source.clone()}</td>
+                            <td><span class=status_class(&t.status)>{t.status.to_lowercase()}</span>
+                                " " <span class="muted small">{t.status_message.clone().unwrap_or_default()}</span></td>
+                            <td>{progress_text(&t)}</td>
+                            <td>{results}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
     }
 }
 

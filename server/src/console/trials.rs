@@ -105,8 +105,74 @@ impl TrialBackend for ConsoleTrials {
     }
 
     async fn trial(&self, project: &str, name: &str) -> Result<TrialDetail, BackendError> {
+        self.detail(project, KIND_TRIAL, name).await
+    }
+
+    async fn verify(&self, project: &str, name: &str, images: Vec<i64>, verdict: &str) -> Result<u64, BackendError> {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let t = find(&mut conn, project, KIND_TRIAL, name).await?;
+        let verdict = (!verdict.is_empty()).then_some(verdict);
+        Ok(trials::set_verdicts(&mut conn, &t.id, &images, verdict).await?)
+    }
+
+    async fn add_to_dataset(&self, project: &str, name: &str, dataset_type: &str) -> Result<(usize, usize), BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let t = find(&mut conn, project, KIND_TRIAL, name).await?;
+        drop(conn);
+        Ok(trials::add_to_dataset(&self.state, &t, dataset_type).await?)
+    }
+
+    async fn cancel(&self, project: &str, k: &str, name: &str) -> Result<(), BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let t = find(&mut conn, project, kind(k)?, name).await?;
+        Ok(trials::cancel(&self.state, &t).await?)
+    }
+
+    async fn delete(&self, project: &str, k: &str, name: &str) -> Result<(), BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let t = find(&mut conn, project, kind(k)?, name).await?;
+        drop(conn);
+        Ok(trials::delete(&self.state, &t).await?)
+    }
+
+    async fn create_batch(&self, project: &str, version: i64, source: &str, output: &str) -> Result<String, BackendError> {
+        if source.is_empty() {
+            return Err(BackendError::invalid(format!("Say where the images come from: {}.", trials::BATCH_SOURCES)));
+        }
+        let source = Source::parse(source).map_err(|_| BackendError::invalid(format!("{source:?} is not a source: give {}.", trials::BATCH_SOURCES)))?;
+        let output = Output::parse(output).map_err(BackendError::invalid)?;
+        Ok(trials::create_batch(&self.state, project, &version.to_string(), source, output).await?.name)
+    }
+
+    async fn upload_batch(
+        &self,
+        project: &str,
+        version: i64,
+        batch: &str,
+        output: &str,
+        uploads: Vec<(String, Vec<u8>)>,
+        last: bool,
+    ) -> Result<String, BackendError> {
+        let stored = store_uploads(&self.state, uploads).await?;
+        let t = if batch.is_empty() {
+            let output = Output::parse(output).map_err(BackendError::invalid)?;
+            trials::create_upload_batch(&self.state, project, &version.to_string(), output, stored, last).await?
+        } else {
+            trials::append_batch_uploads(&self.state, project, batch, stored, last).await?
+        };
+        Ok(t.name)
+    }
+
+    async fn batch(&self, project: &str, id: &str) -> Result<TrialDetail, BackendError> {
+        self.detail(project, KIND_BATCH, id).await
+    }
+}
+
+impl ConsoleTrials {
+    /// A trial or batch with its images' results.
+    async fn detail(&self, project: &str, kind: &str, name: &str) -> Result<TrialDetail, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let t = find(&mut conn, project, kind, name).await?;
         let images = trials::images(&mut conn, &t.id).await.map_err(internal)?;
         // Added images link to their entry in the labelling canvas (train first, where they are added by default).
         let sets = datasets::list_for_project(&mut conn, &t.project_id).await.map_err(internal)?;
@@ -145,39 +211,6 @@ impl TrialBackend for ConsoleTrials {
             });
         }
         Ok(TrialDetail { project: project.to_string(), trial: summary(&t), images: views })
-    }
-
-    async fn verify(&self, project: &str, name: &str, images: Vec<i64>, verdict: &str) -> Result<u64, BackendError> {
-        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
-        let t = find(&mut conn, project, KIND_TRIAL, name).await?;
-        let verdict = (!verdict.is_empty()).then_some(verdict);
-        Ok(trials::set_verdicts(&mut conn, &t.id, &images, verdict).await?)
-    }
-
-    async fn add_to_dataset(&self, project: &str, name: &str, dataset_type: &str) -> Result<(usize, usize), BackendError> {
-        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
-        let t = find(&mut conn, project, KIND_TRIAL, name).await?;
-        drop(conn);
-        Ok(trials::add_to_dataset(&self.state, &t, dataset_type).await?)
-    }
-
-    async fn cancel(&self, project: &str, k: &str, name: &str) -> Result<(), BackendError> {
-        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
-        let t = find(&mut conn, project, kind(k)?, name).await?;
-        Ok(trials::cancel(&self.state, &t).await?)
-    }
-
-    async fn delete(&self, project: &str, k: &str, name: &str) -> Result<(), BackendError> {
-        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
-        let t = find(&mut conn, project, kind(k)?, name).await?;
-        drop(conn);
-        Ok(trials::delete(&self.state, &t).await?)
-    }
-
-    async fn create_batch(&self, project: &str, version: i64, source: &str, output: &str) -> Result<String, BackendError> {
-        let source = Source::parse(source).map_err(|m| BackendError::invalid(m))?;
-        let output = Output::parse(output).map_err(|m| BackendError::invalid(m))?;
-        Ok(trials::create_batch(&self.state, project, &version.to_string(), source, output).await?.name)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The batch job: every image of an S3 prefix or a server folder through a hosted model's inference units, the
-//! results written as JSON lines and mask PNGs to S3 or into a zip for download.
+//! The batch job: every image of an S3 prefix, a server folder, a dataset or an upload through a hosted model's
+//! inference units, the results written as JSON lines and mask PNGs to S3 or into a zip for download (and, for
+//! images in the blob store, into their rows, which the console shows).
 
 use super::run::{folder_files, s3_keys};
 use super::records::{download_path, folder, settle, Output, Source, CANCELLED, COMPLETED, FAILED, MAX_BATCH_IMAGES};
@@ -25,6 +26,8 @@ pub async fn run_batch(state: &AppState, trial_id: &str, progress: Arc<JobProgre
 enum Input {
     S3 { bucket: String, keys: Vec<String> },
     Files(Vec<PathBuf>),
+    /// The batch's own rows (a dataset or an upload): `(seq, name, image blob)`.
+    Rows(Vec<(i64, String, String)>),
 }
 
 impl Input {
@@ -32,6 +35,7 @@ impl Input {
         match self {
             Input::S3 { keys, .. } => keys.len(),
             Input::Files(f) => f.len(),
+            Input::Rows(r) => r.len(),
         }
     }
 
@@ -39,6 +43,7 @@ impl Input {
         match self {
             Input::S3 { bucket, keys } => format!("s3://{bucket}/{}", keys[i]),
             Input::Files(f) => f[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            Input::Rows(r) => r[i].1.clone(),
         }
     }
 
@@ -61,6 +66,13 @@ impl Input {
                 .await
                 .map_err(|e| e.to_string())?
             }
+            Input::Rows(r) => {
+                let (blobs, hash) = (state.blobs.clone(), r[i].2.clone());
+                tokio::task::spawn_blocking(move || blobs.get(&hash))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|_| "the image is no longer in the blob store".to_string())
+            }
         }
     }
 }
@@ -80,7 +92,23 @@ async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
             let dir = folder(state, &dir).map_err(|e| e.to_string())?;
             Input::Files(tokio::task::spawn_blocking(move || folder_files(&dir, MAX_BATCH_IMAGES)).await.map_err(|e| e.to_string())??)
         }
-        _ => return Err("A batch reads an S3 prefix or a folder.".into()),
+        Source::Dataset(_) | Source::Upload => {
+            // Starting over (after a restart) clears what an earlier run wrote into the rows.
+            sqlx::query(
+                "update trial_image set done = 0, error = null, is_anomalous = null, confidence = null, score = null, \
+                 mask_hash = null, anomalies = null where trial_id = $1",
+            )
+            .bind(trial_id)
+            .execute(&state.db.pool)
+            .await
+            .map_err(db)?;
+            let rows: Vec<(i64, String, String)> = sqlx::query_as("select seq, name, image_hash from trial_image where trial_id = $1 order by seq")
+                .bind(trial_id)
+                .fetch_all(&state.db.pool)
+                .await
+                .map_err(db)?;
+            Input::Rows(rows)
+        }
     };
     if input.len() == 0 {
         return Err(format!("There are no JPEG or PNG images in {}.", t.source));
@@ -100,6 +128,9 @@ async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
             Ok(bytes) => detect_hosted(state, &m, bytes).await,
             Err(e) => Err(e),
         };
+        if let Input::Rows(rows) = &input {
+            record(state, trial_id, rows[i].0, &result).await.map_err(db)?;
+        }
         let line = match result {
             Ok(d) => {
                 processed += 1;
@@ -136,6 +167,41 @@ async fn batch_job(state: &AppState, trial_id: &str, progress: &JobProgress) -> 
     progress.set("writing results", 1.0);
     let place = sink.finish(state).await?;
     settle(state, trial_id, COMPLETED, Some(&format!("Results: {place}"))).await;
+    Ok(())
+}
+
+/// Keeps one image's result in its row (verdict, confidence, score, mask blob, anomaly areas, or the error).
+async fn record(state: &AppState, trial_id: &str, seq: i64, result: &Result<engine::Detection, String>) -> Result<(), sqlx::Error> {
+    match result {
+        Ok(d) => {
+            let (blobs, mask) = (state.blobs.clone(), d.anomaly_mask.clone());
+            let mask_hash = match mask {
+                Some(m) => tokio::task::spawn_blocking(move || blobs.put(&m).ok()).await.ok().flatten(),
+                None => None,
+            };
+            sqlx::query(
+                "update trial_image set done = 1, error = null, is_anomalous = $1, confidence = $2, score = $3, mask_hash = $4, \
+                 anomalies = $5 where trial_id = $6 and seq = $7",
+            )
+            .bind(d.is_anomalous as i64)
+            .bind(d.confidence as f64)
+            .bind(d.score as f64)
+            .bind(mask_hash)
+            .bind(serde_json::to_string(&super::images::anomaly_areas(d)).unwrap_or_default())
+            .bind(trial_id)
+            .bind(seq)
+            .execute(&state.db.pool)
+            .await?;
+        }
+        Err(reason) => {
+            sqlx::query("update trial_image set done = 1, error = $1 where trial_id = $2 and seq = $3")
+                .bind(reason)
+                .bind(trial_id)
+                .bind(seq)
+                .execute(&state.db.pool)
+                .await?;
+        }
+    }
     Ok(())
 }
 

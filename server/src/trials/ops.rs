@@ -37,6 +37,39 @@ async fn check_room(conn: &mut AnyConnection, project_id: &str) -> Result<(), Tr
     Ok(())
 }
 
+/// The images of one of the project's datasets (`train` or `test`), oldest first; more than `max` is refused
+/// (`what` says who reads them), so nothing is silently left out.
+async fn dataset_images(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    project: &str,
+    dataset_type: &str,
+    max: usize,
+    what: &str,
+) -> Result<Vec<NewImage>, TrialError> {
+    let d = datasets::require(conn, project_id, project, dataset_type).await?;
+    datasets::check_settled(&d)?;
+    let rows = sqlx::query(
+        "select e.source_ref, b.hash, b.size, b.content_type, b.width, b.height from dataset_entry e \
+         join blob b on b.hash = e.image_hash where e.dataset_id = $1 order by e.created_at, e.id limit $2",
+    )
+    .bind(&d.id)
+    .bind(max as i64 + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.len() > max {
+        return Err(TrialError::Invalid(format!("The {dataset_type} dataset has more than {max} images, the most {what} runs over.")));
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(NewImage {
+            name: r.try_get(0)?,
+            blob: BlobInfo { hash: r.try_get(1)?, size: r.try_get(2)?, content_type: r.try_get(3)?, width: int(r, 4)?, height: int(r, 5)? },
+        });
+    }
+    Ok(out)
+}
+
 async fn insert_trial(
     conn: &mut AnyConnection,
     project_id: &str,
@@ -89,49 +122,18 @@ pub async fn create_trial(
     }
     check_room(&mut tx, &project_id).await?;
     let images: Vec<NewImage> = match &source {
-        Source::Dataset(t) => {
-            let d = datasets::require(&mut tx, &project_id, project, t).await?;
-            datasets::check_settled(&d)?;
-            let rows = sqlx::query(
-                "select e.source_ref, b.hash, b.size, b.content_type, b.width, b.height from dataset_entry e \
-                 join blob b on b.hash = e.image_hash where e.dataset_id = $1 order by e.created_at, e.id limit $2",
-            )
-            .bind(&d.id)
-            .bind(MAX_TRIAL_IMAGES as i64 + 1)
-            .fetch_all(&mut *tx)
-            .await?;
-            if rows.len() > MAX_TRIAL_IMAGES {
-                return Err(TrialError::Invalid(format!(
-                    "The {t} dataset has more than {MAX_TRIAL_IMAGES} images, the most a trial runs over."
-                )));
-            }
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                out.push(NewImage {
-                    name: r.try_get(0)?,
-                    blob: BlobInfo {
-                        hash: r.try_get(1)?,
-                        size: r.try_get(2)?,
-                        content_type: r.try_get(3)?,
-                        width: int(r, 4)?,
-                        height: int(r, 5)?,
-                    },
-                });
-            }
-            out
-        }
+        Source::Dataset(t) => dataset_images(&mut tx, &project_id, project, t, MAX_TRIAL_IMAGES, "a trial").await?,
         Source::Upload => {
             if uploads.len() > MAX_TRIAL_IMAGES {
                 return Err(TrialError::Invalid(format!("{} images were uploaded; a trial runs over at most {MAX_TRIAL_IMAGES}.", uploads.len())));
             }
-            uploads
-                .into_iter()
-                .map(|(file, blob)| NewImage { name: datasets::upload_source_ref(&blob.hash, &file), blob })
-                .collect()
+            uploaded(uploads)
         }
         Source::S3 { .. } => Vec::new(),
         Source::Folder(_) => {
-            return Err(TrialError::Invalid("A trial reads a dataset, an S3 prefix or an upload; folders are for batches.".into()))
+            return Err(TrialError::Invalid(
+                "A trial reads dataset:train, dataset:test, an S3 prefix (s3://bucket/prefix/) or uploaded images; a server folder is for batches.".into(),
+            ))
         }
     };
     if images.is_empty() && !matches!(source, Source::S3 { .. }) {
@@ -159,9 +161,7 @@ pub async fn append_uploads(state: &AppState, project: &str, name: &str, uploads
     if n as usize + uploads.len() > MAX_TRIAL_IMAGES {
         return Err(TrialError::Invalid(format!("A trial runs over at most {MAX_TRIAL_IMAGES} images; {name} has {n}.")));
     }
-    let images: Vec<NewImage> =
-        uploads.into_iter().map(|(file, blob)| NewImage { name: datasets::upload_source_ref(&blob.hash, &file), blob }).collect();
-    insert_images(&mut tx, &t.id, next.map_or(0, |s| s + 1), &images).await?;
+    insert_images(&mut tx, &t.id, next.map_or(0, |s| s + 1), &uploaded(uploads)).await?;
     sqlx::query("update trial set status = $1, status_message = null, updated_at = $2 where id = $3")
         .bind(RUNNING)
         .bind(now_ms())
@@ -175,7 +175,9 @@ pub async fn append_uploads(state: &AppState, project: &str, name: &str, uploads
     Ok(t)
 }
 
-/// Starts a batch over a hosted model version. A folder must be under `VIGIL_IMPORT_ROOT`.
+/// Starts a batch over a hosted model version: the images of a dataset of the project (kept as rows, so the
+/// console shows each result as a trial's), an S3 prefix, or a folder under `VIGIL_IMPORT_ROOT`. Uploaded images
+/// come through [`create_upload_batch`].
 pub async fn create_batch(state: &AppState, project: &str, version: &str, source: Source, output: Output) -> Result<Trial, TrialError> {
     let source = match source {
         Source::Folder(dir) => Source::Folder(folder(state, &dir)?),
@@ -183,22 +185,119 @@ pub async fn create_batch(state: &AppState, project: &str, version: &str, source
             check_s3(state, &bucket, &prefix).await?;
             Source::S3 { bucket, prefix }
         }
-        _ => return Err(TrialError::Invalid("A batch reads an S3 prefix or a folder on the server.".into())),
+        Source::Dataset(t) => Source::Dataset(t),
+        Source::Upload => {
+            return Err(TrialError::Invalid(format!(
+                "Images are uploaded to a batch from the console; give {BATCH_SOURCES}."
+            )))
+        }
     };
-    if let Output::S3 { bucket, prefix } = &output {
-        // The results bucket must answer now, not after the whole batch ran.
-        state.s3.probe(bucket, prefix).await.map_err(|why| TrialError::Invalid(format!("s3://{bucket}/{prefix} cannot be written: {why}.")))?;
-    }
+    check_output(state, &output).await?;
     let mut tx = state.db.begin_write().await?;
     let (project_id, m) = project_model(&mut tx, project, version, true).await?;
     check_room(&mut tx, &project_id).await?;
-    let name = format!("batch-{}", hex::encode(rand::random::<[u8; 6]>()));
-    let id = insert_trial(&mut tx, &project_id, &m, KIND_BATCH, &name, &source.spec(), Some(&output.spec())).await?;
-    crate::jobs::enqueue(&mut tx, &Job::Batch { trial_id: id.clone() }).await?;
-    let t = find_by_id(&mut tx, &id).await?.ok_or(sqlx::Error::RowNotFound)?;
+    let images = match &source {
+        Source::Dataset(t) => {
+            let images = dataset_images(&mut tx, &project_id, project, t, MAX_BATCH_IMAGES, "a batch").await?;
+            if images.is_empty() {
+                return Err(TrialError::Invalid(format!("The {t} dataset has no images to run the batch over.")));
+            }
+            images
+        }
+        _ => Vec::new(),
+    };
+    let t = insert_batch(&mut tx, &project_id, &m, &source.spec(), &output, &images, RUNNING).await?;
     tx.commit().await?;
     crate::jobs::wake(state);
     Ok(t)
+}
+
+/// The sources a batch accepts, as its error messages name them.
+pub const BATCH_SOURCES: &str =
+    "dataset:train, dataset:test, an S3 prefix (s3://bucket/prefix/) or a folder's absolute path under VIGIL_IMPORT_ROOT";
+
+/// The results' S3 prefix must answer now, not after the whole batch ran.
+async fn check_output(state: &AppState, output: &Output) -> Result<(), TrialError> {
+    if let Output::S3 { bucket, prefix } = output {
+        state.s3.probe(bucket, prefix).await.map_err(|why| TrialError::Invalid(format!("s3://{bucket}/{prefix} cannot be written: {why}.")))?;
+    }
+    Ok(())
+}
+
+/// Records a batch with its images (dataset and upload sources) and, unless it is still `UPLOADING`, its job.
+async fn insert_batch(
+    tx: &mut AnyConnection,
+    project_id: &str,
+    m: &ModelVersion,
+    source: &str,
+    output: &Output,
+    images: &[NewImage],
+    status: &str,
+) -> Result<Trial, TrialError> {
+    let name = format!("batch-{}", hex::encode(rand::random::<[u8; 6]>()));
+    let id = insert_trial(tx, project_id, m, KIND_BATCH, &name, source, Some(&output.spec())).await?;
+    insert_images(tx, &id, 0, images).await?;
+    if status == RUNNING {
+        crate::jobs::enqueue(tx, &Job::Batch { trial_id: id.clone() }).await?;
+    } else {
+        sqlx::query("update trial set status = $1 where id = $2").bind(status).bind(&id).execute(&mut *tx).await?;
+    }
+    Ok(find_by_id(tx, &id).await?.ok_or(sqlx::Error::RowNotFound)?)
+}
+
+/// Starts a batch over images uploaded from the console, which sends them in parts: the first part creates
+/// the batch (`UPLOADING`, no job yet), [`append_batch_uploads`] adds the others, and the part marked `last`
+/// starts it. A batch whose upload was abandoned stays `UPLOADING` until it is deleted.
+pub async fn create_upload_batch(
+    state: &AppState,
+    project: &str,
+    version: &str,
+    output: Output,
+    uploads: Vec<(String, BlobInfo)>,
+    last: bool,
+) -> Result<Trial, TrialError> {
+    if uploads.is_empty() {
+        return Err(TrialError::Invalid("Choose the images to upload first.".into()));
+    }
+    if uploads.len() > MAX_UPLOAD_BATCH_IMAGES {
+        return Err(TrialError::Invalid(format!("A batch takes at most {MAX_UPLOAD_BATCH_IMAGES} uploaded images.")));
+    }
+    check_output(state, &output).await?;
+    let mut tx = state.db.begin_write().await?;
+    let (project_id, m) = project_model(&mut tx, project, version, true).await?;
+    check_room(&mut tx, &project_id).await?;
+    let images = uploaded(uploads);
+    let t = insert_batch(&mut tx, &project_id, &m, &Source::Upload.spec(), &output, &images, if last { RUNNING } else { UPLOADING }).await?;
+    tx.commit().await?;
+    crate::jobs::wake(state);
+    Ok(t)
+}
+
+/// Adds a part of an upload to a batch still `UPLOADING`; the `last` part starts it.
+pub async fn append_batch_uploads(state: &AppState, project: &str, id: &str, uploads: Vec<(String, BlobInfo)>, last: bool) -> Result<Trial, TrialError> {
+    let mut tx = state.db.begin_write().await?;
+    let t = require(&mut tx, project, KIND_BATCH, id).await?;
+    if t.status != UPLOADING {
+        return Err(TrialError::Conflict(format!("The batch {id} is {}; images are added only while it is being uploaded.", t.status)));
+    }
+    let (n, next): (i64, Option<i64>) =
+        sqlx::query_as("select count(*), max(seq) from trial_image where trial_id = $1").bind(&t.id).fetch_one(&mut *tx).await?;
+    if n as usize + uploads.len() > MAX_UPLOAD_BATCH_IMAGES {
+        return Err(TrialError::Invalid(format!("A batch takes at most {MAX_UPLOAD_BATCH_IMAGES} uploaded images; {id} has {n}.")));
+    }
+    insert_images(&mut tx, &t.id, next.map_or(0, |s| s + 1), &uploaded(uploads)).await?;
+    if last {
+        sqlx::query("update trial set status = $1, updated_at = $2 where id = $3").bind(RUNNING).bind(now_ms()).bind(&t.id).execute(&mut *tx).await?;
+        crate::jobs::enqueue(&mut tx, &Job::Batch { trial_id: t.id.clone() }).await?;
+    }
+    let t = find_by_id(&mut tx, &t.id).await?.ok_or(sqlx::Error::RowNotFound)?;
+    tx.commit().await?;
+    crate::jobs::wake(state);
+    Ok(t)
+}
+
+fn uploaded(uploads: Vec<(String, BlobInfo)>) -> Vec<NewImage> {
+    uploads.into_iter().map(|(file, blob)| NewImage { name: datasets::upload_source_ref(&blob.hash, &file), blob }).collect()
 }
 
 /// An S3 source is checked before anything is recorded: the bucket must answer and hold objects under the prefix.

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 pub const MAX_TRIAL_IMAGES: usize = 2_000;
 /// Images one batch may run over.
 pub const MAX_BATCH_IMAGES: usize = 100_000;
+/// Images one batch may take from the console's upload (sent in parts).
+pub const MAX_UPLOAD_BATCH_IMAGES: usize = 2_000;
 /// Trials and batches kept per project (the oldest must be deleted first).
 pub const MAX_TRIALS_PER_PROJECT: i64 = 200;
 
@@ -19,6 +21,8 @@ pub const KIND_TRIAL: &str = "trial";
 pub const KIND_BATCH: &str = "batch";
 
 pub const RUNNING: &str = "RUNNING";
+/// A batch whose images are still being uploaded from the console (its job starts with the last part).
+pub const UPLOADING: &str = "UPLOADING";
 pub const COMPLETED: &str = "COMPLETED";
 pub const FAILED: &str = "FAILED";
 pub const CANCELLED: &str = "CANCELLED";
@@ -71,13 +75,13 @@ pub struct TrialImage {
 /// Where a trial or batch reads its images.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// Every entry of one of the project's datasets (`train` or `test`).
+    /// Every entry of one of the project's datasets (`train` or `test`), as it is when the trial or batch starts.
     Dataset(String),
     /// Every JPEG/PNG object under an S3 prefix, read with the server's S3 connection.
     S3 { bucket: String, prefix: String },
     /// Every JPEG/PNG file of a folder on the server's disk, under `VIGIL_IMPORT_ROOT` (batches).
     Folder(PathBuf),
-    /// Images uploaded with the request (trials from the console).
+    /// Images uploaded from the console (trials and batches).
     Upload,
 }
 
@@ -108,7 +112,9 @@ impl Source {
         if s.starts_with('/') && s.len() <= 4096 {
             return Ok(Source::Folder(PathBuf::from(s)));
         }
-        Err(format!("{s:?} is not a source: give dataset:train, dataset:test, s3://bucket/prefix/ or a folder's absolute path."))
+        Err(format!(
+            "{s:?} is not a source: give dataset:train, dataset:test, s3://bucket/prefix/, or for a batch a folder's absolute path."
+        ))
     }
 
     pub fn spec(&self) -> String {
