@@ -41,6 +41,7 @@ test("access keys: created with the secret shown once, used by an LFV client, re
   expect((await call()).status()).toBe(200);
 
   await row.getByRole("button", { name: "Revoke" }).click();
+  await row.getByRole("button", { name: "Revoke key" }).click();
   await expect(row).toHaveCount(0);
   const refused = await call();
   expect(refused.status()).toBe(403);
@@ -64,6 +65,7 @@ test("users: an administrator adds and removes a user, who can sign in meanwhile
   await expect(theirs.getByTestId("signed-in-user")).toHaveText(name);
 
   await row.getByRole("button", { name: "Remove" }).click();
+  await row.getByRole("button", { name: "Remove user" }).click();
   await expect(row).toHaveCount(0);
   await theirs.goto("/projects");
   await expect(theirs).toHaveURL(/\/signin/);

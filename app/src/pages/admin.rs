@@ -1,5 +1,6 @@
 //! The Admin page: API access keys (create with the secret shown once, revoke), console users (administrators
-//! add and remove them) and one's own password.
+//! add and remove them) and one's own password. Revoking a key and removing a user cannot be undone, so each
+//! asks first, in the row, saying what will be lost ([`Confirm`]).
 
 use crate::api::auth::{admin_view, AdminData, ChangePassword, CreateKey, CreateUser, DeleteUser, KeyView, NewKey, RevokeKey, UserView};
 use crate::api::error_text;
@@ -58,7 +59,11 @@ fn AdminBody(
     let me = v.me.name.clone();
     // Each card erases its view type (`into_any`): one nested type for the whole page overflows the
     // compiler's query depth in the WASM build.
-    let users = if is_admin { view! { <UsersCard users=v.users.clone() me create_user delete_user/> }.into_any() } else { ().into_any() };
+    let users = if is_admin {
+        view! { <UsersCard users=v.users.clone() keys=v.keys.clone() me create_user delete_user/> }.into_any()
+    } else {
+        ().into_any()
+    };
     view! {
         <KeysCard keys=v.keys.clone() bootstrap_key=v.bootstrap_key.clone() create_key revoke_key/>
         {users}
@@ -70,6 +75,8 @@ fn AdminBody(
 #[component]
 fn KeysCard(keys: Vec<KeyView>, bootstrap_key: Option<String>, create_key: ServerAction<CreateKey>, revoke_key: ServerAction<RevokeKey>) -> impl IntoView {
     let new_key = move || create_key.value().get().and_then(|r| r.ok());
+    // The key whose revocation is being confirmed.
+    let confirming = RwSignal::new(None::<String>);
     let table = if keys.is_empty() {
         view! { <p class="empty">"No access keys yet."</p> }.into_any()
     } else {
@@ -77,6 +84,10 @@ fn KeysCard(keys: Vec<KeyView>, bootstrap_key: Option<String>, create_key: Serve
             .into_iter()
             .map(|k| {
                 let id = k.id.clone();
+                let what = if k.description.is_empty() { String::new() } else { format!(" ({})", k.description) };
+                let question = format!(
+                    "Revoke {id}{what}? Every client signing with it is refused from now on; its secret cannot be restored."
+                );
                 view! {
                     <tr data-key=k.id.clone()>
                         <td class="mono">{k.id.clone()}</td>
@@ -85,9 +96,8 @@ fn KeysCard(keys: Vec<KeyView>, bootstrap_key: Option<String>, create_key: Serve
                         <td class="nowrap">{format_utc(k.created_at_ms)}</td>
                         <td class="nowrap">{k.last_used_at_ms.map(format_utc).unwrap_or_else(|| "never".into())}</td>
                         <td>
-                            <button type="button" class="small-button" on:click=move |_| {
-                                revoke_key.dispatch(RevokeKey { id: id.clone() });
-                            }>"Revoke"</button>
+                            <Confirm key_=id.clone() confirming ask="Revoke" question confirm="Revoke key"
+                                on_confirm=Callback::new(move |()| { revoke_key.dispatch(RevokeKey { id: id.clone() }); })/>
                         </td>
                     </tr>
                 }
@@ -147,16 +157,31 @@ fn KeysCard(keys: Vec<KeyView>, bootstrap_key: Option<String>, create_key: Serve
 }
 
 #[component]
-fn UsersCard(users: Vec<UserView>, me: String, create_user: ServerAction<CreateUser>, delete_user: ServerAction<DeleteUser>) -> impl IntoView {
+fn UsersCard(
+    users: Vec<UserView>,
+    keys: Vec<KeyView>,
+    me: String,
+    create_user: ServerAction<CreateUser>,
+    delete_user: ServerAction<DeleteUser>,
+) -> impl IntoView {
+    let confirming = RwSignal::new(None::<String>);
     let rows = users
         .into_iter()
         .map(|u| {
             let name = u.name.clone();
+            let owned = keys.iter().filter(|k| k.user == u.name).count();
+            let question = format!(
+                "Remove {name}? They are signed out at once{}; this cannot be undone.",
+                match owned {
+                    0 => String::new(),
+                    1 => " and their access key is revoked".to_string(),
+                    n => format!(" and their {n} access keys are revoked"),
+                }
+            );
             let remove = (u.name != me).then(|| {
                 view! {
-                    <button type="button" class="small-button" on:click=move |_| {
-                        delete_user.dispatch(DeleteUser { name: name.clone() });
-                    }>"Remove"</button>
+                    <Confirm key_=name.clone() confirming ask="Remove" question confirm="Remove user"
+                        on_confirm=Callback::new(move |()| { delete_user.dispatch(DeleteUser { name: name.clone() }); })/>
                 }
                 .into_any()
             });
@@ -196,6 +221,42 @@ fn UsersCard(users: Vec<UserView>, me: String, create_user: ServerAction<CreateU
         </div>
     }
     .into_any()
+}
+
+/// An irreversible action's button that asks first, in place: "`question` [`confirm`] [Cancel]" (Cancel has the
+/// focus, so Enter does no harm; Escape cancels too). `confirming` holds which row of the table is asking.
+#[component]
+fn Confirm(
+    key_: String,
+    confirming: RwSignal<Option<String>>,
+    ask: &'static str,
+    question: String,
+    confirm: &'static str,
+    on_confirm: Callback<()>,
+) -> impl IntoView {
+    let mine = StoredValue::new(key_);
+    let asking = move || confirming.with(|c| c.as_deref() == Some(mine.get_value().as_str()));
+    let cancel_ref = NodeRef::<leptos::html::Button>::new();
+    Effect::new(move |_| {
+        if let Some(b) = cancel_ref.get() {
+            let _ = b.focus();
+        }
+    });
+    let question = StoredValue::new(question);
+    view! {
+        <Show when=asking fallback=move || view! {
+            <button type="button" class="small-button" on:click=move |_| confirming.set(Some(mine.get_value()))>{ask}</button>
+        }>
+            <div class="confirm" role="group" aria-label=ask data-testid="confirm"
+                on:keydown=move |e: leptos::ev::KeyboardEvent| if e.key() == "Escape" { confirming.set(None) }>
+                <span class="confirm-question">{question.get_value()}</span>
+                " "
+                <button type="button" class="small-button danger" on:click=move |_| { confirming.set(None); on_confirm.run(()); }>{confirm}</button>
+                " "
+                <button type="button" class="small-button" node_ref=cancel_ref on:click=move |_| confirming.set(None)>"Cancel"</button>
+            </div>
+        </Show>
+    }
 }
 
 #[component]

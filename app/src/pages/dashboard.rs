@@ -1,7 +1,8 @@
 //! The dashboard (LFV's home page): totals across projects over a chosen time frame, and per project the
-//! images its hosted models processed, the anomalies they found, the anomaly ratio and a chart of detections.
-//! The figures are DetectAnomalies calls counted per model version and hour (the console's "try an image"
-//! does not count, as LFV's console trials did not).
+//! images its models processed, the anomalies they found, the anomaly ratio and a chart of detections. The
+//! figures are every detection, counted per model version and hour: DetectAnomalies calls, batches, trials and
+//! the console's "try an image" (the server writes its pending counts before it answers, so they are current).
+//! The chosen time frame is marked (`aria-current`, and styled as selected).
 
 use crate::api::error_text;
 use crate::api::models::{get_dashboard, Dashboard, ProjectActivity, DASHBOARD_FRAMES};
@@ -34,8 +35,8 @@ pub fn DashboardPage() -> impl IntoView {
                     {DASHBOARD_FRAMES.iter().map(|(h, label)| {
                         let h = *h;
                         view! {
-                            <a href=format!("/dashboard?hours={h}") class="button small" class:primary=move || hours() == h
-                                aria-current=move || (hours() == h).then_some("true")>{*label}</a>
+                            <a href=format!("/dashboard?hours={h}") class="button small frame" class:selected=move || hours() == h
+                                data-testid=format!("frame-{h}") aria-current=move || (hours() == h).then_some("true")>{*label}</a>
                         }
                     }).collect_view()}
                 </nav>
@@ -89,7 +90,7 @@ fn DashboardView(d: Dashboard) -> impl IntoView {
                 <div class="stat"><span class="stat-n">{ratio(anomalous, processed)}</span><span class="stat-l">"anomaly ratio"</span></div>
                 <div class="stat"><span class="stat-n" data-testid="total-hosted">{d.hosted}</span><span class="stat-l">"models hosted now"</span></div>
             </div>
-            <p class="hint">"Since " {since} " (UTC), per " {step} ": DetectAnomalies calls to hosted models. Trying an image on a model page does not count."</p>
+            <p class="hint">"Since " {since} " (UTC), per " {step} ": every detection — DetectAnomalies calls, batch runs, trial detections and images tried on a model page."</p>
         </div>
         <div class="card">
             <h2>"Projects"</h2>

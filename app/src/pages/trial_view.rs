@@ -219,16 +219,23 @@ pub fn TrialView(detail: TrialDetail, tick: RwSignal<u32>, ui: TrialUi) -> impl 
     });
     let running = t.status == "RUNNING";
     let model_version = t.model_version;
+    // The keys work wherever the page has focus (not only on the gallery), except while typing in a field.
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
+        if !typing(&ev) {
+            s.on_key(ev);
+        }
+    });
+    on_cleanup(move || keys.remove());
 
     view! {
         <TrialHeader project=detail.project.clone() t tick/>
         <div class="card">
             <TrialFilters s/>
             <TrialActions s running model_version/>
-            <p class="hint">"Click an image to select it; arrows move, space selects, C marks correct, X incorrect, U clears — on the selection, or on the focused image."</p>
+            <p class="hint">"Click an image to select it; arrows move, space selects, C marks correct, X incorrect, U clears — on the selection, or on the focused image (anywhere on the page, except while typing in a field)."</p>
             {move || notice.get().map(|m| view! { <p class="ok" role="status" data-testid="trial-notice">{m}</p> })}
             <p class="error" role="alert">{move || error.get().or_else(|| train.value().get().and_then(|r| r.err()).map(|e| error_text(&e)))}</p>
-            <ul class="gallery trial-gallery" tabindex="0" aria-label="Trial images" data-testid="trial-images" on:keydown=move |ev| s.on_key(ev)>
+            <ul class="gallery trial-gallery" tabindex="0" aria-label="Trial images" data-testid="trial-images">
                 {move || s.shown.get().into_iter().take(shown_count.get()).enumerate().map(|(i, im)| view! { <TrialTile s i im/> }).collect_view()}
             </ul>
             <Show when=move || s.shown.with(|l| l.len() > shown_count.get())>
@@ -238,6 +245,16 @@ pub fn TrialView(detail: TrialDetail, tick: RwSignal<u32>, ui: TrialUi) -> impl 
             </Show>
         </div>
     }
+}
+
+/// Whether a key goes to a form field (an input — the heat map slider takes arrows —, a list, a text area, editable
+/// text), or is a space or Enter on a button or link (which presses it): then it is no shortcut.
+fn typing(ev: &leptos::ev::KeyboardEvent) -> bool {
+    use leptos::wasm_bindgen::JsCast;
+    let Some(el) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok()) else { return false };
+    let tag = el.tag_name().to_ascii_uppercase();
+    let pressing = matches!(ev.key().as_str(), " " | "Enter") && matches!(tag.as_str(), "BUTTON" | "A" | "SUMMARY");
+    pressing || matches!(tag.as_str(), "INPUT" | "TEXTAREA" | "SELECT") || el.is_content_editable()
 }
 
 /// The trial's name, status and progress, and Cancel while it runs.
