@@ -92,7 +92,8 @@ fn run() -> Result<()> {
         step("the bundle has not changed since the last build: JS glue and WASM kept");
     } else {
         let started = step("generating the JS glue (wasm-bindgen)");
-        let staging = site_root.join(format!(".{}.new", settings.pkg_dir));
+        // Named per process: two builds at once (two terminals) never write into each other's folder.
+        let staging = site_root.join(format!(".{}.new-{}", settings.pkg_dir, std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)?;
         let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
@@ -112,14 +113,14 @@ fn run() -> Result<()> {
             optimise(&bg)?;
         }
         // Servers built by cargo-leptos load `NAME.wasm`, others `NAME_bg.wasm` (leptos' HydrationScripts).
-        std::fs::copy(&bg, staging.join(format!("{}.wasm", settings.output_name)))?;
-        std::fs::write(staging.join(".built-from"), &stamp)?;
-        let old = site_root.join(format!(".{}.old", settings.pkg_dir));
+        std::fs::copy(&bg, staging.join(format!("{}.wasm", settings.output_name))).context("copying the bundle")?;
+        std::fs::write(staging.join(".built-from"), &stamp).context("writing the bundle's stamp")?;
+        let old = site_root.join(format!(".{}.old-{}", settings.pkg_dir, std::process::id()));
         let _ = std::fs::remove_dir_all(&old);
         if pkg.exists() {
-            std::fs::rename(&pkg, &old)?;
+            std::fs::rename(&pkg, &old).with_context(|| format!("moving the old {} aside", pkg.display()))?;
         }
-        std::fs::rename(&staging, &pkg)?;
+        std::fs::rename(&staging, &pkg).with_context(|| format!("putting the new bundle in {}", pkg.display()))?;
         let _ = std::fs::remove_dir_all(&old);
         let size = std::fs::metadata(pkg.join(format!("{}_bg.wasm", settings.output_name)))?.len();
         step(&format!("bundle: {} ({:.1} MB)", pkg.display(), size as f64 / 1e6));
@@ -207,14 +208,14 @@ fn optimise(wasm: &Path) -> Result<()> {
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;
         let target = to.join(entry.file_name());
         if entry.file_type()?.is_dir() {
             copy_tree(&entry.path(), &target)?;
         } else {
-            std::fs::copy(entry.path(), &target)?;
+            std::fs::copy(entry.path(), &target).with_context(|| format!("copying {}", entry.path().display()))?;
         }
     }
     Ok(())
