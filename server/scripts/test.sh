@@ -4,9 +4,19 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$VIGIL_ROOT"
-"$VIGIL_ROOT/server/scripts/setup.sh"
+STARTED=$SECONDS
+LAST=$SECONDS
+# Each step says what it does and, when the next begins, how long the last one took.
+step() {
+  [ "$LAST" != "$SECONDS" ] && printf '\033[1;36m[test]\033[0m   (%d s)\n' $((SECONDS - LAST))
+  printf '\033[1;36m[test]\033[0m %s\n' "$*"
+  LAST=$SECONDS
+}
 
-step() { printf '\033[1;36m[test]\033[0m %s\n' "$*"; }
+server/scripts/setup.sh rust
+# PyTorch downloads while the test tools install and the browser bundle compiles (neither needs it).
+server/scripts/setup.sh python &
+PYTHON_SETUP=$!
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_install() {
   step "installing Debian packages: $*"
@@ -15,10 +25,15 @@ apt_install() {
 }
 
 command -v chromium >/dev/null || apt_install chromium
+if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -x end2end/node_modules/.bin/playwright ] ||
+   [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
+  step "installing npm packages in end2end/ (Playwright without browsers, wasm-opt; about a minute)"
+  (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # A real S3-compatible server that checks signatures (s3s-fs 0.14.1; 0.15 needs a newer rustc).
 if ! s3s-fs --version 2>/dev/null | grep -q "0.14.1"; then
-  step "installing s3s-fs 0.14.1 (S3-compatible test server)"
+  step "installing s3s-fs 0.14.1 (S3-compatible test server; about 3 minutes, once)"
   cargo install --locked s3s-fs --version 0.14.1 --features binary
 fi
 export VIGIL_REQUIRE_S3=1
@@ -52,14 +67,18 @@ if [ -z "${VIGIL_TEST_POSTGRES:-}" ]; then
 fi
 export VIGIL_REQUIRE_POSTGRES=1
 
+step "building the console's browser bundle (cargo run -p site; 2 minutes the first time)"
+cargo run -q -p site
+step "waiting for the Python set-up (PyTorch, weights, backbone)"
+wait "$PYTHON_SETUP" || { echo "the Python set-up failed (see above); run server/scripts/setup.sh python to retry it" >&2; exit 1; }
+# The venv may be new: take its libtorch into LD_LIBRARY_PATH now.
+source server/scripts/env.sh
+
 step "layers: no import cycles, no file over 600 lines (server/scripts/check_layers.py)"
 python3 server/scripts/check_layers.py
 
 step "unit and integration tests (SQLite and PostgreSQL at $VIGIL_TEST_POSTGRES)"
 cargo test -p app -p server
-
-step "building the console for the browser tests"
-cargo leptos build
 
 # The edge agent's gRPC client is generated from server/proto at test time (grpcio-tools); Pillow decodes images.
 if ! .venv/bin/python -c "import grpc, grpc_tools, PIL" 2>/dev/null; then
@@ -105,4 +124,4 @@ VIGIL_E2E_URL="http://127.0.0.1:$PORT" .venv/bin/python end2end/boto3_smoke.py |
 
 step "browser tests against http://127.0.0.1:$PORT"
 (cd end2end && VIGIL_E2E_URL="http://127.0.0.1:$PORT" npx playwright test) || { tail -n 50 "$E2E_DIR/server.log"; exit 1; }
-step "all tests passed"
+step "all tests passed in $((SECONDS - STARTED)) s"
