@@ -26,6 +26,30 @@ pub enum Command {
     /// Run models next to the camera: install model packages and serve LFV's edge agent API.
     #[command(subcommand)]
     Edge(EdgeCommand),
+    /// Console administration from the server's shell (for when nobody can sign in).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `vigil admin ...`: works on the database directly, with no server running or beside a running one.
+#[derive(Subcommand, Debug, Clone)]
+pub enum AdminCommand {
+    /// Give a console user a new password (generated and printed, or read from standard input) and end their
+    /// sessions. The way back in when the administrator's password is lost.
+    ResetPassword(ResetPasswordArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ResetPasswordArgs {
+    /// The console user (the first administrator is `admin`).
+    #[arg(default_value = "admin")]
+    pub user: String,
+    /// Read the new password from standard input (one line) instead of generating one.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The server's database (the same setting as `vigil serve`).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/vigil.db")]
+    pub database_url: String,
 }
 
 /// `vigil edge ...`: the agent and its installed model components. No database and no web server.

@@ -91,7 +91,7 @@ fn sqlite_url(url: &str) -> anyhow::Result<String> {
 }
 
 /// The URL without its password, for logs and errors.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];

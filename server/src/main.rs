@@ -23,6 +23,7 @@ async fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(config) => vigil::serve(config).await,
         Command::Edge(command) => vigil::edge::cli::run(command).await,
+        Command::Admin(vigil::config::AdminCommand::ResetPassword(args)) => vigil::auth::reset::reset_password(args).await,
         other => cli::run(other),
     }
 }

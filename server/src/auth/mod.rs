@@ -3,6 +3,7 @@
 //! `Auth` is the handle request handlers use; the HTTP side (middleware, sign-in) lives in `http::auth`.
 
 pub mod keys;
+pub mod reset;
 pub mod secretbox;
 pub mod sigv4;
 pub mod users;

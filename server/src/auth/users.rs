@@ -186,6 +186,11 @@ pub async fn delete_session(conn: &mut AnyConnection, token: &str) -> Result<(),
     Ok(())
 }
 
+/// Ends every session of a user (a password reset); returns how many there were.
+pub async fn end_sessions(conn: &mut AnyConnection, user_id: &str) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("delete from session where user_id = $1").bind(user_id).execute(&mut *conn).await?.rows_affected())
+}
+
 pub async fn purge_expired_sessions(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("delete from session where expires_at <= $1").bind(now_ms()).execute(&mut *conn).await?.rows_affected())
 }
@@ -210,9 +215,16 @@ pub async fn ensure_admin(db: &crate::db::Db, password: Option<&str>) -> anyhow:
         Err(e) => return Err(e.into()),
     }
     if generated {
-        // Printed once, on purpose: this is the only way to learn it.
+        // Printed once, on purpose: this is the only way to learn it. In the log, and as a block on the
+        // terminal that started the server, where a new user is looking.
         tracing::warn!(
             "created the console administrator: user `admin`, password `{password}` (shown only now; sign in and add users on the Admin page, or set VIGIL_ADMIN_PASSWORD before the first start)"
+        );
+        eprintln!(
+            "\n  ┌──────────────────────────────────────────────────────────────────────\n  \
+             │ Sign in to the Vigil console as  admin  with the password  {password}\n  \
+             │ (shown only now; lost it? run `vigil admin reset-password admin`)\n  \
+             └──────────────────────────────────────────────────────────────────────\n"
         );
     } else {
         tracing::info!("created the console administrator `admin` with the password from VIGIL_ADMIN_PASSWORD");
