@@ -128,6 +128,7 @@ pub fn router(state: AppState) -> Router {
     let model_backend: app::api::models::SharedModelBackend = Arc::new(console::models::ConsoleModels { state: state.clone() });
     let trial_backend: app::api::trials::SharedTrialBackend = Arc::new(console::trials::ConsoleTrials { state: state.clone() });
     let packaging_backend: app::api::packaging::SharedPackagingBackend = Arc::new(console::packaging::ConsolePackaging { state: state.clone() });
+    let first_run_backend: app::api::first_run::SharedFirstRunBackend = Arc::new(console::samples::ConsoleFirstRun { state: state.clone() });
     let routes = route_list();
     let options = state.leptos_options.clone();
     Router::new()
@@ -147,6 +148,7 @@ pub fn router(state: AppState) -> Router {
             provide_context(model_backend.clone());
             provide_context(trial_backend.clone());
             provide_context(packaging_backend.clone());
+            provide_context(first_run_backend.clone());
         }, {
             let options = options.clone();
             move || app::shell(options.clone())

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod models;
+pub mod first_run;
 pub mod packaging;
 pub mod trials;
 

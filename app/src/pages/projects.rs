@@ -1,5 +1,6 @@
 //! The projects page: every project, and the form that creates one.
 
+use crate::api::first_run::{connect_info, CreateSampleProject, SAMPLES};
 use crate::api::{error_text, list_projects, CreateProject, ProjectSummary};
 use crate::names::validate_project_name;
 use crate::timefmt::format_utc;
@@ -29,6 +30,15 @@ pub fn ProjectsPage() -> impl IntoView {
                     })}
                 </Transition>
             </div>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let first_time = projects.await.map(|l| l.is_empty()).unwrap_or(false);
+                    view! {
+                        <SampleCard open=first_time/>
+                        <ConnectCard open=first_time/>
+                    }
+                })}
+            </Transition>
         </section>
     }
 }
@@ -100,7 +110,7 @@ fn CreateProjectForm(action: ServerAction<CreateProject>) -> impl IntoView {
 fn ProjectTable(projects: Vec<ProjectSummary>) -> impl IntoView {
     if projects.is_empty() {
         return view! {
-            <p class="empty">"No projects yet. Create one above to start adding images."</p>
+            <p class="empty">"No projects yet. Create one above, or start from sample data below."</p>
         }
         .into_any();
     }
@@ -129,4 +139,90 @@ fn ProjectTable(projects: Vec<ProjectSummary>) -> impl IntoView {
         </table>
     }
     .into_any()
+}
+
+/// "Try it with sample data": one click makes a project from LFV's getting-started images and opens it. Open
+/// while there are no projects; folded away (but still there) once there are.
+#[component]
+fn SampleCard(open: bool) -> impl IntoView {
+    let make = ServerAction::<CreateSampleProject>::new();
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(name)) = make.value().get() {
+            navigate(&format!("/projects/{name}"), Default::default());
+        }
+    });
+    let error = move || make.value().get().and_then(|r| r.err()).map(|e| error_text(&e));
+    view! {
+        <details class="card sample-card" open=open>
+            <summary><h2>"Try it with sample data"</h2></summary>
+            <p class="muted">
+                "No images at hand? Start from Amazon Lookout for Vision's own getting-started images, which ship with \
+                 Vigil (CC BY-SA 4.0). One click makes a project, imports and labels the images; then train it."
+            </p>
+            <div class="sample-choices">
+                {SAMPLES
+                    .iter()
+                    .map(|s| {
+                        let id = s.id;
+                        view! {
+                            <div class="sample-choice">
+                                <h3>{s.title}</h3>
+                                <p class="hint">{s.about}</p>
+                                <button
+                                    type="button"
+                                    class="primary"
+                                    data-sample=id
+                                    disabled=move || make.pending().get()
+                                    on:click=move |_| { make.dispatch(CreateSampleProject { sample: id.to_string() }); }
+                                >
+                                    {move || if make.pending().get() { "Creating…" } else { "Use this sample" }}
+                                </button>
+                            </div>
+                        }
+                    })
+                    .collect_view()}
+            </div>
+            <p class="error" role="alert">{error}</p>
+        </details>
+    }
+}
+
+/// How an LFV script talks to this server: the endpoint, the region, where keys come from, a boto3 snippet.
+#[component]
+fn ConnectCard(open: bool) -> impl IntoView {
+    let info = Resource::new(|| (), |_| connect_info());
+    view! {
+        <details class="card connect-card" open=open>
+            <summary><h2>"Use it from your Lookout for Vision scripts"</h2></summary>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match info.await {
+                        Ok(c) => {
+                            let keys = if c.can_make_keys {
+                                view! { <span>"Make an access key on the "<a href="/admin">"Admin page"</a>"."</span> }.into_any()
+                            } else {
+                                view! { <span>"Ask an administrator for an access key (Admin page)."</span> }.into_any()
+                            };
+                            view! {
+                                <p>
+                                    "Vigil answers the Lookout for Vision API. Point an AWS SDK or the AWS CLI at "
+                                    <code class="connect-endpoint">{c.endpoint.clone()}</code>
+                                    " with region "<code>{c.region.clone()}</code>" and sign with a Vigil access key. "
+                                    {keys}
+                                </p>
+                                <pre class="snippet" aria-label="boto3 example"><code>{c.boto3_snippet()}</code></pre>
+                                <p class="hint">
+                                    "AWS CLI: "
+                                    <code>{format!("aws lookoutvision list-projects --endpoint-url {} --region {}", c.endpoint, c.region)}</code>
+                                </p>
+                            }
+                            .into_any()
+                        }
+                        Err(e) => view! { <p class="error" role="alert">{error_text(&e)}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </details>
+    }
 }

@@ -21,10 +21,23 @@ static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_C
 pub const MAX_ARCHIVE_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
 /// A fresh path for a temporary file in the data directory (same disk as the blobs).
-fn temp_path(state: &AppState, suffix: &str) -> std::io::Result<std::path::PathBuf> {
+pub(super) fn temp_path(state: &AppState, suffix: &str) -> std::io::Result<std::path::PathBuf> {
     let dir = state.config.data_dir.join("tmp");
     std::fs::create_dir_all(&dir)?;
     Ok(dir.join(format!("{}{suffix}", hex::encode(rand::random::<[u8; 12]>()))))
+}
+
+/// Creates the dataset (in progress) and queues the job that imports the archive at `path` into it, then
+/// wakes the workers. The job owns the file from then on (it deletes it when done).
+pub(super) async fn start_import(state: &AppState, project: &str, dataset_type: &str, path: &std::path::Path, display: &str) -> Result<(), BackendError> {
+    let mut tx = state.db.begin_write().await.map_err(internal)?;
+    let p = find_project(&mut tx, project).await?;
+    let d = datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_IN_PROGRESS).await?;
+    let job = crate::jobs::Job::Archive { dataset_id: d.id, path: path.display().to_string(), name: display.to_string() };
+    crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    crate::jobs::wake(state);
+    Ok(())
 }
 
 /// `GET /export/{project}/{type}.zip`: the dataset as an LFV manifest with relative references
@@ -188,22 +201,9 @@ pub async fn import_archive(
         let _ = tokio::fs::remove_file(&path).await;
         return json_error(status, m);
     }
-    let created = async {
-        let mut tx = state.db.begin_write().await.map_err(internal)?;
-        let p = find_project(&mut tx, &project).await?;
-        let d = datasets::create(&mut tx, &p.id, &dataset_type, datasets::CREATE_IN_PROGRESS).await?;
-        let job = crate::jobs::Job::Archive { dataset_id: d.id, path: path.display().to_string(), name: display.clone() };
-        crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        Ok::<_, BackendError>(())
-    }
-    .await;
-    match created {
-        Ok(()) => crate::jobs::wake(&state),
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&path).await;
-            return json_error(e.status, e.message);
-        }
+    if let Err(e) = start_import(&state, &project, &dataset_type, &path, &display).await {
+        let _ = tokio::fs::remove_file(&path).await;
+        return json_error(e.status, e.message);
     }
     (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "message": format!("Importing {display}…") }))).into_response()
 }

@@ -11,6 +11,7 @@ pub mod labels;
 pub mod media;
 pub mod models;
 pub mod packaging;
+pub mod samples;
 pub mod trials;
 
 use common::{ensure_settled, find_dataset, internal};
