@@ -329,3 +329,58 @@ fn signature_verification_cost() {
     println!("SigV4 verification: {verify_us:.1} µs per request with a cached signing key; deriving a signing key: {derive_us:.1} µs ({} build)",
         if cfg!(debug_assertions) { "debug" } else { "release" });
 }
+
+/// `vigil admin reset-password`: from the server's shell, a user gets a new password and loses their sessions.
+#[tokio::test]
+async fn reset_password_from_the_shell() {
+    let url = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = url.clone();
+    let h = Harness::start_tuned(Backend::Sqlite, None, move |c| *seen.lock().unwrap() = c.database_url.clone()).await.unwrap();
+    let url = url.lock().unwrap().clone();
+    let anon = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let sign_in = |pw: &str| {
+        let form = vec![("name", "admin".to_string()), ("password", pw.to_string()), ("next", "/projects".to_string())];
+        anon.post(format!("{}/auth/signin", h.base)).form(&form).send()
+    };
+    let cookie_of = |r: &reqwest::Response| r.headers().get("set-cookie").map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string());
+    let before = cookie_of(&sign_in(ADMIN_PASSWORD).await.unwrap()).expect("signed in");
+    let vigil = env!("CARGO_BIN_EXE_vigil");
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(vigil)
+            .args(["admin", "reset-password"])
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    // An unknown user and a too-short password are refused, saying why; nothing changes.
+    let out = run(&["nobody"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("users: admin"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["--password-stdin"], "short\n");
+    assert!(!out.status.success());
+    assert!(sign_in(ADMIN_PASSWORD).await.unwrap().headers().get("set-cookie").is_some());
+
+    // A generated password: printed, it signs in; the old password and the old session no longer work.
+    let out = run(&[], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let new = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+    assert_eq!(new.len(), 20, "{text}");
+    assert!(sign_in(ADMIN_PASSWORD).await.unwrap().headers().get("set-cookie").is_none());
+    assert_eq!(anon.get(format!("{}/projects", h.base)).header("cookie", &before).send().await.unwrap().status(), 303);
+    assert!(cookie_of(&sign_in(&new).await.unwrap()).is_some());
+
+    // One read from standard input.
+    let out = run(&["admin", "--password-stdin"], "a-chosen-password-123\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(cookie_of(&sign_in("a-chosen-password-123").await.unwrap()).is_some());
+    h.stop().await;
+}
