@@ -1,6 +1,6 @@
 //! The projects page: every project, and the form that creates one.
 
-use crate::api::first_run::{connect_info, CreateSampleProject, SAMPLES};
+use crate::api::first_run::{connect_info, Connection, CreateSampleProject, SAMPLES};
 use crate::api::{error_text, list_projects, CreateProject, ProjectSummary};
 use crate::names::validate_project_name;
 use crate::timefmt::format_utc;
@@ -11,6 +11,7 @@ use leptos_meta::Title;
 pub fn ProjectsPage() -> impl IntoView {
     let create = ServerAction::<CreateProject>::new();
     let projects = Resource::new(move || create.version().get(), |_| list_projects());
+    let connection = Resource::new(|| (), |_| connect_info());
 
     view! {
         <Title text="Projects"/>
@@ -20,22 +21,21 @@ pub fn ProjectsPage() -> impl IntoView {
                 <p class="muted">"A project holds the images, labels and models for one part or product."</p>
             </header>
             <CreateProjectForm action=create/>
-            <div class="card">
-                <Transition fallback=|| view! { <p class="muted">"Loading projects…"</p> }>
-                    {move || Suspend::new(async move {
-                        match projects.await {
-                            Ok(list) => view! { <ProjectTable projects=list/> }.into_any(),
-                            Err(e) => view! { <p class="error" role="alert">{error_text(&e)}</p> }.into_any(),
-                        }
-                    })}
-                </Transition>
-            </div>
-            <Transition fallback=|| ()>
+            <Transition fallback=|| view! { <div class="card"><p class="muted">"Loading projects…"</p></div> }>
                 {move || Suspend::new(async move {
-                    let first_time = projects.await.map(|l| l.is_empty()).unwrap_or(false);
-                    view! {
-                        <SampleCard open=first_time/>
-                        <ConnectCard open=first_time/>
+                    let connection = connection.await;
+                    match projects.await {
+                        Ok(list) => {
+                            // A first visit (no projects yet): the sample data and the connection are unfolded.
+                            let first_time = list.is_empty();
+                            view! {
+                                <div class="card"><ProjectTable projects=list/></div>
+                                <SampleCard open=first_time/>
+                                <ConnectCard open=first_time connection/>
+                            }
+                            .into_any()
+                        }
+                        Err(e) => view! { <div class="card"><p class="error" role="alert">{error_text(&e)}</p></div> }.into_any(),
                     }
                 })}
             </Transition>
@@ -190,39 +190,35 @@ fn SampleCard(open: bool) -> impl IntoView {
 
 /// How an LFV script talks to this server: the endpoint, the region, where keys come from, a boto3 snippet.
 #[component]
-fn ConnectCard(open: bool) -> impl IntoView {
-    let info = Resource::new(|| (), |_| connect_info());
+fn ConnectCard(open: bool, connection: Result<Connection, ServerFnError>) -> impl IntoView {
+    let body = match connection {
+        Ok(c) => {
+            let keys = if c.can_make_keys {
+                view! { <span>"Make an access key on the "<a href="/admin">"Admin page"</a>"."</span> }.into_any()
+            } else {
+                view! { <span>"Ask an administrator for an access key (Admin page)."</span> }.into_any()
+            };
+            view! {
+                <p>
+                    "Vigil answers the Lookout for Vision API. Point an AWS SDK or the AWS CLI at "
+                    <code class="connect-endpoint">{c.endpoint.clone()}</code>
+                    " with region "<code>{c.region.clone()}</code>" and sign with a Vigil access key. "
+                    {keys}
+                </p>
+                <pre class="snippet" aria-label="boto3 example"><code>{c.boto3_snippet()}</code></pre>
+                <p class="hint">
+                    "AWS CLI: "
+                    <code>{format!("aws lookoutvision list-projects --endpoint-url {} --region {}", c.endpoint, c.region)}</code>
+                </p>
+            }
+            .into_any()
+        }
+        Err(e) => view! { <p class="error" role="alert">{error_text(&e)}</p> }.into_any(),
+    };
     view! {
         <details class="card connect-card" open=open>
             <summary><h2>"Use it from your Lookout for Vision scripts"</h2></summary>
-            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match info.await {
-                        Ok(c) => {
-                            let keys = if c.can_make_keys {
-                                view! { <span>"Make an access key on the "<a href="/admin">"Admin page"</a>"."</span> }.into_any()
-                            } else {
-                                view! { <span>"Ask an administrator for an access key (Admin page)."</span> }.into_any()
-                            };
-                            view! {
-                                <p>
-                                    "Vigil answers the Lookout for Vision API. Point an AWS SDK or the AWS CLI at "
-                                    <code class="connect-endpoint">{c.endpoint.clone()}</code>
-                                    " with region "<code>{c.region.clone()}</code>" and sign with a Vigil access key. "
-                                    {keys}
-                                </p>
-                                <pre class="snippet" aria-label="boto3 example"><code>{c.boto3_snippet()}</code></pre>
-                                <p class="hint">
-                                    "AWS CLI: "
-                                    <code>{format!("aws lookoutvision list-projects --endpoint-url {} --region {}", c.endpoint, c.region)}</code>
-                                </p>
-                            }
-                            .into_any()
-                        }
-                        Err(e) => view! { <p class="error" role="alert">{error_text(&e)}</p> }.into_any(),
-                    }
-                })}
-            </Transition>
+            {body}
         </details>
     }
 }
