@@ -30,23 +30,38 @@ pub enum EntryOrder {
     #[default]
     Added,
     Newest,
-    /// By source-ref, so images of one folder stay together.
+    /// By file name as the gallery shows it (the source-ref's last path segment, ignoring ASCII case), then
+    /// the whole source-ref, then id: an upload's hidden hash folder or an import's bucket and folders never
+    /// decide the order, and equal names still get one fixed order for numbered pages.
     Name,
     /// Anomaly, then normal, then unlabelled; oldest first within each.
     Label,
 }
 
+/// The source-ref's last path segment (its file name), in SQL both backends run: `rtrim` with every character
+/// of the ref but `/` strips the file name off the end, leaving the folder part, whose length is skipped.
+const FILE_NAME: &str = "substr(source_ref, length(rtrim(source_ref, replace(source_ref, '/', ''))) + 1)";
+
 impl EntryOrder {
-    fn sql(self) -> &'static str {
+    /// The `order by` clause. `postgres`: text keys compare byte-wise (`collate "C"`) as SQLite's do, rather
+    /// than by the database's locale, so both backends give the same order.
+    fn sql(self, postgres: bool) -> String {
         match self {
-            EntryOrder::Added => " order by created_at, id",
-            EntryOrder::Newest => " order by created_at desc, id desc",
-            EntryOrder::Name => " order by source_ref, id",
+            EntryOrder::Added => " order by created_at, id".into(),
+            EntryOrder::Newest => " order by created_at desc, id desc".into(),
+            EntryOrder::Name => {
+                let c = if postgres { " collate \"C\"" } else { "" };
+                format!(" order by lower({FILE_NAME}){c}, {FILE_NAME}{c}, source_ref{c}, id{c}")
+            }
             EntryOrder::Label => {
-                " order by case when label = 'anomaly' then 0 when label = 'normal' then 1 else 2 end, created_at, id"
+                " order by case when label = 'anomaly' then 0 when label = 'normal' then 1 else 2 end, created_at, id".into()
             }
         }
     }
+}
+
+fn is_postgres(conn: &AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("postgresql")
 }
 
 enum Bind {
@@ -124,7 +139,7 @@ pub async fn list_entries(
         push(" and id > $?))", Bind::Text(id.to_string()), &mut sql);
     }
     let order = if after.is_some() { EntryOrder::Added } else { filter.order };
-    sql.push_str(order.sql());
+    sql.push_str(&order.sql(is_postgres(conn)));
     push(" limit $?", Bind::Int(limit), &mut sql);
     push(" offset $?", Bind::Int(offset), &mut sql);
     let rows = bind_all(sqlx::query_as::<_, EntryRow>(&sql), binds).fetch_all(&mut *conn).await?;
@@ -141,7 +156,7 @@ pub async fn count_entries(conn: &mut AnyConnection, dataset_id: &str, filter: &
 /// The ids of every entry matching a filter, in its order.
 pub async fn entry_ids(conn: &mut AnyConnection, dataset_id: &str, filter: &EntryFilter) -> Result<Vec<String>, sqlx::Error> {
     let (mut sql, binds) = filtered("id", dataset_id, filter);
-    sql.push_str(filter.order.sql());
+    sql.push_str(&filter.order.sql(is_postgres(conn)));
     let rows: Vec<(String,)> = bind_all(sqlx::query_as::<_, (String,)>(&sql), binds).fetch_all(&mut *conn).await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }

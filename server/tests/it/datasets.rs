@@ -535,3 +535,48 @@ async fn unused_blobs_are_collected() {
     assert_eq!(r.status(), 200);
     h.stop().await;
 }
+
+/// The gallery's name order follows the file name the user sees — not an upload's hash folder, nor an
+/// import's bucket and folders — ignoring case, the same on both backends and across offset pages.
+async fn name_order(backend: Backend) {
+    use vigil::datasets::{entry_ids, list_entries, upsert_entries, BlobInfo, EntryFilter, EntryOrder, NewEntry};
+    let Some(h) = Harness::start(backend).await else { return };
+    let state = h.running.as_ref().unwrap().state.clone();
+    let mut conn = state.db.pool.acquire().await.unwrap();
+    let p = vigil::projects::create(&mut conn, "names").await.unwrap();
+    let d = vigil::datasets::create(&mut conn, &p.id, "train", vigil::datasets::CREATE_COMPLETE).await.unwrap();
+    // In the order the gallery must show them; their hash folders and paths sort the other way.
+    let sorted = [
+        "s3://bucket/z/anomaly/mp_001.png",
+        "vigil://upload/ff00000000000000/mp_024.jpg",
+        "vigil://upload/ee00000000000000/mp_033.jpg",
+        "s3://bucket/y/MP_034.jpg",
+        "/srv/images/normal/mp_034.jpg",
+        "vigil://upload/0000000000000000/mp_100.jpg",
+        "mp_135.jpg",
+    ];
+    let blob = BlobInfo { hash: "ab".repeat(32), size: 1, content_type: "image/jpeg".into(), width: 1, height: 1 };
+    let line = |r: &str| serde_json::json!({ "source-ref": r }).to_string();
+    let new: Vec<NewEntry> = sorted.iter().rev().map(|r| NewEntry::from_text(r.to_string(), blob.clone(), None, None, line(r))).collect();
+    upsert_entries(&mut conn, &d.id, &new).await.unwrap();
+    let filter = EntryFilter { order: EntryOrder::Name, ..Default::default() };
+    let mut paged = Vec::new();
+    for offset in (0..sorted.len() as i64).step_by(3) {
+        paged.extend(list_entries(&mut conn, &d.id, &filter, None, 3, offset).await.unwrap());
+    }
+    assert_eq!(paged.iter().map(|e| e.source_ref.as_str()).collect::<Vec<_>>(), sorted, "{backend:?}");
+    let ids = entry_ids(&mut conn, &d.id, &filter).await.unwrap();
+    assert_eq!(ids, paged.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
+    drop(conn);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn name_order_on_sqlite() {
+    name_order(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn name_order_on_postgres() {
+    name_order(Backend::Postgres).await;
+}
