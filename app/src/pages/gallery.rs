@@ -2,6 +2,11 @@
 //! selected (click, shift-click for a range, Ctrl/Cmd+A for every image of the filter) and labelled, moved or
 //! deleted with the buttons or the keyboard. [`GalleryState`] holds the signals and what the controls do;
 //! the components below are its views.
+//!
+//! A selection only ever holds images the current query shows: changing the filter, anomaly type, search or
+//! order clears it (and drops a select-all still on its way), a label change that takes images out of the
+//! view drops them from it, and every action checks the selection against the query before it acts — so no
+//! Delete or Move reaches an image the user cannot see.
 
 use crate::api::{
     delete_entries, error_text, list_entries, list_entry_ids, list_labels, move_entries, set_labels, EntryPage, EntryQuery, EntryView,
@@ -41,6 +46,8 @@ struct GalleryState {
     notice: RwSignal<Option<String>>,
     /// The entries currently shown, for the keyboard handler.
     shown: RwSignal<Vec<EntryView>>,
+    /// Bumped whenever the query changes: an answer asked for under an older query is dropped.
+    epoch: StoredValue<u32>,
 }
 
 impl GalleryState {
@@ -74,15 +81,18 @@ impl GalleryState {
             error: RwSignal::new(None),
             notice: RwSignal::new(None),
             shown: RwSignal::new(Vec::new()),
+            epoch: StoredValue::new(0),
         }
     }
 
-    /// Back to the first page with nothing selected (the query changed).
+    /// Back to the first page with nothing selected (the query changed): what was selected under the old
+    /// filter, search or order is not what the gallery shows now.
     fn reset(self) {
+        self.epoch.update_value(|e| *e += 1);
         self.page.set(0);
-        self.selected.update(|s| s.clear());
-        self.anchor.set(None);
+        self.clear_selection();
         self.focus.set(0);
+        self.notice.set(None);
     }
 
     fn clear_selection(self) {
@@ -99,6 +109,41 @@ impl GalleryState {
         self.error.set(None);
         self.notice.set(Some(m));
         self.version.update(|v| *v += 1);
+        // A label change can take selected images out of the view (labelled under "unlabelled").
+        self.with_targets(|_, _| {});
+    }
+
+    /// The ids the query matches now, unless the query changes before they arrive.
+    async fn matching(self) -> Option<Vec<String>> {
+        let (p, t, q) = (self.project.get_untracked(), self.dataset_type.get_untracked(), self.query.get_untracked());
+        let epoch = self.epoch.get_value();
+        match list_entry_ids(p, t, q).await {
+            Ok(ids) => (self.epoch.get_value() == epoch).then_some(ids),
+            Err(e) => {
+                self.error.set(Some(error_text(&e)));
+                None
+            }
+        }
+    }
+
+    /// Calls `then` with what an action applies to: the selected images that the query still matches (the
+    /// selection shrinks to them), or else the focused image. Nothing happens when the query changes meanwhile.
+    fn with_targets(self, then: impl FnOnce(GalleryState, Vec<String>) + 'static) {
+        let sel = self.selected.get_untracked();
+        if sel.is_empty() {
+            let focused = self.shown.with_untracked(|l| l.get(self.focus.get_untracked()).map(|e| vec![e.id.clone()]));
+            then(self, focused.unwrap_or_default());
+            return;
+        }
+        spawn_local(async move {
+            let Some(ids) = self.matching().await else { return };
+            let kept: HashSet<String> = ids.into_iter().filter(|id| sel.contains(id)).collect();
+            if kept.len() < sel.len() {
+                // Images selected meanwhile (clicked, so shown) stay.
+                self.selected.update(|s| s.retain(|id| kept.contains(id) || !sel.contains(id)));
+            }
+            then(self, kept.into_iter().collect());
+        });
     }
 
     /// Deletes (`kind` "delete") or moves the images to the other dataset.
@@ -149,27 +194,28 @@ impl GalleryState {
         });
     }
 
-    /// What an action applies to: the selection, or else the focused image.
-    fn targets(self) -> Vec<String> {
-        let sel = self.selected.get_untracked();
-        if sel.is_empty() {
-            self.shown.get_untracked().get(self.focus.get_untracked()).map(|e| vec![e.id.clone()]).unwrap_or_default()
-        } else {
-            sel.into_iter().collect()
-        }
+    /// Labels (`normal`, `anomaly`, empty for unlabelled) what an action applies to.
+    fn label(self, label: &'static str) {
+        self.with_targets(move |g, ids| g.apply(ids, label));
+    }
+
+    /// Moves what an action applies to into the other dataset.
+    fn move_targets(self) {
+        self.with_targets(|g, ids| g.run("move", ids));
+    }
+
+    /// Deletes what an action applies to, after asking.
+    fn delete_targets(self) {
+        self.with_targets(|g, ids| g.confirm_delete(ids));
     }
 
     fn select_all(self) {
-        let (p, t, q) = (self.project.get_untracked(), self.dataset_type.get_untracked(), self.query.get_untracked());
         spawn_local(async move {
-            match list_entry_ids(p, t, q).await {
-                Ok(ids) => {
-                    let n = ids.len();
-                    self.selected.set(ids.into_iter().collect());
-                    self.notice.set(Some(format!("Selected all {} of this view.", images(n))));
-                }
-                Err(e) => self.error.set(Some(error_text(&e))),
-            }
+            // Dropped when the filter, search or order changed while the ids were on their way.
+            let Some(ids) = self.matching().await else { return };
+            let n = ids.len();
+            self.selected.set(ids.into_iter().collect());
+            self.notice.set(Some(format!("Selected all {} of this view.", images(n))));
         });
     }
 
@@ -207,14 +253,14 @@ impl GalleryState {
             return;
         }
         match key.as_str() {
-            "n" | "N" => self.apply(self.targets(), "normal"),
-            "a" | "A" => self.apply(self.targets(), "anomaly"),
-            "u" | "U" => self.apply(self.targets(), ""),
+            "n" | "N" => self.label("normal"),
+            "a" | "A" => self.label("anomaly"),
+            "u" | "U" => self.label(""),
             "ArrowRight" | "ArrowDown" if n > 0 => self.focus.update(|f| *f = (*f + 1).min(n - 1)),
             "ArrowLeft" | "ArrowUp" => self.focus.update(|f| *f = f.saturating_sub(1)),
             " " => self.click(self.focus.get_untracked(), ev.shift_key()),
             "Escape" => self.clear_selection(),
-            "Delete" => self.confirm_delete(self.targets()),
+            "Delete" => self.delete_targets(),
             _ => return,
         }
         ev.prevent_default();
@@ -303,9 +349,11 @@ fn GalleryHead(g: GalleryState) -> impl IntoView {
     }
 }
 
-/// The selection count and the buttons that act on the selection (or the focused image).
+/// The selection count and the buttons that act on the selection (or the focused image); they are off while
+/// there is neither (no image shown).
 #[component]
 fn GalleryActions(g: GalleryState) -> impl IntoView {
+    let idle = move || g.selected.with(HashSet::is_empty) && g.shown.with(Vec::is_empty);
     view! {
         <div class="gallery-actions">
             <span class="selection" data-testid="selected-count" aria-live="polite">
@@ -314,13 +362,13 @@ fn GalleryActions(g: GalleryState) -> impl IntoView {
                     if n == 0 { "Nothing selected".to_string() } else { format!("{n} selected") }
                 }}
             </span>
-            <button type="button" on:click=move |_| g.select_all()>"Select all (Ctrl+A)"</button>
+            <button type="button" disabled=move || g.shown.with(Vec::is_empty) on:click=move |_| g.select_all()>"Select all (Ctrl+A)"</button>
             <button type="button" disabled=move || g.selected.with(HashSet::is_empty) on:click=move |_| g.clear_selection()>"Clear selection"</button>
-            <button type="button" on:click=move |_| g.apply(g.targets(), "normal")>"Normal (N)"</button>
-            <button type="button" on:click=move |_| g.apply(g.targets(), "anomaly")>"Anomaly (A)"</button>
-            <button type="button" on:click=move |_| g.apply(g.targets(), "")>"Unlabel (U)"</button>
-            <button type="button" on:click=move |_| g.run("move", g.targets())>{move || format!("Move to {}", g.other())}</button>
-            <button type="button" class="danger" on:click=move |_| g.confirm_delete(g.targets())>"Delete (Del)"</button>
+            <button type="button" disabled=idle on:click=move |_| g.label("normal")>"Normal (N)"</button>
+            <button type="button" disabled=idle on:click=move |_| g.label("anomaly")>"Anomaly (A)"</button>
+            <button type="button" disabled=idle on:click=move |_| g.label("")>"Unlabel (U)"</button>
+            <button type="button" disabled=idle on:click=move |_| g.move_targets()>{move || format!("Move to {}", g.other())}</button>
+            <button type="button" class="danger" disabled=idle on:click=move |_| g.delete_targets()>"Delete (Del)"</button>
             <a class="button" href=move || format!("/export/{}/{}.zip", g.project.get(), g.dataset_type.get()) download>
                 "Export manifest + images (zip)"
             </a>
