@@ -1,5 +1,7 @@
 //! One project's page: what it holds, and deleting it. While an import runs, the datasets table follows it
-//! live (it is read again every second until every dataset has settled).
+//! live (it is read again every second until every dataset has settled), a line under the import forms says
+//! how far the import started last has got and how it ended, and when the datasets settle the Train card
+//! reads again what is missing — no reload needed.
 
 use super::widgets::{poll_while, StatusBadge};
 use crate::api::{error_text, get_project, DatasetSummary, DeleteProject, ImportS3, ProjectDetail};
@@ -39,6 +41,10 @@ pub fn ProjectPage() -> impl IntoView {
 #[component]
 fn ProjectView(detail: ProjectDetail) -> impl IntoView {
     let p = detail.project;
+    // Bumped when the datasets have settled in a new state (an import ended): the models card, whose Train
+    // button depends on them, is built again and reads what is missing afresh.
+    let datasets_changed = RwSignal::new(0u32);
+    let models_project = p.name.clone();
     view! {
         <header class="page-head">
             <h1>{p.name.clone()}</h1>
@@ -49,8 +55,11 @@ fn ProjectView(detail: ProjectDetail) -> impl IntoView {
                 <dt>"ARN"</dt><dd class="mono">{p.arn.clone()}</dd>
             </dl>
         </div>
-        <DatasetsCard project=p.name.clone() datasets=detail.datasets/>
-        <super::models::ModelsCard project=p.name.clone()/>
+        <DatasetsCard project=p.name.clone() datasets=detail.datasets changed=datasets_changed/>
+        {move || {
+            datasets_changed.track();
+            view! { <super::models::ModelsCard project=models_project.clone()/> }
+        }}
         <DeleteProjectPanel name=p.name/>
     }
 }
@@ -103,8 +112,54 @@ fn DeleteProjectPanel(name: String) -> impl IntoView {
     }
 }
 
+/// Which form started the import shown last: only its refusal is shown, so an old error never sits beside a
+/// newer import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    S3,
+    Archive,
+}
+
+/// An import that started, followed to its end through the datasets it fills.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Followed {
+    /// The location or archive name, as the user gave it.
+    what: String,
+    dataset_types: Vec<String>,
+}
+
+/// The import forms' shared state: the form used last, the import followed, and the datasets' tick.
+#[derive(Clone, Copy)]
+struct Imports {
+    last: RwSignal<Option<Source>>,
+    followed: RwSignal<Option<Followed>>,
+    tick: RwSignal<u32>,
+}
+
+impl Imports {
+    /// A form starts an import: the outcome of any earlier one is cleared.
+    fn begin(self, source: Source) {
+        self.last.set(Some(source));
+        self.followed.set(None);
+    }
+
+    /// The import has started: follow it (the datasets are read again, then every second while it runs).
+    fn started(self, what: String, dataset_types: Vec<String>) {
+        self.followed.set(Some(Followed { what, dataset_types }));
+        self.tick.update(|t| *t += 1);
+    }
+
+    fn shows(self, source: Source) -> bool {
+        self.last.get() == Some(source)
+    }
+}
+
+fn images(n: i64) -> String {
+    format!("{n} image{}", if n == 1 { "" } else { "s" })
+}
+
 #[component]
-fn DatasetsCard(project: String, datasets: Vec<DatasetSummary>) -> impl IntoView {
+fn DatasetsCard(project: String, datasets: Vec<DatasetSummary>, changed: RwSignal<u32>) -> impl IntoView {
     // Bumped to read the datasets again: when an import starts, and every second while one runs.
     let tick = RwSignal::new(0u32);
     let name = project.clone();
@@ -122,6 +177,20 @@ fn DatasetsCard(project: String, datasets: Vec<DatasetSummary>) -> impl IntoView
         },
     );
     poll_while(move || live.get().and_then(Result::ok), |ds: &Vec<DatasetSummary>| ds.iter().any(DatasetSummary::busy), tick, 1000);
+    // What training depends on (each dataset's status and labelled counts): when it has settled different from
+    // what was seen before, tell the page.
+    let seen = StoredValue::new(None::<Vec<(String, String, i64, i64)>>);
+    Effect::new(move |_| {
+        let Some(ds) = live.get().and_then(Result::ok) else { return };
+        let now: Vec<_> = ds.iter().map(|d| (d.dataset_type.clone(), d.status.clone(), d.normal, d.anomaly)).collect();
+        let before = seen.get_value();
+        seen.set_value(Some(now.clone()));
+        if before.is_some_and(|b| b != now) && !ds.iter().any(DatasetSummary::busy) {
+            changed.update(|c| *c += 1);
+        }
+    });
+    let imports = Imports { last: RwSignal::new(None), followed: RwSignal::new(None), tick };
+    let current = Signal::derive(move || live.get().and_then(Result::ok));
     let table_project = project.clone();
     view! {
         <div class="card">
@@ -135,7 +204,9 @@ fn DatasetsCard(project: String, datasets: Vec<DatasetSummary>) -> impl IntoView
                     })
                 }}
             </Transition>
-            <ImportManifestForm project=project.clone() tick/>
+            <ImportManifestForm project=project.clone() imports/>
+            <ImportArchiveForm project=project.clone() imports/>
+            <ImportProgress imports datasets=current/>
         </div>
     }
     .into_any()
@@ -183,18 +254,52 @@ fn DatasetsTable(project: String, datasets: Vec<DatasetSummary>) -> impl IntoVie
     }
 }
 
+/// How far the import started last has got, from the datasets it fills; then how it ended.
 #[component]
-fn ImportManifestForm(project: String, tick: RwSignal<u32>) -> impl IntoView {
+fn ImportProgress(imports: Imports, datasets: Signal<Option<Vec<DatasetSummary>>>) -> impl IntoView {
+    move || {
+        let f = imports.followed.get()?;
+        let ds = datasets.get().unwrap_or_default();
+        let filled: Vec<&DatasetSummary> = f.dataset_types.iter().filter_map(|t| ds.iter().find(|d| &d.dataset_type == t)).collect();
+        let total = filled.iter().map(|d| d.total).sum::<i64>();
+        let view = if filled.len() < f.dataset_types.len() || filled.iter().any(|d| d.busy()) {
+            view! { <p class="ok" role="status" data-testid="import-progress">{format!("Importing {}… {} so far.", f.what, images(total))}</p> }.into_any()
+        } else if let Some(d) = filled.iter().find(|d| d.status.ends_with("FAILED")) {
+            let why = d.status_message.clone().unwrap_or_else(|| "see the dataset's page".into());
+            view! { <p class="error" role="alert" data-testid="import-progress">{format!("The import of {} failed: {why}", f.what)}</p> }.into_any()
+        } else {
+            let into = f.dataset_types.join(" and ");
+            let s = if f.dataset_types.len() == 1 { "" } else { "s" };
+            view! { <p class="ok" role="status" data-testid="import-progress">{format!("Imported {}: {} in the {into} dataset{s}.", f.what, images(total))}</p> }.into_any()
+        };
+        Some(view)
+    }
+}
+
+#[component]
+fn ImportManifestForm(project: String, imports: Imports) -> impl IntoView {
     let import = ServerAction::<ImportS3>::new();
+    // What was sent, kept from the dispatch (the action forgets its input once it resolves).
+    let sent = StoredValue::new(None::<(String, Vec<String>)>);
     Effect::new(move |_| {
-        if let Some(Ok(())) = import.value().get() {
-            tick.update(|t| *t += 1);
+        if let Some(i) = import.input().get() {
+            let types = if i.kind == "mvtec" { vec!["train".into(), "test".into()] } else { vec![i.dataset_type.clone()] };
+            sent.set_value(Some((i.uri.trim().to_string(), types)));
+            imports.begin(Source::S3);
         }
     });
-    let error = move || import.value().get().and_then(|r| r.err()).map(|e| error_text(&e));
-    let started = move || matches!(import.value().get(), Some(Ok(())));
+    Effect::new(move |_| {
+        if import.version().get() > 0 && matches!(import.value().get_untracked(), Some(Ok(()))) {
+            if let Some((what, types)) = sent.get_value() {
+                imports.started(what, types);
+            }
+        }
+    });
+    // The answer to the last submission, while no other import has been started since (and none is on its way).
+    let answer = move || (imports.shows(Source::S3) && !import.pending().get()).then(|| import.value().get()).flatten();
+    let error = move || answer().and_then(|r| r.err()).map(|e| error_text(&e));
+    let started = move || matches!(answer(), Some(Ok(())));
     let kind = RwSignal::new("manifest".to_string());
-    let archive_project = project.clone();
     let placeholder = move || match kind.get().as_str() {
         "manifest" => "s3://bucket/path/train.manifest",
         "folder" => "s3://bucket/circuitboard/train/  or  /srv/images/circuitboard/train",
@@ -247,7 +352,6 @@ fn ImportManifestForm(project: String, tick: RwSignal<u32>) -> impl IntoView {
                 <Show when=started><p class="ok">"Import started."</p></Show>
             </ActionForm>
         </details>
-        <ImportArchiveForm project=archive_project tick/>
     }
     .into_any()
 }
@@ -303,9 +407,11 @@ fn post_file(
 
 /// Imports an archive written by the export (a manifest beside its images and masks) into a new dataset.
 #[component]
-fn ImportArchiveForm(project: String, tick: RwSignal<u32>) -> impl IntoView {
+fn ImportArchiveForm(project: String, imports: Imports) -> impl IntoView {
     let dataset_type = RwSignal::new("train".to_string());
-    let status = RwSignal::new(None::<Result<String, String>>);
+    // Why the archive was refused (the server's answer to the upload); what follows a started import is
+    // `ImportProgress`.
+    let refused = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let sent = RwSignal::new(None::<(f64, f64)>);
     let project = StoredValue::new(project);
@@ -329,15 +435,12 @@ fn ImportArchiveForm(project: String, tick: RwSignal<u32>) -> impl IntoView {
                             let input = event_target::<web_sys::HtmlInputElement>(&ev);
                             let Some(file) = input.files().and_then(|l| l.get(0)) else { return };
                             input.set_value("");
-                            let url = format!(
-                                "/import/{}/{}?name={}",
-                                project.get_value(),
-                                dataset_type.get_untracked(),
-                                query_encode(&file.name())
-                            );
+                            let (t, name) = (dataset_type.get_untracked(), file.name());
+                            let url = format!("/import/{}/{t}?name={}", project.get_value(), query_encode(&name));
                             busy.set(true);
-                            status.set(None);
+                            refused.set(None);
                             sent.set(None);
+                            imports.begin(Source::Archive);
                             let started = post_file(
                                 &url,
                                 &file,
@@ -346,14 +449,15 @@ fn ImportArchiveForm(project: String, tick: RwSignal<u32>) -> impl IntoView {
                                     busy.set(false);
                                     sent.set(None);
                                     if code == 202 {
-                                        tick.update(|t| *t += 1);
+                                        imports.started(name.clone(), vec![t.clone()]);
+                                    } else {
+                                        refused.set(Some(m));
                                     }
-                                    status.set(Some(if code == 202 { Ok(m) } else { Err(m) }));
                                 },
                             );
                             if let Err(m) = started {
                                 busy.set(false);
-                                status.set(Some(Err(m)));
+                                refused.set(Some(m));
                             }
                         }
                     />
@@ -365,10 +469,7 @@ fn ImportArchiveForm(project: String, tick: RwSignal<u32>) -> impl IntoView {
                     <span class="muted small">{format!("{:.0} of {:.0} MB sent", done / 1e6, total / 1e6)}</span>
                 </div>
             })}
-            {move || status.get().map(|s| match s {
-                Ok(m) => view! { <p class="ok" role="status">{m}</p> }.into_any(),
-                Err(m) => view! { <p class="error" role="alert">{m}</p> }.into_any(),
-            })}
+            {move || imports.shows(Source::Archive).then(|| refused.get()).flatten().map(|m| view! { <p class="error" role="alert">{m}</p> })}
         </details>
     }
 }
