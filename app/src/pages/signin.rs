@@ -18,12 +18,17 @@ pub fn SignInPage() -> impl IntoView {
                 <h1>"Sign in"</h1>
                 <p class="muted">"Sign in to use the Vigil console."</p>
             </header>
-            <form class="card form-grid" method="post" action="/auth/signin">
+            // One field per row, each label above its input.
+            <form class="card signin-form" method="post" action="/auth/signin">
                 <input type="hidden" name="next" prop:value=next/>
-                <label for="signin-name">"User name"</label>
-                <input id="signin-name" name="name" type="text" autocomplete="username" required autofocus/>
-                <label for="signin-password">"Password"</label>
-                <input id="signin-password" name="password" type="password" autocomplete="current-password" required/>
+                <div class="signin-field">
+                    <label for="signin-name">"User name"</label>
+                    <input id="signin-name" name="name" type="text" autocomplete="username" required autofocus/>
+                </div>
+                <div class="signin-field">
+                    <label for="signin-password">"Password"</label>
+                    <input id="signin-password" name="password" type="password" autocomplete="current-password" required/>
+                </div>
                 <Show when=failed>
                     <p class="error" role="alert">"Wrong user name or password."</p>
                 </Show>
@@ -32,6 +37,9 @@ pub fn SignInPage() -> impl IntoView {
                 </div>
                 <p class="hint">
                     "At the first start Vigil creates the user admin, with the password from VIGIL_ADMIN_PASSWORD or one printed in the server's log."
+                </p>
+                <p class="hint" data-testid="lost-password">
+                    "Lost the administrator password? On the server, run " <code>"vigil admin reset-password admin"</code> "."
                 </p>
             </form>
         </section>

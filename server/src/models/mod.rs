@@ -316,7 +316,7 @@ pub const MIN_NORMAL: i64 = 5;
 pub fn readiness(train: Option<Counts>, test: Option<Counts>) -> Vec<String> {
     let mut why = Vec::new();
     let Some(train) = train else {
-        return vec!["The project has no training dataset. Create one (CreateDataset, DatasetType train) and add labelled images.".into()];
+        return vec!["The project has no training dataset yet. Add images to a training dataset first, labelled normal or anomaly.".into()];
     };
     let (normal, anomaly) = match test {
         // A single dataset: the engine splits it (or cross-validates), so every labelled image counts.
