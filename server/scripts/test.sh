@@ -74,6 +74,15 @@ wait "$PYTHON_SETUP" || { echo "the Python set-up failed (see above); run server
 # The venv may be new: take its libtorch into LD_LIBRARY_PATH now.
 source server/scripts/env.sh
 
+step "set-up is idempotent: a second run installs nothing and says so; an unchanged site is not rebuilt"
+AGAIN=$(server/scripts/setup.sh 2>&1) || { echo "$AGAIN"; exit 1; }
+echo "$AGAIN"
+if ! grep -q "nothing to do" <<<"$AGAIN" || grep -Eq "installing|exporting|adding" <<<"$AGAIN"; then
+  echo "a second set-up run did work it should have skipped (above)" >&2; exit 1
+fi
+AGAIN=$(cargo run -q -p site 2>&1) || { echo "$AGAIN"; exit 1; }
+grep -q "has not changed since the last build" <<<"$AGAIN" || { echo "$AGAIN"; echo "an unchanged site was built again" >&2; exit 1; }
+
 step "layers: no import cycles, no file over 600 lines (server/scripts/check_layers.py)"
 python3 server/scripts/check_layers.py
 
