@@ -170,5 +170,6 @@ test("train from the console, follow it, read the model page, move and save the 
   expect((await zip.body()).subarray(0, 2).toString()).toBe("PK");
   fs.rmSync(folder, { recursive: true, force: true });
   await page.getByTestId("stop-model").click();
+  await page.getByTestId("confirm-stop-model").click();
   await expect(page.getByTestId("model-status")).toHaveText("trained", { timeout: 30_000 });
 });

@@ -45,6 +45,7 @@ test("package for edge: disabled with its reason until trained, the server's ref
   await expect(row).toBeVisible({ timeout: 30_000 });
   // Cancelled at once: the version never trains (its status is TRAINING until the worker stops, then failed).
   await row.getByRole("button", { name: "Cancel" }).click();
+  await row.getByTestId("confirm-cancel-training").click();
   await open(page, `/projects/${project}/models/${fresh}`);
   const card = page.getByTestId("packaging-card");
   await expect(card.getByRole("heading", { name: "Package for edge" })).toBeVisible();

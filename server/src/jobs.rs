@@ -218,9 +218,9 @@ pub async fn request_cancel(conn: &mut AnyConnection, model_id: &str) -> Result<
     Ok(r.rows_affected() > 0)
 }
 
-/// A training job's progress as the console shows it: `(stage, fraction, eta_ms)`.
-pub async fn training_progress(conn: &mut AnyConnection, model_id: &str) -> Result<Option<(Option<String>, Option<f64>, Option<i64>)>, sqlx::Error> {
-    sqlx::query_as("select stage, fraction, eta_ms from job where model_id = $1 and kind = 'train'").bind(model_id).fetch_optional(&mut *conn).await
+/// A training job's progress as the console shows it: `(stage, fraction, eta_ms, cancel_requested)`.
+pub async fn training_progress(conn: &mut AnyConnection, model_id: &str) -> Result<Option<(Option<String>, Option<f64>, Option<i64>, i64)>, sqlx::Error> {
+    sqlx::query_as("select stage, fraction, eta_ms, cancel_requested from job where model_id = $1 and kind = 'train'").bind(model_id).fetch_optional(&mut *conn).await
 }
 
 /// Whether a model version has a hosting job waiting or running.

@@ -12,6 +12,9 @@ pub struct TrainingProgress {
     pub fraction: f64,
     /// Estimated time left, ms.
     pub eta_ms: Option<i64>,
+    /// Someone asked the training to stop; the worker stops it at the end of the step it is in.
+    #[serde(default)]
+    pub cancel_requested: bool,
 }
 
 /// A model version in the project's table.
@@ -42,6 +45,7 @@ pub struct ModelsOverview {
 /// One evaluated image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalImage {
+    /// The file name as the user knows it (`anomaly/12.png`, or an upload's own name; never its hash folder).
     pub name: String,
     /// Blob of the image, for `/media/{hash}`.
     pub image: String,
@@ -102,7 +106,7 @@ pub struct TryResult {
     pub is_anomalous: bool,
     pub confidence: f64,
     pub score: f64,
-    /// PNG data URL of the heat map (transparent to red), at the image's aspect.
+    /// PNG data URL of the heat map in the console's colour scale (see `HEAT_SCALE`), at the image's aspect.
     pub heat_map: String,
     /// PNG data URL of the segmentation mask, if the model has one.
     pub mask: Option<String>,
@@ -154,13 +158,17 @@ mod backend {
         async fn models(&self, project: &str) -> Result<ModelsOverview, BackendError>;
         /// Starts training a new model version; returns its number.
         async fn train(&self, project: &str, description: &str, bucket: &str, prefix: &str) -> Result<i64, BackendError>;
-        async fn cancel_training(&self, project: &str, version: i64) -> Result<(), BackendError>;
+        /// Asks a training to stop. `true` when it stopped at once (no worker had started it), `false` when the
+        /// worker was asked and stops it at the end of the step it is in.
+        async fn cancel_training(&self, project: &str, version: i64) -> Result<bool, BackendError>;
         async fn model(&self, project: &str, version: i64) -> Result<ModelDetail, BackendError>;
         /// Saves the threshold in use; `None` restores the trained one.
         async fn set_threshold(&self, project: &str, version: i64, threshold: Option<f64>) -> Result<(), BackendError>;
         async fn start(&self, project: &str, version: i64, units: i64) -> Result<(), BackendError>;
         async fn stop(&self, project: &str, version: i64) -> Result<(), BackendError>;
         async fn delete(&self, project: &str, version: i64) -> Result<(), BackendError>;
+        /// The model's heat map (a PNG data URL) of one image of its evaluation, named by its blob hash.
+        async fn eval_heat_map(&self, project: &str, version: i64, image: &str) -> Result<String, BackendError>;
         /// Runs a trained model (hosted or not) on one image.
         async fn try_image(&self, project: &str, version: i64, image: Vec<u8>) -> Result<TryResult, BackendError>;
         /// DetectAnomalies activity over the last `hours` (one of `DASHBOARD_FRAMES`).
@@ -186,8 +194,9 @@ pub async fn train_model(project: String, description: String, bucket: String, p
     Ok(backend::model_backend()?.train(&project, &description, &bucket, &prefix).await?)
 }
 
+/// `true` when the training stopped at once, `false` when the worker stops it at the end of its current step.
 #[server]
-pub async fn cancel_training(project: String, version: i64) -> Result<(), ServerFnError> {
+pub async fn cancel_training(project: String, version: i64) -> Result<bool, ServerFnError> {
     Ok(backend::model_backend()?.cancel_training(&project, version).await?)
 }
 
@@ -214,6 +223,12 @@ pub async fn stop_model(project: String, version: i64) -> Result<(), ServerFnErr
 #[server]
 pub async fn delete_model(project: String, version: i64) -> Result<(), ServerFnError> {
     Ok(backend::model_backend()?.delete(&project, version).await?)
+}
+
+/// The heat map of one evaluated image (`image`: its blob hash), as a PNG data URL.
+#[server]
+pub async fn get_eval_heat_map(project: String, version: i64, image: String) -> Result<String, ServerFnError> {
+    Ok(backend::model_backend()?.eval_heat_map(&project, version, &image).await?)
 }
 
 #[server]
@@ -254,6 +269,40 @@ pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The heat maps' colour scale, shared by the server's PNGs and the console's legend: `(multiple of a normal
+/// image's peak anomaly score, RGB, opacity)`, interpolated linearly, flat beyond both ends.
+pub const HEAT_SCALE: [(f32, [u8; 3], f32); 5] = [
+    (0.0, [49, 54, 149], 0.0),
+    (0.5, [69, 117, 180], 0.25),
+    (1.0, [254, 224, 144], 0.7),
+    (1.5, [244, 109, 67], 0.9),
+    (2.0, [165, 0, 38], 1.0),
+];
+
+/// The colour and opacity (0–255 each) of a heat map value on [`HEAT_SCALE`].
+pub fn heat_colour(v: f32) -> [u8; 4] {
+    let v = if v.is_finite() { v } else { 0.0 };
+    let (first, last) = (HEAT_SCALE[0], HEAT_SCALE[HEAT_SCALE.len() - 1]);
+    let (a, b, t) = if v <= first.0 {
+        (first, first, 0.0)
+    } else if v >= last.0 {
+        (last, last, 0.0)
+    } else {
+        let i = HEAT_SCALE.windows(2).position(|w| v < w[1].0).unwrap_or(0);
+        let (a, b) = (HEAT_SCALE[i], HEAT_SCALE[i + 1]);
+        (a, b, (v - a.0) / (b.0 - a.0))
+    };
+    let mix = |x: f32, y: f32| (x + (y - x) * t).round().clamp(0.0, 255.0) as u8;
+    [mix(a.1[0] as f32, b.1[0] as f32), mix(a.1[1] as f32, b.1[1] as f32), mix(a.1[2] as f32, b.1[2] as f32), mix(a.2 * 255.0, b.2 * 255.0)]
+}
+
+/// The scale as a CSS gradient, for the legend (opaque: the legend shows the colours, the PNG fades them).
+pub fn heat_gradient() -> String {
+    let last = HEAT_SCALE[HEAT_SCALE.len() - 1].0;
+    let stops: Vec<String> = HEAT_SCALE.iter().map(|(v, c, _)| format!("rgb({},{},{}) {:.0}%", c[0], c[1], c[2], v / last * 100.0)).collect();
+    format!("linear-gradient(to right, {})", stops.join(", "))
+}
+
 /// Confusion counts at a threshold: (true positives, false positives, true negatives, false negatives).
 pub fn confusion(images: &[EvalImage], threshold: f64) -> (usize, usize, usize, usize) {
     let (mut tp, mut fp, mut tn, mut fn_) = (0, 0, 0, 0);
@@ -285,6 +334,19 @@ mod tests {
         assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(decode_base64("AQID").unwrap(), vec![1, 2, 3]);
         assert!(decode_base64("a*b").is_none());
+    }
+
+    #[test]
+    fn heat_colours_follow_the_scale() {
+        assert_eq!(heat_colour(0.0), [49, 54, 149, 0], "nothing unusual: transparent");
+        assert_eq!(heat_colour(-1.0), heat_colour(0.0));
+        assert_eq!(heat_colour(f32::NAN), heat_colour(0.0));
+        assert_eq!(heat_colour(2.0), [165, 0, 38, 255], "twice a normal peak: opaque dark red");
+        assert_eq!(heat_colour(9.0), heat_colour(2.0));
+        // Half-way between the 1× and 1.5× stops.
+        assert_eq!(heat_colour(1.25), [249, 167, 106, 204]);
+        assert!(heat_gradient().starts_with("linear-gradient(to right, rgb(49,54,149) 0%"));
+        assert!(heat_gradient().ends_with("rgb(165,0,38) 100%)"));
     }
 
     #[test]

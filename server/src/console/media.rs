@@ -29,13 +29,16 @@ pub async fn get_media(State(state): State<AppState>, Path(hash): Path<String>, 
             let ct = if bytes.starts_with(b"\x89PNG") { "image/png" } else { "image/jpeg" };
             return Ok((bytes, ct));
         }
-        let cached = thumbs.join(format!("{hash}.jpg"));
+        // `-a`: thumbnails that keep the image's aspect (older cached ones were stretched to a square).
+        let cached = thumbs.join(format!("{hash}-a.jpg"));
         if let Ok(bytes) = std::fs::read(&cached) {
             return Ok((bytes, "image/jpeg"));
         }
         let bytes = blobs.get(&hash)?;
         let img = crate::engine::image_io::decode_rgb(&bytes)?;
-        let small = image::imageops::thumbnail(&img, THUMB_SIDE, THUMB_SIDE);
+        let scale = (THUMB_SIDE as f64 / img.width().max(img.height()).max(1) as f64).min(1.0);
+        let (w, h) = (((img.width() as f64 * scale).round() as u32).max(1), ((img.height() as f64 * scale).round() as u32).max(1));
+        let small = image::imageops::thumbnail(&img, w, h);
         let mut out = std::io::Cursor::new(Vec::new());
         image::DynamicImage::ImageRgb8(small).write_to(&mut out, image::ImageFormat::Jpeg)?;
         let out = out.into_inner();

@@ -4,7 +4,7 @@
 use super::internal;
 use crate::models::{self, lifecycle::ModelError, trainset::SampleOrigin, ModelVersion, NewModel};
 use crate::state::AppState;
-use app::api::models::{Dashboard, ProjectActivity, DASHBOARD_FRAMES, EvalImage, EvalView, LabelRow, ModelBackend, ModelDetail, ModelSummary, ModelsOverview, TrainingProgress, TryResult};
+use app::api::models::{heat_colour, Dashboard, ProjectActivity, DASHBOARD_FRAMES, EvalImage, EvalView, LabelRow, ModelBackend, ModelDetail, ModelSummary, ModelsOverview, TrainingProgress, TryResult};
 use app::api::BackendError;
 use base64::Engine as _;
 use sqlx::AnyConnection;
@@ -54,10 +54,11 @@ async fn summary(state: &AppState, conn: &mut AnyConnection, m: &ModelVersion) -
         ev.and_then(|e| serde_json::from_slice::<serde_json::Value>(&e).ok()).and_then(|v| v["evaluation"]["image_auroc"].as_f64())
     };
     let progress = if m.status == models::TRAINING {
-        crate::jobs::training_progress(conn, &m.id).await.map_err(internal)?.map(|(stage, fraction, eta_ms)| TrainingProgress {
+        crate::jobs::training_progress(conn, &m.id).await.map_err(internal)?.map(|(stage, fraction, eta_ms, cancel)| TrainingProgress {
             stage: stage.unwrap_or_else(|| "waiting for a worker".into()),
             fraction: fraction.unwrap_or(0.0),
             eta_ms,
+            cancel_requested: cancel != 0,
         })
     } else {
         None
@@ -78,6 +79,27 @@ async fn summary(state: &AppState, conn: &mut AnyConnection, m: &ModelVersion) -
     })
 }
 
+/// A heat map as a PNG in the console's colour scale (`app::api::models::HEAT_SCALE`): transparent where the
+/// image looks normal, then blue, yellow at a normal image's peak, red at twice it.
+fn heat_png(d: &crate::engine::Detection) -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(d.heat_width, d.heat_height, |x, y| {
+        image::Rgba(heat_colour(d.heat_map.get((y * d.heat_width + x) as usize).copied().unwrap_or(0.0)))
+    });
+    let mut out = Vec::new();
+    let _ = image::DynamicImage::ImageRgba8(img).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
+    out
+}
+
+fn detect_error(e: models::hosting::DetectError) -> BackendError {
+    use models::hosting::DetectError;
+    match e {
+        DetectError::Invalid(why) => BackendError::invalid(why),
+        DetectError::Throttled => BackendError::throttled(e.to_string()),
+        e @ (DetectError::NotTrained { .. } | DetectError::NotHosted) => BackendError::conflict(e.to_string()),
+        DetectError::Internal(e) => internal(e),
+    }
+}
+
 /// The model page's view of the stored evaluation. Read as JSON values, not as the engine's `Evaluation`: a
 /// curve's first point has an infinite threshold, which JSON stores as null.
 fn eval_view(raw: &[u8]) -> Option<EvalView> {
@@ -90,9 +112,7 @@ fn eval_view(raw: &[u8]) -> Option<EvalView> {
         .map(|r| {
             let id = r["id"].as_str().unwrap_or_default().to_string();
             let o = origins.get(&id);
-            let name = o
-                .map(|o| o.source_ref.rsplit('/').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("/"))
-                .unwrap_or_else(|| id.clone());
+            let name = o.map(|o| super::display_name(&o.source_ref)).unwrap_or_else(|| id.clone());
             EvalImage {
                 name,
                 image: o.map(|o| o.image.clone()).unwrap_or_default(),
@@ -179,16 +199,18 @@ impl ModelBackend for ConsoleModels {
         Ok(m.version)
     }
 
-    async fn cancel_training(&self, project: &str, version: i64) -> Result<(), BackendError> {
+    async fn cancel_training(&self, project: &str, version: i64) -> Result<bool, BackendError> {
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let m = model(&mut conn, project, version).await?;
         if m.status != models::TRAINING {
             return Err(BackendError::conflict(format!("Model version {version} is {}, not training.", m.status)));
         }
-        if !crate::jobs::request_cancel(&mut conn, &m.id).await.map_err(internal)? {
-            crate::models::training::settle_failed(&self.state.db, &m.id, None, "Training was cancelled.").await.map_err(internal)?;
+        if crate::jobs::request_cancel(&mut conn, &m.id).await.map_err(internal)? {
+            // The worker notices within a second and stops at the end of the step it is in.
+            return Ok(false);
         }
-        Ok(())
+        crate::models::training::settle_failed(&self.state.db, &m.id, None, "Training was cancelled.").await.map_err(internal)?;
+        Ok(true)
     }
 
     async fn model(&self, project: &str, version: i64) -> Result<ModelDetail, BackendError> {
@@ -298,24 +320,35 @@ impl ModelBackend for ConsoleModels {
         })
     }
 
+    async fn eval_heat_map(&self, project: &str, version: i64, image: &str) -> Result<String, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let m = model(&mut conn, project, version).await?;
+        drop(conn);
+        let raw = models::artifacts::evaluation(&self.state, &m).await.map_err(internal)?;
+        let ev = raw.as_deref().and_then(eval_view).ok_or_else(|| BackendError::conflict(format!("Model version {version} has no evaluation yet.")))?;
+        // Only the evaluation's own images: the hash is the page's, not a way to run any blob through the model.
+        if image.is_empty() || !ev.images.iter().any(|i| i.image == image) {
+            return Err(BackendError::not_found(format!("Model version {version} was not evaluated on that image.")));
+        }
+        let (blobs, hash) = (self.state.blobs.clone(), image.to_string());
+        let bytes = tokio::task::spawn_blocking(move || blobs.get(&hash)).await.map_err(internal)?.map_err(internal)?;
+        // The trial lane, waiting its turn: paging through results must not be refused as a burst.
+        let d = models::detect::detect(&self.state, &m, Ok(bytes), models::detect::Lane::Trial, true).await.map_err(detect_error)?;
+        Ok(png_data_url(&heat_png(&d)))
+    }
+
     async fn try_image(&self, project: &str, version: i64, image: Vec<u8>) -> Result<TryResult, BackendError> {
-        use models::hosting::DetectError;
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let m = model(&mut conn, project, version).await?;
         drop(conn);
         let image = if image.len() > crate::inference::MAX_IMAGE_BYTES { Err("The image is larger than 8 MB.".to_string()) } else { Ok(image) };
         // The version's trial lane: counted like any detection, never in the way of hosted traffic.
-        let d = models::detect::detect(&self.state, &m, image, models::detect::Lane::Try, true).await.map_err(|e| match e {
-            DetectError::Invalid(why) => BackendError::invalid(why),
-            DetectError::Throttled => BackendError::throttled(e.to_string()),
-            e @ (DetectError::NotTrained { .. } | DetectError::NotHosted) => BackendError::conflict(e.to_string()),
-            DetectError::Internal(e) => internal(e),
-        })?;
+        let d = models::detect::detect(&self.state, &m, image, models::detect::Lane::Try, true).await.map_err(detect_error)?;
         Ok(TryResult {
             is_anomalous: d.is_anomalous,
             confidence: d.confidence as f64,
             score: d.score as f64,
-            heat_map: png_data_url(&crate::trials::heat_png(&d)),
+            heat_map: png_data_url(&heat_png(&d)),
             mask: d.anomaly_mask.as_deref().map(png_data_url),
             anomalies: crate::trials::anomaly_areas(&d),
         })
@@ -343,6 +376,8 @@ mod tests {
         assert_eq!(v.roc, vec![(0.0, 0.0), (0.5, 1.0)]);
         assert_eq!(v.pr, vec![(1.0, 0.5)]);
         assert_eq!(v.images[0].name, "anomaly/1.png");
+        let raw = raw.to_string().replace("s3://b/anomaly/1.png", "vigil://upload/0123456789abcdef/scratch 7.png");
+        assert_eq!(eval_view(raw.as_bytes()).unwrap().images[0].name, "scratch 7.png", "an upload's name, not its hash folder");
         assert_eq!(v.images[0].image, "ab");
         assert_eq!(v.labels[0].images, 2);
         assert_eq!(v.image_auroc, Some(0.9));
