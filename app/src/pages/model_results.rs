@@ -141,6 +141,12 @@ fn ResultDialog(project: String, version: i64, list: Memo<Vec<EvalImage>>, thres
             }
         }
     });
+    // Width / height of the image shown, once it has loaded.
+    let aspect = RwSignal::new(None::<f64>);
+    Effect::new(move |_| {
+        state.open.track();
+        aspect.set(None);
+    });
     let go = move |step: isize| {
         let (Some(p), n) = (pos.get_untracked(), list.with_untracked(|l| l.len())) else { return };
         let next = p as isize + step;
@@ -195,8 +201,14 @@ fn ResultDialog(project: String, version: i64, list: Memo<Vec<EvalImage>>, thres
                             <button type="button" class="small" aria-label="Close" data-testid="result-close" on:click=move |_| close()>"Close ✕"</button>
                         </div>
                         <div class="result-body">
-                            <div class="result-stack">
-                                <img src=format!("/media/{}", i.image) alt=i.name.clone()/>
+                            <div class="result-stack" style=move || aspect.get().map(|a| format!("aspect-ratio:{a};width:min(100%, calc(68vh * {a}))")).unwrap_or_default()>
+                                <img class="base" src=format!("/media/{}", i.image) alt=i.name.clone() on:load=move |e| {
+                                    // The box takes the image's aspect, so small images grow to fit and the overlays cover exactly the image.
+                                    let img: web_sys::HtmlImageElement = event_target(&e);
+                                    if img.natural_width() > 0 && img.natural_height() > 0 {
+                                        aspect.set(Some(img.natural_width() as f64 / img.natural_height() as f64));
+                                    }
+                                }/>
                                 {move || match heat_now() {
                                     Some(Ok(url)) => view! {
                                         <img class="overlay" data-testid="result-heatmap" src=url alt="the model's heat map"
