@@ -4,7 +4,8 @@
 use super::internal;
 use crate::models::{self, lifecycle::ModelError, trainset::SampleOrigin, ModelVersion, NewModel};
 use crate::state::AppState;
-use app::api::models::{heat_colour, Dashboard, ProjectActivity, DASHBOARD_FRAMES, EvalImage, EvalView, LabelRow, ModelBackend, ModelDetail, ModelSummary, ModelsOverview, TrainingProgress, TryResult};
+use crate::trials::heat_png;
+use app::api::models::{Dashboard, ProjectActivity, DASHBOARD_FRAMES, EvalImage, EvalView, LabelRow, ModelBackend, ModelDetail, ModelSummary, ModelsOverview, TrainingProgress, TryResult};
 use app::api::BackendError;
 use base64::Engine as _;
 use sqlx::AnyConnection;
@@ -79,16 +80,6 @@ async fn summary(state: &AppState, conn: &mut AnyConnection, m: &ModelVersion) -
     })
 }
 
-/// A heat map as a PNG in the console's colour scale (`app::api::models::HEAT_SCALE`): transparent where the
-/// image looks normal, then blue, yellow at a normal image's peak, red at twice it.
-fn heat_png(d: &crate::engine::Detection) -> Vec<u8> {
-    let img = image::RgbaImage::from_fn(d.heat_width, d.heat_height, |x, y| {
-        image::Rgba(heat_colour(d.heat_map.get((y * d.heat_width + x) as usize).copied().unwrap_or(0.0)))
-    });
-    let mut out = Vec::new();
-    let _ = image::DynamicImage::ImageRgba8(img).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
-    out
-}
 
 fn detect_error(e: models::hosting::DetectError) -> BackendError {
     use models::hosting::DetectError;

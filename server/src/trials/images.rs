@@ -2,17 +2,14 @@
 //! model found, for trials and the console's try.
 
 use crate::engine;
+use app::api::models::heat_colour;
 
-/// The heat map as a PNG: transparent wherever the image looks like the normal images (up to 0.6 of a normal
-/// image's most unusual spot), then towards opaque red at twice that spot, so only what stands out is coloured.
+/// The heat map as a PNG in the console's one colour scale (`app::api::models::HEAT_SCALE`, whose legend the
+/// console draws): transparent where the image looks normal, then blue, yellow at a normal image's peak, red at
+/// twice it. Trials, tries and the model page's per-image view all use it.
 pub fn heat_png(d: &engine::Detection) -> Vec<u8> {
-    let g = d.heat_map_image();
-    // `heat_map_image` maps 0–2× a normal image's peak to 0–255.
-    const FLOOR: u16 = 77;
-    let img = image::RgbaImage::from_fn(g.width(), g.height(), |x, y| {
-        let v = g.get_pixel(x, y).0[0] as u16;
-        let alpha = (v.saturating_sub(FLOOR) * 255 / (255 - FLOOR)).min(255) as u8;
-        image::Rgba([255, ((255 - v) / 3) as u8, 0, alpha])
+    let img = image::RgbaImage::from_fn(d.heat_width, d.heat_height, |x, y| {
+        image::Rgba(heat_colour(d.heat_map.get((y * d.heat_width + x) as usize).copied().unwrap_or(0.0)))
     });
     let mut out = Vec::new();
     let _ = image::DynamicImage::ImageRgba8(img).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
@@ -48,8 +45,9 @@ mod tests {
         let png = image::load_from_memory(&heat_png(&d)).unwrap().to_rgba8();
         let alpha: Vec<u8> = png.pixels().map(|p| p.0[3]).collect();
         assert_eq!(alpha[0], 0, "nothing unusual: transparent");
-        assert_eq!(alpha[1], 0, "half a normal image's peak: transparent");
-        assert!(alpha[2] > 40 && alpha[2] < 128, "a normal image's peak: faint ({})", alpha[2]);
+        assert_eq!(alpha[1], 64, "half a normal image's peak: faint");
+        assert_eq!(alpha[2], 179, "a normal image's peak: clear");
         assert_eq!(alpha[3], 255, "twice the peak: opaque");
+        assert_eq!(&png.get_pixel(3, 0).0[..3], &[165, 0, 38], "twice the peak: the scale's red");
     }
 }
