@@ -123,6 +123,9 @@ for _ in $(seq 1 120); do
   kill -0 "$SERVER_PID" 2>/dev/null || { cat "$E2E_DIR/server.log"; exit 1; }
   sleep 0.5
 done
+# The browser tests first: 00-first-run.spec.ts meets the fresh server's empty projects page, as a new user does.
+step "browser tests against http://127.0.0.1:$PORT"
+(cd end2end && VIGIL_E2E_URL="http://127.0.0.1:$PORT" npx playwright test) || { tail -n 50 "$E2E_DIR/server.log"; exit 1; }
 # boto3 pinned with its botocore: botocore releases after 1.40.60 no longer carry the lookoutvision model.
 if ! .venv/bin/python -c "import boto3, botocore, sys; sys.exit(botocore.__version__ != '1.40.60')" 2>/dev/null; then
   step "installing boto3 1.40.60 with botocore 1.40.60 into .venv"
@@ -131,6 +134,4 @@ fi
 step "LFV API through boto3 against http://127.0.0.1:$PORT"
 VIGIL_E2E_URL="http://127.0.0.1:$PORT" .venv/bin/python end2end/boto3_smoke.py || { tail -n 50 "$E2E_DIR/server.log"; exit 1; }
 
-step "browser tests against http://127.0.0.1:$PORT"
-(cd end2end && VIGIL_E2E_URL="http://127.0.0.1:$PORT" npx playwright test) || { tail -n 50 "$E2E_DIR/server.log"; exit 1; }
 step "all tests passed in $((SECONDS - STARTED)) s"
