@@ -195,7 +195,7 @@ fn BatchTile(im: TrialImageView) -> impl IntoView {
     view! {
         <li class="tile trial-tile" data-verdict=label>
             <div class="thumb-stack" style=format!("aspect-ratio: {} / {}", im.width.max(1), im.height.max(1))>
-                <img src=format!("/media/{}?thumb=1", im.image) alt=file.clone() loading="lazy"/>
+                <img src=format!("/media/{}?thumb=2", im.image) alt=file.clone() loading="lazy"/>
                 {im.mask.clone().map(|m| view! { <img class="overlay mask-overlay" src=format!("/media/{m}") alt="" loading="lazy" style="opacity:0.5"/> })}
             </div>
             <span class="tile-name" title=im.source.clone()>{file}</span>

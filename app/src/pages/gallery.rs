@@ -415,10 +415,10 @@ fn Tile(g: GalleryState, i: usize, e: EntryView, qs: String) -> impl IntoView {
             on:click=move |ev: leptos::ev::MouseEvent| g.click(i, ev.shift_key())
         >
             <div class="thumb-stack">
-                <img src=format!("/media/{}?thumb=1", e.image) alt=e.name.clone() loading="lazy" width="160" height="160"/>
+                <img src=format!("/media/{}?thumb=2", e.image) alt=e.name.clone() loading="lazy" width="160" height="160"/>
                 // The mask over the thumbnail, in its labels' colours (white drops out).
                 {e.mask.clone().map(|m| view! {
-                    <img class="overlay mask-overlay" src=format!("/media/{m}?thumb=1") alt="" loading="lazy" width="160" height="160"/>
+                    <img class="overlay mask-overlay" src=format!("/media/{m}?thumb=2") alt="" loading="lazy" width="160" height="160"/>
                 })}
             </div>
             <span class="tile-name" title=e.source_ref.clone()>{e.name.clone()}</span>

@@ -100,7 +100,7 @@ pub fn TestResults(project: String, version: i64, images: Vec<EvalImage>, thresh
                                     aria-label=format!("{}: predicted {}, labelled {}, score {:.3}. Open", i.name, label(pred), label(i.anomalous), i.score)
                                     on:click=move |_| state.open.set(Some(hash.clone()))>
                                     <span class="result-thumb">
-                                        <img src=format!("/media/{}?thumb=1", i.image) alt="" loading="lazy"/>
+                                        <img src=format!("/media/{}?thumb=2", i.image) alt="" loading="lazy"/>
                                         {i.mask.clone().map(|m| view! { <img class="overlay" src=format!("/media/{m}") alt="" loading="lazy"/> })}
                                     </span>
                                     <span class="result-name" title=i.name.clone() data-testid="result-name">{i.name.clone()}</span>

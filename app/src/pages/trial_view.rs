@@ -394,7 +394,7 @@ fn TrialTile(s: TrialState, i: usize, im: TrialImageView) -> impl IntoView {
             data-verdict=verdict.clone().unwrap_or_default()
             on:click=move |_| { focus.set(i); s.toggle(seq); }>
             <div class="thumb-stack" style=format!("aspect-ratio: {} / {}", im.width.max(1), im.height.max(1))>
-                <img src=format!("/media/{}?thumb=1", im.image) alt=file.clone() loading="lazy"/>
+                <img src=format!("/media/{}?thumb=2", im.image) alt=file.clone() loading="lazy"/>
                 {im.heat_map.clone().map(|h| view! {
                     <img class="overlay heat" src=format!("/media/{h}") alt="" loading="lazy" style=move || format!("opacity:{}", opacity.get())/>
                 })}

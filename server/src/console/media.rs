@@ -13,7 +13,9 @@ pub struct MediaQuery {
 /// Longest side of a gallery thumbnail.
 const THUMB_SIDE: u32 = 320;
 
-/// `GET /media/{hash}`: an image or mask from the blob store; `?thumb=1` gives a cached JPEG thumbnail.
+/// `GET /media/{hash}`: an image or mask from the blob store; `?thumb=2` gives a cached JPEG thumbnail at the
+/// image's aspect (`?thumb=1`, what older pages asked for, too; the console moved to `2` so that browsers drop the
+/// square thumbnails they cached as immutable under `1`).
 /// Blobs are content-addressed, so responses never change and can be cached forever.
 pub async fn get_media(State(state): State<AppState>, Path(hash): Path<String>, Query(q): Query<MediaQuery>) -> Response {
     // Checked before any path is built from it: 64 lowercase hex digits, nothing else.
@@ -22,7 +24,7 @@ pub async fn get_media(State(state): State<AppState>, Path(hash): Path<String>, 
     }
     let blobs = state.blobs.clone();
     let thumbs = state.config.data_dir.join("thumbs");
-    let thumb = q.thumb.unwrap_or(0) == 1;
+    let thumb = matches!(q.thumb, Some(1 | 2));
     let result = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<u8>, &'static str)> {
         if !thumb {
             let bytes = blobs.get(&hash)?;
