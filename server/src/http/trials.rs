@@ -9,7 +9,7 @@
 //! | `POST /projects/{p}/trials/{name}/verify` | `{"Images": [seq, ...], "Verdict": "CORRECT" \| "INCORRECT" \| null}` → `{"Changed"}` |
 //! | `POST /projects/{p}/trials/{name}/add-to-dataset` | `{"DatasetType": "train"}` → `{"Added", "Unverified"}` |
 //! | `POST /projects/{p}/trials/{name}/cancel`, `DELETE /projects/{p}/trials/{name}` | |
-//! | `POST /projects/{p}/models/{v}/batches` | `{"Source": "s3://…" \| "/folder", "Output": "s3://…" \| "download"}` → 202 `{"Batch"}` |
+//! | `POST /projects/{p}/models/{v}/batches` | `{"Source": "dataset:test" \| "s3://…" \| "/folder", "Output": "s3://…" \| "download"}` → 202 `{"Batch"}` (uploads only from the console: `UPLOADING` until the last part) |
 //! | `GET /projects/{p}/batches`, `GET /projects/{p}/batches/{id}` | |
 //! | `GET /projects/{p}/batches/{id}/results` | the zip of a `download` batch (`results.jsonl`, `masks/…`) |
 //! | `POST /projects/{p}/batches/{id}/cancel`, `DELETE /projects/{p}/batches/{id}` | |
