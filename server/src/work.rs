@@ -240,7 +240,7 @@ async fn run(state: &AppState, job_id: &str, job: Job, progress: Arc<JobProgress
         },
         Job::Archive { dataset_id, path, name } => {
             let path = std::path::PathBuf::from(path);
-            let imp = importer_of(state).with_local(Local::Zip(std::sync::Arc::new(path.clone())));
+            let imp = importer_of(state).with_local(Local::Zip(std::sync::Arc::new(crate::datasets::import::ZipSource::new(path.clone()))));
             imp.import_zip(&dataset_id, &name).await;
             let _ = tokio::fs::remove_file(&path).await;
         }

@@ -292,6 +292,16 @@ async fn archives_from_the_export_import_back() {
     let d = settle(c, "junk", "test").await;
     assert_eq!(d.status(), Some(&DatasetStatus::CreateFailed));
     assert!(d.status_message().unwrap().contains("no .manifest"), "{:?}", d.status_message());
+
+    // A manifest line beyond 256 KiB is refused as it is read (the manifest is streamed, never held whole).
+    c.create_project().project_name("long-line").send().await.unwrap();
+    let mut long = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    long.start_file("train.manifest", zip::write::SimpleFileOptions::default()).unwrap();
+    std::io::Write::write_all(&mut long, format!("{{\"source-ref\": \"{}\"}}\n", "x".repeat(300 * 1024)).as_bytes()).unwrap();
+    assert_eq!(post("long-line", "train", long.finish().unwrap().into_inner()).await.unwrap().status(), 202);
+    let d = settle(c, "long-line", "train").await;
+    assert_eq!(d.status(), Some(&DatasetStatus::CreateFailed));
+    assert!(d.status_message().unwrap().contains("longer than 256 KiB"), "{:?}", d.status_message());
     h.stop().await;
 }
 

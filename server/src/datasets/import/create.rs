@@ -4,8 +4,8 @@
 //! them to the importer's core.
 
 use super::importer::{internal, ImportError, Importer};
-use super::places::{read_limited, walk, Local, Place, MAX_MANIFEST_BYTES, MAX_MANIFEST_LINE_BYTES};
-use super::readers::{folder_lines, mvtec_lines, parse_manifest, ManifestParser};
+use super::places::{walk, Local, Place, MAX_MANIFEST_BYTES, MAX_MANIFEST_LINE_BYTES};
+use super::readers::{folder_lines, mvtec_lines, ManifestParser};
 use crate::s3::FetchError;
 
 impl Importer {
@@ -110,24 +110,50 @@ impl Importer {
     }
 
     async fn try_import_zip(&self, dataset_id: &str, display_name: &str) -> Result<String, ImportError> {
-        let Some(Local::Zip(path)) = self.local.clone() else { return Err(internal("zip import without an archive")) };
-        let text = tokio::task::spawn_blocking(move || -> Result<String, String> {
-            let f = std::fs::File::open(path.as_ref()).map_err(|e| format!("could not be read: {e}"))?;
-            let mut zip = zip::ZipArchive::new(f).map_err(|_| "is not a zip archive".to_string())?;
-            let names: Vec<String> = zip.file_names().filter(|n| n.ends_with(".manifest") && !n.contains("__MACOSX")).map(str::to_string).collect();
-            let name = match names.as_slice() {
-                [one] => one.clone(),
-                [] => return Err("holds no .manifest file".into()),
-                _ => return Err(format!("holds {} .manifest files; put one per archive", names.len())),
-            };
-            let member = zip.by_name(&name).map_err(|e| format!("could not be read: {e}"))?;
-            let bytes = read_limited(member, MAX_MANIFEST_BYTES)?;
-            String::from_utf8(bytes).map_err(|_| format!("{name} is not UTF-8 text"))
+        let Some(Local::Zip(source)) = self.local.clone() else { return Err(internal("zip import without an archive")) };
+        // The manifest is parsed line by line as it is decompressed, never held whole, and bounded in total and
+        // per line; the archive's directory is read once here and reused for every image.
+        let (lines, issues) = tokio::task::spawn_blocking(move || {
+            source.with(|zip| {
+                use std::io::{BufRead, Read};
+                let names: Vec<String> =
+                    zip.file_names().filter(|n| n.ends_with(".manifest") && !n.contains("__MACOSX")).map(str::to_string).collect();
+                let name = match names.as_slice() {
+                    [one] => one.clone(),
+                    [] => return Err("holds no .manifest file".into()),
+                    _ => return Err(format!("holds {} .manifest files; put one per archive", names.len())),
+                };
+                let member = zip.by_name(&name).map_err(|e| format!("could not be read: {e}"))?;
+                super::places::check_ratio(&member)?;
+                let mut reader = std::io::BufReader::new(std::io::Read::take(member, MAX_MANIFEST_BYTES + 1));
+                let mut parser = ManifestParser::default();
+                let (mut total, mut line) = (0u64, Vec::new());
+                loop {
+                    line.clear();
+                    let n = (&mut reader)
+                        .take(MAX_MANIFEST_LINE_BYTES as u64 + 1)
+                        .read_until(b'\n', &mut line)
+                        .map_err(|e| format!("could not be read: {e}"))?;
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                    if total > MAX_MANIFEST_BYTES {
+                        return Err(format!("holds a manifest larger than {} MB", MAX_MANIFEST_BYTES >> 20));
+                    }
+                    if line.len() > MAX_MANIFEST_LINE_BYTES && !line.ends_with(b"\n") {
+                        return Err(format!("holds a manifest line (line {}) longer than {} KiB", parser.lines_read() + 1, MAX_MANIFEST_LINE_BYTES >> 10));
+                    }
+                    let raw = line.strip_suffix(b"\n").unwrap_or(&line);
+                    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                    parser.push(std::str::from_utf8(raw).map_err(|_| format!("{name} is not UTF-8 text"))?);
+                }
+                Ok(parser.finish())
+            })
         })
         .await
         .map_err(internal)?
         .map_err(|m| ImportError::Unreadable(format!("The archive {display_name} {m}.")))?;
-        let (lines, issues) = parse_manifest(&text);
         if lines.is_empty() && issues.is_empty() {
             return Err(ImportError::Empty(format!("The manifest in {display_name} has no lines.")));
         }

@@ -15,7 +15,7 @@ mod readers;
 mod storing;
 
 pub use importer::{ImportError, Importer};
-pub use places::{Local, Place, MAX_IMAGE_BYTES, MAX_MANIFEST_BYTES, MAX_MANIFEST_LINE_BYTES};
+pub use places::{Local, Place, ZipSource, MAX_IMAGE_BYTES, MAX_MANIFEST_BYTES, MAX_MANIFEST_LINE_BYTES, MAX_ZIP_ENTRIES, MAX_ZIP_RATIO};
 pub use readers::{
     folder_lines, label_from_folder, mvtec_layout_lines, mvtec_lines, parse_manifest, ManifestParser, MvtecLines, FOLDER_MASK_LABEL, PALETTE,
 };

@@ -20,7 +20,61 @@ pub enum Local {
     /// A directory: `file://` URIs under it.
     Dir(PathBuf),
     /// A zip archive (an uploaded export): references are member names.
-    Zip(Arc<PathBuf>),
+    Zip(Arc<ZipSource>),
+}
+
+/// Most members an uploaded archive may hold (images, masks and the manifest).
+pub const MAX_ZIP_ENTRIES: usize = 1_000_000;
+/// Largest ratio of a member's size to its compressed size (beyond: a zip bomb). Images barely compress; a
+/// manifest of JSON lines compresses about 10:1.
+pub const MAX_ZIP_RATIO: u64 = 100;
+
+/// An uploaded archive whose central directory is read once, when it is first opened, and shared by every
+/// member read (reading it again per image would cost time quadratic in the number of members).
+pub struct ZipSource {
+    path: PathBuf,
+    archive: std::sync::Mutex<Option<zip::ZipArchive<std::fs::File>>>,
+}
+
+impl std::fmt::Debug for ZipSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZipSource").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl ZipSource {
+    pub fn new(path: PathBuf) -> ZipSource {
+        ZipSource { path, archive: std::sync::Mutex::new(None) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the open archive (blocking: call from a blocking thread), opening it the first time and
+    /// refusing an archive of more than `MAX_ZIP_ENTRIES` members.
+    pub(super) fn with<T>(&self, f: impl FnOnce(&mut zip::ZipArchive<std::fs::File>) -> Result<T, String>) -> Result<T, String> {
+        let mut guard = self.archive.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            let file = std::fs::File::open(&self.path).map_err(|e| format!("could not be read: {e}"))?;
+            let zip = zip::ZipArchive::new(file).map_err(|_| "is not a zip archive".to_string())?;
+            if zip.len() > MAX_ZIP_ENTRIES {
+                return Err(format!("holds {} files; an archive may hold at most {MAX_ZIP_ENTRIES}", zip.len()));
+            }
+            *guard = Some(zip);
+        }
+        f(guard.as_mut().expect("opened above"))
+    }
+}
+
+/// Refuses a member whose declared sizes say it expands more than `MAX_ZIP_RATIO` times (the actual read is
+/// bounded as well, so a member that lies about its size still cannot expand further than its limit).
+pub(super) fn check_ratio(member: &zip::read::ZipFile<'_, std::fs::File>) -> Result<(), String> {
+    let (size, packed) = (member.size(), member.compressed_size().max(1));
+    if size > 1024 * 1024 && size / packed > MAX_ZIP_RATIO {
+        return Err(format!("{} expands {}:1 (more than {MAX_ZIP_RATIO}:1; a zip bomb?)", member.name(), size / packed));
+    }
+    Ok(())
 }
 
 pub(super) fn read_limited(mut r: impl Read, max: u64) -> Result<Vec<u8>, String> {
@@ -54,16 +108,17 @@ impl Local {
                 })?;
                 read_limited(f, max)
             }
-            Local::Zip(path) => {
-                let f = std::fs::File::open(path.as_ref()).map_err(|e| format!("the archive could not be read: {e}"))?;
-                let mut zip = zip::ZipArchive::new(f).map_err(|e| format!("the archive could not be read: {e}"))?;
-                let name = uri.trim_start_matches("./");
-                let member = zip.by_name(name).map_err(|_| "not in the archive".to_string())?;
-                if member.size() > max {
-                    return Err(fetch_reason(FetchError::TooLarge(max)));
-                }
-                read_limited(member, max)
-            }
+            Local::Zip(source) => source
+                .with(|zip| {
+                    let name = uri.trim_start_matches("./");
+                    let member = zip.by_name(name).map_err(|_| "not in the archive".to_string())?;
+                    if member.size() > max {
+                        return Err(fetch_reason(FetchError::TooLarge(max)));
+                    }
+                    check_ratio(&member)?;
+                    read_limited(member, max)
+                })
+                .map_err(|e| if e.starts_with("is not") || e.starts_with("holds") { format!("the archive {e}") } else { e }),
         }
     }
 }

@@ -47,11 +47,16 @@ pub fn parse_manifest(text: &str) -> (Vec<(i64, ManifestLine)>, Vec<Issue>) {
 
 /// Parses a manifest one line at a time (a streamed manifest is never held whole): valid lines, and an issue
 /// for each malformed or repeated one.
+/// Issues kept one by one; beyond this they are counted (a manifest of a million bad lines must not become a
+/// million report rows in memory).
+pub const MAX_ISSUES_KEPT: usize = 1000;
+
 #[derive(Default)]
 pub struct ManifestParser {
     n: i64,
     lines: Vec<(i64, ManifestLine)>,
     issues: Vec<Issue>,
+    issues_not_kept: u64,
     seen: HashMap<String, i64>,
 }
 
@@ -65,21 +70,38 @@ impl ManifestParser {
         match parse_line(raw) {
             Ok(l) => {
                 if let Some(first) = self.seen.get(&l.source_ref) {
-                    self.issues.push(Issue {
-                        line: Some(n),
-                        source_ref: Some(l.source_ref.clone()),
-                        reason: format!("duplicate source-ref (first on line {first})"),
-                    });
+                    let issue = Issue { line: Some(n), source_ref: Some(l.source_ref.clone()), reason: format!("duplicate source-ref (first on line {first})") };
+                    self.issue(issue);
                 } else {
                     self.seen.insert(l.source_ref.clone(), n);
                     self.lines.push((n, l));
                 }
             }
-            Err(reason) => self.issues.push(Issue { line: Some(n), source_ref: None, reason: format!("malformed line: {reason}") }),
+            Err(reason) => self.issue(Issue { line: Some(n), source_ref: None, reason: format!("malformed line: {reason}") }),
         }
     }
 
-    pub fn finish(self) -> (Vec<(i64, ManifestLine)>, Vec<Issue>) {
+    fn issue(&mut self, issue: Issue) {
+        if self.issues.len() < MAX_ISSUES_KEPT {
+            self.issues.push(issue);
+        } else {
+            self.issues_not_kept += 1;
+        }
+    }
+
+    /// Lines read so far.
+    pub fn lines_read(&self) -> i64 {
+        self.n
+    }
+
+    pub fn finish(mut self) -> (Vec<(i64, ManifestLine)>, Vec<Issue>) {
+        if self.issues_not_kept > 0 {
+            self.issues.push(Issue {
+                line: None,
+                source_ref: None,
+                reason: format!("and {} more lines skipped for the same kinds of reasons (only the first {MAX_ISSUES_KEPT} are listed)", self.issues_not_kept),
+            });
+        }
         (self.lines, self.issues)
     }
 }
@@ -207,6 +229,18 @@ pub fn mvtec_layout_lines(files: &[String], uri: impl Fn(&str) -> String) -> Mvt
 mod tests {
     use super::*;
     use crate::datasets::import::places::Place;
+
+    #[test]
+    fn issues_beyond_the_first_thousand_are_counted_not_kept() {
+        let mut p = ManifestParser::default();
+        for _ in 0..5000 {
+            p.push("not json");
+        }
+        let (lines, issues) = p.finish();
+        assert!(lines.is_empty());
+        assert_eq!(issues.len(), MAX_ISSUES_KEPT + 1);
+        assert!(issues.last().unwrap().reason.starts_with("and 4000 more lines skipped"), "{:?}", issues.last());
+    }
 
     #[test]
     fn manifests_keep_good_lines_and_report_bad_ones() {
