@@ -55,7 +55,7 @@ test("users: an administrator adds and removes a user, who can sign in meanwhile
   await page.locator("#user-password").fill("operator-password");
   await page.getByRole("button", { name: "Add user" }).click();
   const row = page.locator(`tr[data-user="${name}"]`);
-  await expect(row).toContainText("user");
+  await expect(row).toContainText("editor");
 
   const other = await browser.newContext({ baseURL: baseUrl });
   const theirs = await other.newPage();

@@ -360,6 +360,11 @@ pub struct Config {
     #[arg(long, env = "VIGIL_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
     pub secure_cookies: bool,
 
+    /// The console's public URL as browsers reach it (`https://vigil.plant.example`, behind a reverse proxy):
+    /// state-changing console requests must come from this origin. Unset: from the request's own Host.
+    #[arg(long, env = "VIGIL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Training jobs this process runs at once. libtorch uses every core, so one is right for most machines.
     #[arg(long, env = "VIGIL_TRAIN_WORKERS", default_value_t = 1)]
     pub train_workers: usize,

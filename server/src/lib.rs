@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .route("/import/{project}/{dataset_type}", axum::routing::post(console::archive::import_archive))
         .route("/batches/{project}/{file}", axum::routing::get(console::trials::download_batch))
         .route("/packages/{project}/{file}", axum::routing::get(console::packaging::download_package))
+        .route("/audit/export.jsonl", axum::routing::get(console::auth::export_audit))
         .route("/auth/signin", axum::routing::post(console::auth::sign_in))
         .route("/auth/signout", axum::routing::post(console::auth::sign_out))
         .route("/metrics", axum::routing::get(metrics))
@@ -228,7 +229,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
             })

@@ -1,6 +1,7 @@
 //! Web plumbing the LFV API and the console share, below both: the request body cap, the console's session
 //! check (with the cross-origin check on state-changing requests), and streaming a file as a response body.
 
+use crate::auth::roles as access;
 use crate::auth::users;
 use crate::state::AppState;
 use app::api::auth::SessionUser;
@@ -77,16 +78,28 @@ fn url_host(url: &str) -> Option<&str> {
 /// True when a state-changing request may come from another site: an `Origin` (or, without one, a `Referer`)
 /// naming another host than `Host`, or the browser saying it is cross-site. Requests without either header
 /// come from programs, not from a page in a browser, and pass (they still need a session).
-pub fn is_cross_origin(headers: &HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+/// Whether a request's `Origin` (or `Referer`) is another site than this server: the configured public URL
+/// (`VIGIL_PUBLIC_URL`, scheme and host) when set — a forged `Host` header then proves nothing —, else the
+/// request's own `Host`.
+pub fn is_cross_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
     if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
         return true;
     }
     let source = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER));
-    match source.and_then(|v| v.to_str().ok()) {
-        None => false,
-        Some("null") => true,
-        Some(url) => url_host(url).is_none_or(|h| !h.eq_ignore_ascii_case(host)),
+    let Some(url) = source.and_then(|v| v.to_str().ok()) else { return false };
+    if url == "null" {
+        return true;
+    }
+    match public_url.map(str::trim).filter(|p| !p.is_empty()) {
+        Some(public) => {
+            let scheme = |u: &str| u.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            let same_host = url_host(url).zip(url_host(public)).is_some_and(|(a, b)| a.eq_ignore_ascii_case(b));
+            !(same_host && scheme(url) == scheme(public))
+        }
+        None => {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+            url_host(url).is_none_or(|h| !h.eq_ignore_ascii_case(host))
+        }
     }
 }
 
@@ -106,7 +119,7 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
 pub async fn require_session(state: AppState, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if changes_state && is_cross_origin(req.headers()) {
+    if changes_state && is_cross_origin(req.headers(), state.config.public_url.as_deref()) {
         tracing::info!(%path, "refused a cross-origin request");
         return json_status(StatusCode::FORBIDDEN, "Cross-site request refused.");
     }
@@ -139,12 +152,39 @@ pub async fn require_session(state: AppState, mut req: Request, next: Next) -> R
     };
     match user {
         Some(u) => {
-            req.extensions_mut().insert(SessionUser { id: u.id, name: u.name, is_admin: u.is_admin });
-            next.run(req).await
+            let user = SessionUser { id: u.id, name: u.name, is_admin: u.is_admin, role: u.role };
+            let call = access::classify(req.method(), &path);
+            if call.kind == access::Kind::Read || path == "/auth/signout" {
+                req.extensions_mut().insert(user);
+                return next.run(req).await;
+            }
+            // A change (or an attempt): note what it acts on for the audit log — a small form-encoded body is read
+            // for its project or name; the body itself is never written anywhere —, check the role, run it, and
+            // record how it ended.
+            let mut resource = path.strip_prefix("/import/").and_then(|r| r.split('/').next()).unwrap_or("").to_string();
+            let form = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+            let small = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n <= 64 * 1024);
+            if form && small {
+                let (parts, body) = req.into_parts();
+                let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+                    return json_status(StatusCode::BAD_REQUEST, "The request body could not be read.");
+                };
+                resource = access::resource_of(&call.action, &bytes);
+                req = Request::from_parts(parts, axum::body::Body::from(bytes));
+            }
+            if !access::allows(user.role, call.kind) {
+                tracing::info!(user = %user.name, role = user.role.as_str(), action = %call.action, "refused by role");
+                audit_console(&state, &user, &call.action, resource, true, 403);
+                return access::refusal(&user, &call);
+            }
+            req.extensions_mut().insert(user.clone());
+            let res = next.run(req).await;
+            audit_console(&state, &user, &call.action, resource, false, res.status().as_u16());
+            res
         }
         None => {
             let is_page = matches!(*req.method(), Method::GET | Method::HEAD)
-                && !(path == "/metrics" || path.starts_with("/api/") || path.starts_with("/media/") || path.starts_with("/export/") || path.starts_with("/import/") || path.starts_with("/batches/") || path.starts_with("/packages/"));
+                && !(path == "/metrics" || path.starts_with("/api/") || path.starts_with("/media/") || path.starts_with("/export/") || path.starts_with("/import/") || path.starts_with("/batches/") || path.starts_with("/packages/") || path.starts_with("/audit/"));
             if is_page {
                 let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let location = format!("/signin?next={}", urlencode(target));
@@ -154,6 +194,21 @@ pub async fn require_session(state: AppState, mut req: Request, next: Next) -> R
             }
         }
     }
+}
+
+fn audit_console(state: &AppState, user: &SessionUser, action: &str, resource: String, denied: bool, status: u16) {
+    crate::auth::audit::record(
+        &state.db,
+        crate::auth::audit::Event {
+            principal_kind: "user",
+            principal: user.name.clone(),
+            via: "console",
+            action: action.to_string(),
+            resource,
+            denied,
+            status,
+        },
+    );
 }
 
 pub fn urlencode(s: &str) -> String {
@@ -190,12 +245,17 @@ mod tests {
             }
             m
         };
-        assert!(!is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "http://vigil:3000")])));
-        assert!(!is_cross_origin(&h(&[("host", "vigil:3000")])), "no Origin: not a browser page");
-        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "http://evil.example")])));
-        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "http://vigil:3001")])));
-        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "null")])));
-        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("referer", "http://evil.example/x")])));
-        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("sec-fetch-site", "cross-site")])));
+        assert!(!is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "http://vigil:3000")]), None));
+        assert!(!is_cross_origin(&h(&[("host", "vigil:3000")]), None), "no Origin: not a browser page");
+        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "http://evil.example")]), None));
+        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "http://vigil:3001")]), None));
+        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("origin", "null")]), None));
+        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("referer", "http://evil.example/x")]), None));
+        assert!(is_cross_origin(&h(&[("host", "vigil:3000"), ("sec-fetch-site", "cross-site")]), None));
+        // With a public URL, the Host header proves nothing: the origin must be the public one.
+        let public = Some("https://vigil.plant.example");
+        assert!(!is_cross_origin(&h(&[("host", "10.0.0.5:3000"), ("origin", "https://vigil.plant.example")]), public));
+        assert!(is_cross_origin(&h(&[("host", "evil.example"), ("origin", "https://evil.example")]), public));
+        assert!(is_cross_origin(&h(&[("host", "vigil.plant.example"), ("origin", "http://vigil.plant.example")]), public));
     }
 }

@@ -1,6 +1,7 @@
 //! One module per console page.
 
 pub mod admin;
+mod admin_audit;
 pub mod batch;
 pub mod dashboard;
 pub mod dataset;

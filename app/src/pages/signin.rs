@@ -10,7 +10,9 @@ use leptos_router::hooks::use_query_map;
 pub fn SignInPage() -> impl IntoView {
     let query = use_query_map();
     let next = move || query.with(|q| q.get("next").unwrap_or_else(|| "/".to_string()));
-    let failed = move || query.with(|q| q.get("error").is_some());
+    let failed = move || query.with(|q| q.get("error").is_some_and(|e| e != "wait"));
+    // Too many failed sign-ins: the server asks to wait before the next try.
+    let wait = move || query.with(|q| q.get("error").filter(|e| e == "wait").map(|_| q.get("retry").unwrap_or_else(|| "a few".into())));
     view! {
         <Title text="Sign in"/>
         <section class="page signin-page">
@@ -32,6 +34,11 @@ pub fn SignInPage() -> impl IntoView {
                 <Show when=failed>
                     <p class="error" role="alert">"Wrong user name or password."</p>
                 </Show>
+                {move || wait().map(|s| view! {
+                    <p class="error" role="alert" data-testid="signin-wait">
+                        {format!("Too many failed sign-ins for this user or from this address: wait {s} seconds, then try again.")}
+                    </p>
+                })}
                 <div class="form-row">
                     <button type="submit" class="primary">"Sign in"</button>
                 </div>

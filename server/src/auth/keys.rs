@@ -14,6 +14,17 @@ pub struct AccessKey {
     pub description: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// The key's policy document; `None` for a key with every right of its owner's role.
+    pub policy: Option<String>,
+}
+
+/// What SigV4 verification needs of a key: its secret, its owner and what it may do.
+#[derive(Clone)]
+pub struct StoredKey {
+    pub secret: String,
+    pub user_id: String,
+    pub owner_role: super::users::Role,
+    pub policy: Option<String>,
 }
 
 /// Most keys one user may hold (AWS allows two per IAM user; Vigil is more generous for automation).
@@ -37,36 +48,49 @@ pub fn generate() -> (String, String) {
     (format!("VKIA{}", random_string(ID_ALPHABET, 16)), random_string(SECRET_ALPHABET, 40))
 }
 
-/// Creates a key for a user; returns (id, secret). The secret is not kept anywhere readable.
-pub async fn create(conn: &mut AnyConnection, sealer: &SecretBox, user_id: &str, description: &str) -> Result<(String, String), sqlx::Error> {
+/// Creates a key for a user with a policy document (already checked with `policy::Policy::parse`; `None`: every
+/// right of the owner's role); returns (id, secret). The secret is not kept anywhere readable.
+pub async fn create(
+    conn: &mut AnyConnection,
+    sealer: &SecretBox,
+    user_id: &str,
+    description: &str,
+    policy: Option<&str>,
+) -> Result<(String, String), sqlx::Error> {
     let (id, secret) = generate();
     let now = now_ms();
     sqlx::query(
-        "insert into access_key (id, user_id, secret, description, last_used_at, created_at, updated_at) values ($1, $2, $3, $4, null, $5, $5)",
+        "insert into access_key (id, user_id, secret, description, policy, last_used_at, created_at, updated_at) values ($1, $2, $3, $4, $5, null, $6, $6)",
     )
     .bind(&id)
     .bind(user_id)
     .bind(sealer.seal(&purpose(&id), &secret))
     .bind(description)
+    .bind(policy)
     .bind(now)
     .execute(&mut *conn)
     .await?;
     Ok((id, secret))
 }
 
-/// The secret and owner of a key, or `None` if there is no such key.
-pub async fn secret(conn: &mut AnyConnection, sealer: &SecretBox, id: &str) -> anyhow::Result<Option<(String, String)>> {
-    let row: Option<(String, String)> =
-        sqlx::query_as("select secret, user_id from access_key where id = $1").bind(id).fetch_optional(&mut *conn).await?;
-    let Some((sealed, user_id)) = row else { return Ok(None) };
+/// The secret, owner, owner's role and policy of a key, or `None` if there is no such key.
+pub async fn secret(conn: &mut AnyConnection, sealer: &SecretBox, id: &str) -> anyhow::Result<Option<StoredKey>> {
+    let row: Option<(String, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+        "select k.secret, k.user_id, u.is_admin, u.role, k.policy from access_key k join app_user u on u.id = k.user_id where k.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((sealed, user_id, is_admin, role, policy)) = row else { return Ok(None) };
     let secret = sealer.open(&purpose(id), &sealed)?;
-    Ok(Some((secret, user_id)))
+    Ok(Some(StoredKey { secret, user_id, owner_role: super::users::role_of(is_admin, role.as_deref()), policy }))
 }
 
 /// Keys, with their owners' names: all of them, or one user's.
 pub async fn list(conn: &mut AnyConnection, user_id: Option<&str>) -> Result<Vec<AccessKey>, sqlx::Error> {
-    let rows: Vec<(String, String, String, String, i64, Option<i64>)> = sqlx::query_as(
-        "select k.id, k.user_id, u.name, k.description, k.created_at, k.last_used_at from access_key k join app_user u on u.id = k.user_id \
+    type Row = (String, String, String, String, i64, Option<i64>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "select k.id, k.user_id, u.name, k.description, k.created_at, k.last_used_at, k.policy from access_key k join app_user u on u.id = k.user_id \
          where $1 = '' or k.user_id = $1 order by k.created_at, k.id",
     )
     .bind(user_id.unwrap_or(""))
@@ -74,7 +98,15 @@ pub async fn list(conn: &mut AnyConnection, user_id: Option<&str>) -> Result<Vec
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, user_id, user_name, description, created_at, last_used_at)| AccessKey { id, user_id, user_name, description, created_at, last_used_at })
+        .map(|(id, user_id, user_name, description, created_at, last_used_at, policy)| AccessKey {
+            id,
+            user_id,
+            user_name,
+            description,
+            created_at,
+            last_used_at,
+            policy,
+        })
         .collect())
 }
 

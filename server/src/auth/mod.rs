@@ -2,8 +2,12 @@
 //! passwords and database sessions (`users`), and the server key that seals stored secrets (`secretbox`).
 //! `Auth` is the handle request handlers use; the HTTP side (middleware, sign-in) lives in `http::auth`.
 
+pub mod audit;
 pub mod keys;
+pub mod policy;
 pub mod reset;
+pub mod roles;
+pub mod throttle;
 pub mod secretbox;
 pub mod sigv4;
 pub mod users;
@@ -24,6 +28,38 @@ pub struct ApiCaller {
     pub access_key_id: String,
     /// The user the key belongs to; `None` for the bootstrap key from the configuration.
     pub user_id: Option<String>,
+    /// The owner's role (the bootstrap key is an administrator's): the most the key may do.
+    pub role: users::Role,
+    /// The key's own policy; `None`: every right of the role.
+    pub policy: Option<Arc<policy::Policy>>,
+}
+
+impl ApiCaller {
+    /// Whether the caller may perform `action` on `resource`: both the owner's role and the key's policy must
+    /// allow it (an explicit Deny in either wins).
+    pub fn decide(&self, action: &str, resource: &str) -> policy::Decision {
+        let by_role = role_policy(self.role).evaluate(action, resource);
+        if !by_role.allowed() {
+            return by_role;
+        }
+        match &self.policy {
+            None => by_role,
+            Some(p) => p.evaluate(action, resource),
+        }
+    }
+}
+
+/// What a console role allows through the API: administrators and editors every action, viewers the
+/// read-only preset.
+pub fn role_policy(role: users::Role) -> &'static policy::Policy {
+    use std::sync::OnceLock;
+    static FULL: OnceLock<policy::Policy> = OnceLock::new();
+    static READ: OnceLock<policy::Policy> = OnceLock::new();
+    let (cell, preset) = match role {
+        users::Role::Administrator | users::Role::Editor => (&FULL, policy::Preset::FullAccess),
+        users::Role::Viewer => (&READ, policy::Preset::ReadOnly),
+    };
+    cell.get_or_init(|| policy::Policy::parse(&preset.document()).unwrap_or_else(|_| policy::Policy::deny_all()))
 }
 
 #[derive(Clone)]
@@ -36,6 +72,7 @@ struct Inner {
     sealer: SecretBox,
     bootstrap: Option<(String, String)>,
     cache: Mutex<HashMap<String, CachedKey>>,
+    sign_ins: throttle::SignInThrottle,
 }
 
 struct CachedKey {
@@ -52,11 +89,13 @@ struct CachedKey {
 struct KnownKey {
     secret: String,
     user_id: Option<String>,
+    role: users::Role,
+    policy: Option<Arc<policy::Policy>>,
 }
 
 impl Auth {
     pub fn new(db: Db, sealer: SecretBox, bootstrap: Option<(String, String)>) -> Self {
-        Auth { inner: Arc::new(Inner { db, sealer, bootstrap, cache: Mutex::new(HashMap::new()) }) }
+        Auth { inner: Arc::new(Inner { db, sealer, bootstrap, cache: Mutex::new(HashMap::new()), sign_ins: Default::default() }) }
     }
 
     pub fn db(&self) -> &Db {
@@ -65,6 +104,11 @@ impl Auth {
 
     pub fn sealer(&self) -> &SecretBox {
         &self.inner.sealer
+    }
+
+    /// Failed sign-ins of this server, per user name and client address.
+    pub fn sign_ins(&self) -> &throttle::SignInThrottle {
+        &self.inner.sign_ins
     }
 
     /// The access key id of the configured bootstrap key, if any.
@@ -91,7 +135,12 @@ impl Auth {
         let mut cache = self.inner.cache.lock().unwrap();
         let Some(entry) = cache.get_mut(access_key_id) else { return Ok(None) };
         let Some(known) = entry.key.clone() else { return Ok(None) };
-        let caller = ApiCaller { access_key_id: access_key_id.to_string(), user_id: known.user_id.clone() };
+        let caller = ApiCaller {
+            access_key_id: access_key_id.to_string(),
+            user_id: known.user_id.clone(),
+            role: known.role,
+            policy: known.policy.clone(),
+        };
         let slot = (date.to_string(), region.to_string());
         if let Some(k) = entry.signing.get(&slot) {
             return Ok(Some((*k, caller)));
@@ -107,13 +156,20 @@ impl Auth {
     async fn lookup(&self, access_key_id: &str) -> anyhow::Result<Option<KnownKey>> {
         if let Some((id, secret)) = &self.inner.bootstrap {
             if id == access_key_id {
-                return Ok(Some(KnownKey { secret: secret.clone(), user_id: None }));
+                return Ok(Some(KnownKey { secret: secret.clone(), user_id: None, role: users::Role::Administrator, policy: None }));
             }
         }
         let mut conn = self.inner.db.pool.acquire().await?;
-        Ok(keys::secret(&mut conn, &self.inner.sealer, access_key_id)
-            .await?
-            .map(|(secret, user_id)| KnownKey { secret, user_id: Some(user_id) }))
+        Ok(keys::secret(&mut conn, &self.inner.sealer, access_key_id).await?.map(|k| {
+            // A stored policy was checked when the key was made; one that no longer parses allows nothing.
+            let policy = k.policy.as_deref().map(|doc| {
+                Arc::new(policy::Policy::parse(doc).unwrap_or_else(|e| {
+                    tracing::error!(key = access_key_id, error = %e, "an access key's stored policy does not parse; the key may do nothing");
+                    policy::Policy::deny_all()
+                }))
+            });
+            KnownKey { secret: k.secret, user_id: Some(k.user_id), role: k.owner_role, policy }
+        }))
     }
 
     /// True when the key's last use should be recorded now (about once a minute per key and server, so that
@@ -133,6 +189,11 @@ impl Auth {
     pub fn forget(&self, access_key_id: &str) {
         self.inner.cache.lock().unwrap().remove(access_key_id);
     }
+
+    /// Forgets every key of a user at once (after their role changed).
+    pub fn forget_user(&self, user_id: &str) {
+        self.inner.cache.lock().unwrap().retain(|_, c| c.key.as_ref().is_none_or(|k| k.user_id.as_deref() != Some(user_id)));
+    }
 }
 
 /// At start-up: the server key (installed as the process key), the first administrator, and the `Auth` handle
@@ -140,7 +201,7 @@ impl Auth {
 pub async fn setup(config: &crate::config::Config, db: &Db) -> anyhow::Result<Auth> {
     let sealer = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
     secretbox::install(&sealer);
-    users::ensure_admin(db, config.admin_password.as_deref()).await?;
+    users::ensure_admin(db, config.admin_password.as_deref(), &config.data_dir).await?;
     let bootstrap = match (config.access_key_id.as_deref().map(str::trim), config.secret_access_key.as_deref()) {
         (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => Some((id.to_string(), secret.to_string())),
         (None, None) => None,

@@ -14,7 +14,7 @@ pub async fn reset_password(args: ResetPasswordArgs) -> anyhow::Result<()> {
     } else {
         (users::generate_password(), true)
     };
-    users::validate_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    users::validate_password(&args.user, &password).map_err(|e| anyhow::anyhow!("{e}"))?;
     let db = crate::db::Db::connect(&args.database_url).await?;
     let mut conn = db.pool.acquire().await?;
     let Some((user, _)) = users::find_with_hash(&mut conn, &args.user).await? else {

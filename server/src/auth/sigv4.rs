@@ -99,7 +99,10 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigError> {
             "Credential should be of the form ACCESS_KEY/yyyymmdd/region/service/aws4_request; got {credential:?}."
         )));
     };
-    if *terminator != "aws4_request" || access_key_id.is_empty() || date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+    // A key id is at most 128 letters and digits (IAM's limit), so a flood of made-up ids costs no more than it must.
+    let key_ok = !access_key_id.is_empty() && access_key_id.len() <= 128 && access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+    let region_ok = !region.is_empty() && region.len() <= 64;
+    if *terminator != "aws4_request" || !key_ok || !region_ok || date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
         return Err(SigError::Incomplete(format!(
             "Credential should be of the form ACCESS_KEY/yyyymmdd/region/service/aws4_request; got {credential:?}."
         )));

@@ -2,10 +2,11 @@
 //! WASM), and the Admin page's backend (users, access keys). The session check in front of every page is
 //! [`crate::web::require_session`].
 
-use crate::auth::{keys, users};
+use crate::auth::policy::{Policy, Preset};
+use crate::auth::{audit, keys, users};
 use crate::state::AppState;
 use crate::web::{json_status, session_token, urlencode, COOKIE};
-use app::api::auth::{AdminData, AuthBackend, KeyView, NewKey, SessionUser, UserView};
+use app::api::auth::{AdminData, AuditFilter, AuditPage, AuditView, AuthBackend, KeyAccess, KeyView, NewKey, Role, SessionUser, UserView};
 use app::api::BackendError;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -54,12 +55,29 @@ pub struct SignInForm {
 
 /// `POST /auth/signin` (form: `name`, `password`, `next`): opens a session and redirects to `next`, or back to
 /// the sign-in page with `error=1`.
-pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, axum::Form(form): axum::Form<SignInForm>) -> Response {
+pub async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    axum::Form(form): axum::Form<SignInForm>,
+) -> Response {
     let next = safe_next(&form.next).to_string();
+    // The peer's address (a proxy's, behind one: then the per-user count still holds).
+    let addr = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let name: String = form.name.trim().chars().take(64).collect();
     let failed = || {
         let location = format!("/signin?error=1&next={}", urlencode(&next));
         (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
     };
+    let wait = state.auth.sign_ins().wait(&name, &addr, std::time::Instant::now());
+    if !wait.is_zero() {
+        tracing::info!(name = %name, %addr, wait_s = wait.as_secs_f32(), "sign-in refused: too many failures");
+        let location = format!("/signin?error=wait&retry={}&next={}", wait.as_secs().max(1), urlencode(&next));
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+    }
     let found = match state.db.pool.acquire().await {
         Ok(mut conn) => users::find_with_hash(&mut conn, form.name.trim()).await,
         Err(e) => Err(e),
@@ -81,9 +99,11 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, axum::Fo
     let Ok(_permit) = password_checks().acquire().await else { return failed() };
     let ok = tokio::task::spawn_blocking(move || users::verify_password(&password, &hash)).await.unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
-        tracing::info!(name = %form.name.chars().take(64).collect::<String>(), "failed sign-in");
+        state.auth.sign_ins().failed(&name, &addr, std::time::Instant::now());
+        tracing::info!(name = %name, %addr, "failed sign-in");
         return failed();
     };
+    state.auth.sign_ins().succeeded(&name);
     let token = match state.db.pool.acquire().await {
         Ok(mut conn) => users::create_session(&mut conn, &user.id).await,
         Err(e) => Err(e),
@@ -153,27 +173,46 @@ impl AuthBackend for AuthConsole {
             .map_err(internal)?
             .into_iter()
             .filter(|u| me.is_admin || u.id == me.id)
-            .map(|u| UserView { name: u.name, is_admin: u.is_admin, created_at_ms: u.created_at })
+            .map(|u| UserView { name: u.name, is_admin: u.is_admin, role: u.role, created_at_ms: u.created_at })
             .collect();
         let keys = keys::list(&mut conn, if me.is_admin { None } else { Some(&me.id) })
             .await
             .map_err(internal)?
             .into_iter()
-            .map(|k| KeyView { id: k.id, user: k.user_name, description: k.description, created_at_ms: k.created_at, last_used_at_ms: k.last_used_at })
+            .map(|k| KeyView {
+                id: k.id,
+                user: k.user_name,
+                description: k.description,
+                created_at_ms: k.created_at,
+                last_used_at_ms: k.last_used_at,
+                access: access_summary(k.policy.as_deref()),
+                policy: k.policy.unwrap_or_else(|| Preset::FullAccess.document()),
+            })
             .collect();
         let bootstrap_key = if me.is_admin { self.state.auth.bootstrap_key_id().map(str::to_string) } else { None };
         Ok(AdminData { me: me.clone(), users, keys, bootstrap_key })
     }
 
-    async fn create_user(&self, me: &SessionUser, name: &str, password: &str, is_admin: bool) -> Result<(), BackendError> {
+    async fn create_user(&self, me: &SessionUser, name: &str, password: &str, role: Role) -> Result<(), BackendError> {
         admin_only(me)?;
         users::validate_name(name)?;
-        users::validate_password(password)?;
+        users::validate_password(name, password)?;
         let pw = password.to_string();
         let hash = tokio::task::spawn_blocking(move || users::hash_password(&pw)).await.map_err(internal)?.map_err(internal)?;
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
-        users::create(&mut conn, name, &hash, is_admin).await?;
-        tracing::info!(by = %me.name, user = %name, is_admin, "added a console user");
+        users::create(&mut conn, name, &hash, role).await?;
+        tracing::info!(by = %me.name, user = %name, role = role.as_str(), "added a console user");
+        Ok(())
+    }
+
+    async fn set_user_role(&self, me: &SessionUser, name: &str, role: Role) -> Result<(), BackendError> {
+        admin_only(me)?;
+        let mut tx = self.state.db.begin_write().await.map_err(internal)?;
+        let user = users::set_role(&mut tx, name, role).await?;
+        tx.commit().await.map_err(internal)?;
+        // The user's keys carry the role they were looked up with: read them again.
+        self.state.auth.forget_user(&user.id);
+        tracing::info!(by = %me.name, user = %name, role = role.as_str(), "changed a console user's role");
         Ok(())
     }
 
@@ -193,7 +232,7 @@ impl AuthBackend for AuthConsole {
     }
 
     async fn change_password(&self, me: &SessionUser, current: &str, new: &str) -> Result<(), BackendError> {
-        users::validate_password(new)?;
+        users::validate_password(&me.name, new)?;
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let (user, hash) = users::find_with_hash(&mut conn, &me.name).await.map_err(internal)?.ok_or_else(|| BackendError::unauthorized("Sign in first."))?;
         let (cur, new) = (current.to_string(), new.to_string());
@@ -209,21 +248,25 @@ impl AuthBackend for AuthConsole {
         .map_err(internal)?
         .ok_or_else(|| BackendError::invalid("The current password is wrong."))?;
         users::set_password_hash(&mut conn, &user.id, &new_hash).await.map_err(internal)?;
+        // Whoever else was signed in as this user (with the old password) is signed out; this browser stays.
+        let ended = users::end_other_sessions(&mut conn, &user.id, current_session().as_deref()).await.map_err(internal)?;
+        tracing::info!(user = %user.name, other_sessions_ended = ended, "changed a password");
         Ok(())
     }
 
-    async fn create_key(&self, me: &SessionUser, description: &str) -> Result<NewKey, BackendError> {
+    async fn create_key(&self, me: &SessionUser, description: &str, access: &KeyAccess) -> Result<NewKey, BackendError> {
         if description.chars().count() > 200 {
             return Err(BackendError::invalid("A description has at most 200 characters."));
         }
+        let policy = key_policy(me, access)?;
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         if keys::count_for_user(&mut tx, &me.id).await.map_err(internal)? >= keys::MAX_KEYS_PER_USER {
             return Err(BackendError::conflict(format!("You hold {} access keys already; revoke one first.", keys::MAX_KEYS_PER_USER)));
         }
-        let (id, secret) = keys::create(&mut tx, self.state.auth.sealer(), &me.id, description).await.map_err(internal)?;
+        let (id, secret) = keys::create(&mut tx, self.state.auth.sealer(), &me.id, description, Some(&policy)).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         self.state.auth.forget(&id);
-        tracing::info!(user = %me.name, key = %id, "created an access key");
+        tracing::info!(user = %me.name, key = %id, access = %access_summary(Some(&policy)), "created an access key");
         Ok(NewKey { id, secret })
     }
 
@@ -237,6 +280,142 @@ impl AuthBackend for AuthConsole {
         tracing::info!(user = %me.name, key = %id, "revoked an access key");
         Ok(())
     }
+
+    async fn end_sessions(&self, me: &SessionUser, name: &str) -> Result<u64, BackendError> {
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        if name == me.name {
+            let n = users::end_other_sessions(&mut conn, &me.id, current_session().as_deref()).await.map_err(internal)?;
+            tracing::info!(user = %me.name, ended = n, "signed out everywhere else");
+            return Ok(n);
+        }
+        admin_only(me)?;
+        let (user, _) = users::find_with_hash(&mut conn, name).await.map_err(internal)?.ok_or_else(|| BackendError::not_found(format!("No user named {name}.")))?;
+        let n = users::end_sessions(&mut conn, &user.id).await.map_err(internal)?;
+        tracing::info!(by = %me.name, user = %name, ended = n, "ended a user's sessions");
+        Ok(n)
+    }
+
+    async fn audit_log(&self, me: &SessionUser, filter: &AuditFilter) -> Result<AuditPage, BackendError> {
+        admin_only(me)?;
+        const PAGE: i64 = 100;
+        let f = audit_filter(filter, PAGE)?;
+        let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
+        let rows = audit::list(&mut conn, &f).await.map_err(internal)?;
+        let next_before_ms = (rows.len() as i64 == PAGE).then(|| rows.last().map(|r| r.at)).flatten();
+        Ok(AuditPage { events: rows.into_iter().map(audit_view).collect(), next_before_ms })
+    }
+}
+
+/// The cookie token of the session making this server function call.
+fn current_session() -> Option<String> {
+    leptos::prelude::use_context::<axum::http::request::Parts>().and_then(|p| session_token(&p.headers))
+}
+
+fn audit_filter(filter: &AuditFilter, limit: i64) -> Result<audit::Filter, BackendError> {
+    let text = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| s.chars().take(200).collect::<String>());
+    let outcome = text(&filter.outcome);
+    if outcome.as_deref().is_some_and(|o| !matches!(o, "allowed" | "failed" | "denied")) {
+        return Err(BackendError::invalid("The outcome is allowed, failed or denied."));
+    }
+    Ok(audit::Filter { principal: text(&filter.principal), action: text(&filter.action), outcome, before: filter.before_ms, limit })
+}
+
+fn audit_view(r: audit::Stored) -> AuditView {
+    AuditView {
+        at_ms: r.at,
+        principal_kind: r.principal_kind,
+        principal: r.principal,
+        via: r.via,
+        action: r.action,
+        resource: r.resource,
+        outcome: r.outcome,
+        status: r.status,
+    }
+}
+
+/// Most events one export holds (the newest that match).
+const MAX_EXPORT_EVENTS: i64 = 100_000;
+
+/// `GET /audit/export.jsonl?principal=&action=&outcome=` (administrators): the matching events, newest first,
+/// as JSON lines.
+pub async fn export_audit(
+    State(state): State<AppState>,
+    axum::Extension(me): axum::Extension<SessionUser>,
+    axum::extract::Query(filter): axum::extract::Query<AuditFilter>,
+) -> Response {
+    if admin_only(&me).is_err() {
+        return json_status(StatusCode::FORBIDDEN, "Only an administrator can export the audit log.");
+    }
+    let f = match audit_filter(&AuditFilter { before_ms: None, ..filter }, MAX_EXPORT_EVENTS) {
+        Ok(f) => f,
+        Err(e) => return json_status(StatusCode::BAD_REQUEST, &e.message),
+    };
+    let rows = match state.db.pool.acquire().await {
+        Ok(mut conn) => audit::list(&mut conn, &f).await,
+        Err(e) => Err(e),
+    };
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "exporting the audit log");
+            return json_status(StatusCode::INTERNAL_SERVER_ERROR, "The audit log could not be read.");
+        }
+    };
+    let mut body = String::new();
+    for r in rows.into_iter().map(audit_view) {
+        body.push_str(&serde_json::to_string(&r).unwrap_or_default());
+        body.push('\n');
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"vigil-audit.jsonl\""),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A key's access in words, for the Admin page.
+pub fn access_summary(policy: Option<&str>) -> String {
+    match policy.map(Preset::recognise) {
+        None | Some(Some(Preset::FullAccess)) => "Full access".into(),
+        Some(Some(Preset::ReadOnly)) => "Read only".into(),
+        Some(Some(Preset::DetectOnly(projects))) => format!("Detect only: {}", projects.join(", ")),
+        Some(None) => "Custom policy".into(),
+    }
+}
+
+/// The policy document a new key gets, within its owner's role: a viewer's keys can only read.
+fn key_policy(me: &SessionUser, access: &KeyAccess) -> Result<String, BackendError> {
+    let preset = match access.preset.trim() {
+        "" | "full" => Preset::FullAccess,
+        "read" => Preset::ReadOnly,
+        "detect" => {
+            let mut projects: Vec<String> = access.projects.iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+            projects.sort();
+            projects.dedup();
+            if projects.is_empty() || projects.len() > 50 {
+                return Err(BackendError::invalid("Choose 1 to 50 projects whose models the key may call DetectAnomalies on."));
+            }
+            for p in &projects {
+                app::names::validate_project_name(p).map_err(BackendError::invalid)?;
+            }
+            Preset::DetectOnly(projects)
+        }
+        "custom" => {
+            Policy::parse(&access.policy).map_err(|e| BackendError::invalid(format!("The policy is not valid: {e}")))?;
+            return Ok(access.policy.trim().to_string());
+        }
+        other => return Err(BackendError::invalid(format!("{other:?} is not a choice: full, read, detect or custom."))),
+    };
+    if !me.role.may_change() && preset != Preset::ReadOnly {
+        return Err(BackendError::forbidden(format!(
+            "Your role ({}) allows reads only, so your keys can only be read-only: choose Read only.",
+            me.role.as_str()
+        )));
+    }
+    Ok(preset.document())
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+/// A signed call's body must arrive within this time (16 MiB at 2 Mbit/s takes about a minute).
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Bodies at least this large are hashed on a blocking thread.
 const HASH_INLINE_BYTES: usize = 256 * 1024;
 
@@ -59,22 +62,6 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
             return super::error::ApiError::Validation(format!("The path {:?} is not in normal form (no empty, . or .. segments).", req.uri().path()))
                 .into_response();
         }
-        // DetectAnomalies bodies (up to 8 MB each) are read only while there is room for them; beyond that the
-        // caller is throttled at once, so a flood of large images cannot run the server out of memory.
-        let _permit = if req.method() == axum::http::Method::POST && req.uri().path().ends_with("/detect") {
-            match state.hosting.in_flight.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    return super::error::ApiError::Throttling {
-                        message: "Too many DetectAnomalies requests are in flight on this server. Retry shortly.".into(),
-                        retry_after_s: 1,
-                    }
-                    .into_response();
-                }
-            }
-        } else {
-            None
-        };
         require_sigv4(State(state), req, next).await
     } else {
         crate::web::require_session(state, req, next).await
@@ -97,9 +84,30 @@ pub async fn require_sigv4(State(state): State<AppState>, req: Request, next: Ne
         return next.run(req).await;
     }
     match verify(&state, req).await {
-        Ok(req) => next.run(req).await,
+        Ok((req, caller, op, _detect_slot)) => {
+            let res = next.run(req).await;
+            if let Some(op) = op.filter(|op| op.changes) {
+                audit_api(&state, &caller, op.action, op.resource, false, res.status().as_u16());
+            }
+            res
+        }
         Err(response) => response,
     }
+}
+
+fn audit_api(state: &AppState, caller: &ApiCaller, action: &str, resource: String, denied: bool, status: u16) {
+    crate::auth::audit::record(
+        &state.db,
+        crate::auth::audit::Event {
+            principal_kind: "key",
+            principal: caller.access_key_id.clone(),
+            via: "api",
+            action: action.to_string(),
+            resource,
+            denied,
+            status,
+        },
+    );
 }
 
 /// An LFV-shaped refusal.
@@ -116,7 +124,12 @@ fn sig_refusal(e: SigError) -> Response {
     refusal(StatusCode::FORBIDDEN, e.code(), &e.to_string())
 }
 
-async fn verify(state: &AppState, req: Request) -> Result<Request, Response> {
+/// Verifies the signature, then the caller's rights: the request with the caller in its extensions, the caller,
+/// and the operation (if the route is listed in `access`).
+async fn verify(
+    state: &AppState,
+    req: Request,
+) -> Result<(Request, ApiCaller, Option<super::access::Operation>, Option<tokio::sync::OwnedSemaphorePermit>), Response> {
     let (mut parts, body) = req.into_parts();
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Err(sig_refusal(SigError::Missing));
@@ -153,6 +166,12 @@ async fn verify(state: &AppState, req: Request) -> Result<Request, Response> {
     if !auth.signed_headers.contains(&"host") {
         return Err(sig_refusal(SigError::Incomplete("'Host' must be a 'SignedHeader' in the AWS Authorization.".into())));
     }
+    // The date and the payload hash a request carries must be signed too, or they could be changed in flight.
+    for h in ["x-amz-date", "x-amz-content-sha256"] {
+        if parts.headers.contains_key(h) && !auth.signed_headers.contains(&h) {
+            return Err(sig_refusal(SigError::Incomplete(format!("'{h}' must be a 'SignedHeader' in the AWS Authorization."))));
+        }
+    }
     let key = state.auth.signing_key(auth.access_key_id, auth.date, auth.region).await.map_err(|e| {
         tracing::error!(error = format!("{e:#}"), "looking up an access key");
         refusal(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerException", "Vigil had an internal error. Try your call again.")
@@ -162,10 +181,38 @@ async fn verify(state: &AppState, req: Request) -> Result<Request, Response> {
     };
     sigv4::check_skew(when, chrono::Utc::now()).map_err(sig_refusal)?;
 
+    // DetectAnomalies bodies (up to 8 MB each) are read only while there is room for them; beyond that the caller
+    // is throttled at once, so a flood of large images cannot run the server out of memory. The slot is taken
+    // only for a known key with a current date, so unsigned or unknown callers cannot fill the slots.
+    let detect_slot = if parts.method == axum::http::Method::POST && parts.uri.path().ends_with("/detect") {
+        match state.hosting.in_flight.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return Err(super::error::ApiError::Throttling {
+                    message: "Too many DetectAnomalies requests are in flight on this server. Retry shortly.".into(),
+                    retry_after_s: 1,
+                }
+                .into_response())
+            }
+        }
+    } else {
+        None
+    };
     let limit = body_limit(parts.method.as_str(), parts.uri.path());
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        refusal(StatusCode::PAYLOAD_TOO_LARGE, "ValidationException", &format!("The request body is larger than {} MiB.", limit >> 20))
-    })?;
+    // A body must arrive within the read timeout: a slow sender cannot hold a slot (or a connection) for long.
+    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return Err(refusal(StatusCode::PAYLOAD_TOO_LARGE, "ValidationException", &format!("The request body is larger than {} MiB.", limit >> 20)))
+        }
+        Err(_) => {
+            return Err(refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                &format!("The request body did not arrive within {} s.", BODY_READ_TIMEOUT.as_secs()),
+            ))
+        }
+    };
     let payload_hash = if bytes.len() >= HASH_INLINE_BYTES {
         let b = bytes.clone();
         tokio::task::spawn_blocking(move || sigv4::sha256_hex(&b)).await.unwrap_or_default()
@@ -188,6 +235,13 @@ async fn verify(state: &AppState, req: Request) -> Result<Request, Response> {
         tracing::debug!(canonical_request = %creq, "signature mismatch");
         return Err(sig_refusal(SigError::Mismatch));
     }
+    let (method, path) = (parts.method.as_str(), uri.path());
+    let op = super::access::operation(method, path, &bytes, &state.config.region, &state.config.account_id);
+    if let Err(denied) = super::access::authorize(&caller, op.as_ref(), method, path) {
+        let (action, resource) = op.as_ref().map_or(("(unlisted)", path.to_string()), |o| (o.action, o.resource.clone()));
+        audit_api(state, &caller, action, resource, true, denied.status().as_u16());
+        return Err(denied);
+    }
     if caller.user_id.is_some() && state.auth.should_record_use(&caller.access_key_id) {
         let db = state.db.clone();
         let id = caller.access_key_id.clone();
@@ -197,6 +251,6 @@ async fn verify(state: &AppState, req: Request) -> Result<Request, Response> {
             }
         });
     }
-    parts.extensions.insert(caller);
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    parts.extensions.insert(caller.clone());
+    Ok((Request::from_parts(parts, Body::from(bytes)), caller, op, detect_slot))
 }

@@ -1,5 +1,6 @@
 //! The LFV-compatible REST API under `/2020-11-20`: one router per resource, LFV's error shapes.
 
+pub mod access;
 pub mod auth;
 pub mod datasets;
 pub mod error;

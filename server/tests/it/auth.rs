@@ -151,7 +151,7 @@ async fn issued_access_keys_sign_until_revoked() {
     let state = h.running.as_ref().unwrap().state.clone();
     let mut conn = state.db.pool.acquire().await.unwrap();
     let (admin, _) = vigil::auth::users::find_with_hash(&mut conn, "admin").await.unwrap().unwrap();
-    let (id, secret) = vigil::auth::keys::create(&mut conn, state.auth.sealer(), &admin.id, "tests").await.unwrap();
+    let (id, secret) = vigil::auth::keys::create(&mut conn, state.auth.sealer(), &admin.id, "tests", None).await.unwrap();
     let (stored,): (String,) = sqlx::query_as("select secret from access_key where id = $1").bind(&id).fetch_one(&mut *conn).await.unwrap();
     assert!(!stored.contains(&secret), "the secret is not stored in plain text");
     let c = h.client_with(&id, &secret);

@@ -152,6 +152,20 @@ async fn detect_requests_beyond_the_in_flight_limit_are_throttled_unread() {
     wait_for(max).await;
     let r = h.api("POST", "/projects/p/models/1/detect", Some("image/png"), vec![1, 2, 3]).await;
     assert_eq!(r.status(), 404, "room again: the request reaches the API, which has no such project");
+    // Unsigned senders, however slow and however many, take no slot: they are refused before any body is read.
+    let mut unsigned = Vec::new();
+    for _ in 0..max + 8 {
+        let head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: image/png\r\ncontent-length: {}\r\n\r\n", body.len());
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body[..1024]).await.unwrap();
+        unsigned.push(s);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(state.hosting.in_flight.available_permits(), max);
+    let r = h.api("POST", "/projects/p/models/1/detect", Some("image/png"), vec![1, 2, 3]).await;
+    assert_eq!(r.status(), 404, "signed callers are not held up by unsigned ones");
+    drop(unsigned);
     h.stop().await;
 }
 

@@ -1,0 +1,268 @@
+//! Who may do what: policies on access keys (presets and custom documents, explicit Deny), console roles, and the
+//! audit log, through the official SDK, hand-made console requests and the database.
+
+use crate::common;
+
+use aws_sdk_lookoutvision::error::ProvideErrorMetadata;
+use common::{Backend, Harness, API_KEY};
+use leptos::server_fn::ServerFn;
+use vigil::auth::policy::Preset;
+use vigil::auth::users::Role;
+
+/// `Some(code)` of a refused SDK call, `None` when it succeeded.
+fn code<T, E: ProvideErrorMetadata>(r: Result<T, aws_sdk_lookoutvision::error::SdkError<E, aws_sdk_lookoutvision::config::http::HttpResponse>>) -> Option<String> {
+    r.err().map(|e| e.code().unwrap_or("(no code)").to_string())
+}
+
+const DENIED: Option<&str> = Some("AccessDeniedException");
+
+async fn user(h: &Harness, name: &str, role: Role) -> String {
+    let state = &h.running.as_ref().unwrap().state;
+    let hash = vigil::auth::users::hash_password("a-long-password").unwrap();
+    let mut conn = state.db.pool.acquire().await.unwrap();
+    vigil::auth::users::create(&mut conn, name, &hash, role).await.unwrap().id
+}
+
+async fn key(h: &Harness, user_id: &str, policy: &str) -> aws_sdk_lookoutvision::Client {
+    let state = &h.running.as_ref().unwrap().state;
+    let mut conn = state.db.pool.acquire().await.unwrap();
+    let (id, secret) = vigil::auth::keys::create(&mut conn, state.auth.sealer(), user_id, "test", Some(policy)).await.unwrap();
+    h.client_with(&id, &secret)
+}
+
+async fn sign_in(h: &Harness, name: &str) -> String {
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = c
+        .post(format!("{}/auth/signin", h.base))
+        .form(&[("name", name), ("password", "a-long-password"), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string()
+}
+
+async fn console_call(h: &Harness, cookie: &str, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let r = reqwest::Client::new().post(format!("{}{path}", h.base)).header("cookie", cookie).form(form).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The audit log's rows for a principal, once the background writes have landed.
+async fn audit(h: &Harness, principal: &str, at_least: usize) -> Vec<vigil::auth::audit::Stored> {
+    let state = &h.running.as_ref().unwrap().state;
+    let f = vigil::auth::audit::Filter { principal: Some(principal.into()), limit: 100, ..Default::default() };
+    for _ in 0..100 {
+        let rows = vigil::auth::audit::list(&mut *state.db.pool.acquire().await.unwrap(), &f).await.unwrap();
+        if rows.len() >= at_least {
+            return rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {at_least} audit events for {principal}");
+}
+
+async fn keys_and_roles(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    for p in ["line", "other"] {
+        h.client.create_project().project_name(p).send().await.unwrap();
+    }
+    let editor = user(&h, "ed", Role::Editor).await;
+    let viewer = user(&h, "vera", Role::Viewer).await;
+
+    // A line device's key: DetectAnomalies on one project's models, nothing else.
+    let device = key(&h, &editor, &Preset::DetectOnly(vec!["line".into()]).document()).await;
+    let r = device.detect_anomalies().project_name("line").model_version("1").content_type("image/png").body(vec![0u8; 16].into()).send().await;
+    let allowed = code(r);
+    assert!(allowed.is_some() && allowed != DENIED.map(str::to_string), "the policy lets it through to the model: {allowed:?}");
+    let r = device.detect_anomalies().project_name("other").model_version("1").content_type("image/png").body(vec![0u8; 16].into()).send().await;
+    assert_eq!(code(r).as_deref(), DENIED);
+    assert_eq!(code(device.stop_model().project_name("line").model_version("1").send().await).as_deref(), DENIED);
+    assert_eq!(code(device.delete_project().project_name("line").send().await).as_deref(), DENIED);
+    assert_eq!(code(device.list_projects().send().await).as_deref(), DENIED);
+    let e = device.describe_project().project_name("line").send().await.unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 403);
+    let msg = e.message().unwrap_or_default().to_string();
+    assert!(msg.contains("lookoutvision:DescribeProject") && msg.contains(":project/line"), "{msg}");
+
+    // Read only, and a custom policy whose explicit Deny beats its Allow.
+    let reader = key(&h, &editor, &Preset::ReadOnly.document()).await;
+    assert!(reader.list_projects().send().await.is_ok());
+    assert!(reader.describe_project().project_name("line").send().await.is_ok());
+    assert_eq!(code(reader.create_project().project_name("nope").send().await).as_deref(), DENIED);
+    let custom = key(
+        &h,
+        &editor,
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"lookoutvision:*","Resource":"*"},
+            {"Effect":"Deny","Action":"lookoutvision:Delete*","Resource":"arn:aws:lookoutvision:*:*:project/line"}]}"#,
+    )
+    .await;
+    assert_eq!(code(custom.delete_project().project_name("line").send().await).as_deref(), DENIED);
+    assert!(custom.create_project().project_name("made-by-custom").send().await.is_ok());
+    assert!(custom.delete_project().project_name("made-by-custom").send().await.is_ok());
+
+    // A viewer's key only reads, whatever its own policy says, until the viewer becomes an editor.
+    let viewers = key(&h, &viewer, &Preset::FullAccess.document()).await;
+    assert!(viewers.list_projects().send().await.is_ok());
+    assert_eq!(code(viewers.create_project().project_name("by-viewer").send().await).as_deref(), DENIED);
+    let state = h.running.as_ref().unwrap().state.clone();
+    vigil::auth::users::set_role(&mut *state.db.pool.acquire().await.unwrap(), "vera", Role::Editor).await.unwrap();
+    state.auth.forget_user(&viewer);
+    assert!(viewers.create_project().project_name("by-viewer").send().await.is_ok());
+    vigil::auth::users::set_role(&mut *state.db.pool.acquire().await.unwrap(), "vera", Role::Viewer).await.unwrap();
+    state.auth.forget_user(&viewer);
+    // The last administrator keeps the role.
+    let r = vigil::auth::users::set_role(&mut *state.db.pool.acquire().await.unwrap(), "admin", Role::Editor).await;
+    assert!(r.is_err());
+
+    // The console: a viewer reads but changes nothing; an editor changes projects but not users.
+    let vera = sign_in(&h, "vera").await;
+    let (status, body) = console_call(&h, &vera, app::api::ListProjects::PATH, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = console_call(&h, &vera, app::api::CreateProject::PATH, &[("name", "by-console-viewer")]).await;
+    assert_eq!(status, 403);
+    assert!(body.starts_with("ServerError|") && body.contains("viewer"), "{body}");
+    let (status, _) = console_call(&h, &vera, app::api::DeleteProject::PATH, &[("name", "line")]).await;
+    assert_eq!(status, 403);
+    let ed = sign_in(&h, "ed").await;
+    let (status, body) = console_call(&h, &ed, app::api::CreateProject::PATH, &[("name", "by-console-editor")]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = console_call(&h, &ed, app::api::auth::CreateUser::PATH, &[("name", "mallory"), ("password", "a-long-password"), ("role", "administrator")]).await;
+    assert_eq!(status, 403, "{body}");
+    let r = reqwest::Client::new().get(format!("{}/audit/export.jsonl", h.base)).header("cookie", &ed).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let names: Vec<String> = h.client.list_projects().send().await.unwrap().projects().iter().filter_map(|p| p.project_name().map(str::to_string)).collect();
+    assert!(names.contains(&"by-console-editor".to_string()) && !names.contains(&"by-console-viewer".to_string()), "{names:?}");
+    assert!(names.contains(&"line".to_string()));
+
+    // The audit log: who, what, on which resource, how it ended; reads are not written, refusals are.
+    let rows = audit(&h, API_KEY, 2).await;
+    assert!(rows.iter().all(|r| r.principal_kind == "key" && r.via == "api" && r.action == "lookoutvision:CreateProject" && r.outcome == "allowed"));
+    assert!(rows.iter().any(|r| r.resource.ends_with(":project/line")));
+    let rows = audit(&h, "vera", 2).await;
+    assert!(rows.iter().any(|r| r.action == "console:create_project" && r.outcome == "denied" && r.status == 403), "{rows:?}");
+    assert!(rows.iter().any(|r| r.action == "console:delete_project" && r.resource == "line" && r.outcome == "denied"), "{rows:?}");
+    assert!(rows.iter().all(|r| !r.action.contains("list_projects")));
+    let rows = audit(&h, "ed", 2).await;
+    assert!(rows.iter().any(|r| r.action == "console:create_project" && r.resource == "by-console-editor" && r.outcome == "allowed"), "{rows:?}");
+    assert!(rows.iter().any(|r| r.action == "console:create_user" && r.resource == "user/mallory" && r.outcome == "denied"), "{rows:?}");
+    assert!(rows.iter().all(|r| !r.resource.contains("a-long-password") && !r.action.contains("a-long-password")));
+    let export = h.http().get(format!("{}/audit/export.jsonl?outcome=denied", h.base)).send().await.unwrap();
+    assert_eq!(export.status(), 200);
+    let text = export.text().await.unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() >= 8 && lines.iter().all(|l| l["outcome"] == "denied"), "{text}");
+    assert!(lines.iter().any(|l| l["action"] == "lookoutvision:StopModel" && l["principal_kind"] == "key"), "{text}");
+    h.stop().await;
+}
+
+/// Sign-in: a name gets a few wrong passwords, then waits (even with the right one); a password change signs the
+/// user's other browsers out; the password policy refuses the user name and common passwords.
+#[tokio::test]
+async fn sign_in_limits_sessions_and_password_policy() {
+    let h = Harness::start(Backend::Sqlite).await.unwrap();
+    user(&h, "pat", Role::Editor).await;
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let attempt = |pw: &'static str| {
+        let c = c.clone();
+        let url = format!("{}/auth/signin", h.base);
+        async move {
+            let r = c.post(url).form(&[("name", "pat"), ("password", pw), ("next", "/projects")]).send().await.unwrap();
+            r.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    for _ in 0..vigil::auth::throttle::FREE_FAILURES {
+        assert!(attempt("wrong-password").await.starts_with("/signin?error=1"));
+    }
+    let refused = attempt("a-long-password").await;
+    assert!(refused.starts_with("/signin?error=wait&retry="), "{refused}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(attempt("a-long-password").await, "/projects");
+
+    // Two browsers; the first changes the password: the second is signed out, the first is not.
+    let first = sign_in(&h, "pat").await;
+    let second = sign_in(&h, "pat").await;
+    let (status, body) =
+        console_call(&h, &first, app::api::auth::ChangePassword::PATH, &[("current", "a-long-password"), ("new", "pat-is-now-longer")]).await;
+    assert_eq!(status, 400, "the new password holds the user name: {body}");
+    let (status, body) = console_call(&h, &first, app::api::auth::ChangePassword::PATH, &[("current", "a-long-password"), ("new", "Password123")]).await;
+    assert_eq!(status, 400, "a common password: {body}");
+    let (status, body) =
+        console_call(&h, &first, app::api::auth::ChangePassword::PATH, &[("current", "a-long-password"), ("new", "copper kettle 42")]).await;
+    assert_eq!(status, 200, "{body}");
+    let (first_status, _) = console_call(&h, &first, app::api::ListProjects::PATH, &[]).await;
+    let (second_status, _) = console_call(&h, &second, app::api::ListProjects::PATH, &[]).await;
+    assert_eq!((first_status, second_status), (200, 401));
+    // An administrator ends all of a user's sessions.
+    let (status, body) = console_call(&h, &format!("vigil_session={}", h.session), app::api::auth::EndSessions::PATH, &[("name", "pat")]).await;
+    assert_eq!((status, body.as_str()), (200, "1"));
+    assert_eq!(console_call(&h, &first, app::api::ListProjects::PATH, &[]).await.0, 401);
+    h.stop().await;
+}
+
+/// With no VIGIL_ADMIN_PASSWORD the first administrator's generated password is written to a file only the
+/// server's user can read, and it signs in.
+#[tokio::test]
+async fn generated_admin_password_goes_to_a_private_file() {
+    let h = Harness::start_tuned(Backend::Sqlite, None, |c| c.admin_password = None).await.unwrap();
+    let file = h.running.as_ref().unwrap().state.config.data_dir.join(vigil::auth::users::ADMIN_PASSWORD_FILE);
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_eq!(password.len(), 20);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = c
+        .post(format!("{}/auth/signin", h.base))
+        .form(&[("name", "admin"), ("password", password.as_str()), ("next", "/projects")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/projects");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn keys_and_roles_on_sqlite() {
+    keys_and_roles(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn keys_and_roles_on_postgres() {
+    keys_and_roles(Backend::Postgres).await;
+}
+
+/// The date a request carries must be signed: a request whose SignedHeaders leave `x-amz-date` out is refused as
+/// incomplete before its signature is even compared.
+#[tokio::test]
+async fn the_date_must_be_signed() {
+    let h = Harness::start(Backend::Sqlite).await.unwrap();
+    let url = format!("{}/2020-11-20/projects", h.base);
+    let headers = common::sigv4_headers(API_KEY, common::API_SECRET, "GET", &url, &[], b"", std::time::SystemTime::now());
+    let send = |headers: Vec<(String, String)>| {
+        let url = url.clone();
+        async move {
+            let mut req = reqwest::Client::new().get(url);
+            for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
+                req = req.header(k, v);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.headers().get("x-amzn-errortype").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default())
+        }
+    };
+    assert_eq!(send(headers.clone()).await, (200, String::new()));
+    let unsigned_date: Vec<(String, String)> = headers
+        .into_iter()
+        .map(|(k, v)| if k == "authorization" { (k, v.replace(";x-amz-date", "").replace("x-amz-date;", "")) } else { (k, v) })
+        .collect();
+    assert_eq!(send(unsigned_date).await, (403, "IncompleteSignatureException".to_string()));
+    h.stop().await;
+}
+
+#[test]
+fn every_server_function_has_a_role_rule() {
+    let all: Vec<_> = leptos::server_fn::axum::server_fn_paths().collect();
+    assert!(all.len() >= 50, "the server functions are registered ({} found)", all.len());
+    assert_eq!(vigil::auth::roles::unlisted_server_fns(), Vec::<String>::new());
+}
