@@ -2,7 +2,7 @@
 # Builds Vigil (release) and serves the console and the API on http://localhost:3000, with SQLite and a
 # local data directory. Settings come from .env (see .env.sample) or the environment.
 #
-# The first run on a fresh 2-core machine takes about a quarter of an hour (README, "Quick start"): PyTorch
+# The first run on a fresh 2-core machine takes about 20 minutes (README, "Quick start"): PyTorch
 # downloads while the browser bundle compiles, then the server compiles. Later runs start in seconds.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -22,7 +22,7 @@ wait "$PYTHON_SETUP" || fail "the Python set-up failed (see above); run server/s
 # The venv may be new: take its libtorch into LD_LIBRARY_PATH now.
 source server/scripts/env.sh
 
-say "building the server (release; about 10 minutes the first time, seconds after)"
+say "building the server (release; about 15 minutes the first time, seconds after)"
 BUILD_STARTED=$SECONDS
 cargo build --release -p server --bin vigil || fail "the server did not build (see above)."
 say "  done in $((SECONDS - BUILD_STARTED)) s"

@@ -331,6 +331,12 @@ pub struct Config {
     #[arg(long, env = "VIGIL_S3_ALLOWED_ENDPOINTS", value_delimiter = ',')]
     pub s3_allowed_endpoints: Vec<String>,
 
+    /// The S3 locations Vigil's own S3 identity may read and write on a request's behalf (imports, dataset
+    /// updates, trial and batch sources, `OutputConfig`, batch outputs, packages): comma-separated `bucket` or
+    /// `bucket/prefix/` entries. Anything else is refused up front. Empty: any bucket the identity can reach.
+    #[arg(long, env = "VIGIL_S3_ALLOWED_BUCKETS", value_delimiter = ',')]
+    pub s3_allowed_buckets: Vec<String>,
+
     /// Directory holding the built console (`pkg/` with the WASM bundle, CSS and static files).
     #[arg(long, env = "VIGIL_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,

@@ -47,7 +47,14 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let blobs = blobs::Blobs::open(&config.data_dir)?;
     let auth = auth::setup(&config, &db).await?;
-    let s3 = s3::S3::connect(&s3::S3Settings::of(&config)).await;
+    let s3 = s3::S3::connect_for(&s3::S3Settings::of(&config), &config).await;
+    if s3.scope().is_limited() {
+        tracing::info!(allowed = ?config.s3_allowed_buckets, "the server's S3 identity is limited to VIGIL_S3_ALLOWED_BUCKETS");
+    } else if config.s3.access_key_id.is_some() {
+        tracing::warn!(
+            "VIGIL_S3_ALLOWED_BUCKETS is not set: any caller who may import or train can make Vigil read or write any bucket its S3 identity reaches; list the buckets Vigil may use"
+        );
+    }
     let interrupted = datasets::fail_interrupted(&mut *db.pool.acquire().await?).await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "datasets left in progress without a job to resume were marked failed");

@@ -47,6 +47,54 @@ pub const MAX_LISTED_KEYS: usize = 200_000;
 #[derive(Clone, Debug)]
 pub struct S3 {
     client: Client,
+    /// Where this client may go: every bucket (an import's own connection), or the server identity's allow-list.
+    scope: std::sync::Arc<Scope>,
+}
+
+/// The buckets and prefixes the server's own S3 identity may read and write on a request's behalf
+/// (`VIGIL_S3_ALLOWED_BUCKETS`: `bucket` or `bucket/prefix/` entries). Without it, a caller who may start an
+/// import or name an `OutputConfig` could make Vigil read or write any bucket its identity reaches (a confused
+/// deputy). Empty: no limit (the identity's own S3 permissions decide).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// (bucket, key prefix); the prefix is empty for a whole bucket.
+    allowed: Vec<(String, String)>,
+}
+
+impl Scope {
+    pub fn parse(entries: &[String]) -> Scope {
+        let allowed = entries
+            .iter()
+            .map(|e| e.trim().trim_start_matches("s3://"))
+            .filter(|e| !e.is_empty())
+            .map(|e| match e.split_once('/') {
+                Some((b, p)) => (b.to_string(), p.to_string()),
+                None => (e.to_string(), String::new()),
+            })
+            .collect();
+        Scope { allowed }
+    }
+
+    pub fn is_limited(&self) -> bool {
+        !self.allowed.is_empty()
+    }
+
+    /// Whether `s3://bucket/key` (or everything under the prefix `key`) is inside the scope.
+    pub fn allows(&self, bucket: &str, key: &str) -> bool {
+        self.allowed.is_empty() || self.allowed.iter().any(|(b, p)| b == bucket && key.starts_with(p.as_str()))
+    }
+
+    /// `Ok` inside the scope, else the refusal in words.
+    pub fn check(&self, bucket: &str, key: &str) -> Result<(), String> {
+        if self.allows(bucket, key) {
+            return Ok(());
+        }
+        let list: Vec<String> = self.allowed.iter().map(|(b, p)| format!("s3://{b}/{p}")).collect();
+        Err(format!(
+            "s3://{bucket}/{key} is outside the S3 locations this server may use on a request's behalf ({}); an administrator can add it to VIGIL_S3_ALLOWED_BUCKETS",
+            list.join(", ")
+        ))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +142,28 @@ impl S3 {
         if let Some(endpoint) = &settings.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
-        S3 { client: Client::from_conf(builder.build()) }
+        S3 { client: Client::from_conf(builder.build()), scope: Default::default() }
+    }
+
+    /// A client for an import's settings: limited to the server identity's scope when it signs with the
+    /// server's own credentials (an import that names only a bucket, or only the configured endpoint).
+    pub async fn connect_for(settings: &S3Settings, config: &crate::config::Config) -> Self {
+        let client = S3::connect(settings).await;
+        if settings.access_key_id == config.s3.access_key_id {
+            client.scoped(Scope::parse(&config.s3_allowed_buckets))
+        } else {
+            client
+        }
+    }
+
+    /// The same client limited to `scope` (the server's own identity).
+    pub fn scoped(mut self, scope: Scope) -> Self {
+        self.scope = std::sync::Arc::new(scope);
+        self
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
     }
 
     /// Reads a whole object, refusing one larger than `max_bytes`.
@@ -133,6 +202,7 @@ impl S3 {
         max_bytes: u64,
         mut f: impl FnMut(&[u8]) -> Result<(), FetchError>,
     ) -> Result<(), FetchError> {
+        self.scope.check(bucket, key).map_err(FetchError::Other)?;
         let out = self
             .client
             .get_object()
@@ -168,6 +238,7 @@ impl S3 {
     /// Whether an object exists at `key`, or under it when `key` ends with `/` (asking for one key only): the
     /// console's check before it starts an import. The error says why the bucket could not be read.
     pub async fn probe(&self, bucket: &str, key: &str) -> Result<bool, String> {
+        self.scope.check(bucket, key)?;
         let asked = self.client.list_objects_v2().bucket(bucket).prefix(key).max_keys(1).send();
         let out = match tokio::time::timeout(std::time::Duration::from_secs(20), asked).await {
             Err(_) => return Err("the S3 endpoint did not answer within 20 s".into()),
@@ -188,6 +259,7 @@ impl S3 {
     /// Whether objects can be written under `prefix` (a model package's output location): writes a zero-byte
     /// marker and deletes it again. The error says why, naming the bucket.
     pub async fn check_writable(&self, bucket: &str, prefix: &str) -> Result<(), String> {
+        self.scope.check(bucket, prefix)?;
         let key = format!("{prefix}.vigil-write-check-{}", hex::encode(rand::random::<[u8; 8]>()));
         let why = |code: Option<&str>, full: String| match code {
             Some("NoSuchBucket" | "NotFound") => format!("the bucket {bucket} does not exist"),
@@ -228,6 +300,7 @@ impl S3 {
 
     /// Every object key under a prefix.
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, FetchError> {
+        self.scope.check(bucket, prefix).map_err(FetchError::Other)?;
         let mut keys = Vec::new();
         let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
         while let Some(page) = pages.next().await {
@@ -249,6 +322,7 @@ impl S3 {
 
     /// Writes an object (evaluation files of a model version).
     pub async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), FetchError> {
+        self.scope.check(bucket, key).map_err(FetchError::Other)?;
         self.client
             .put_object()
             .bucket(bucket)
@@ -332,5 +406,23 @@ mod tests {
         // The callback's refusal stops the reading.
         let mut no = |_: &[u8]| Err("it is not UTF-8 text".to_string());
         assert!(matches!(Lines { line: Vec::new(), max: 8 }.push(b"x\n", &mut no), Err(FetchError::Other(m)) if m.contains("UTF-8")));
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::Scope;
+
+    #[test]
+    fn buckets_and_prefixes() {
+        let any = Scope::parse(&[]);
+        assert!(any.allows("anything", "x"));
+        let s = Scope::parse(&["s3://lfv-input".into(), "shared/vigil/".into(), " ".into()]);
+        assert!(s.allows("lfv-input", "a/b.jpg"));
+        assert!(s.allows("shared", "vigil/cookies/model-1/x.json"));
+        assert!(!s.allows("shared", "other/x"));
+        assert!(!s.allows("shared", ""));
+        assert!(!s.allows("lfv-input2", "a"));
+        assert!(s.check("secrets", "k").unwrap_err().contains("VIGIL_S3_ALLOWED_BUCKETS"));
     }
 }

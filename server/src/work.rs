@@ -197,7 +197,7 @@ fn importer_of(state: &AppState) -> Importer {
 async fn importer(state: &AppState, s3: &Option<S3Settings>) -> Importer {
     let mut importer = importer_of(state);
     if let Some(settings) = s3 {
-        importer.s3 = S3::connect(settings).await;
+        importer.s3 = S3::connect_for(settings, &state.config).await;
     }
     importer
 }

@@ -67,7 +67,7 @@ pub(super) async fn start(state: &AppState, project: &str, dataset_type: &str, u
     };
     if let Some((bucket, key, missing)) = probe {
         let settings = s3.clone().unwrap_or_else(|| crate::s3::S3Settings::of(&state.config));
-        let client = crate::s3::S3::connect(&settings).await;
+        let client = crate::s3::S3::connect_for(&settings, &state.config).await;
         match client.probe(&bucket, &key).await {
             Ok(true) => {}
             Ok(false) => return Err(BackendError::invalid(missing)),

@@ -175,6 +175,9 @@ impl ModelBackend for ConsoleModels {
         if description.chars().count() > 500 {
             return Err(BackendError::invalid("The description may have at most 500 characters."));
         }
+        if !bucket.trim().is_empty() {
+            self.state.s3.scope().check(bucket.trim(), prefix.trim()).map_err(|m| BackendError::invalid(format!("The output location: {m}.")))?;
+        }
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let pid = project_id(&mut tx, project).await?;
         let new = NewModel {

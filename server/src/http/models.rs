@@ -226,6 +226,8 @@ async fn create_model(
     let req: CreateModelRequest = parse_body(&body)?;
     let token = idempotency::client_token(&headers)?;
     let (bucket, prefix) = validate_output(&req.output_config)?;
+    // Vigil writes the evaluation files with its own S3 identity: only where it may on a caller's behalf.
+    state.s3.scope().check(&bucket, &prefix).map_err(|m| ApiError::Validation(format!("OutputConfig: {m}.")))?;
     if let Some(d) = &req.description {
         super::fields::check_model_description(d)?;
     }

@@ -106,11 +106,12 @@ async fn hand_signed_requests() {
     let tampered = br#"{"ProjectName":"tampered"}"#.to_vec();
     let (status, code, _) = refusal(send(&h, "POST", "/2020-11-20/projects", &headers, tampered.clone()).await).await;
     assert_eq!((status, code.as_str()), (403, "InvalidSignatureException"));
-    // ... also when it claims the original body's hash.
+    // ... also when it claims the original body's hash: a hash header the signature does not cover is refused.
     let mut claimed = headers.clone();
     claimed.push(("x-amz-content-sha256".into(), vigil::auth::sigv4::sha256_hex(&body)));
-    let (status, code, _) = refusal(send(&h, "POST", "/2020-11-20/projects", &claimed, tampered).await).await;
-    assert_eq!((status, code.as_str()), (403, "InvalidSignatureException"));
+    let (status, code, message) = refusal(send(&h, "POST", "/2020-11-20/projects", &claimed, tampered).await).await;
+    assert_eq!((status, code.as_str()), (403, "IncompleteSignatureException"), "{message}");
+    assert!(message.contains("x-amz-content-sha256"), "{message}");
 
     // A stale date (20 minutes ago, correctly signed): expired.
     let body = br#"{"ProjectName":"stale"}"#.to_vec();
