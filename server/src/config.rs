@@ -337,6 +337,22 @@ pub struct Config {
     #[arg(long, env = "VIGIL_S3_ALLOWED_BUCKETS", value_delimiter = ',')]
     pub s3_allowed_buckets: Vec<String>,
 
+    /// Most projects on this server (LFV's ServiceQuotaExceededException beyond).
+    #[arg(long, env = "VIGIL_MAX_PROJECTS", default_value_t = 1000)]
+    pub max_projects: i64,
+
+    /// Most model versions one project may hold at once (deleted ones do not count).
+    #[arg(long, env = "VIGIL_MAX_MODEL_VERSIONS", default_value_t = 1000)]
+    pub max_model_versions: i64,
+
+    /// Most trainings queued or running at once on this server (each takes the CPU for a while).
+    #[arg(long, env = "VIGIL_MAX_QUEUED_TRAININGS", default_value_t = 20)]
+    pub max_queued_trainings: i64,
+
+    /// Most model versions hosted (or starting) at once on this server: each holds its model in memory.
+    #[arg(long, env = "VIGIL_MAX_HOSTED_MODELS", default_value_t = 16)]
+    pub max_hosted_models: i64,
+
     /// Directory holding the built console (`pkg/` with the WASM bundle, CSS and static files).
     #[arg(long, env = "VIGIL_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,

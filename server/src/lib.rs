@@ -15,6 +15,7 @@ pub mod engine;
 pub mod http;
 pub mod inference;
 pub mod projects;
+pub mod quotas;
 pub mod s3;
 pub mod security;
 pub mod state;

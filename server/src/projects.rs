@@ -20,6 +20,9 @@ pub enum ProjectError {
     Exists(String),
     #[error("The project {0} does not exist.")]
     NotFound(String),
+    /// The server holds as many projects as it may.
+    #[error("This server holds {0} projects, its limit (VIGIL_MAX_PROJECTS); delete one first.")]
+    Quota(i64),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -33,10 +36,14 @@ fn from_row((id, name, created_at): Row) -> Project {
 /// `arn:aws:lookoutvision:REGION:ACCOUNT:project/NAME`, LFV's project ARN.
 pub use crate::lfv::project_arn;
 
-pub async fn create(conn: &mut AnyConnection, name: &str) -> Result<Project, ProjectError> {
+pub async fn create(conn: &mut AnyConnection, name: &str, quotas: &crate::quotas::Quotas) -> Result<Project, ProjectError> {
     app::names::validate_project_name(name).map_err(ProjectError::InvalidName)?;
     if find(conn, name).await?.is_some() {
         return Err(ProjectError::Exists(name.to_string()));
+    }
+    let (n,): (i64,) = sqlx::query_as("select count(*) from project").fetch_one(&mut *conn).await?;
+    if n >= quotas.projects {
+        return Err(ProjectError::Quota(quotas.projects));
     }
     let project = Project { id: new_id(), name: name.to_string(), created_at: now_ms() };
     sqlx::query("insert into project (id, name, created_at, updated_at) values ($1, $2, $3, $3)")

@@ -13,6 +13,7 @@ impl From<ProjectError> for BackendError {
             ProjectError::InvalidName(_) => BackendError::invalid(e.to_string()),
             ProjectError::NotFound(_) => BackendError::not_found(e.to_string()),
             ProjectError::Exists(_) => BackendError::conflict(e.to_string()),
+            ProjectError::Quota(_) => BackendError::new(402, e.to_string()),
         }
     }
 }

@@ -56,7 +56,7 @@ impl Backend for ConsoleBackend {
 
     async fn create_project(&self, name: &str) -> Result<ProjectSummary, BackendError> {
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
-        let p = projects::create(&mut tx, name).await?;
+        let p = projects::create(&mut tx, name, &crate::quotas::Quotas::of(&self.state.config)).await?;
         tx.commit().await.map_err(internal)?;
         Ok(self.summary(&p))
     }

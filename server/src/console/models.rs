@@ -20,6 +20,7 @@ fn model_error(e: ModelError) -> BackendError {
     match e {
         ModelError::NotReady(_) | ModelError::DatasetBusy { .. } => BackendError::invalid(e.to_string()),
         ModelError::Hosted { .. } => BackendError::conflict(e.to_string()),
+        ModelError::Quota { .. } => BackendError::new(402, e.to_string()),
         ModelError::Db(e) => internal(e),
     }
 }
@@ -187,7 +188,7 @@ impl ModelBackend for ConsoleModels {
             kms_key_id: None,
             tags: Vec::new(),
         };
-        let m = models::lifecycle::create_version(&mut tx, &pid, &new).await.map_err(model_error)?;
+        let m = models::lifecycle::create_version(&mut tx, &pid, &new, &crate::quotas::Quotas::of(&self.state.config)).await.map_err(model_error)?;
         tx.commit().await.map_err(internal)?;
         crate::jobs::wake(&self.state);
         Ok(m.version)
@@ -245,7 +246,7 @@ impl ModelBackend for ConsoleModels {
         use models::hosting::StartError;
         let mut tx = self.state.db.begin_write().await.map_err(internal)?;
         let m = model(&mut tx, project, version).await?;
-        match models::hosting::begin_start(&mut tx, &m, units, units).await {
+        match models::hosting::begin_start(&mut tx, &m, units, units, &crate::quotas::Quotas::of(&self.state.config)).await {
             Ok(true) => {
                 tx.commit().await.map_err(internal)?;
                 crate::jobs::wake(&self.state);
@@ -253,6 +254,7 @@ impl ModelBackend for ConsoleModels {
             Ok(false) => {}
             Err(e @ (StartError::Units(_) | StartError::TooManyUnits)) => return Err(BackendError::invalid(e.to_string())),
             Err(e @ StartError::NotTrained { .. }) => return Err(BackendError::conflict(e.to_string())),
+            Err(e @ StartError::Quota(_)) => return Err(BackendError::new(402, e.to_string())),
             Err(StartError::Db(e)) => return Err(internal(e)),
         }
         Ok(())

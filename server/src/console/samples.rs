@@ -62,7 +62,7 @@ impl ConsoleFirstRun {
         for n in 1..=MAX_SAMPLE_PROJECTS {
             let name = if n == 1 { format!("{sample}-sample") } else { format!("{sample}-sample-{n}") };
             let mut tx = self.state.db.begin_write().await.map_err(internal)?;
-            match projects::create(&mut tx, &name).await {
+            match projects::create(&mut tx, &name, &crate::quotas::Quotas::of(&self.state.config)).await {
                 Ok(_) => {
                     tx.commit().await.map_err(internal)?;
                     return Ok(name);

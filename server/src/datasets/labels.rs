@@ -233,7 +233,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
         let mut conn = db.pool.acquire().await.unwrap();
-        let p = crate::projects::create(&mut conn, "limits").await.unwrap();
+        let p = crate::projects::create(&mut conn, "limits", &Default::default()).await.unwrap();
         let d = super::super::create(&mut conn, &p.id, "train", super::super::CREATE_COMPLETE).await.unwrap();
         // 95 labels already; a line bringing 5 new ones fits, the next bringing one more does not, and a line
         // naming only known labels always does.

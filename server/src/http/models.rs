@@ -211,6 +211,12 @@ impl From<ModelError> for ApiError {
                 ApiError::Conflict { message: e.to_string(), resource_id: dataset_type.clone(), resource_type: ResourceType::Dataset }
             }
             ModelError::Hosted { version, .. } => conflict(version, e.to_string()),
+            ModelError::Quota { message, code } => ApiError::QuotaExceeded {
+                message,
+                resource_id: String::new(),
+                resource_type: ResourceType::Model,
+                quota_code: code.into(),
+            },
             ModelError::Db(e) => e.into(),
         }
     }
@@ -254,7 +260,7 @@ async fn create_model(
     let value = idempotency::run(&state.db, "CreateModel", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
             let p = project(conn, &name).await?;
-            let m = models::lifecycle::create_version(conn, &p.id, &new).await?;
+            let m = models::lifecycle::create_version(conn, &p.id, &new, &crate::quotas::Quotas::of(&st.config)).await?;
             Ok(json!({ "ModelMetadata": metadata(&st, &p.name, &m) }))
         })
     })
@@ -354,10 +360,11 @@ async fn start_model(
         ("Min", &min.to_string()),
         ("Max", &max.to_string()),
     ]);
+    let quotas = crate::quotas::Quotas::of(&state.config);
     let value = idempotency::run(&state.db, "StartModel", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
             let (_, m) = project_model(conn, &name, &version).await?;
-            match models::hosting::begin_start(conn, &m, min, max).await {
+            match models::hosting::begin_start(conn, &m, min, max, &quotas).await {
                 Ok(true) => Ok(json!({ "Status": models::STARTING_HOSTING })),
                 Ok(false) => Ok(json!({ "Status": m.status })),
                 Err(StartError::Units(why)) => Err(ApiError::Validation(why)),
@@ -368,6 +375,12 @@ async fn start_model(
                     quota_code: "inference-units".into(),
                 }),
                 Err(e @ StartError::NotTrained { .. }) => Err(conflict(m.version, e.to_string())),
+                Err(e @ StartError::Quota(_)) => Err(ApiError::QuotaExceeded {
+                    message: e.to_string(),
+                    resource_id: version.clone(),
+                    resource_type: ResourceType::Model,
+                    quota_code: crate::quotas::HOSTED_MODELS.into(),
+                }),
                 Err(StartError::Db(e)) => Err(e.into()),
             }
         })

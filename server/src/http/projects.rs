@@ -28,6 +28,12 @@ impl From<ProjectError> for ApiError {
                 resource_type: super::error::ResourceType::Project,
             },
             ProjectError::NotFound(name) => ApiError::project_not_found(&name),
+            e @ ProjectError::Quota(_) => ApiError::QuotaExceeded {
+                message: e.to_string(),
+                resource_id: String::new(),
+                resource_type: super::error::ResourceType::Project,
+                quota_code: crate::quotas::PROJECTS.into(),
+            },
             ProjectError::Db(e) => e.into(),
         }
     }
@@ -65,7 +71,7 @@ async fn create_project(
     let st = state.clone();
     let value = idempotency::run(&state.db, "CreateProject", token.as_deref(), &hash, move |conn| {
         Box::pin(async move {
-            let p = projects::create(conn, &req.project_name).await?;
+            let p = projects::create(conn, &req.project_name, &crate::quotas::Quotas::of(&st.config)).await?;
             Ok(json!({ "ProjectMetadata": metadata(&st, &p) }))
         })
     })

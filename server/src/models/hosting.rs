@@ -22,6 +22,9 @@ pub enum StartError {
     TooManyUnits,
     #[error("Model version {version} is {status}; only a trained model can be hosted.")]
     NotTrained { version: i64, status: String },
+    /// The server hosts as many models as it may.
+    #[error("This server hosts {0} model versions, its limit (VIGIL_MAX_HOSTED_MODELS); stop one first.")]
+    Quota(i64),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -30,7 +33,13 @@ pub enum StartError {
 /// marks it `STARTING_HOSTING` and queues its hosting job (`jobs::Job::Host`), in the caller's connection or
 /// transaction. Returns whether it was marked: a version already hosted or starting is left as it is (LFV
 /// answers a repeated start with the current state). Call [`crate::jobs::wake`] after the commit.
-pub async fn begin_start(conn: &mut sqlx::AnyConnection, m: &super::ModelVersion, min: i64, max: i64) -> Result<bool, StartError> {
+pub async fn begin_start(
+    conn: &mut sqlx::AnyConnection,
+    m: &super::ModelVersion,
+    min: i64,
+    max: i64,
+    quotas: &crate::quotas::Quotas,
+) -> Result<bool, StartError> {
     if min < 1 {
         return Err(StartError::Units(format!("MinInferenceUnits must be 1 or more, not {min}.")));
     }
@@ -45,6 +54,14 @@ pub async fn begin_start(conn: &mut sqlx::AnyConnection, m: &super::ModelVersion
     }
     if !super::is_trained(&m.status) {
         return Err(StartError::NotTrained { version: m.version, status: m.status.clone() });
+    }
+    let (hosted,): (i64,) = sqlx::query_as("select count(*) from model_version where status in ($1, $2)")
+        .bind(super::HOSTED)
+        .bind(super::STARTING_HOSTING)
+        .fetch_one(&mut *conn)
+        .await?;
+    if hosted >= quotas.hosted_models {
+        return Err(StartError::Quota(quotas.hosted_models));
     }
     super::set_units(conn, &m.id, Some(min), Some(max)).await?;
     let from = [super::TRAINED, super::HOSTING_FAILED];

@@ -17,6 +17,9 @@ pub enum ModelError {
     /// The version is hosted (or on its way): stop it first.
     #[error("Model version {version} is {status}; stop it (StopModel) before deleting it.")]
     Hosted { version: i64, status: String },
+    /// A quota would be exceeded (`code`: one of `quotas::*`).
+    #[error("{message}")]
+    Quota { message: String, code: &'static str },
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -53,7 +56,29 @@ pub async fn check_ready(conn: &mut AnyConnection, project_id: &str) -> Result<(
 
 /// CreateModel: checks readiness, creates the next version in `TRAINING` and queues its training, in the
 /// caller's transaction. Call [`crate::jobs::wake`] after the commit.
-pub async fn create_version(conn: &mut AnyConnection, project_id: &str, new: &NewModel) -> Result<ModelVersion, ModelError> {
+pub async fn create_version(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    new: &NewModel,
+    quotas: &crate::quotas::Quotas,
+) -> Result<ModelVersion, ModelError> {
+    let (versions,): (i64,) = sqlx::query_as("select count(*) from model_version where project_id = $1").bind(project_id).fetch_one(&mut *conn).await?;
+    if versions >= quotas.model_versions_per_project {
+        return Err(ModelError::Quota {
+            message: format!("The project holds {versions} model versions, its limit (VIGIL_MAX_MODEL_VERSIONS); delete old versions first."),
+            code: crate::quotas::MODEL_VERSIONS,
+        });
+    }
+    let (training,): (i64,) =
+        sqlx::query_as("select count(*) from model_version where status = $1").bind(super::TRAINING).fetch_one(&mut *conn).await?;
+    if training >= quotas.queued_trainings {
+        return Err(ModelError::Quota {
+            message: format!(
+                "{training} trainings are queued or running on this server, its limit (VIGIL_MAX_QUEUED_TRAININGS); try again when one has finished."
+            ),
+            code: crate::quotas::QUEUED_TRAININGS,
+        });
+    }
     check_ready(conn, project_id).await?;
     let m = super::create(conn, project_id, new).await?;
     crate::jobs::enqueue(conn, &Job::Train { model_id: m.id.clone() }).await?;

@@ -142,7 +142,7 @@ async fn keys_and_roles(backend: Backend) {
     assert!(rows.iter().any(|r| r.action == "console:create_project" && r.outcome == "denied" && r.status == 403), "{rows:?}");
     assert!(rows.iter().any(|r| r.action == "console:delete_project" && r.resource == "line" && r.outcome == "denied"), "{rows:?}");
     assert!(rows.iter().all(|r| !r.action.contains("list_projects")));
-    let rows = audit(&h, "ed", 2).await;
+    let rows = audit(&h, "ed", 3).await;
     assert!(rows.iter().any(|r| r.action == "console:create_project" && r.resource == "by-console-editor" && r.outcome == "allowed"), "{rows:?}");
     assert!(rows.iter().any(|r| r.action == "console:create_user" && r.resource == "user/mallory" && r.outcome == "denied"), "{rows:?}");
     assert!(rows.iter().all(|r| !r.resource.contains("a-long-password") && !r.action.contains("a-long-password")));
@@ -344,5 +344,56 @@ async fn s3_locations_outside_the_allow_list_are_refused() {
         }
     };
     assert!(message.contains("VIGIL_S3_ALLOWED_BUCKETS"), "{message}");
+    h.stop().await;
+}
+
+/// Quotas answer LFV's ServiceQuotaExceededException (402) with a quota code and what to do: projects per server,
+/// trainings queued at once, model versions per project, hosted models per server.
+#[tokio::test]
+async fn quotas_answer_service_quota_exceeded() {
+    let h = Harness::start_tuned(Backend::Sqlite, None, |c| {
+        c.max_projects = 2;
+        c.max_queued_trainings = 1;
+        c.max_model_versions = 2;
+        c.max_hosted_models = 0;
+    })
+    .await
+    .unwrap();
+    let c = &h.client;
+    let quota = |e: &dyn ProvideErrorMetadata| (e.code().unwrap_or_default().to_string(), e.message().unwrap_or_default().to_string());
+    c.create_project().project_name("q1").send().await.unwrap();
+    c.create_project().project_name("q2").send().await.unwrap();
+    let e = c.create_project().project_name("q3").send().await.unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 402);
+    let (code, message) = quota(&e);
+    assert_eq!(code, "ServiceQuotaExceededException");
+    assert!(message.contains("VIGIL_MAX_PROJECTS"), "{message}");
+
+    // Model versions made directly (training needs images): one TRAINING, one TRAINED.
+    let state = h.running.as_ref().unwrap().state.clone();
+    let mut conn = state.db.pool.acquire().await.unwrap();
+    let p = vigil::projects::find(&mut conn, "q1").await.unwrap().unwrap();
+    let new = vigil::models::NewModel {
+        description: None,
+        output_bucket: "b".into(),
+        output_prefix: String::new(),
+        kms_key_id: None,
+        tags: Vec::new(),
+    };
+    let first = vigil::models::create(&mut conn, &p.id, &new).await.unwrap();
+    let output = aws_sdk_lookoutvision::types::OutputConfig::builder()
+        .s3_location(aws_sdk_lookoutvision::types::S3Location::builder().bucket("bucket").build())
+        .build();
+    let e = c.create_model().project_name("q2").output_config(output.clone()).send().await.unwrap_err();
+    assert!(quota(&e).1.contains("VIGIL_MAX_QUEUED_TRAININGS"), "{:?}", quota(&e));
+    assert!(vigil::models::transition(&mut conn, &first.id, &[vigil::models::TRAINING], vigil::models::TRAINED, None).await.unwrap());
+    let second = vigil::models::create(&mut conn, &p.id, &new).await.unwrap();
+    vigil::models::transition(&mut conn, &second.id, &[vigil::models::TRAINING], vigil::models::TRAINING_FAILED, None).await.unwrap();
+    let e = c.create_model().project_name("q1").output_config(output).send().await.unwrap_err();
+    assert!(quota(&e).1.contains("VIGIL_MAX_MODEL_VERSIONS"), "{:?}", quota(&e));
+    drop(conn);
+    let e = c.start_model().project_name("q1").model_version(first.version.to_string()).min_inference_units(1).send().await.unwrap_err();
+    assert_eq!(e.raw_response().unwrap().status().as_u16(), 402);
+    assert!(quota(&e).1.contains("VIGIL_MAX_HOSTED_MODELS"), "{:?}", quota(&e));
     h.stop().await;
 }

@@ -543,7 +543,7 @@ async fn name_order(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };
     let state = h.running.as_ref().unwrap().state.clone();
     let mut conn = state.db.pool.acquire().await.unwrap();
-    let p = vigil::projects::create(&mut conn, "names").await.unwrap();
+    let p = vigil::projects::create(&mut conn, "names", &Default::default()).await.unwrap();
     let d = vigil::datasets::create(&mut conn, &p.id, "train", vigil::datasets::CREATE_COMPLETE).await.unwrap();
     // In the order the gallery must show them; their hash folders and paths sort the other way.
     let sorted = [

@@ -334,7 +334,7 @@ async fn interrupted_jobs_resume_after_a_restart() {
     let state = first.state.clone();
     let (train, test) = {
         let mut tx = state.db.begin_write().await.unwrap();
-        let p = vigil::projects::create(&mut tx, "resume").await.unwrap();
+        let p = vigil::projects::create(&mut tx, "resume", &Default::default()).await.unwrap();
         let train = datasets::create(&mut tx, &p.id, "train", datasets::CREATE_IN_PROGRESS).await.unwrap();
         let test = datasets::create(&mut tx, &p.id, "test", datasets::CREATE_IN_PROGRESS).await.unwrap();
         let job = vigil::jobs::Job::Folder { dataset_id: train.id.clone(), place: Place::Dir(images.clone()).to_string(), s3: None };
