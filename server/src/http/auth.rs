@@ -20,6 +20,37 @@ use axum::response::{IntoResponse, Response};
 /// A signed call's body must arrive within this time (16 MiB at 2 Mbit/s takes about a minute).
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The longest pause allowed while a signed call's body arrives.
+const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+enum BodyError {
+    TooLarge,
+    Stalled,
+    Broken,
+}
+
+/// Reads a body of at most `limit` bytes, frame by frame, refusing one that pauses longer than `BODY_IDLE_TIMEOUT`.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(BodyError::Stalled),
+            Ok(None) => return Ok(out.into()),
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > limit {
+                        return Err(BodyError::TooLarge);
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
 /// Bodies at least this large are hashed on a blocking thread.
 const HASH_INLINE_BYTES: usize = 256 * 1024;
 
@@ -199,11 +230,22 @@ async fn verify(
         None
     };
     let limit = body_limit(parts.method.as_str(), parts.uri.path());
-    // A body must arrive within the read timeout: a slow sender cannot hold a slot (or a connection) for long.
-    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+    // A body must keep arriving (no pause over `BODY_IDLE_TIMEOUT`) and be complete within `BODY_READ_TIMEOUT`:
+    // a slow or stalled sender cannot hold a slot (or a connection) for long.
+    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, read_body(body, limit)).await {
         Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
+        Ok(Err(BodyError::TooLarge)) => {
             return Err(refusal(StatusCode::PAYLOAD_TOO_LARGE, "ValidationException", &format!("The request body is larger than {} MiB.", limit >> 20)))
+        }
+        Ok(Err(BodyError::Stalled)) => {
+            return Err(refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                &format!("The request body stopped arriving for {} s.", BODY_IDLE_TIMEOUT.as_secs()),
+            ))
+        }
+        Ok(Err(BodyError::Broken)) => {
+            return Err(refusal(StatusCode::BAD_REQUEST, "ValidationException", "The request body could not be read."))
         }
         Err(_) => {
             return Err(refusal(

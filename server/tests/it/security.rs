@@ -166,6 +166,25 @@ async fn detect_requests_beyond_the_in_flight_limit_are_throttled_unread() {
     let r = h.api("POST", "/projects/p/models/1/detect", Some("image/png"), vec![1, 2, 3]).await;
     assert_eq!(r.status(), 404, "signed callers are not held up by unsigned ones");
     drop(unsigned);
+    // Stalled senders lose their slots: a body that stops arriving for 5 s is answered 408 and the slot freed,
+    // while the connections are still open.
+    let mut stalled = Vec::new();
+    for _ in 0..max {
+        let signed = common::sigv4_headers(common::API_KEY, common::API_SECRET, "POST", &url, &[("content-type", "image/png")], &body, std::time::SystemTime::now());
+        let mut head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: image/png\r\ncontent-length: {}\r\n", body.len());
+        for (k, v) in signed.iter().filter(|(k, _)| k != "host") {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body[..1024]).await.unwrap();
+        stalled.push(s);
+    }
+    wait_for(0).await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    wait_for(max).await;
+    drop(stalled);
     h.stop().await;
 }
 
