@@ -39,7 +39,7 @@ pub enum AdminCommand {
     ResetPassword(ResetPasswordArgs),
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct ResetPasswordArgs {
     /// The console user (the first administrator is `admin`).
     #[arg(default_value = "admin")]
@@ -74,7 +74,7 @@ pub enum EdgeCommand {
 
 /// The server's own S3 identity (imports, evaluation files, packaging outputs), and the edge agent's for
 /// `vigil edge install s3://...`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct S3Args {
     /// S3-compatible endpoint (MinIO, Garage, ...). Unset: `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, or AWS
     /// itself.
@@ -285,8 +285,9 @@ pub struct BenchArgs {
     pub engine: EngineArgs,
 }
 
-/// Settings of a running server. Every field can come from the command line or the environment.
-#[derive(Args, Debug, Clone)]
+/// Settings of a running server. Every field can come from the command line or the environment. Its `Debug`
+/// shows no secret (`secrets_stay_out_of_debug_output`).
+#[derive(Args, Clone)]
 pub struct Config {
     /// Address the console and the API listen on (port 0 picks a free port).
     #[arg(long, env = "VIGIL_ADDR", default_value = "127.0.0.1:3000")]
@@ -336,6 +337,11 @@ pub struct Config {
     /// `bucket/prefix/` entries. Anything else is refused up front. Empty: any bucket the identity can reach.
     #[arg(long, env = "VIGIL_S3_ALLOWED_BUCKETS", value_delimiter = ',')]
     pub s3_allowed_buckets: Vec<String>,
+
+    /// The regions signed calls may be scoped to (comma-separated, e.g. `us-east-1,eu-west-1`); a call signed for
+    /// another region is refused as AWS refuses it. Empty: any region.
+    #[arg(long, env = "VIGIL_API_REGIONS", value_delimiter = ',')]
+    pub api_regions: Vec<String>,
 
     /// Most projects on this server (LFV's ServiceQuotaExceededException beyond).
     #[arg(long, env = "VIGIL_MAX_PROJECTS", default_value_t = 1000)]
@@ -429,5 +435,79 @@ impl Cli {
             // `defaults()` parses `vigil serve`, so no other command reaches here.
             _ => unreachable!("into_serve is only called on `vigil serve`"),
         }
+    }
+}
+
+/// What a secret setting shows in `Debug` output: whether it is set, never its value.
+fn shown(secret: &Option<String>) -> &'static str {
+    if secret.is_some() {
+        "<set>"
+    } else {
+        "<unset>"
+    }
+}
+
+impl std::fmt::Debug for S3Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Args")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &shown(&self.secret_access_key))
+            .field("force_path_style", &self.force_path_style)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ResetPasswordArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResetPasswordArgs")
+            .field("user", &self.user)
+            .field("password_stdin", &self.password_stdin)
+            .field("database_url", &crate::db::redact(&self.database_url))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("database_url", &crate::db::redact(&self.database_url))
+            .field("data_dir", &self.data_dir)
+            .field("s3", &self.s3)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &shown(&self.secret_access_key))
+            .field("secret_key", &shown(&self.secret_key))
+            .field("admin_password", &shown(&self.admin_password))
+            .field("metrics_token", &shown(&self.metrics_token))
+            .field("region", &self.region)
+            .field("account_id", &self.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let mut c = Config::defaults();
+        c.database_url = "postgres://vigil:db-pass-1@db/vigil".into();
+        c.secret_access_key = Some("api-secret-1".into());
+        c.secret_key = Some("server-key-1".into());
+        c.admin_password = Some("admin-pass-1".into());
+        c.metrics_token = Some("metrics-token-1".into());
+        c.s3.secret_access_key = Some("s3-secret-1".into());
+        let shown = format!("{c:?}");
+        for secret in ["db-pass-1", "api-secret-1", "server-key-1", "admin-pass-1", "metrics-token-1", "s3-secret-1"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("<set>"));
+        let s3 = crate::s3::S3Settings::of(&c);
+        assert!(!format!("{s3:?}").contains("s3-secret-1"));
     }
 }

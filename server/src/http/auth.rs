@@ -194,6 +194,13 @@ async fn verify(
             &amz_date[..8]
         ))));
     }
+    if !state.config.api_regions.is_empty() && !state.config.api_regions.iter().any(|r| r.trim() == auth.region) {
+        return Err(sig_refusal(SigError::Invalid(format!(
+            "Credential should be scoped to a valid region, not '{}' (this server answers for {}).",
+            auth.region.chars().take(64).collect::<String>(),
+            state.config.api_regions.join(", ")
+        ))));
+    }
     if !auth.signed_headers.contains(&"host") {
         return Err(sig_refusal(SigError::Incomplete("'Host' must be a 'SignedHeader' in the AWS Authorization.".into())));
     }

@@ -260,6 +260,19 @@ async fn the_date_must_be_signed() {
     h.stop().await;
 }
 
+/// With VIGIL_API_REGIONS, a call signed for another region is refused as AWS refuses it.
+#[tokio::test]
+async fn calls_signed_for_another_region_are_refused() {
+    let h = Harness::start_tuned(Backend::Sqlite, None, |c| c.api_regions = vec!["eu-west-1".into()]).await.unwrap();
+    let e = h.client.list_projects().send().await.unwrap_err();
+    assert_eq!(e.code(), Some("InvalidSignatureException"));
+    assert!(e.message().unwrap_or_default().contains("valid region, not 'us-east-1'"), "{:?}", e.message());
+    h.stop().await;
+    let h = Harness::start_tuned(Backend::Sqlite, None, |c| c.api_regions = vec!["eu-west-1".into(), "us-east-1".into()]).await.unwrap();
+    assert!(h.client.list_projects().send().await.is_ok());
+    h.stop().await;
+}
+
 #[test]
 fn every_server_function_has_a_role_rule() {
     let all: Vec<_> = leptos::server_fn::axum::server_fn_paths().collect();
