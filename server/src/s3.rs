@@ -256,13 +256,13 @@ impl S3 {
         let out = match tokio::time::timeout(std::time::Duration::from_secs(20), asked).await {
             Err(_) => return Err("the S3 endpoint did not answer within 20 s".into()),
             Ok(r) => r.map_err(|e| {
-                let full = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+                let full = logged(&e);
                 match e.into_service_error().code() {
                     Some("NoSuchBucket") => format!("the bucket {bucket} does not exist"),
                     Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
                         format!("access to the bucket {bucket} was denied (check the access key and secret)")
                     }
-                    _ => format!("the bucket {bucket} could not be read: {full}"),
+                    _ => format!("the bucket {bucket} could not be read ({full})"),
                 }
             })?,
         };
@@ -279,7 +279,7 @@ impl S3 {
             Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
                 format!("Vigil may not write to the bucket {bucket} (access denied)")
             }
-            _ => format!("Vigil could not write to the bucket {bucket}: {full}"),
+            _ => format!("Vigil could not write to the bucket {bucket} ({full})"),
         };
         let wait = std::time::Duration::from_secs(20);
         // HeadBucket first: some S3 servers create a missing bucket on the first write (s3s-fs does).
@@ -291,7 +291,7 @@ impl S3 {
                     return Err(format!("the bucket {bucket} does not exist"));
                 }
                 if status.is_none() {
-                    return Err(format!("Vigil could not reach the S3 endpoint: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+                    return Err(format!("Vigil could not reach the S3 endpoint ({})", logged(&e)));
                 }
                 // Another refusal (a key that may write but not list) leaves the write below to decide.
             }
@@ -301,7 +301,7 @@ impl S3 {
         match tokio::time::timeout(wait, put).await {
             Err(_) => return Err(format!("the S3 endpoint did not answer within 20 s when Vigil tried to write to the bucket {bucket}")),
             Ok(Err(e)) => {
-                let full = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+                let full = logged(&e);
                 return Err(why(e.into_service_error().code(), full));
             }
             Ok(Ok(_)) => {}
@@ -354,6 +354,22 @@ impl S3 {
             })?;
         Ok(())
     }
+}
+
+/// An S3 failure for a caller's eyes: its kind only — the full error, which names hosts and addresses inside the
+/// plant's network, goes to the server log under a reference the message quotes.
+fn logged<E: std::error::Error + 'static>(e: &E) -> String {
+    let reference = hex::encode(rand::random::<[u8; 4]>());
+    tracing::warn!(reference = %reference, error = %aws_sdk_s3::error::DisplayErrorContext(e), "an S3 request failed");
+    let text = aws_sdk_s3::error::DisplayErrorContext(e).to_string().to_ascii_lowercase();
+    let kind = if text.contains("timed out") || text.contains("timeout") {
+        "the endpoint did not answer in time"
+    } else if text.contains("connect") || text.contains("dns") || text.contains("resolve") {
+        "the endpoint could not be reached"
+    } else {
+        "the endpoint answered with an error"
+    };
+    format!("{kind}; details in the server log under reference {reference}")
 }
 
 /// Splits a stream of chunks into `\n`-separated lines, holding at most one line.
@@ -425,6 +441,14 @@ mod tests {
 #[cfg(test)]
 mod scope_tests {
     use super::Scope;
+
+    #[test]
+    fn s3_failures_name_no_hosts() {
+        let e = std::io::Error::other("dispatch failure: error trying to connect: tcp connect error: minio.plant.internal (10.1.2.3:9000)");
+        let shown = super::logged(&e);
+        assert!(!shown.contains("10.1.2.3") && !shown.contains("minio.plant.internal"), "{shown}");
+        assert!(shown.starts_with("the endpoint could not be reached; details in the server log under reference "), "{shown}");
+    }
 
     #[test]
     fn buckets_and_prefixes() {
