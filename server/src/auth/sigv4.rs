@@ -6,7 +6,7 @@
 //! (`generate_signing_key`, `calculate_signature`); the tests check this module against requests signed by
 //! `aws-sigv4`'s signer. Reference: <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv4-create-signed-request.html>.
 
-use axum::http::HeaderMap;
+use http::HeaderMap;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sha2::{Digest, Sha256};
 
