@@ -355,9 +355,15 @@ pub struct Config {
     #[arg(long, env = "VIGIL_MAX_QUEUED_TRAININGS", default_value_t = 20)]
     pub max_queued_trainings: i64,
 
-    /// Most model versions hosted (or starting) at once on this server: each holds its model in memory.
-    #[arg(long, env = "VIGIL_MAX_HOSTED_MODELS", default_value_t = 16)]
+    /// Most model versions hosted (or starting) at once on this server: each holds its model and its inference
+    /// units' working memory. 0 (the default): one per 2 GiB of the machine's memory, from 2 to 64.
+    #[arg(long, env = "VIGIL_MAX_HOSTED_MODELS", default_value_t = 0)]
     pub max_hosted_models: i64,
+
+    /// Most temporary upload space, in GiB, that archives being uploaded or waiting for their import may take
+    /// in `DATA_DIR/tmp` (ServiceQuotaExceeded beyond).
+    #[arg(long, env = "VIGIL_MAX_TEMP_GB", default_value_t = 32)]
+    pub max_temp_gb: u64,
 
     /// Directory holding the built console (`pkg/` with the WASM bundle, CSS and static files).
     #[arg(long, env = "VIGIL_SITE_ROOT", default_value = "target/site")]

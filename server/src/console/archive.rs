@@ -150,8 +150,11 @@ pub async fn import_archive(
     State(state): State<AppState>,
     Path((project, dataset_type)): Path<(String, String)>,
     Query(q): Query<ArchiveQuery>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    let declared_length =
+        headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
     if let Err(m) = datasets::validate_dataset_type(&dataset_type) {
@@ -178,6 +181,25 @@ pub async fn import_archive(
         Ok(p) => p,
         Err(e) => return json_error(500, format!("No room for the upload: {e}")),
     };
+    // Temporary upload space (VIGIL_MAX_TEMP_GB): archives being received or waiting for their import.
+    let quota = crate::quotas::Quotas::of(&state.config).temp_bytes;
+    let tmp = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let used = tokio::task::spawn_blocking(move || temp_usage(&tmp)).await.unwrap_or(0);
+    let room = quota.saturating_sub(used);
+    let full = || {
+        (
+            402,
+            format!(
+                "The temporary upload space is full ({:.1} of {} GB in use by archives being uploaded or imported; VIGIL_MAX_TEMP_GB). Try again when an import has finished.",
+                used as f64 / (1u64 << 30) as f64,
+                quota >> 30
+            ),
+        )
+    };
+    if declared_length.is_some_and(|n| n > room) {
+        let (status, m) = full();
+        return json_error(status, m);
+    }
     let written = async {
         let mut f = tokio::fs::File::create(&path).await.map_err(|e| (500, format!("No room for the upload: {e}")))?;
         let mut stream = body.into_data_stream();
@@ -187,6 +209,9 @@ pub async fn import_archive(
             n += chunk.len() as u64;
             if n > MAX_ARCHIVE_BYTES {
                 return Err((413, format!("The archive is larger than {} GB.", MAX_ARCHIVE_BYTES >> 30)));
+            }
+            if n > room {
+                return Err(full());
             }
             f.write_all(&chunk).await.map_err(|e| (500, format!("No room for the upload: {e}")))?;
         }
@@ -206,6 +231,13 @@ pub async fn import_archive(
         return json_error(e.status, e.message);
     }
     (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "message": format!("Importing {display}…") }))).into_response()
+}
+
+/// Bytes the files directly in `dir` take (the temporary folder holds flat files).
+fn temp_usage(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .unwrap_or(0)
 }
 
 /// A file name safe inside a URI path: its last path component, with only harmless characters.

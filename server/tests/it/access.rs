@@ -368,7 +368,8 @@ async fn quotas_answer_service_quota_exceeded() {
         c.max_projects = 2;
         c.max_queued_trainings = 1;
         c.max_model_versions = 2;
-        c.max_hosted_models = 0;
+        c.max_hosted_models = 1;
+        c.max_temp_gb = 0;
     })
     .await
     .unwrap();
@@ -404,9 +405,16 @@ async fn quotas_answer_service_quota_exceeded() {
     vigil::models::transition(&mut conn, &second.id, &[vigil::models::TRAINING], vigil::models::TRAINING_FAILED, None).await.unwrap();
     let e = c.create_model().project_name("q1").output_config(output).send().await.unwrap_err();
     assert!(quota(&e).1.contains("VIGIL_MAX_MODEL_VERSIONS"), "{:?}", quota(&e));
+    // One version hosted already (marked directly): the next start is over the limit of one.
+    vigil::models::transition(&mut conn, &second.id, &[vigil::models::TRAINING_FAILED], vigil::models::HOSTED, None).await.unwrap();
     drop(conn);
     let e = c.start_model().project_name("q1").model_version(first.version.to_string()).min_inference_units(1).send().await.unwrap_err();
     assert_eq!(e.raw_response().unwrap().status().as_u16(), 402);
     assert!(quota(&e).1.contains("VIGIL_MAX_HOSTED_MODELS"), "{:?}", quota(&e));
+
+    // No temporary upload space: an archive upload is refused before it is stored.
+    let r = h.http().post(format!("{}/import/q2/train?name=a.zip", h.base)).header("content-type", "application/zip").body(vec![b'P'; 4096]).send().await.unwrap();
+    assert_eq!(r.status(), 402);
+    assert!(r.text().await.unwrap().contains("VIGIL_MAX_TEMP_GB"));
     h.stop().await;
 }
