@@ -141,3 +141,25 @@ test("a viewer is refused changes; a detect-only key; the audit log records both
   }
   expect(lines.some((l) => JSON.stringify(l).includes(viewer) && JSON.stringify(l).includes("create_project"))).toBeTruthy();
 });
+
+test("an administrator signs a user out of every browser", async ({ page, browser }) => {
+  const name = `signed-out-${Date.now()}`;
+  await open(page, "/admin");
+  await page.locator("#user-name").fill(name);
+  await page.locator("#user-password").fill("copper kettle 42");
+  await page.getByRole("button", { name: "Add user" }).click();
+  await expect(page.locator(`tr[data-user="${name}"]`)).toBeVisible();
+
+  const other = await browser.newContext({ baseURL: baseUrl });
+  const theirs = await other.newPage();
+  await theirs.goto("/signin");
+  await signIn(theirs, name, "copper kettle 42");
+  await hydrated(theirs);
+  await expect(theirs.getByTestId("signed-in-user")).toHaveText(name);
+
+  await page.getByTestId(`end-sessions-${name}`).click();
+  await expect(page.getByTestId("user-sessions-ended")).toHaveText(`${name} was signed out of 1 session.`);
+  await theirs.goto("/projects");
+  await expect(theirs).toHaveURL(/\/signin/);
+  await other.close();
+});

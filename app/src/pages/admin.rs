@@ -366,6 +366,9 @@ fn KeyForm(projects: Vec<String>, create_key: ServerAction<CreateKey>) -> impl I
 fn UsersCard(users: Vec<UserView>, keys: Vec<KeyView>, me: String, actions: Actions) -> impl IntoView {
     let Actions { create_user, set_user_role, delete_user, .. } = actions;
     let confirming = RwSignal::new(None::<String>);
+    // An administrator signs a user out of every browser (a lost laptop, a shared PC on the line).
+    let end_sessions = ServerAction::<EndSessions>::new();
+    let ended_for = RwSignal::new(String::new());
     let rows = users
         .into_iter()
         .map(|u| {
@@ -379,6 +382,18 @@ fn UsersCard(users: Vec<UserView>, keys: Vec<KeyView>, me: String, actions: Acti
                     n => format!(" and their {n} access keys are revoked"),
                 }
             );
+            let sign_out = (u.name != me).then(|| {
+                let who = u.name.clone();
+                view! {
+                    <button type="button" class="small" data-testid=format!("end-sessions-{}", u.name)
+                        on:click=move |_| {
+                            ended_for.set(who.clone());
+                            end_sessions.dispatch(EndSessions { name: who.clone() });
+                        }>
+                        "Sign out"
+                    </button>
+                }
+            });
             let remove = (u.name != me).then(|| {
                 view! {
                     <Confirm key_=name.clone() confirming ask="Remove" question confirm="Remove user"
@@ -412,7 +427,7 @@ fn UsersCard(users: Vec<UserView>, keys: Vec<KeyView>, me: String, actions: Acti
                         </select>
                     </td>
                     <td class="nowrap">{format_utc(u.created_at_ms)}</td>
-                    <td>{remove}</td>
+                    <td class="nowrap">{sign_out} " " {remove}</td>
                 </tr>
             }
             .into_any()
@@ -454,6 +469,12 @@ fn UsersCard(users: Vec<UserView>, keys: Vec<KeyView>, me: String, actions: Acti
             </table>
             <p class="error" role="alert" data-testid="role-error">{action_error!(set_user_role)}</p>
             <p class="error" role="alert">{action_error!(delete_user)}</p>
+            <p class="error" role="alert">{action_error!(end_sessions)}</p>
+            {move || end_sessions.value().get().and_then(|r| r.ok()).map(|n| view! {
+                <p class="ok" data-testid="user-sessions-ended">
+                    {format!("{} was signed out of {n} session{}.", ended_for.get(), if n == 1 { "" } else { "s" })}
+                </p>
+            })}
             <ul class="role-legend hint">{roles_help}</ul>
             <h3>"Add a user"</h3>
             {form}
