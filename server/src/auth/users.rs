@@ -51,8 +51,9 @@ pub fn validate_name(name: &str) -> Result<(), UserError> {
     }
 }
 
-/// The password policy for a password a person chooses: 8 to 1,024 characters, not the user name (nor holding
-/// it), not one of the most common leaked passwords (`common-passwords.txt`), and not one character repeated.
+/// The password policy for a password a person chooses: 8 to 1,024 characters, not the user name (nor the name
+/// backwards), not one of the most common leaked passwords (`common-passwords.txt`), and not one character
+/// repeated.
 /// (Passwords set by the operator's configuration, `VIGIL_ADMIN_PASSWORD`, are the operator's business.)
 pub fn validate_password(name: &str, password: &str) -> Result<(), UserError> {
     if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > 1024 {
@@ -60,8 +61,9 @@ pub fn validate_password(name: &str, password: &str) -> Result<(), UserError> {
     }
     let lower = password.to_lowercase();
     let name = name.trim().to_lowercase();
-    if !name.is_empty() && lower.contains(&name) {
-        return Err(UserError::Invalid("A password must not contain the user name.".into()));
+    let backwards: String = name.chars().rev().collect();
+    if !name.is_empty() && (lower == name || lower == backwards) {
+        return Err(UserError::Invalid("A password must not be the user name.".into()));
     }
     if is_common_password(&lower) {
         return Err(UserError::Invalid("That password is one of the most common ones in leaked password lists: choose another.".into()));
@@ -352,7 +354,9 @@ mod tests {
     fn password_policy() {
         assert!(validate_password("ann", "correct horse battery").is_ok());
         assert!(validate_password("ann", "short").is_err());
-        assert!(validate_password("operator", "my-operator-pw").is_err());
+        assert!(validate_password("operator", "Operator").is_err());
+        assert!(validate_password("operator", "rotarepo").is_err());
+        assert!(validate_password("operator", "my-operator-pw").is_ok());
         assert!(validate_password("ann", "Password123").is_err());
         assert!(validate_password("ann", "QWERTYUIOP").is_err());
         assert!(validate_password("ann", "aaaaaaaaaaaa").is_err());
