@@ -41,8 +41,13 @@ pub fn hosted_models_for(memory: Option<u64>) -> i64 {
     }
 }
 
-/// The machine's memory (`MemTotal` of /proc/meminfo), where the system says.
+/// The machine's memory (`MemTotal` of /proc/meminfo), where the system says; read once per process.
 fn memory_bytes() -> Option<u64> {
+    static MEMORY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *MEMORY.get_or_init(read_memory_bytes)
+}
+
+fn read_memory_bytes() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -76,11 +76,10 @@ fn url_host(url: &str) -> Option<&str> {
 }
 
 /// True when a state-changing request may come from another site: an `Origin` (or, without one, a `Referer`)
-/// naming another host than `Host`, or the browser saying it is cross-site. Requests without either header
-/// come from programs, not from a page in a browser, and pass (they still need a session).
-/// Whether a request's `Origin` (or `Referer`) is another site than this server: the configured public URL
-/// (`VIGIL_PUBLIC_URL`, scheme and host) when set — a forged `Host` header then proves nothing —, else the
-/// request's own `Host`.
+/// naming another site than this server — the configured public URL (`VIGIL_PUBLIC_URL`, scheme and host) when
+/// set, so a forged `Host` header proves nothing, else the request's own `Host` — or the browser saying it is
+/// cross-site. Requests without either header come from programs, not from a page in a browser, and pass (they
+/// still need a session).
 pub fn is_cross_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
     if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
         return true;

@@ -70,18 +70,8 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// A stored event.
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
-pub struct Stored {
-    pub at: i64,
-    pub principal_kind: String,
-    pub principal: String,
-    pub via: String,
-    pub action: String,
-    pub resource: String,
-    pub outcome: String,
-    pub status: i32,
-}
+/// A stored event, as the Admin page and the export show it.
+pub use app::api::auth::AuditView;
 
 /// What to list: `principal` and `action` match as substrings (case-insensitive), `outcome` exactly; events
 /// strictly before `before` (ms), newest first, at most `limit`.
@@ -94,13 +84,14 @@ pub struct Filter {
     pub limit: i64,
 }
 
-pub async fn list(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<Stored>, sqlx::Error> {
+pub async fn list(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<AuditView>, sqlx::Error> {
     let like = |s: &Option<String>| {
         let s = s.as_deref().map(str::trim).unwrap_or("").to_lowercase();
         // LIKE's own wildcards in what the user typed match themselves.
         format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
     };
-    sqlx::query_as(
+    type Row = (i64, String, String, String, String, String, String, i32);
+    let rows: Vec<Row> = sqlx::query_as(
         "select at, principal_kind, principal, via, action, resource, outcome, status from audit_event \
          where lower(principal) like $1 escape '\\' and lower(action) like $2 escape '\\' and ($3 = '' or outcome = $3) and at < $4 \
          order by at desc, id desc limit $5",
@@ -111,5 +102,18 @@ pub async fn list(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<Stored>, s
     .bind(f.before.unwrap_or(i64::MAX))
     .bind(f.limit.clamp(1, 1000))
     .fetch_all(&mut *conn)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(at_ms, principal_kind, principal, via, action, resource, outcome, status)| AuditView {
+            at_ms,
+            principal_kind,
+            principal,
+            via,
+            action,
+            resource,
+            outcome,
+            status,
+        })
+        .collect())
 }

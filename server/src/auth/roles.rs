@@ -180,30 +180,13 @@ fn with_article(role: Role) -> String {
 /// The project a form-encoded server function call names (`project`, else `name` for the project calls), for
 /// the audit log; empty when there is none.
 pub fn resource_of(action: &str, form: &[u8]) -> String {
-    let pairs: Vec<(String, String)> = form::parse(form);
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(form).into_owned().collect();
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let project_call = matches!(action, "console:create_project" | "console:delete_project" | "console:get_project");
     let user_call = matches!(action, "console:create_user" | "console:delete_user" | "console:set_user_role");
     let r = get("project").or_else(|| if project_call || user_call { get("name") } else { None }).or_else(|| get("id")).unwrap_or_default();
     let r = if user_call { format!("user/{r}") } else { r };
     r.chars().take(256).collect()
-}
-
-mod form {
-    /// `application/x-www-form-urlencoded` pairs.
-    pub fn parse(body: &[u8]) -> Vec<(String, String)> {
-        let decode = |s: &[u8]| {
-            let s: Vec<u8> = s.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
-            percent_encoding::percent_decode(&s).decode_utf8_lossy().into_owned()
-        };
-        body.split(|&b| b == b'&')
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.iter().position(|&b| b == b'=') {
-                Some(i) => (decode(&p[..i]), decode(&p[i + 1..])),
-                None => (decode(p), String::new()),
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]

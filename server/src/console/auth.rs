@@ -6,7 +6,7 @@ use crate::auth::policy::{Policy, Preset};
 use crate::auth::{audit, keys, users};
 use crate::state::AppState;
 use crate::web::{json_status, session_token, urlencode, COOKIE};
-use app::api::auth::{AdminData, AuditFilter, AuditPage, AuditView, AuthBackend, KeyAccess, KeyView, NewKey, Role, SessionUser, UserView};
+use app::api::auth::{AdminData, AuditFilter, AuditPage, AuthBackend, KeyAccess, KeyView, NewKey, Role, SessionUser, UserView};
 use app::api::BackendError;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -300,9 +300,20 @@ impl AuthBackend for AuthConsole {
         const PAGE: i64 = 100;
         let f = audit_filter(filter, PAGE)?;
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
-        let rows = audit::list(&mut conn, &f).await.map_err(internal)?;
-        let next_before_ms = (rows.len() as i64 == PAGE).then(|| rows.last().map(|r| r.at)).flatten();
-        Ok(AuditPage { events: rows.into_iter().map(audit_view).collect(), next_before_ms })
+        let mut rows = audit::list(&mut conn, &f).await.map_err(internal)?;
+        // A full page ends at the start of its last millisecond: events of that millisecond beyond the page would
+        // fall between pages, so they all go to the next one (unless the whole page is one millisecond).
+        let mut next_before_ms = None;
+        if rows.len() as i64 == PAGE {
+            let last = rows.last().map_or(0, |r| r.at_ms);
+            if rows.iter().any(|r| r.at_ms != last) {
+                rows.retain(|r| r.at_ms != last);
+                next_before_ms = Some(last + 1);
+            } else {
+                next_before_ms = Some(last);
+            }
+        }
+        Ok(AuditPage { events: rows, next_before_ms })
     }
 }
 
@@ -318,19 +329,6 @@ fn audit_filter(filter: &AuditFilter, limit: i64) -> Result<audit::Filter, Backe
         return Err(BackendError::invalid("The outcome is allowed, failed or denied."));
     }
     Ok(audit::Filter { principal: text(&filter.principal), action: text(&filter.action), outcome, before: filter.before_ms, limit })
-}
-
-fn audit_view(r: audit::Stored) -> AuditView {
-    AuditView {
-        at_ms: r.at,
-        principal_kind: r.principal_kind,
-        principal: r.principal,
-        via: r.via,
-        action: r.action,
-        resource: r.resource,
-        outcome: r.outcome,
-        status: r.status,
-    }
 }
 
 /// Most events one export holds (the newest that match).
@@ -362,7 +360,7 @@ pub async fn export_audit(
         }
     };
     let mut body = String::new();
-    for r in rows.into_iter().map(audit_view) {
+    for r in rows {
         body.push_str(&serde_json::to_string(&r).unwrap_or_default());
         body.push('\n');
     }

@@ -30,10 +30,11 @@ enum BodyError {
 }
 
 /// Reads a body of at most `limit` bytes, frame by frame, refusing one that pauses longer than `BODY_IDLE_TIMEOUT`.
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+async fn read_body(body: Body, limit: usize, declared: Option<usize>) -> Result<axum::body::Bytes, BodyError> {
     use http_body_util::BodyExt;
     let mut body = body;
-    let mut out = Vec::new();
+    // Sized once from the declared length (within the limit), so an 8 MB image is not copied as the buffer grows.
+    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(limit));
     loop {
         match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await {
             Err(_) => return Err(BodyError::Stalled),
@@ -239,7 +240,8 @@ async fn verify(
     let limit = body_limit(parts.method.as_str(), parts.uri.path());
     // A body must keep arriving (no pause over `BODY_IDLE_TIMEOUT`) and be complete within `BODY_READ_TIMEOUT`:
     // a slow or stalled sender cannot hold a slot (or a connection) for long.
-    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, read_body(body, limit)).await {
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<usize>().ok());
+    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, read_body(body, limit, declared)).await {
         Ok(Ok(b)) => b,
         Ok(Err(BodyError::TooLarge)) => {
             return Err(refusal(StatusCode::PAYLOAD_TOO_LARGE, "ValidationException", &format!("The request body is larger than {} MiB.", limit >> 20)))

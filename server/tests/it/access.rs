@@ -47,7 +47,7 @@ async fn console_call(h: &Harness, cookie: &str, path: &str, form: &[(&str, &str
 }
 
 /// The audit log's rows for a principal, once the background writes have landed.
-async fn audit(h: &Harness, principal: &str, at_least: usize) -> Vec<vigil::auth::audit::Stored> {
+async fn audit(h: &Harness, principal: &str, at_least: usize) -> Vec<vigil::auth::audit::AuditView> {
     let state = &h.running.as_ref().unwrap().state;
     let f = vigil::auth::audit::Filter { principal: Some(principal.into()), limit: 100, ..Default::default() };
     for _ in 0..100 {

@@ -102,33 +102,42 @@ async fn static_files_answer_conditional_requests_with_the_file() {
     h.stop().await;
 }
 
+/// `n` connections that each send a DetectAnomalies request's head (signed with the bootstrap key, or not) and the
+/// first kilobyte of its `body`, then nothing more: held open for as long as the streams live.
+async fn partial_uploads(addr: &str, path: &str, body: &[u8], n: usize, signed: bool) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let url = format!("http://{addr}{path}");
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: image/png\r\ncontent-length: {}\r\n", body.len());
+        if signed {
+            let headers = common::sigv4_headers(common::API_KEY, common::API_SECRET, "POST", &url, &[("content-type", "image/png")], body, std::time::SystemTime::now());
+            for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
+        head.push_str("\r\n");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body[..1024]).await.unwrap();
+        out.push(s);
+    }
+    out
+}
+
 /// A flood of DetectAnomalies bodies cannot run the server out of memory: beyond
 /// `MAX_DETECT_IN_FLIGHT` requests being received at once, the next is throttled before its body is read, and
 /// the room comes back as the requests end.
 #[tokio::test]
 async fn detect_requests_beyond_the_in_flight_limit_are_throttled_unread() {
-    use tokio::io::AsyncWriteExt;
     let h = Harness::start(Db::Sqlite).await.unwrap();
     let state = h.running.as_ref().unwrap().state.clone();
     let max = vigil::models::hosting::MAX_DETECT_IN_FLIGHT;
     let addr = h.base.trim_start_matches("http://").to_string();
     let path = "/2020-11-20/projects/p/models/1/detect";
-    let url = format!("{}{path}", h.base);
     // Each request announces a 1 MiB signed body and sends only its first kilobyte, so the server holds it open.
     let body = vec![7u8; 1 << 20];
-    let mut held = Vec::new();
-    for _ in 0..max {
-        let signed = common::sigv4_headers(common::API_KEY, common::API_SECRET, "POST", &url, &[("content-type", "image/png")], &body, std::time::SystemTime::now());
-        let mut head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: image/png\r\ncontent-length: {}\r\n", body.len());
-        for (k, v) in signed.iter().filter(|(k, _)| k != "host") {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(head.as_bytes()).await.unwrap();
-        s.write_all(&body[..1024]).await.unwrap();
-        held.push(s);
-    }
+    let held = partial_uploads(&addr, path, &body, max, true).await;
     let wait_for = |permits: usize| {
         let state = state.clone();
         async move {
@@ -153,14 +162,7 @@ async fn detect_requests_beyond_the_in_flight_limit_are_throttled_unread() {
     let r = h.api("POST", "/projects/p/models/1/detect", Some("image/png"), vec![1, 2, 3]).await;
     assert_eq!(r.status(), 404, "room again: the request reaches the API, which has no such project");
     // Unsigned senders, however slow and however many, take no slot: they are refused before any body is read.
-    let mut unsigned = Vec::new();
-    for _ in 0..max + 8 {
-        let head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: image/png\r\ncontent-length: {}\r\n\r\n", body.len());
-        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(head.as_bytes()).await.unwrap();
-        s.write_all(&body[..1024]).await.unwrap();
-        unsigned.push(s);
-    }
+    let unsigned = partial_uploads(&addr, path, &body, max + 8, false).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(state.hosting.in_flight.available_permits(), max);
     let r = h.api("POST", "/projects/p/models/1/detect", Some("image/png"), vec![1, 2, 3]).await;
@@ -168,19 +170,7 @@ async fn detect_requests_beyond_the_in_flight_limit_are_throttled_unread() {
     drop(unsigned);
     // Stalled senders lose their slots: a body that stops arriving for 5 s is answered 408 and the slot freed,
     // while the connections are still open.
-    let mut stalled = Vec::new();
-    for _ in 0..max {
-        let signed = common::sigv4_headers(common::API_KEY, common::API_SECRET, "POST", &url, &[("content-type", "image/png")], &body, std::time::SystemTime::now());
-        let mut head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: image/png\r\ncontent-length: {}\r\n", body.len());
-        for (k, v) in signed.iter().filter(|(k, _)| k != "host") {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(head.as_bytes()).await.unwrap();
-        s.write_all(&body[..1024]).await.unwrap();
-        stalled.push(s);
-    }
+    let stalled = partial_uploads(&addr, path, &body, max, true).await;
     wait_for(0).await;
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     wait_for(max).await;
