@@ -13,8 +13,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve the console and the LFV-compatible API, with the embedded worker.
+    /// Serve the console and the LFV-compatible API, with the embedded worker (`--no-worker`: an API replica).
     Serve(Config),
+    /// Run background jobs only (imports, training, trials, batches, packaging): a worker beside API replicas
+    /// on one PostgreSQL and one S3 blob store. Takes the same settings as `serve`; `--addr` is not listened on.
+    Worker(Config),
     /// Train a model from a folder of labelled images or an LFV manifest.
     Train(TrainArgs),
     /// Evaluate a trained model on labelled images.
@@ -37,6 +40,22 @@ pub enum AdminCommand {
     /// Give a console user a new password (generated and printed, or read from standard input) and end their
     /// sessions. The way back in when the administrator's password is lost.
     ResetPassword(ResetPasswordArgs),
+    /// Remove the blobs nothing refers to and that were written longer than `--grace-secs` ago, and say which
+    /// (safe beside running processes; they also do it every 6 hours with a day's grace).
+    CollectBlobs(CollectBlobsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CollectBlobsArgs {
+    /// Keep blobs written less than this many seconds ago (uploads whose rows are not committed yet).
+    #[arg(long, default_value_t = 86_400)]
+    pub grace_secs: u64,
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The server's settings (database, data directory, blob store), as for `vigil serve`.
+    #[command(flatten)]
+    pub config: Config,
 }
 
 #[derive(Args, Clone)]
@@ -417,6 +436,20 @@ pub struct Config {
     #[arg(long, env = "VIGIL_DETECT_QUEUE_PER_UNIT", default_value_t = 8)]
     pub detect_queue_per_unit: usize,
 
+    /// Serve the API and the console without running background jobs: an API replica beside `vigil worker`
+    /// processes (any number of each on one PostgreSQL and one S3 blob store).
+    #[arg(long, env = "VIGIL_NO_WORKER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_worker: bool,
+
+    /// This machine's name in the process registry (`vigil_node`): processes on different hosts may not share
+    /// a SQLite file or a local blob store. Unset: the kernel's host name.
+    #[arg(long, env = "VIGIL_HOST_NAME")]
+    pub host_name: Option<String>,
+
+    /// The blob store (`VIGIL_BLOB_STORE` and its S3 settings).
+    #[command(flatten)]
+    pub blobs: BlobArgs,
+
     /// Bearer token a Prometheus scraper sends to read `/metrics` (`Authorization: Bearer TOKEN`, at least
     /// 16 characters). Unset: `/metrics` answers signed-in console users only.
     #[arg(long, env = "VIGIL_METRICS_TOKEN", hide_env_values = true)]
@@ -437,7 +470,7 @@ impl Config {
 impl Cli {
     fn into_serve(self) -> Config {
         match self.command {
-            Command::Serve(c) => c,
+            Command::Serve(c) | Command::Worker(c) => c,
             // `defaults()` parses `vigil serve`, so no other command reaches here.
             _ => unreachable!("into_serve is only called on `vigil serve`"),
         }
@@ -450,6 +483,48 @@ fn shown(secret: &Option<String>) -> &'static str {
         "<set>"
     } else {
         "<unset>"
+    }
+}
+
+/// Where images, masks, models and results are kept (`blobs`): a local folder under the data directory, or an
+/// S3-compatible bucket shared by every Vigil process. Separate from the S3 identity that reads import sources.
+#[derive(Args, Clone, Default)]
+pub struct BlobArgs {
+    /// `s3://bucket/prefix` to keep blobs in an S3-compatible bucket (needed for API replicas and workers on
+    /// several hosts). Unset or `local`: `DATA_DIR/blobs`.
+    #[arg(id = "blob_store", value_name = "URL", long = "blob-store", env = "VIGIL_BLOB_STORE")]
+    pub store: Option<String>,
+    /// The blob bucket's endpoint (MinIO, Garage, Ceph...). Unset: AWS, or `AWS_ENDPOINT_URL_S3`.
+    #[arg(id = "blob_endpoint", value_name = "URL", long = "blob-s3-endpoint", env = "VIGIL_BLOB_S3_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Region of the blob bucket. Unset: `AWS_REGION`, else us-east-1.
+    #[arg(id = "blob_region", value_name = "REGION", long = "blob-s3-region", env = "VIGIL_BLOB_S3_REGION")]
+    pub region: Option<String>,
+    /// Access key for the blob bucket. Unset: the standard AWS credential chain.
+    #[arg(id = "blob_access_key_id", value_name = "KEY_ID", long = "blob-s3-access-key-id", env = "VIGIL_BLOB_S3_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+    /// Secret key for the blob bucket.
+    #[arg(id = "blob_secret_access_key", value_name = "SECRET", long = "blob-s3-secret-access-key", env = "VIGIL_BLOB_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+    /// Path-style addressing for the blob bucket (most self-hosted servers need it).
+    #[arg(id = "blob_force_path_style", value_name = "BOOL", long = "blob-s3-force-path-style", env = "VIGIL_BLOB_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub force_path_style: bool,
+    /// Megabytes of local cache for blobs read from S3 (hosted models, training images, thumbnails' sources);
+    /// the least recently used go first.
+    #[arg(id = "blob_cache_mb", long = "blob-cache-mb", env = "VIGIL_BLOB_CACHE_MB", default_value_t = 2048)]
+    pub cache_mb: u64,
+}
+
+impl std::fmt::Debug for BlobArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobArgs")
+            .field("store", &self.store)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &shown(&self.secret_access_key))
+            .field("cache_mb", &self.cache_mb)
+            .finish()
     }
 }
 
@@ -482,6 +557,7 @@ impl std::fmt::Debug for Config {
             .field("database_url", &crate::db::redact(&self.database_url))
             .field("data_dir", &self.data_dir)
             .field("s3", &self.s3)
+            .field("blobs", &self.blobs)
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &shown(&self.secret_access_key))
             .field("secret_key", &shown(&self.secret_key))
@@ -508,8 +584,9 @@ mod tests {
         c.admin_password = Some("admin-pass-1".into());
         c.metrics_token = Some("metrics-token-1".into());
         c.s3.secret_access_key = Some("s3-secret-1".into());
+        c.blobs.secret_access_key = Some("blob-secret-1".into());
         let shown = format!("{c:?}");
-        for secret in ["db-pass-1", "api-secret-1", "server-key-1", "admin-pass-1", "metrics-token-1", "s3-secret-1"] {
+        for secret in ["blob-secret-1", "db-pass-1", "api-secret-1", "server-key-1", "admin-pass-1", "metrics-token-1", "s3-secret-1"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("<set>"));

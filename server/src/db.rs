@@ -54,7 +54,12 @@ impl Db {
             // WAL lets readers run while a writer commits; the setting is stored in the file.
             sqlx::query("pragma journal_mode = wal").execute(&pool).await?;
         }
-        sqlx::migrate!("../migrations").run(&pool).await.context("applying migrations")?;
+        // Several processes may start at once: sqlx takes a lock for the run (an advisory lock on PostgreSQL),
+        // so each migration is applied once, by one of them. A process older than the database (one replica
+        // not yet upgraded, restarting) accepts migrations it does not know: they only ever add.
+        let mut migrator = sqlx::migrate!("../migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await.context("applying migrations")?;
         Ok(Db { pool, kind })
     }
 }

@@ -36,8 +36,15 @@ pub enum Job {
     Folder { dataset_id: String, place: String, s3: Option<S3Settings> },
     /// An MVTec AD category into a train and a test dataset.
     Mvtec { train_id: String, test_id: String, place: String, s3: Option<S3Settings> },
-    /// An uploaded archive (kept in the data directory until the job ends).
-    Archive { dataset_id: String, path: String, name: String },
+    /// An uploaded archive: kept in the data directory (`path`), or, with a shared blob store, as a blob that any
+    /// worker can read (`blob`), until the job ends.
+    Archive {
+        dataset_id: String,
+        path: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blob: Option<String>,
+    },
     /// UpdateDatasetEntries: the JSON lines to apply.
     Update { dataset_id: String, changes: String },
     /// CreateModel: trains the model version.
@@ -243,7 +250,8 @@ mod tests {
                 place: "/srv/x/".into(),
                 s3: Some(S3Settings { endpoint: Some("http://h:9000".into()), force_path_style: true, ..Default::default() }),
             },
-            Job::Archive { dataset_id: "d".into(), path: "/tmp/x.zip".into(), name: "x.zip".into() },
+            Job::Archive { dataset_id: "d".into(), path: "/tmp/x.zip".into(), name: "x.zip".into(), blob: None },
+            Job::Archive { dataset_id: "d".into(), path: String::new(), name: "x.zip".into(), blob: Some("ab".repeat(32)) },
             Job::Update { dataset_id: "d".into(), changes: "{}\n".into() },
             Job::Host { model_id: "m".into() },
             Job::Package { job_id: "p".into() },

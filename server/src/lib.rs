@@ -4,6 +4,8 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod cluster;
+pub mod maintenance;
 pub mod config;
 pub mod console;
 pub mod datasets;
@@ -40,14 +42,37 @@ use tokio::task::JoinHandle;
 
 pub use web::MAX_BODY_BYTES;
 
-/// Builds the state: database (migrated), backbone (loaded and warmed up) and console settings.
+/// Builds the state of `vigil serve` (`--no-worker`: an API replica): see [`build_state_as`].
 pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<AppState> {
+    let role = if config.no_worker { cluster::Role::Api } else { cluster::Role::All };
+    build_state_as(config, addr, role).await
+}
+
+/// Builds the state: database (migrated), blob store, this process's registration (refused where its role
+/// cannot work beside the live processes), backbone (loaded and warmed up), console settings; starts the job
+/// workers (roles that run jobs) and the hosting sync.
+pub async fn build_state_as(config: Config, addr: SocketAddr, role: cluster::Role) -> anyhow::Result<AppState> {
     let db = db::Db::connect(&config.database_url).await?;
-    tracing::info!(backend = ?db.kind, "database ready");
+    tracing::info!(backend = ?db.kind, role = role.as_str(), "database ready");
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let blobs = blobs::Blobs::open(&config.data_dir)?;
+    let blobs = blobs::Blobs::from_config(&config.blobs, &config.data_dir).await?;
+    tracing::info!(store = %blobs.location(), "blob store ready");
+    let host = cluster::host_name(config.host_name.as_deref());
+    let listens = role.serves_api().then(|| addr.to_string());
+    let node = cluster::register(&db, role, &host, &blobs.location(), blobs.is_shared(), listens).await?;
+    cluster::spawn_heartbeat(db.clone(), node.clone());
     let auth = auth::setup(&config, &db).await?;
+    // Every process must seal and open stored secrets with the same server key.
+    let canary = auth.sealer().seal("cluster-canary", "vigil");
+    let sealer = auth.sealer().clone();
+    if !cluster::agree(&db, "secret_key_canary", &canary, |v| sealer.open("cluster-canary", v).is_ok()).await? {
+        cluster::deregister(&db, &node).await;
+        anyhow::bail!(
+            "this process's server key differs from the one the database's secrets were sealed with: set VIGIL_SECRET_KEY to \
+             the same value on every process (or give this one the data directory's secret.key)"
+        );
+    }
     let s3 = s3::S3::connect_for(&s3::S3Settings::of(&config), &config).await;
     if s3.scope().is_limited() {
         tracing::info!(allowed = ?config.s3_allowed_buckets, "the server's S3 identity is limited to VIGIL_S3_ALLOWED_BUCKETS");
@@ -107,16 +132,22 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
         auth,
         jobs: Arc::new(state::Workers::default()),
         hosting: Arc::new(inference::Hosting::default()),
+        node: Arc::new(node),
     };
-    let waiting = work::start_workers(&state).await?;
-    if waiting > 0 {
-        tracing::info!(waiting, "background jobs recorded before this start will run (interrupted ones once their lease runs out)");
+    if role.runs_jobs() {
+        let waiting = work::start_workers(&state).await?;
+        if waiting > 0 {
+            tracing::info!(waiting, "background jobs recorded before this start will run (interrupted ones once their lease runs out)");
+        }
     }
     models::usage::start_flusher(state.clone());
-    let rehosted = models::hosting::restore(&state).await?;
-    if rehosted > 0 {
-        tracing::info!(rehosted, "hosting the models that were hosted before the restart");
+    if role.runs_jobs() {
+        let rehosted = models::hosting::restore(&state).await?;
+        if rehosted > 0 {
+            tracing::info!(rehosted, "hosting the models that were hosted before the restart");
+        }
     }
+    models::hosting::spawn_sync(state.clone());
     Ok(state)
 }
 
@@ -218,6 +249,7 @@ impl Running {
         if let Err(e) = models::usage::flush(&self.state).await {
             tracing::warn!(error = %e, "the last detection counts could not be written");
         }
+        cluster::deregister(&self.state.db, &self.state.node).await;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -233,7 +265,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding {}", config.addr))?;
     let addr = listener.local_addr()?;
     let state = build_state(config, addr).await?;
-    spawn_maintenance(state.clone());
+    maintenance::spawn(state.clone());
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -262,80 +294,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     running.stop().await
 }
 
-fn spawn_maintenance(state: AppState) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
-        let mut ticks = 0u64;
-        loop {
-            tick.tick().await;
-            ticks += 1;
-            // Blobs: 30 minutes after the start, then every 6 hours.
-            if ticks % 36 == 4 {
-                match collect_blob_garbage(&state, std::time::Duration::from_secs(24 * 3600)).await {
-                    Ok((0, _)) => {}
-                    Ok((files, bytes)) => tracing::info!(files, bytes, "removed blobs no image, mask or evaluation uses"),
-                    Err(e) => tracing::warn!(error = format!("{e:#}"), "collecting unused blobs failed"),
-                }
-            }
-            match trials::remove_orphan_downloads(&state).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(files = n, "removed batch results whose batch is gone"),
-                Err(e) => tracing::warn!(error = %e, "removing orphaned batch results failed"),
-            }
-            if let Ok(mut conn) = state.db.pool.acquire().await {
-                if let Err(e) = auth::users::purge_expired_sessions(&mut conn).await {
-                    tracing::warn!(error = %e, "purging expired sessions failed");
-                }
-            }
-            if let Err(e) = http::idempotency::purge_expired(&state.db).await {
-                tracing::warn!(error = %e, "purging expired client tokens failed");
-            }
-        }
-    });
+/// `vigil worker`: background jobs only, until Ctrl-C or SIGTERM (nothing listens: API replicas are `vigil
+/// serve --no-worker`). Jobs it leaves unfinished are taken up by another worker when their lease runs out.
+pub async fn work(config: Config) -> anyhow::Result<()> {
+    let state = build_state_as(config, "127.0.0.1:0".parse()?, cluster::Role::Worker).await?;
+    maintenance::spawn(state.clone());
+    tracing::info!(node = %state.node.id, "Vigil worker running: imports, training, trials, batches, packaging");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    state.jobs.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    state.jobs.wake.notify_waiters();
+    if let Err(e) = models::usage::flush(&state).await {
+        tracing::warn!(error = %e, "the last detection counts could not be written");
+    }
+    cluster::deregister(&state.db, &state.node).await;
+    Ok(())
 }
 
-/// Removes the blobs (rows and files) that no dataset entry, mask, model version or trial refers to and that are
-/// older than `grace` (an import or upload writes its blobs before it commits the entries that use them).
-/// Returns the files and bytes removed.
-pub async fn collect_blob_garbage(state: &AppState, grace: std::time::Duration) -> anyhow::Result<(usize, u64)> {
-    use std::collections::HashSet;
-    let mut conn = state.db.pool.acquire().await?;
-    let mut used: HashSet<String> = HashSet::new();
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as("select image_hash, mask_hash from dataset_entry").fetch_all(&mut *conn).await?;
-    for (image, mask) in rows {
-        used.insert(image);
-        used.extend(mask);
-    }
-    // Model versions: their model files, evaluations, and the test images and masks their pages show (even
-    // after the entries are gone).
-    used.extend(models::artifacts::referenced(&mut conn).await?);
-    // Trial images, heat maps and masks.
-    let trial_rows: Vec<(String, Option<String>, Option<String>)> =
-        sqlx::query_as("select image_hash, heat_hash, mask_hash from trial_image").fetch_all(&mut *conn).await?;
-    for (image, heat, mask) in trial_rows {
-        used.insert(image);
-        used.extend(heat);
-        used.extend(mask);
-    }
-    let cutoff = db::now_ms() - grace.as_millis() as i64;
-    let old: Vec<(String,)> = sqlx::query_as("select hash from blob where created_at < $1").bind(cutoff).fetch_all(&mut *conn).await?;
-    for (hash,) in old.iter().filter(|(h,)| !used.contains(h)) {
-        // Re-checked in the statement itself: an entry written meanwhile keeps its blob.
-        sqlx::query(
-            "delete from blob where hash = $1 and not exists (select 1 from dataset_entry where image_hash = $1 or mask_hash = $1) \
-             and not exists (select 1 from trial_image where image_hash = $1 or heat_hash = $1 or mask_hash = $1) \
-             and not exists (select 1 from model_blob where hash = $1)",
-        )
-        .bind(hash)
-        .execute(&mut *conn)
-        .await?;
-    }
-    let rows: Vec<(String,)> = sqlx::query_as("select hash from blob").fetch_all(&mut *conn).await?;
-    drop(conn);
-    used.extend(rows.into_iter().map(|(h,)| h));
-    let blobs = state.blobs.clone();
-    Ok(tokio::task::spawn_blocking(move || blobs.collect_garbage(&used, grace)).await??)
-}
+pub use maintenance::collect_blob_garbage;
 
 async fn shutdown_signal() {
     let ctrl_c = async {

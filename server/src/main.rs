@@ -22,6 +22,8 @@ async fn run() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(config) => vigil::serve(config).await,
+        Command::Worker(config) => vigil::work(config).await,
+        Command::Admin(vigil::config::AdminCommand::CollectBlobs(args)) => vigil::maintenance::collect_blobs_command(args).await,
         Command::Edge(command) => vigil::edge::cli::run(command).await,
         Command::Admin(vigil::config::AdminCommand::ResetPassword(args)) => vigil::auth::reset::reset_password(args).await,
         other => cli::run(other),

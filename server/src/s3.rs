@@ -175,6 +175,11 @@ impl S3 {
         self
     }
 
+    /// The SDK client (the blob store sends its own requests with it).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn scope(&self) -> &Scope {
         &self.scope
     }

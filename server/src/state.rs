@@ -24,6 +24,8 @@ pub struct AppState {
     pub jobs: Arc<Workers>,
     /// Hosted model versions of this process, and trial lanes.
     pub hosting: Arc<crate::inference::Hosting>,
+    /// This process in the registry of processes sharing the database, with its role.
+    pub node: Arc<crate::cluster::Node>,
 }
 
 /// The worker pool's shared parts (in `AppState`).

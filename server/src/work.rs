@@ -189,6 +189,16 @@ async fn worker_loop(state: AppState, owner: String, lane: Lane) {
     }
 }
 
+/// Copies an archive blob into this process's temporary folder.
+async fn fetch_archive(state: &AppState, hash: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = state.config.data_dir.join("tmp");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{}.zip", hex::encode(rand::random::<[u8; 12]>())));
+    let (blobs, hash, dest) = (state.blobs.clone(), hash.to_string(), path.clone());
+    tokio::task::spawn_blocking(move || blobs.copy_to(&hash, &dest)).await??;
+    Ok(path)
+}
+
 /// An importer on the server's database, blob store and S3 settings.
 fn importer_of(state: &AppState) -> Importer {
     Importer { db: state.db.clone(), s3: state.s3.clone(), blobs: state.blobs.clone(), local: None, binary_masks: false }
@@ -238,11 +248,26 @@ async fn run(state: &AppState, job_id: &str, job: Job, progress: Arc<JobProgress
                 imp.fail_create(&test_id, m).await;
             }
         },
-        Job::Archive { dataset_id, path, name } => {
-            let path = std::path::PathBuf::from(path);
+        Job::Archive { dataset_id, path, name, blob } => {
+            let path = match blob.clone() {
+                None => std::path::PathBuf::from(path),
+                // A shared blob store: this worker's own copy, removed with the blob when the job ends.
+                Some(hash) => match fetch_archive(state, &hash).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = format!("{e:#}"), "reading an uploaded archive from the blob store");
+                        importer_of(state).fail_create(&dataset_id, "The uploaded archive could not be read back from the blob store; upload it again.".into()).await;
+                        return;
+                    }
+                },
+            };
             let imp = importer_of(state).with_local(Local::Zip(std::sync::Arc::new(crate::datasets::import::ZipSource::new(path.clone()))));
             imp.import_zip(&dataset_id, &name).await;
             let _ = tokio::fs::remove_file(&path).await;
+            if let Some(hash) = blob {
+                let blobs = state.blobs.clone();
+                let _ = tokio::task::spawn_blocking(move || blobs.delete(&hash)).await;
+            }
         }
         Job::Update { dataset_id, changes } => {
             let (lines, _) = crate::datasets::import::parse_manifest(&changes);

@@ -18,8 +18,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a looked-up access key is trusted before it is read again (a key revoked through another server
-/// sharing the database stops working within this time; on this server at once).
+/// How long a looked-up access key is trusted before it is read again. A key revoked or changed through another
+/// process sharing the database stops working when this process sees the `keys` change counter move (about a
+/// second, `models::hosting::spawn_sync`), and within this time at most; on the same process at once.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// The caller of an API request, once its signature has been verified (a request extension).
@@ -72,7 +73,6 @@ struct Inner {
     sealer: SecretBox,
     bootstrap: Option<(String, String)>,
     cache: Mutex<HashMap<String, CachedKey>>,
-    sign_ins: throttle::SignInThrottle,
 }
 
 struct CachedKey {
@@ -95,7 +95,7 @@ struct KnownKey {
 
 impl Auth {
     pub fn new(db: Db, sealer: SecretBox, bootstrap: Option<(String, String)>) -> Self {
-        Auth { inner: Arc::new(Inner { db, sealer, bootstrap, cache: Mutex::new(HashMap::new()), sign_ins: Default::default() }) }
+        Auth { inner: Arc::new(Inner { db, sealer, bootstrap, cache: Mutex::new(HashMap::new()) }) }
     }
 
     pub fn db(&self) -> &Db {
@@ -106,9 +106,9 @@ impl Auth {
         &self.inner.sealer
     }
 
-    /// Failed sign-ins of this server, per user name and client address.
-    pub fn sign_ins(&self) -> &throttle::SignInThrottle {
-        &self.inner.sign_ins
+    /// Failed sign-ins per user name and client address, shared by every process on the database.
+    pub fn sign_ins(&self) -> throttle::SignInThrottle<'_> {
+        throttle::SignInThrottle::new(&self.inner.db)
     }
 
     /// The access key id of the configured bootstrap key, if any.
@@ -188,6 +188,11 @@ impl Auth {
     /// Forgets a key at once (after it was revoked).
     pub fn forget(&self, access_key_id: &str) {
         self.inner.cache.lock().unwrap().remove(access_key_id);
+    }
+
+    /// Forgets every cached key (another process revoked or changed one: `cluster` topic `keys`).
+    pub fn forget_all(&self) {
+        self.inner.cache.lock().unwrap().clear();
     }
 
     /// Forgets every key of a user at once (after their role changed).

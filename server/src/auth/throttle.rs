@@ -2,11 +2,11 @@
 //! further attempt must wait a delay that doubles with every failure (up to a cap), and attempts made during the
 //! wait are refused without checking the password — so a guesser gets a handful of tries, then one every few
 //! minutes, whatever the number of connections. A success clears the user's count; counts fade after a quiet
-//! quarter of an hour. In memory, per process.
+//! quarter of an hour. Counted in the database (`signin_failure`), so every API replica behind a load balancer
+//! enforces the same counts.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use crate::db::{now_ms, Db};
+use std::time::Duration;
 
 /// Failures allowed for one user name without any delay.
 pub const FREE_FAILURES: u32 = 5;
@@ -17,18 +17,10 @@ pub const FREE_FAILURES_PER_ADDRESS: u32 = 20;
 pub const MAX_DELAY: Duration = Duration::from_secs(300);
 /// A count with no failure for this long is forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
-/// Most names and addresses tracked at once (a flood of distinct ones prunes the quiet first, then the oldest).
-const MAX_TRACKED: usize = 50_000;
 
-#[derive(Default)]
-pub struct SignInThrottle {
-    entries: Mutex<HashMap<String, Entry>>,
-}
-
-#[derive(Clone, Copy)]
-struct Entry {
-    failures: u32,
-    last: Instant,
+/// The throttle on a database.
+pub struct SignInThrottle<'a> {
+    db: &'a Db,
 }
 
 /// The delay after `failures` failures of which `free` are allowed: none for those, then 1 s, 2 s, 4 s, … up
@@ -41,51 +33,66 @@ pub fn delay_after(failures: u32, free: u32) -> Duration {
     Duration::from_secs(1u64 << exp).min(MAX_DELAY)
 }
 
-impl SignInThrottle {
-    fn keys(name: &str, addr: &str) -> [String; 2] {
-        [format!("user:{}", name.trim().to_lowercase()), format!("addr:{addr}")]
+/// How long to wait still, for a count of `failures` whose last failure was at `last_ms`.
+pub fn wait_for(key: &str, failures: i64, last_ms: i64, now_ms: i64) -> Duration {
+    if now_ms - last_ms >= FORGET_AFTER.as_millis() as i64 {
+        return Duration::ZERO;
+    }
+    let free = if key.starts_with("addr:") { FREE_FAILURES_PER_ADDRESS } else { FREE_FAILURES };
+    let until = last_ms + delay_after(failures.clamp(0, u32::MAX as i64) as u32, free).as_millis() as i64;
+    Duration::from_millis((until - now_ms).max(0) as u64)
+}
+
+fn keys(name: &str, addr: &str) -> [String; 2] {
+    [format!("user:{}", name.trim().to_lowercase()), format!("addr:{addr}")]
+}
+
+impl<'a> SignInThrottle<'a> {
+    pub fn new(db: &'a Db) -> Self {
+        SignInThrottle { db }
     }
 
     /// How long the caller must still wait before an attempt for `name` from `addr` is checked; zero when it
     /// may go ahead now.
-    pub fn wait(&self, name: &str, addr: &str, now: Instant) -> Duration {
-        let entries = self.entries.lock().unwrap();
-        Self::keys(name, addr)
-            .iter()
-            .filter_map(|k| entries.get(k).map(|e| (k, e)))
-            .map(|(k, e)| {
-                let free = if k.starts_with("addr:") { FREE_FAILURES_PER_ADDRESS } else { FREE_FAILURES };
-                (e.last + delay_after(e.failures, free)).saturating_duration_since(now)
-            })
-            .max()
-            .unwrap_or(Duration::ZERO)
+    pub async fn wait(&self, name: &str, addr: &str) -> Result<Duration, sqlx::Error> {
+        let [user, address] = keys(name, addr);
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as("select key, failures, last_at from signin_failure where key = $1 or key = $2")
+            .bind(&user)
+            .bind(&address)
+            .fetch_all(&self.db.pool)
+            .await?;
+        let now = now_ms();
+        Ok(rows.iter().map(|(k, f, last)| wait_for(k, *f, *last, now)).max().unwrap_or(Duration::ZERO))
     }
 
     /// Counts a failed attempt against the name and the address.
-    pub fn failed(&self, name: &str, addr: &str, now: Instant) {
-        let mut entries = self.entries.lock().unwrap();
-        if entries.len() >= MAX_TRACKED {
-            entries.retain(|_, e| now.saturating_duration_since(e.last) < FORGET_AFTER);
-            if entries.len() >= MAX_TRACKED {
-                let mut ages: Vec<Instant> = entries.values().map(|e| e.last).collect();
-                ages.sort();
-                let cut = ages[ages.len() / 2];
-                entries.retain(|_, e| e.last > cut);
-            }
+    pub async fn failed(&self, name: &str, addr: &str) -> Result<(), sqlx::Error> {
+        let now = now_ms();
+        let forgotten = now - FORGET_AFTER.as_millis() as i64;
+        for k in keys(name, addr) {
+            sqlx::query(
+                "insert into signin_failure (key, failures, last_at) values ($1, 1, $2) \
+                 on conflict (key) do update set failures = case when signin_failure.last_at < $3 then 1 else signin_failure.failures + 1 end, \
+                 last_at = excluded.last_at",
+            )
+            .bind(&k)
+            .bind(now)
+            .bind(forgotten)
+            .execute(&self.db.pool)
+            .await?;
         }
-        for k in Self::keys(name, addr) {
-            let e = entries.entry(k).or_insert(Entry { failures: 0, last: now });
-            if now.saturating_duration_since(e.last) >= FORGET_AFTER {
-                e.failures = 0;
-            }
-            e.failures = e.failures.saturating_add(1);
-            e.last = now;
+        // Now and then, counts gone quiet are dropped (a flood of distinct names or addresses stays bounded).
+        if rand::random::<u8>() == 0 {
+            sqlx::query("delete from signin_failure where last_at < $1").bind(forgotten).execute(&self.db.pool).await?;
         }
+        Ok(())
     }
 
     /// A successful sign-in clears the user's count (the address keeps its own).
-    pub fn succeeded(&self, name: &str) {
-        self.entries.lock().unwrap().remove(&format!("user:{}", name.trim().to_lowercase()));
+    pub async fn succeeded(&self, name: &str) -> Result<(), sqlx::Error> {
+        let [user, _] = keys(name, "");
+        sqlx::query("delete from signin_failure where key = $1").bind(user).execute(&self.db.pool).await?;
+        Ok(())
     }
 }
 
@@ -104,26 +111,15 @@ mod tests {
 
     #[test]
     fn per_name_and_per_address() {
-        let t = SignInThrottle::default();
-        let now = Instant::now();
-        for _ in 0..FREE_FAILURES {
-            assert_eq!(t.wait("Admin", "10.0.0.1", now), Duration::ZERO);
-            t.failed("Admin", "10.0.0.1", now);
-        }
-        // The name is slowed down from any address; the address only after more failures, for any name.
-        assert_eq!(t.wait("admin", "10.0.0.2", now), Duration::from_secs(1));
-        assert_eq!(t.wait("bob", "10.0.0.1", now), Duration::ZERO);
-        for i in 0..FREE_FAILURES_PER_ADDRESS {
-            t.failed(&format!("guess{i}"), "10.0.0.9", now);
-        }
-        assert_eq!(t.wait("bob", "10.0.0.9", now), Duration::from_secs(1));
-        assert_eq!(t.wait("bob", "10.0.0.2", now), Duration::ZERO);
-        assert_eq!(t.wait("admin", "10.0.0.2", now + Duration::from_secs(1)), Duration::ZERO);
-        t.succeeded("admin");
-        assert_eq!(t.wait("admin", "10.0.0.2", now), Duration::ZERO);
-        // Quiet for long enough, the count starts again.
-        let later = now + FORGET_AFTER;
-        t.failed("carol", "10.0.0.1", later);
-        assert_eq!(t.wait("carol", "10.0.0.3", later), Duration::ZERO);
+        let now = 10_000_000;
+        // The name is slowed down after its free failures; an address only after more.
+        assert_eq!(wait_for("user:admin", FREE_FAILURES as i64 - 1, now, now), Duration::ZERO);
+        assert_eq!(wait_for("user:admin", FREE_FAILURES as i64, now, now), Duration::from_secs(1));
+        assert_eq!(wait_for("addr:10.0.0.1", FREE_FAILURES as i64, now, now), Duration::ZERO);
+        assert_eq!(wait_for("addr:10.0.0.1", FREE_FAILURES_PER_ADDRESS as i64, now, now), Duration::from_secs(1));
+        // The wait runs from the last failure; quiet for long enough, the count is forgotten.
+        assert_eq!(wait_for("user:admin", FREE_FAILURES as i64 + 3, now, now + 3_000), Duration::from_secs(5));
+        assert_eq!(wait_for("user:admin", 1000, now, now + FORGET_AFTER.as_millis() as i64), Duration::ZERO);
+        assert_eq!(keys(" Admin ", "1.2.3.4"), ["user:admin".to_string(), "addr:1.2.3.4".to_string()]);
     }
 }

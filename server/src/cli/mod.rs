@@ -20,7 +20,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Eval(a) => eval(a),
         Command::Detect(a) => detect(a),
         Command::Bench(a) => bench::run(a),
-        Command::Serve(_) | Command::Edge(_) | Command::Admin(_) => bail!("`serve`, `edge` and `admin` are not engine commands"),
+        Command::Serve(_) | Command::Worker(_) | Command::Edge(_) | Command::Admin(_) => bail!("`serve`, `worker`, `edge` and `admin` are not engine commands"),
     }
 }
 

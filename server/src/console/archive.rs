@@ -28,12 +28,30 @@ pub(super) fn temp_path(state: &AppState, suffix: &str) -> std::io::Result<std::
 }
 
 /// Creates the dataset (in progress) and queues the job that imports the archive at `path` into it, then
-/// wakes the workers. The job owns the file from then on (it deletes it when done).
+/// wakes the workers. The job owns the file from then on (it deletes it when done). With a shared blob store
+/// the archive goes into it first (streamed), so a worker on another host can read it.
 pub(super) async fn start_import(state: &AppState, project: &str, dataset_type: &str, path: &std::path::Path, display: &str) -> Result<(), BackendError> {
+    let (path, blob) = if state.blobs.is_shared() {
+        let (blobs, file) = (state.blobs.clone(), path.to_path_buf());
+        let stored = tokio::task::spawn_blocking(move || {
+            let r = blobs.put_file(&file);
+            let _ = std::fs::remove_file(&file);
+            r
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| {
+            tracing::error!(error = format!("{e:#}"), "storing an uploaded archive in the blob store");
+            BackendError::internal("The archive could not be stored; try again.")
+        })?;
+        (String::new(), Some(stored))
+    } else {
+        (path.display().to_string(), None)
+    };
     let mut tx = state.db.begin_write().await.map_err(internal)?;
     let p = find_project(&mut tx, project).await?;
     let d = datasets::create(&mut tx, &p.id, dataset_type, datasets::CREATE_IN_PROGRESS).await?;
-    let job = crate::jobs::Job::Archive { dataset_id: d.id, path: path.display().to_string(), name: display.to_string() };
+    let job = crate::jobs::Job::Archive { dataset_id: d.id, path, name: display.to_string(), blob };
     crate::jobs::enqueue(&mut tx, &job).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     crate::jobs::wake(state);

@@ -72,7 +72,13 @@ pub async fn sign_in(
         let location = format!("/signin?error=1&next={}", urlencode(&next));
         (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
     };
-    let wait = state.auth.sign_ins().wait(&name, &addr, std::time::Instant::now());
+    let wait = match state.auth.sign_ins().wait(&name, &addr).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in");
+            return json_status(StatusCode::SERVICE_UNAVAILABLE, "The database is unavailable.");
+        }
+    };
     if !wait.is_zero() {
         tracing::info!(name = %name, %addr, wait_s = wait.as_secs_f32(), "sign-in refused: too many failures");
         let location = format!("/signin?error=wait&retry={}&next={}", wait.as_secs().max(1), urlencode(&next));
@@ -99,11 +105,15 @@ pub async fn sign_in(
     let Ok(_permit) = password_checks().acquire().await else { return failed() };
     let ok = tokio::task::spawn_blocking(move || users::verify_password(&password, &hash)).await.unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
-        state.auth.sign_ins().failed(&name, &addr, std::time::Instant::now());
+        if let Err(e) = state.auth.sign_ins().failed(&name, &addr).await {
+            tracing::error!(error = %e, "could not count a failed sign-in");
+        }
         tracing::info!(name = %name, %addr, "failed sign-in");
         return failed();
     };
-    state.auth.sign_ins().succeeded(&name);
+    if let Err(e) = state.auth.sign_ins().succeeded(&name).await {
+        tracing::warn!(error = %e, "could not clear a user's failed sign-ins");
+    }
     let token = match state.db.pool.acquire().await {
         Ok(mut conn) => users::create_session(&mut conn, &user.id).await,
         Err(e) => Err(e),
@@ -212,6 +222,7 @@ impl AuthBackend for AuthConsole {
         tx.commit().await.map_err(internal)?;
         // The user's keys carry the role they were looked up with: read them again.
         self.state.auth.forget_user(&user.id);
+        keys_changed(&self.state).await;
         tracing::info!(by = %me.name, user = %name, role = role.as_str(), "changed a console user's role");
         Ok(())
     }
@@ -227,6 +238,7 @@ impl AuthBackend for AuthConsole {
         for k in revoked {
             self.state.auth.forget(&k);
         }
+        keys_changed(&self.state).await;
         tracing::info!(by = %me.name, user = %name, "removed a console user");
         Ok(())
     }
@@ -266,6 +278,7 @@ impl AuthBackend for AuthConsole {
         let (id, secret) = keys::create(&mut tx, self.state.auth.sealer(), &me.id, description, Some(&policy)).await.map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         self.state.auth.forget(&id);
+        keys_changed(&self.state).await;
         tracing::info!(user = %me.name, key = %id, access = %access_summary(Some(&policy)), "created an access key");
         Ok(NewKey { id, secret })
     }
@@ -277,6 +290,7 @@ impl AuthBackend for AuthConsole {
             return Err(BackendError::not_found(format!("No access key {id}.")));
         }
         self.state.auth.forget(id);
+        keys_changed(&self.state).await;
         tracing::info!(user = %me.name, key = %id, "revoked an access key");
         Ok(())
     }
@@ -428,5 +442,17 @@ mod tests {
         for off_site in ["/\t/evil.example", "/\n/evil.example", "/\\evil.example", "/%09/x\u{7f}", "\\\\evil.example"] {
             assert_eq!(safe_next(off_site), "/", "{off_site:?}");
         }
+    }
+}
+
+/// Tells the other processes on the database to read access keys again (a key was made, revoked, or its
+/// owner's role changed): they forget their cached keys within about a second.
+async fn keys_changed(state: &AppState) {
+    let bumped = match state.db.pool.acquire().await {
+        Ok(mut conn) => crate::cluster::bump(&mut conn, "keys").await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = bumped {
+        tracing::warn!(error = %e, "could not tell the other processes that access keys changed (they notice within 10 s)");
     }
 }

@@ -44,10 +44,12 @@ pub async fn get_media(State(state): State<AppState>, Path(hash): Path<String>, 
         let mut out = std::io::Cursor::new(Vec::new());
         image::DynamicImage::ImageRgb8(small).write_to(&mut out, image::ImageFormat::Jpeg)?;
         let out = out.into_inner();
-        std::fs::create_dir_all(&thumbs)?;
+        // A local cache only (rebuilt from the blob when missing): a failure to keep it costs nothing.
         let tmp = thumbs.join(format!("{hash}.{}.tmp", hex::encode(rand::random::<[u8; 4]>())));
-        std::fs::write(&tmp, &out)?;
-        std::fs::rename(&tmp, &cached)?;
+        let kept = std::fs::create_dir_all(&thumbs).and_then(|_| std::fs::write(&tmp, &out)).and_then(|_| std::fs::rename(&tmp, &cached));
+        if kept.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
         Ok((out, "image/jpeg"))
     })
     .await;

@@ -239,6 +239,8 @@ impl ModelBackend for ConsoleModels {
         }
         models::set_threshold(&mut conn, &m.id, threshold).await.map_err(internal)?;
         self.state.hosting.set_threshold(&m.id, threshold.or(m.trained_threshold));
+        // Every other replica hosting it applies it within about a second.
+        crate::cluster::bump(&mut conn, "hosting").await.map_err(internal)?;
         Ok(())
     }
 

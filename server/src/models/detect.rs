@@ -26,7 +26,7 @@ pub enum Lane {
 /// console's try and trials; LFV's answer has none, so the hot path never computes it).
 pub async fn detect(state: &AppState, m: &ModelVersion, image: Result<Vec<u8>, String>, lane: Lane, heat_map: bool) -> Result<Detection, DetectError> {
     let units = match lane {
-        Lane::Hosted | Lane::Batch => state.hosting.get(&m.id).ok_or(DetectError::NotHosted)?,
+        Lane::Hosted | Lane::Batch => super::hosting::ensure_loaded(state, m).await?,
         Lane::Trial | Lane::Try => trial_lane(state, m).await?,
     };
     let bytes = image.map_err(|why| {

@@ -1,6 +1,13 @@
 //! Hosting (LFV's StartModel / StopModel): a trained model version loaded from the blob store onto inference
 //! units of its own ([`crate::inference`]), settled `HOSTED` or `HOSTING_FAILED`; stopped; hosted again after
 //! a restart.
+//!
+//! With several API replicas the database is the truth: a hosting job (on any worker) loads and checks the
+//! model and settles it `HOSTED`; every replica then loads it too ([`spawn_sync`] polls the `hosting` change
+//! counter every second, and a detection that finds it not yet loaded waits for the load, [`ensure_loaded`]).
+//! `StopModel` on one replica settles it `TRAINED` and bumps the counter: every other replica unloads it within
+//! about a second, and refuses detections at once (DetectAnomalies reads the status first). A saved threshold
+//! travels the same way. Each replica runs the version's inference units of its own.
 
 use crate::engine::DetectOptions;
 pub use crate::inference::{Counters, Counts, DetectError, Hosted, Hosting, LANE_IDLE, MAX_DETECT_IN_FLIGHT, MAX_LANES};
@@ -102,8 +109,15 @@ pub async fn start(state: &crate::state::AppState, m: &super::ModelVersion) {
     };
     let settled = match outcome {
         Ok(h) => {
-            state.hosting.insert(h);
-            super::transition(&mut conn, &m.id, &[super::STARTING_HOSTING], super::HOSTED, Some("The model is hosted.")).await
+            // A worker without the API only checks that the model loads and runs; the replicas load their own.
+            if state.node.role.serves_api() {
+                state.hosting.insert(h);
+            }
+            let done = super::transition(&mut conn, &m.id, &[super::STARTING_HOSTING], super::HOSTED, Some("The model is hosted.")).await;
+            if matches!(done, Ok(true)) {
+                let _ = crate::cluster::bump(&mut conn, "hosting").await;
+            }
+            done
         }
         Err(e) => {
             tracing::warn!(model = %m.id, error = format!("{e:#}"), "hosting failed");
@@ -148,12 +162,123 @@ pub async fn stop(state: &crate::state::AppState, conn: &mut sqlx::AnyConnection
     state.hosting.remove(id);
     let from = [super::STOPPING_HOSTING, super::HOSTED, super::STARTING_HOSTING, super::HOSTING_FAILED];
     super::transition(conn, id, &from, super::TRAINED, Some("The model was stopped.")).await?;
-    super::set_units(conn, id, None, None).await
+    super::set_units(conn, id, None, None).await?;
+    crate::cluster::bump(conn, "hosting").await
+}
+
+/// The hosted model of a version marked `HOSTED` in the database, loading it on this process first if it is not
+/// loaded yet (a replica that has not caught up, or a worker running a batch); concurrent callers share one load.
+pub async fn ensure_loaded(state: &crate::state::AppState, m: &super::ModelVersion) -> Result<Arc<Hosted>, DetectError> {
+    if let Some(h) = state.hosting.get(&m.id) {
+        return Ok(h);
+    }
+    if m.status != super::HOSTED {
+        return Err(DetectError::NotHosted);
+    }
+    let gate = {
+        static LOADS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = std::sync::OnceLock::new();
+        let mut loads = LOADS.get_or_init(Default::default).lock().unwrap();
+        loads.retain(|_, g| Arc::strong_count(g) > 1);
+        loads.entry(m.id.clone()).or_default().clone()
+    };
+    let _loading = gate.lock().await;
+    if let Some(h) = state.hosting.get(&m.id) {
+        return Ok(h);
+    }
+    let h = load(state, m).await.map_err(|e| {
+        tracing::error!(model = %m.id, error = format!("{e:#}"), "loading a hosted model on this process");
+        DetectError::Internal(format!("the hosted model could not be loaded on this server ({e:#})"))
+    })?;
+    state.hosting.insert(h.clone());
+    tracing::info!(model = %m.id, version = m.version, "loaded a hosted model on this process");
+    Ok(h)
+}
+
+/// Brings this process's hosted models in line with the database: unloads versions no longer `HOSTED`, applies
+/// saved thresholds and unit changes, and (on API replicas) loads the hosted versions not loaded yet, in the
+/// background. Returns how many it loaded and unloaded.
+pub async fn reconcile(state: &crate::state::AppState) -> Result<(usize, usize), sqlx::Error> {
+    let hosted = {
+        let mut conn = state.db.pool.acquire().await?;
+        super::with_status(&mut conn, &[super::HOSTED, super::STARTING_HOSTING]).await?
+    };
+    let wanted: std::collections::HashMap<&str, &super::ModelVersion> = hosted.iter().map(|m| (m.id.as_str(), m)).collect();
+    let mut unloaded = 0;
+    for h in state.hosting.all() {
+        let keep = wanted.get(h.model_id.as_str()).filter(|m| {
+            let units = (m.min_inference_units.unwrap_or(1).max(1) as usize, m.max_inference_units.unwrap_or(0).max(0) as usize);
+            h.units() == (units.0, units.1.max(units.0))
+        });
+        match keep {
+            Some(m) => state.hosting.set_threshold(&h.model_id, m.threshold.or(m.trained_threshold)),
+            None => {
+                state.hosting.remove(&h.model_id);
+                state.hosting.close_lanes(std::time::Duration::ZERO, Some(&h.model_id));
+                unloaded += 1;
+            }
+        }
+    }
+    let mut loading = 0;
+    if state.node.role.serves_api() {
+        for m in hosted.into_iter().filter(|m| m.status == super::HOSTED && state.hosting.get(&m.id).is_none()) {
+            loading += 1;
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _ = ensure_loaded(&state, &m).await;
+            });
+        }
+    }
+    Ok((loading, unloaded))
+}
+
+/// Keeps this process in line with the others for its life: every second it reads the change counters; a
+/// change of `hosting` (or 10 s without one) reconciles the hosted models, a change of `keys` forgets the
+/// access keys it cached.
+pub fn spawn_sync(state: crate::state::AppState) {
+    tokio::spawn(async move {
+        let mut seen: std::collections::HashMap<String, i64> = Default::default();
+        let mut last = std::time::Instant::now();
+        let mut first = true;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if state.jobs.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            let now = match crate::cluster::counters(&state.db).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the change counters");
+                    continue;
+                }
+            };
+            let changed = |topic: &str| now.get(topic) != seen.get(topic);
+            if changed("keys") && !first {
+                state.auth.forget_all();
+            }
+            if first || changed("hosting") || last.elapsed() >= std::time::Duration::from_secs(10) {
+                last = std::time::Instant::now();
+                match reconcile(&state).await {
+                    Ok((0, 0)) => {}
+                    Ok((loading, unloaded)) => tracing::info!(loading, unloaded, "hosted models brought in line with the database"),
+                    Err(e) => tracing::warn!(error = %e, "could not read the hosted models"),
+                }
+            }
+            first = false;
+            seen = now;
+        }
+    });
 }
 
 /// At start-up: models that were hosted (or on their way) are hosted again, as LFV kept them running — each by
 /// a hosting job, unless one is already queued; models left stopping are stopped.
 pub async fn restore(state: &crate::state::AppState) -> Result<usize, sqlx::Error> {
+    // Beside other live processes, the models they host stay hosted: this one loads them (`spawn_sync`).
+    let others = crate::cluster::live(&state.db).await?.into_iter().filter(|p| p.id != state.node.id).count();
+    if others > 0 {
+        return Ok(0);
+    }
     let mut conn = state.db.pool.acquire().await?;
     for m in super::with_status(&mut conn, &[super::STOPPING_HOSTING]).await? {
         stop(state, &mut conn, &m.id).await?;

@@ -222,7 +222,7 @@ fn user_message(e: &crate::engine::Error) -> String {
 async fn settle_trained(db: &Db, model_id: &str, job_id: &str, t: Trained, took: i64) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let now = now_ms();
-    sqlx::query(
+    let settled = sqlx::query(
         "update model_version set status = $1, status_message = $2, performance = $3, evaluation_manifest_key = $4, \
          evaluation_result_key = $5, evaluation_end_at = $6, evaluation_hash = $7, trained_threshold = $8, threshold = $8, \
          artifact_hash = $9, training_ms = $10, updated_at = $6 where id = $11 and status = $12",
@@ -241,6 +241,12 @@ async fn settle_trained(db: &Db, model_id: &str, job_id: &str, t: Trained, took:
     .bind(super::TRAINING)
     .execute(&mut *tx)
     .await?;
+    // Settled once: a worker that finishes a training another one already settled (it lost its lease and did
+    // not notice in time) changes nothing.
+    if settled.rows_affected() == 0 {
+        tracing::warn!(model = model_id, "a training finished after its model version was settled; its result is dropped");
+        return tx.rollback().await;
+    }
     super::artifacts::add_refs(&mut tx, model_id, &t.stored.refs).await?;
     sqlx::query("delete from job where id = $1").bind(job_id).execute(&mut *tx).await?;
     tx.commit().await

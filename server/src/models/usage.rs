@@ -236,21 +236,46 @@ pub fn render(totals: &[ModelTotals], hosted: &[HostedUnits]) -> String {
     out
 }
 
-/// Everything `/metrics` shows, fresh (the pending counts are flushed first).
+/// Everything `/metrics` shows, fresh (this process's pending counts are flushed first).
+///
+/// With several replicas: the `lookoutvision_*` counters are the deployment's totals from the database (every
+/// replica answers the same, give or take the last few seconds of the others' counts), so scrape any one; the
+/// unit gauges and the `vigil_process_*` counters are this process's own (detections since the model was
+/// loaded here), so their sum over the replicas is the deployment's; `vigil_processes` counts the live ones.
 pub async fn metrics_text(state: &AppState) -> Result<String, sqlx::Error> {
     flush(state).await?;
     let mut conn = state.db.pool.acquire().await?;
     let totals = totals(&mut conn).await?;
     let mut hosted = Vec::new();
+    let mut own = Vec::new();
     for h in state.hosting.all() {
         let name: Option<(String,)> =
             sqlx::query_as("select name from project where id = $1").bind(&h.project_id).fetch_optional(&mut *conn).await?;
         if let Some((project,)) = name {
             let (min, max) = h.units();
-            hosted.push(HostedUnits { project, version: h.version, min, max, in_service: h.workers() });
+            hosted.push(HostedUnits { project: project.clone(), version: h.version, min, max, in_service: h.workers() });
+            own.push(ModelTotals { project, version: h.version, counts: h.counters().snapshot() });
         }
     }
-    Ok(render(&totals, &hosted))
+    drop(conn);
+    let mut text = render(&totals, &hosted);
+    let _ = writeln!(text, "# HELP vigil_process_ProcessedImageCount Images this process detected since it loaded the model.\n# TYPE vigil_process_ProcessedImageCount counter");
+    for t in &own {
+        let _ = writeln!(text, "vigil_process_ProcessedImageCount{{ProjectName=\"{}\",ModelVersion=\"{}\"}} {}", label(&t.project), t.version, t.counts.processed);
+    }
+    let _ = writeln!(text, "# HELP vigil_process_DetectedAnomalyCount Anomalous images this process detected since it loaded the model.\n# TYPE vigil_process_DetectedAnomalyCount counter");
+    for t in &own {
+        let _ = writeln!(text, "vigil_process_DetectedAnomalyCount{{ProjectName=\"{}\",ModelVersion=\"{}\"}} {}", label(&t.project), t.version, t.counts.anomalous);
+    }
+    let mut roles: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in crate::cluster::live(&state.db).await? {
+        *roles.entry(p.role).or_default() += 1;
+    }
+    let _ = writeln!(text, "# HELP vigil_processes Live Vigil processes on this database, by role.\n# TYPE vigil_processes gauge");
+    for (role, n) in roles {
+        let _ = writeln!(text, "vigil_processes{{Role=\"{role}\"}} {n}");
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -217,7 +217,8 @@ async fn detect_hosted(state: &AppState, m: &ModelVersion, bytes: Vec<u8>) -> Re
 /// Where a batch's results go while it runs.
 enum Sink {
     S3 { bucket: String, prefix: String, lines: Vec<u8> },
-    Zip { path: PathBuf, tmp: PathBuf, zip: Option<zip::ZipWriter<std::fs::File>>, lines: Vec<u8> },
+    /// A zip written to a temporary file, then kept in the blob store (`trial.output_hash`) for download.
+    Zip { id: String, tmp: PathBuf, zip: Option<zip::ZipWriter<std::fs::File>>, lines: Vec<u8> },
 }
 
 type Zip = zip::ZipWriter<std::fs::File>;
@@ -260,7 +261,7 @@ impl Sink {
                 tokio::fs::create_dir_all(&dir).await.map_err(no_room)?;
                 let tmp = dir.join(format!("{id}.{}.tmp", hex::encode(rand::random::<[u8; 4]>())));
                 let f = tokio::fs::File::create(&tmp).await.map_err(no_room)?.into_std().await;
-                Sink::Zip { path, tmp, zip: Some(zip::ZipWriter::new(f)), lines: Vec::new() }
+                Sink::Zip { id: id.to_string(), tmp, zip: Some(zip::ZipWriter::new(f)), lines: Vec::new() }
             }
         })
     }
@@ -309,19 +310,28 @@ impl Sink {
                     .map_err(|e| format!("s3://{bucket}/{key} could not be written: {e}"))?;
                 Ok(format!("s3://{bucket}/{key}"))
             }
-            Sink::Zip { path, tmp, zip, lines } => {
+            Sink::Zip { id, tmp, zip, lines } => {
                 let z = zip.ok_or("the results file is closed")?;
-                tokio::task::spawn_blocking(move || -> Result<(), String> {
+                let blobs = state.blobs.clone();
+                let hash = tokio::task::spawn_blocking(move || -> Result<String, String> {
                     use std::io::Write;
                     let mut z = z;
                     z.start_file("results.jsonl", stored()).map_err(no_room)?;
                     z.write_all(&lines).map_err(no_room)?;
-                    // On disk before it is offered for download.
                     z.finish().map_err(no_room)?.sync_all().map_err(no_room)?;
-                    std::fs::rename(&tmp, &path).map_err(no_room)
+                    // Into the blob store (streamed), where every replica finds it.
+                    let stored = blobs.put_file(&tmp).map_err(|e| format!("The results could not be stored: {e:#}"));
+                    let _ = std::fs::remove_file(&tmp);
+                    stored
                 })
                 .await
                 .map_err(|e| e.to_string())??;
+                sqlx::query("update trial set output_hash = $1 where id = $2")
+                    .bind(&hash)
+                    .bind(&id)
+                    .execute(&state.db.pool)
+                    .await
+                    .map_err(|e| format!("The results could not be recorded: {e}"))?;
                 Ok("ready to download".into())
             }
         }

@@ -15,4 +15,5 @@ mod imports;
 mod model_blobs;
 mod models;
 mod packaging;
+mod scale;
 mod security;

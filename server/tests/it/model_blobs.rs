@@ -75,12 +75,12 @@ async fn earlier_versions_move_into_the_blob_store(backend: Backend) {
 
     // Collection keeps the model file, the evaluation and the image the evaluation shows; after the version is
     // deleted, all three go.
-    vigil::collect_blob_garbage(&state, std::time::Duration::ZERO).await.unwrap();
+    vigil::collect_blob_garbage(&state.db, &state.blobs, std::time::Duration::ZERO).await.unwrap();
     for hash in [artifact.as_deref().unwrap(), evaluation_hash.as_deref().unwrap(), image.as_str()] {
         assert!(state.blobs.get(hash).is_ok(), "{hash} is kept");
     }
     console.delete("old", 1).await.unwrap();
-    vigil::collect_blob_garbage(&state, std::time::Duration::ZERO).await.unwrap();
+    vigil::collect_blob_garbage(&state.db, &state.blobs, std::time::Duration::ZERO).await.unwrap();
     for hash in [artifact.as_deref().unwrap(), evaluation_hash.as_deref().unwrap(), image.as_str()] {
         assert!(state.blobs.get(hash).is_err(), "{hash} is collected");
     }

@@ -16,14 +16,14 @@ use aws_sdk_lookoutvision::types::{
 use common::{Backend, Harness, S3Server};
 use std::time::Duration;
 
-const DATA: &str = "vigil-data";
-const OUT: &str = "vigil-out";
+pub(crate) const DATA: &str = "vigil-data";
+pub(crate) const OUT: &str = "vigil-out";
 
-fn small(path: &str) -> Vec<u8> {
+pub(crate) fn small(path: &str) -> Vec<u8> {
     std::fs::read(common::repo_root().join("server/tests/fixtures/cookies-small").join(path)).unwrap()
 }
 
-fn line(key: &str, anomalous: bool, mask: Option<&str>) -> String {
+pub(crate) fn line(key: &str, anomalous: bool, mask: Option<&str>) -> String {
     let class = if anomalous { "anomaly" } else { "normal" };
     let mut v = serde_json::json!({
         "source-ref": format!("s3://{DATA}/{key}"),
@@ -43,7 +43,7 @@ fn line(key: &str, anomalous: bool, mask: Option<&str>) -> String {
 }
 
 /// Train: normal-2..9 and anomaly-2..5 with masks; test: normal-10..13 and anomaly-6..9 with masks.
-async fn stage(s3: &S3Server) {
+pub(crate) async fn stage(s3: &S3Server) {
     s3.bucket(DATA);
     s3.bucket(OUT);
     let mut train = String::new();
@@ -68,17 +68,17 @@ async fn stage(s3: &S3Server) {
     s3.put(DATA, "test.manifest", test.into_bytes()).await;
 }
 
-fn manifest(key: &str) -> DatasetSource {
+pub(crate) fn manifest(key: &str) -> DatasetSource {
     DatasetSource::builder()
         .ground_truth_manifest(DatasetGroundTruthManifest::builder().s3_object(InputS3Object::builder().bucket(DATA).key(key).build()).build())
         .build()
 }
 
-fn output(bucket: &str) -> OutputConfig {
+pub(crate) fn output(bucket: &str) -> OutputConfig {
     OutputConfig::builder().s3_location(S3Location::builder().bucket(bucket).prefix("evaluations/").build()).build()
 }
 
-async fn settle_dataset(c: &lfv::Client, project: &str, t: &str) {
+pub(crate) async fn settle_dataset(c: &lfv::Client, project: &str, t: &str) {
     for _ in 0..600 {
         let d = c.describe_dataset().project_name(project).dataset_type(t).send().await.unwrap().dataset_description.unwrap();
         match d.status() {
@@ -91,7 +91,7 @@ async fn settle_dataset(c: &lfv::Client, project: &str, t: &str) {
 }
 
 /// Polls DescribeModel while the status is one of `passing`.
-async fn wait_model(c: &lfv::Client, project: &str, version: &str, passing: &[ModelStatus]) -> lfv::types::ModelDescription {
+pub(crate) async fn wait_model(c: &lfv::Client, project: &str, version: &str, passing: &[ModelStatus]) -> lfv::types::ModelDescription {
     for _ in 0..1200 {
         let d = c.describe_model().project_name(project).model_version(version).send().await.unwrap().model_description.unwrap();
         if !passing.contains(d.status().unwrap()) {

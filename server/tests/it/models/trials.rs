@@ -175,17 +175,29 @@ pub async fn trials_and_batches(h: &Harness, s3: &S3Server, evaluated: &HashMap<
     let (s, _, _) = call(h, "GET", "/projects/cookies/trials/incoming", None).await;
     assert_eq!(s, 404);
     let state = h.running.as_ref().unwrap().state.clone();
+    // The results are a blob (every replica serves them), named by the batch's row; no file stays behind.
+    let output = h_output_hash(&state, &id).await.expect("the batch's results are a blob");
+    assert_eq!(state.blobs.get(&output).unwrap(), zip_bytes);
     let zip_path = vigil::trials::download_path(&state, &h_batch_id(&state, &id).await);
-    assert!(zip_path.exists());
+    assert!(!zip_path.exists());
     let (s, _, _) = call(h, "DELETE", &format!("/projects/cookies/batches/{id}"), None).await;
     assert_eq!(s, 200);
-    assert!(!zip_path.exists(), "deleting a batch deletes its results");
-    // Results whose batch went another way (with its model version) are collected.
+    // Deleting a batch leaves its results to blob collection, which no longer finds them referenced.
+    let removed = vigil::collect_blob_garbage(&state.db, &state.blobs, std::time::Duration::ZERO).await.unwrap();
+    assert!(removed.iter().any(|l| l.hash == output), "{removed:?}");
+    // Result files of batches from before results were blobs, whose batch is gone, are collected.
+    std::fs::create_dir_all(zip_path.parent().unwrap()).unwrap();
     let orphan = zip_path.with_file_name("0123456789abcdef0123456789abcdef.zip");
     std::fs::write(&orphan, b"PK").unwrap();
     assert_eq!(vigil::trials::remove_orphan_downloads(&state).await.unwrap(), 1);
     assert!(!orphan.exists());
     trial_detections + 6
+}
+
+/// The blob holding a batch's results, from the id users see.
+async fn h_output_hash(state: &vigil::state::AppState, name: &str) -> Option<String> {
+    let row: (Option<String>,) = sqlx::query_as("select output_hash from trial where name = $1").bind(name).fetch_one(&state.db.pool).await.unwrap();
+    row.0
 }
 
 /// The internal id of a batch (its results file is named by it), from the id users see.
