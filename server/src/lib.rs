@@ -62,6 +62,9 @@ pub async fn build_state_as(config: Config, addr: SocketAddr, role: cluster::Rol
     let listens = role.serves_api().then(|| addr.to_string());
     let node = cluster::register(&db, role, &host, &blobs.location(), blobs.is_shared(), listens).await?;
     cluster::spawn_heartbeat(db.clone(), node.clone());
+    if role == cluster::Role::Api && !cluster::live(&db).await?.iter().any(|p| p.role != cluster::Role::Api.as_str()) {
+        tracing::warn!("no process that runs jobs is live on this database: imports, trainings and StartModel wait until a `vigil worker` (or a `vigil serve` without --no-worker) starts");
+    }
     let auth = auth::setup(&config, &db).await?;
     // Every process must seal and open stored secrets with the same server key.
     let canary = auth.sealer().seal("cluster-canary", "vigil");
