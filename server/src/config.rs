@@ -441,6 +441,11 @@ pub struct Config {
     #[arg(long, env = "VIGIL_NO_WORKER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub no_worker: bool,
 
+    /// Most database connections this process keeps open (8 on SQLite, 16 on PostgreSQL); with many processes,
+    /// keep their sum under PostgreSQL's `max_connections`.
+    #[arg(long, env = "VIGIL_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+
     /// This machine's name in the process registry (`vigil_node`): processes on different hosts may not share
     /// a SQLite file or a local blob store. Unset: the kernel's host name.
     #[arg(long, env = "VIGIL_HOST_NAME")]
@@ -509,8 +514,7 @@ pub struct BlobArgs {
     /// Path-style addressing for the blob bucket (most self-hosted servers need it).
     #[arg(id = "blob_force_path_style", value_name = "BOOL", long = "blob-s3-force-path-style", env = "VIGIL_BLOB_S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub force_path_style: bool,
-    /// Megabytes of local cache for blobs read from S3 (hosted models, training images, thumbnails' sources);
-    /// the least recently used go first.
+    /// Megabytes of local cache for blobs read from S3 (the least recently used go first).
     #[arg(id = "blob_cache_mb", long = "blob-cache-mb", env = "VIGIL_BLOB_CACHE_MB", default_value_t = 2048)]
     pub cache_mb: u64,
 }

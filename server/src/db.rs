@@ -24,6 +24,11 @@ pub struct Db {
 impl Db {
     /// Connects (creating a SQLite file and its directory if needed) and applies the migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, None).await
+    }
+
+    /// [`Db::connect`] with at most `max` pooled connections (default: 8 on SQLite, 16 on PostgreSQL).
+    pub async fn connect_with(url: &str, max: Option<u32>) -> anyhow::Result<Self> {
         install_default_drivers();
         let kind = if url.starts_with("sqlite:") {
             BackendKind::Sqlite
@@ -37,7 +42,7 @@ impl Db {
             BackendKind::Postgres => url.to_string(),
         };
         let pool = AnyPoolOptions::new()
-            .max_connections(if kind == BackendKind::Sqlite { 8 } else { 16 })
+            .max_connections(max.unwrap_or(if kind == BackendKind::Sqlite { 8 } else { 16 }).max(2))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if kind == BackendKind::Sqlite {

@@ -52,7 +52,7 @@ pub async fn build_state(config: Config, addr: SocketAddr) -> anyhow::Result<App
 /// cannot work beside the live processes), backbone (loaded and warmed up), console settings; starts the job
 /// workers (roles that run jobs) and the hosting sync.
 pub async fn build_state_as(config: Config, addr: SocketAddr, role: cluster::Role) -> anyhow::Result<AppState> {
-    let db = db::Db::connect(&config.database_url).await?;
+    let db = db::Db::connect_with(&config.database_url, config.db_max_connections).await?;
     tracing::info!(backend = ?db.kind, role = role.as_str(), "database ready");
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;

@@ -218,6 +218,15 @@ pub async fn reconcile(state: &crate::state::AppState) -> Result<(usize, usize),
             }
         }
     }
+    // A stop whose replica died between marking it and settling it is settled here.
+    let stuck = {
+        let mut conn = state.db.pool.acquire().await?;
+        super::with_status(&mut conn, &[super::STOPPING_HOSTING]).await?
+    };
+    for m in stuck.iter().filter(|m| crate::db::now_ms() - m.updated_at > 30_000) {
+        let mut conn = state.db.pool.acquire().await?;
+        stop(state, &mut conn, &m.id).await?;
+    }
     let mut loading = 0;
     if state.node.role.serves_api() {
         for m in hosted.into_iter().filter(|m| m.status == super::HOSTED && state.hosting.get(&m.id).is_none()) {
