@@ -39,3 +39,20 @@ create table signin_failure (
 
 -- A finished batch's results (a zip) are a blob; null for batches written before (their file stays on disk).
 alter table trial add column output_hash text;
+
+-- Drift (models/drift.rs): per hosted version and hour, how many detections scored in each bin of the distance
+-- from its validation median, in validation spreads (0.25 wide from -6 to +10, with one bin below and one above).
+create table drift_bin (
+    model_id text not null,
+    hour bigint not null,                -- hours since the epoch
+    bin integer not null,
+    n bigint not null,
+    primary key (model_id, hour, bin)
+);
+
+-- The number of normal validation scores behind a hosted version's reference (the test's m).
+create table drift_reference (
+    model_id text primary key,
+    normal_scores bigint not null,
+    updated_at bigint not null
+);

@@ -119,6 +119,9 @@ struct Shared {
     max_units: usize,
     counters: Arc<Counters>,
     pending: Counters,
+    /// Drift: the reference scale (hosted models only) and the score histogram not yet in the database.
+    score_scale: std::sync::OnceLock<ScoreScale>,
+    score_bins: Mutex<Vec<u64>>,
 }
 
 impl Shared {
@@ -126,6 +129,30 @@ impl Shared {
     fn count(&self, what: impl Fn(&Counters)) {
         what(&self.counters);
         what(&self.pending);
+    }
+}
+
+/// Where a hosted model's scores fall relative to its validation scores (`models::drift`): the median and spread
+/// of its normal validation images' scores.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreScale {
+    pub median: f32,
+    pub scale: f32,
+}
+
+/// Bins of a score histogram: one below [`SCORE_Z_MIN`], 64 of [`SCORE_BIN_WIDTH`] spreads, one above +10.
+pub const SCORE_BINS: usize = 66;
+pub const SCORE_Z_MIN: f32 = -6.0;
+pub const SCORE_BIN_WIDTH: f32 = 0.25;
+
+impl ScoreScale {
+    /// The histogram bin of a score.
+    pub fn bin(&self, score: f32) -> usize {
+        let z = (score - self.median) / self.scale.max(f32::MIN_POSITIVE);
+        if !z.is_finite() || z < SCORE_Z_MIN {
+            return if z > 0.0 { SCORE_BINS - 1 } else { 0 };
+        }
+        (1 + ((z - SCORE_Z_MIN) / SCORE_BIN_WIDTH) as usize).min(SCORE_BINS - 1)
     }
 }
 
@@ -166,6 +193,8 @@ impl Hosted {
             max_units,
             counters: Arc::new(Counters::default()),
             pending: Counters::default(),
+            score_scale: std::sync::OnceLock::new(),
+            score_bins: Mutex::new(Vec::new()),
         });
         for _ in 0..min_units {
             spawn_worker(shared.clone());
@@ -177,6 +206,26 @@ impl Hosted {
     pub fn set_threshold(&self, t: Option<f64>) {
         let t = t.map(|t| t as f32).unwrap_or_else(|| self.shared.model.threshold());
         self.shared.threshold.store(t.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Starts keeping the histogram of scores for drift monitoring (once).
+    pub fn set_score_scale(&self, s: ScoreScale) {
+        let _ = self.shared.score_scale.set(s);
+    }
+
+    /// Takes the score histogram gathered since the last call (empty when nothing was scored).
+    pub fn drain_score_bins(&self) -> Vec<u64> {
+        self.shared.score_bins.lock().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default()
+    }
+
+    /// Puts a histogram back (a flush that could not be written).
+    pub fn add_score_bins(&self, bins: &[u64]) {
+        if let Ok(mut b) = self.shared.score_bins.lock() {
+            b.resize(SCORE_BINS, 0);
+            for (x, y) in b.iter_mut().zip(bins) {
+                *x += y;
+            }
+        }
     }
 
     pub fn counters(&self) -> Arc<Counters> {
@@ -302,6 +351,12 @@ fn worker(s: Arc<Shared>) {
                 let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| detect_one(&s, req.input, req.heat_map)))
                     .unwrap_or_else(|_| Err(DetectError::Internal("the detection failed unexpectedly".into())));
                 let took = started.elapsed().as_micros() as u64;
+                if let (Ok(d), Some(scale)) = (&out, s.score_scale.get()) {
+                    if let Ok(mut b) = s.score_bins.lock() {
+                        b.resize(SCORE_BINS, 0);
+                        b[scale.bin(d.score)] += 1;
+                    }
+                }
                 s.count(|c| match &out {
                     Ok(d) => {
                         c.processed.fetch_add(1, Ordering::Relaxed);

@@ -98,6 +98,23 @@ pub struct ModelDetail {
     pub workers: usize,
     /// The API's address as the browser reached it, for the copy-paste snippets.
     pub endpoint: String,
+    /// Hosted models: how their recent scores compare with the validation scores.
+    #[serde(default)]
+    pub drift: Option<DriftView>,
+}
+
+/// Drift of a hosted model: its last 2 hours' scores against its validation scores (`models::drift`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriftView {
+    /// Detections in the window.
+    pub images: u64,
+    /// Normal validation scores behind the reference.
+    pub reference: u64,
+    /// Median of the window's scores, in validation spreads from the validation median.
+    pub median_shift: f64,
+    /// The shift in standard errors.
+    pub statistic: f64,
+    pub shifted: bool,
 }
 
 /// The result of trying one image.
@@ -138,6 +155,9 @@ pub struct Dashboard {
     pub projects: Vec<ProjectActivity>,
     /// Model versions hosted now, across projects.
     pub hosted: i64,
+    /// Hosted versions whose scores drifted (`project` and version), for the warning.
+    #[serde(default)]
+    pub drifting: Vec<(String, i64)>,
 }
 
 /// Time frames the dashboard offers (hours).

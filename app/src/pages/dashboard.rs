@@ -89,6 +89,10 @@ fn DashboardView(d: Dashboard) -> impl IntoView {
                 <div class="stat"><span class="stat-n" data-testid="total-anomalous">{anomalous}</span><span class="stat-l">"anomalies detected"</span></div>
                 <div class="stat"><span class="stat-n">{ratio(anomalous, processed)}</span><span class="stat-l">"anomaly ratio"</span></div>
                 <div class="stat"><span class="stat-n" data-testid="total-hosted">{d.hosted}</span><span class="stat-l">"models hosted now"</span></div>
+                {(!d.drifting.is_empty()).then(|| {
+                    let names: Vec<String> = d.drifting.iter().map(|(p, v)| format!("{p} version {v}")).collect();
+                    view! { <p class="error" data-testid="drifting">{format!("Scores have drifted on {}: see the model page.", names.join(", "))}</p> }
+                })}
             </div>
             <p class="hint">"Since " {since} " (UTC), per " {step} ": every detection — DetectAnomalies calls, batch runs, trial detections and images tried on a model page."</p>
         </div>

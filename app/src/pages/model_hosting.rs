@@ -84,6 +84,7 @@ pub fn Hosting(detail: ModelDetail, state: HostingState) -> impl IntoView {
                 view! {
                     <p>{format!("Hosted with {}–{} inference unit(s); {} detection worker(s) running.",
                         detail.min_units.unwrap_or(1), detail.max_units.unwrap_or(1), detail.workers)}</p>
+                    {drift_line(detail.drift.clone())}
                     <Confirm open=s.confirm_stop set_open=move |o| s.confirm_stop.set(o) label="Stop model" testid="stop-model"
                         question=format!("Stop hosting model {version}? DetectAnomalies calls to it are refused until it is started again.")
                         confirm="Stop model" keep="Keep it hosted"
@@ -205,4 +206,24 @@ pub fn TryImage(project: String, version: i64, status: String, state: TryState) 
             })}
         </div>
     }
+}
+
+/// What the hosted model's recent scores say against its validation scores.
+fn drift_line(drift: Option<crate::api::models::DriftView>) -> impl IntoView {
+    let Some(d) = drift else {
+        return view! { <p class="muted" data-testid="drift">"Drift: not monitored (the model has too few normal validation images)."</p> }.into_any();
+    };
+    let text = if d.images < 30 {
+        format!("Drift: {} detection(s) in the last 2 hours; the comparison with the validation scores starts at 30.", d.images)
+    } else if d.shifted {
+        format!(
+            "Drift: the scores have shifted — the median of the last 2 hours' {} detections is {:+.1} spreads from the validation median ({:+.1} standard errors). \
+             Something changed on the line (lighting, focus, camera, parts): check it before false alarms come, and retrain with new normal images if the change is meant to stay.",
+            d.images, d.median_shift, d.statistic
+        )
+    } else {
+        format!("Drift: none — the median of the last 2 hours' {} detections is {:+.2} spreads from the validation median ({} validation images).", d.images, d.median_shift, d.reference)
+    };
+    let class = if d.shifted { "error" } else { "muted" };
+    view! { <p class=class data-testid="drift">{text}</p> }.into_any()
 }

@@ -213,6 +213,18 @@ impl ModelBackend for ConsoleModels {
         let m = model(&mut conn, project, version).await?;
         let evaluation = models::artifacts::evaluation(&self.state, &m).await.map_err(internal)?.as_deref().and_then(eval_view);
         let workers = self.state.hosting.get(&m.id).map(|h| h.workers()).unwrap_or(0);
+        let drift = if m.status == models::HOSTED {
+            let _ = models::usage::flush(&self.state).await;
+            models::drift::status(&mut conn, &m.id, models::usage::hour_now()).await.map_err(internal)?.map(|s| app::api::models::DriftView {
+                images: s.images,
+                reference: s.reference,
+                median_shift: s.median_shift,
+                statistic: s.statistic,
+                shifted: s.shifted,
+            })
+        } else {
+            None
+        };
         Ok(ModelDetail {
             project: project.to_string(),
             arn: models::model_arn(&self.state.config.region, &self.state.config.account_id, project, m.version),
@@ -225,6 +237,7 @@ impl ModelBackend for ConsoleModels {
             max_units: m.max_inference_units,
             workers,
             endpoint: format!("http://{}", self.state.leptos_options.site_addr),
+            drift,
         })
     }
 
@@ -301,11 +314,20 @@ impl ModelBackend for ConsoleModels {
         let since = since - since.rem_euclid(bucket_hours);
         let mut conn = self.state.db.pool.acquire().await.map_err(internal)?;
         let usage = models::usage::by_project(&mut conn, since, now, bucket_hours, 500).await.map_err(internal)?;
-        let (hosted,): (i64,) = sqlx::query_as("select count(*) from model_version where status = $1")
-            .bind(models::HOSTED)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(internal)?;
+        let hosted_versions: Vec<(String, String, i64)> = sqlx::query_as(
+            "select m.id, p.name, m.version from model_version m join project p on p.id = m.project_id where m.status = $1 order by p.name, m.version",
+        )
+        .bind(models::HOSTED)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(internal)?;
+        let hosted = hosted_versions.len() as i64;
+        let mut drifting = Vec::new();
+        for (id, project, version) in hosted_versions {
+            if models::drift::status(&mut conn, &id, now).await.map_err(internal)?.is_some_and(|s| s.shifted) {
+                drifting.push((project, version));
+            }
+        }
         Ok(Dashboard {
             hours,
             bucket_hours,
@@ -315,6 +337,7 @@ impl ModelBackend for ConsoleModels {
                 .map(|u| ProjectActivity { project: u.project, processed: u.processed, anomalous: u.anomalous, series: u.series })
                 .collect(),
             hosted,
+            drifting,
         })
     }
 

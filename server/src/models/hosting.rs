@@ -135,6 +135,26 @@ pub async fn start(state: &crate::state::AppState, m: &super::ModelVersion) {
 }
 
 async fn load(state: &crate::state::AppState, m: &super::ModelVersion) -> anyhow::Result<Arc<Hosted>> {
+    let h = load_units(state, m).await?;
+    // Drift monitoring's reference: the normal validation images' scores (a model without one is not monitored).
+    match super::artifacts::evaluation(state, m).await {
+        Ok(Some(eval)) => {
+            if let Some((scale, n)) = super::drift::reference(&eval) {
+                h.set_score_scale(scale);
+                if let Ok(mut conn) = state.db.pool.acquire().await {
+                    if let Err(e) = super::drift::record_reference(&mut conn, &m.id, n).await {
+                        tracing::warn!(error = %e, "could not record a hosted model's drift reference");
+                    }
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(model = %m.id, error = format!("{e:#}"), "no drift reference: the evaluation could not be read"),
+    }
+    Ok(h)
+}
+
+async fn load_units(state: &crate::state::AppState, m: &super::ModelVersion) -> anyhow::Result<Arc<Hosted>> {
     let model = Arc::new(super::artifacts::load(state, m).await?);
     let backbone = state.backbone.clone();
     let threshold = m.threshold.or(m.trained_threshold);

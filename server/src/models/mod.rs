@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod detect;
+pub mod drift;
 pub mod hosting;
 pub mod lifecycle;
 pub mod trainset;

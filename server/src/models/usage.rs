@@ -56,8 +56,11 @@ pub async fn add(conn: &mut AnyConnection, h: &Hosted, hour: i64, c: Counts) -> 
 pub async fn flush(state: &AppState) -> Result<(), sqlx::Error> {
     let mut models: Vec<Arc<Hosted>> = state.hosting.counting();
     models.extend(state.hosting.take_retired());
-    let drained: Vec<(Arc<Hosted>, Counts)> =
-        models.into_iter().map(|h| (h.clone(), h.pending().drain())).filter(|(_, c)| !c.is_empty()).collect();
+    let drained: Vec<(Arc<Hosted>, Counts, Vec<u64>)> = models
+        .into_iter()
+        .map(|h| (h.clone(), h.pending().drain(), h.drain_score_bins()))
+        .filter(|(_, c, bins)| !c.is_empty() || !bins.is_empty())
+        .collect();
     if drained.is_empty() {
         return Ok(());
     }
@@ -65,20 +68,28 @@ pub async fn flush(state: &AppState) -> Result<(), sqlx::Error> {
     let mut conn = match state.db.pool.acquire().await {
         Ok(c) => c,
         Err(e) => {
-            for (h, c) in drained {
+            for (h, c, bins) in drained {
                 h.pending().add(c);
+                h.add_score_bins(&bins);
             }
             return Err(e);
         }
     };
     let mut failed = None;
-    for (h, c) in drained {
+    for (h, c, bins) in drained {
         if failed.is_some() {
             h.pending().add(c);
+            h.add_score_bins(&bins);
             continue;
         }
         if let Err(e) = add(&mut conn, &h, hour, c).await {
             h.pending().add(c);
+            h.add_score_bins(&bins);
+            failed = Some(e);
+            continue;
+        }
+        if let Err(e) = super::drift::add(&mut conn, &h.model_id, hour, &bins).await {
+            h.add_score_bins(&bins);
             failed = Some(e);
         }
     }
@@ -266,6 +277,33 @@ pub async fn metrics_text(state: &AppState) -> Result<String, sqlx::Error> {
     let _ = writeln!(text, "# HELP vigil_process_DetectedAnomalyCount Anomalous images this process detected since it loaded the model.\n# TYPE vigil_process_DetectedAnomalyCount counter");
     for t in &own {
         let _ = writeln!(text, "vigil_process_DetectedAnomalyCount{{ProjectName=\"{}\",ModelVersion=\"{}\"}} {}", label(&t.project), t.version, t.counts.anomalous);
+    }
+    // Drift of every hosted version (from the database: the same on every replica).
+    let mut conn = state.db.pool.acquire().await?;
+    let hosted_models: Vec<(String, String, i64)> = sqlx::query_as(
+        "select m.id, p.name, m.version from model_version m join project p on p.id = m.project_id where m.status = $1 order by p.name, m.version",
+    )
+    .bind(super::HOSTED)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut drift = Vec::new();
+    for (id, project, version) in hosted_models {
+        if let Some(s) = super::drift::status(&mut conn, &id, hour_now()).await? {
+            drift.push((project, version, s));
+        }
+    }
+    drop(conn);
+    let gauges: [(&str, &str, fn(&super::drift::Shift) -> f64); 4] = [
+        ("vigil_drift_median_shift", "Median score of the last 2 hours' detections, in validation spreads from the validation median.", |s| s.median_shift),
+        ("vigil_drift_statistic", "That shift in standard errors (a shift is significant at 4).", |s| s.statistic),
+        ("vigil_drift_images", "Detections in the drift window (the last 2 hours).", |s| s.images as f64),
+        ("vigil_drift_shifted", "1 when the scores have drifted: significant, at least 0.5 spreads, 30 detections or more.", |s| f64::from(u8::from(s.shifted))),
+    ];
+    for (name, help, get) in gauges {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (project, version, s) in &drift {
+            let _ = writeln!(text, "{name}{{ProjectName=\"{}\",ModelVersion=\"{version}\"}} {}", label(project), get(s));
+        }
     }
     let mut roles: std::collections::BTreeMap<String, usize> = Default::default();
     for p in crate::cluster::live(&state.db).await? {

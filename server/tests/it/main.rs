@@ -7,6 +7,7 @@ mod access;
 mod api;
 mod auth;
 mod datasets;
+mod drift;
 mod edge;
 mod engine;
 mod engine_decode;
