@@ -19,7 +19,7 @@ Needs the set-up's .venv (boto3, Pillow; the test command installs both) and s3s
 import argparse, io, os, random, sqlite3, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_import import settle, start_servers, stop_servers, write_manifest  # noqa: E402
+from bench_import import import_manifest, start_servers, stop_servers, write_manifest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(ROOT, "..", "shared", "datasets")
@@ -91,9 +91,7 @@ def main():
         try:
             lfv.create_project(ProjectName="bench")
             for t in ("train", "test"):
-                lfv.create_dataset(ProjectName="bench", DatasetType=t,
-                                   DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": "bench", "Key": f"{t}.manifest"}}})
-                settle(lfv, "bench", t)
+                import_manifest(lfv, "bench", t, "bench", f"{t}.manifest")
             lfv.create_model(ProjectName="bench", OutputConfig={"S3Location": {"Bucket": "bench", "Prefix": "out/"}})
             while (s := lfv.describe_model(ProjectName="bench", ModelVersion="1")["ModelDescription"]["Status"]) == "TRAINING":
                 time.sleep(0.5)

@@ -48,6 +48,15 @@ def settle(lfv, project, dataset_type):
         time.sleep(0.05)
 
 
+def import_manifest(lfv, project, dataset_type, bucket, key):
+    """CreateDataset from a Ground Truth manifest in the bucket; waits for it; returns (description, seconds)."""
+    t = time.perf_counter()
+    lfv.create_dataset(ProjectName=project, DatasetType=dataset_type,
+                       DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": bucket, "Key": key}}})
+    d = settle(lfv, project, dataset_type)
+    return d, time.perf_counter() - t
+
+
 def write_manifest(images, bucket_dir, bucket, key_prefix, manifest_name):
     """Copies IMAGES into BUCKET_DIR/KEY_PREFIX/ and writes a Ground Truth manifest of them, labelled by a
     `normal` or `anomaly` folder anywhere in their path (else unlabelled)."""
@@ -133,11 +142,7 @@ def main():
             print(f"{name:<34} {n:>7} {nbytes / 1e6:>8.1f} {secs:>8.2f} {n / secs if secs > 0 else 0:>9.1f}")
 
         lfv.create_project(ProjectName="bench")
-        t = time.perf_counter()
-        lfv.create_dataset(ProjectName="bench", DatasetType="train",
-                           DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": "bench", "Key": "train.manifest"}}})
-        d = settle(lfv, "bench", "train")
-        secs = time.perf_counter() - t
+        d, secs = import_manifest(lfv, "bench", "train", "bench", "train.manifest")
         assert d["Status"] == "CREATE_COMPLETE", d
         n = d["ImageStats"]["Total"]
         row("CreateDataset from S3 manifest", n, total_bytes, secs)

@@ -17,7 +17,7 @@ installs it) and a PostgreSQL (VIGIL_TEST_POSTGRES, default postgres://postgres@
 import argparse, io, json, os, random, shutil, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_import import free_port, settle, wait_for  # noqa: E402
+from bench_import import free_port, import_manifest, wait_for  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PG = os.environ.get("VIGIL_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -120,11 +120,7 @@ def generate(n, bucket_dir):
 def import_run(d, base, n):
     lfv = client(base)
     lfv.create_project(ProjectName="bench")
-    t = time.perf_counter()
-    lfv.create_dataset(ProjectName="bench", DatasetType="train",
-                       DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": "bench", "Key": "train.manifest"}}})
-    desc = settle(lfv, "bench", "train")
-    secs = time.perf_counter() - t
+    desc, secs = import_manifest(lfv, "bench", "train", "bench", "train.manifest")
     assert desc["Status"] == "CREATE_COMPLETE" and desc["ImageStats"]["Total"] == n, desc
     rows = {t: int(psql(d.db, f"select count(*) from {t}")) for t in ("dataset_entry", "blob", "job", "import_report")
             if psql(d.db, f"select count(*) from information_schema.tables where table_name = '{t}'") == "1"}
@@ -232,9 +228,7 @@ def main():
         lfv = client(base_a)
         lfv.create_project(ProjectName="cookies")
         for split in ("train", "test"):
-            lfv.create_dataset(ProjectName="cookies", DatasetType=split, DatasetSource={
-                "GroundTruthManifest": {"S3Object": {"Bucket": "bench", "Key": f"cookies-{split}.manifest"}}})
-            settle(lfv, "cookies", split)
+            import_manifest(lfv, "cookies", split, "bench", f"cookies-{split}.manifest")
         os.makedirs(os.path.join(s3_root, "out"), exist_ok=True)
         t = time.perf_counter()
         lfv.create_model(ProjectName="cookies", OutputConfig={"S3Location": {"Bucket": "out", "Prefix": "e/"}})
