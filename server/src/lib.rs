@@ -62,96 +62,103 @@ pub async fn build_state_as(config: Config, addr: SocketAddr, role: cluster::Rol
     let listens = role.serves_api().then(|| addr.to_string());
     let node = cluster::register(&db, role, &host, &blobs.location(), blobs.is_shared(), listens).await?;
     cluster::spawn_heartbeat(db.clone(), node.clone());
-    if role == cluster::Role::Api && !cluster::live(&db).await?.iter().any(|p| p.role != cluster::Role::Api.as_str()) {
-        tracing::warn!("no process that runs jobs is live on this database: imports, trainings and StartModel wait until a `vigil worker` (or a `vigil serve` without --no-worker) starts");
+    // Whatever fails from here takes this process out of the registry again (it never served).
+    let built: anyhow::Result<AppState> = async {
+        if role == cluster::Role::Api && !cluster::live(&db).await?.iter().any(|p| p.role != cluster::Role::Api.as_str()) {
+            tracing::warn!("no process that runs jobs is live on this database: imports, trainings and StartModel wait until a `vigil worker` (or a `vigil serve` without --no-worker) starts");
+        }
+        let auth = auth::setup(&config, &db).await?;
+        // Every process must seal and open stored secrets with the same server key.
+        let canary = auth.sealer().seal("cluster-canary", "vigil");
+        let sealer = auth.sealer().clone();
+        if !cluster::agree(&db, "secret_key_canary", &canary, |v| sealer.open("cluster-canary", v).is_ok()).await? {
+            anyhow::bail!(
+                "this process's server key differs from the one the database's secrets were sealed with: set VIGIL_SECRET_KEY to \
+                 the same value on every process (or give this one the data directory's secret.key)"
+            );
+        }
+        let s3 = s3::S3::connect_for(&s3::S3Settings::of(&config), &config).await;
+        if s3.scope().is_limited() {
+            tracing::info!(allowed = ?config.s3_allowed_buckets, "the server's S3 identity is limited to VIGIL_S3_ALLOWED_BUCKETS");
+        } else if config.s3.access_key_id.is_some() {
+            tracing::warn!(
+                "VIGIL_S3_ALLOWED_BUCKETS is not set: any caller who may import or train can make Vigil read or write any bucket its S3 identity reaches; list the buckets Vigil may use"
+            );
+        }
+        let interrupted = datasets::fail_interrupted(&mut *db.pool.acquire().await?).await?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "datasets left in progress without a job to resume were marked failed");
+        }
+        let moved = models::artifacts::backfill_with(&db, &blobs, &config.data_dir).await?;
+        if moved > 0 {
+            tracing::info!(moved, "moved the model files and evaluations of earlier versions into the blob store");
+        }
+        let backfilled = datasets::labels::backfill(&mut *db.pool.acquire().await?).await?;
+        if backfilled > 0 {
+            tracing::info!(backfilled, "recorded the anomaly labels of entries written by an earlier version");
+        }
+
+        let threads = config
+            .torch_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let path = config.backbone.clone();
+        let backbone = tokio::task::spawn_blocking(move || -> anyhow::Result<engine::Backbone> {
+            engine::set_threads(threads);
+            let started = Instant::now();
+            let b = engine::Backbone::load(&path).with_context(|| format!("loading the backbone {}", path.display()))?;
+            let loaded = started.elapsed();
+            b.warm_up(224, 224, 3)?;
+            tracing::info!(
+                path = %path.display(),
+                load_ms = loaded.as_millis() as u64,
+                warm_up_ms = (started.elapsed() - loaded).as_millis() as u64,
+                threads,
+                "backbone loaded"
+            );
+            Ok(b)
+        })
+        .await??;
+
+        let leptos_options = LeptosOptions::builder()
+            .output_name("vigil")
+            .site_root(config.site_root.as_str())
+            .site_pkg_dir("pkg")
+            .site_addr(addr)
+            .env(leptos::config::Env::PROD)
+            .build();
+        let state = AppState {
+            db: db.clone(),
+            config: Arc::new(config),
+            backbone: Arc::new(backbone),
+            blobs,
+            s3,
+            leptos_options,
+            auth,
+            jobs: Arc::new(state::Workers::default()),
+            hosting: Arc::new(inference::Hosting::default()),
+            node: Arc::new(node.clone()),
+        };
+        if role.runs_jobs() {
+            let waiting = work::start_workers(&state).await?;
+            if waiting > 0 {
+                tracing::info!(waiting, "background jobs recorded before this start will run (interrupted ones once their lease runs out)");
+            }
+        }
+        models::usage::start_flusher(state.clone());
+        if role.runs_jobs() {
+            let rehosted = models::hosting::restore(&state).await?;
+            if rehosted > 0 {
+                tracing::info!(rehosted, "hosting the models that were hosted before the restart");
+            }
+        }
+        models::hosting::spawn_sync(state.clone());
+        Ok(state)
     }
-    let auth = auth::setup(&config, &db).await?;
-    // Every process must seal and open stored secrets with the same server key.
-    let canary = auth.sealer().seal("cluster-canary", "vigil");
-    let sealer = auth.sealer().clone();
-    if !cluster::agree(&db, "secret_key_canary", &canary, |v| sealer.open("cluster-canary", v).is_ok()).await? {
+    .await;
+    if built.is_err() {
         cluster::deregister(&db, &node).await;
-        anyhow::bail!(
-            "this process's server key differs from the one the database's secrets were sealed with: set VIGIL_SECRET_KEY to \
-             the same value on every process (or give this one the data directory's secret.key)"
-        );
     }
-    let s3 = s3::S3::connect_for(&s3::S3Settings::of(&config), &config).await;
-    if s3.scope().is_limited() {
-        tracing::info!(allowed = ?config.s3_allowed_buckets, "the server's S3 identity is limited to VIGIL_S3_ALLOWED_BUCKETS");
-    } else if config.s3.access_key_id.is_some() {
-        tracing::warn!(
-            "VIGIL_S3_ALLOWED_BUCKETS is not set: any caller who may import or train can make Vigil read or write any bucket its S3 identity reaches; list the buckets Vigil may use"
-        );
-    }
-    let interrupted = datasets::fail_interrupted(&mut *db.pool.acquire().await?).await?;
-    if interrupted > 0 {
-        tracing::warn!(interrupted, "datasets left in progress without a job to resume were marked failed");
-    }
-    let moved = models::artifacts::backfill_with(&db, &blobs, &config.data_dir).await?;
-    if moved > 0 {
-        tracing::info!(moved, "moved the model files and evaluations of earlier versions into the blob store");
-    }
-    let backfilled = datasets::labels::backfill(&mut *db.pool.acquire().await?).await?;
-    if backfilled > 0 {
-        tracing::info!(backfilled, "recorded the anomaly labels of entries written by an earlier version");
-    }
-
-    let threads = config
-        .torch_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let path = config.backbone.clone();
-    let backbone = tokio::task::spawn_blocking(move || -> anyhow::Result<engine::Backbone> {
-        engine::set_threads(threads);
-        let started = Instant::now();
-        let b = engine::Backbone::load(&path).with_context(|| format!("loading the backbone {}", path.display()))?;
-        let loaded = started.elapsed();
-        b.warm_up(224, 224, 3)?;
-        tracing::info!(
-            path = %path.display(),
-            load_ms = loaded.as_millis() as u64,
-            warm_up_ms = (started.elapsed() - loaded).as_millis() as u64,
-            threads,
-            "backbone loaded"
-        );
-        Ok(b)
-    })
-    .await??;
-
-    let leptos_options = LeptosOptions::builder()
-        .output_name("vigil")
-        .site_root(config.site_root.as_str())
-        .site_pkg_dir("pkg")
-        .site_addr(addr)
-        .env(leptos::config::Env::PROD)
-        .build();
-    let state = AppState {
-        db,
-        config: Arc::new(config),
-        backbone: Arc::new(backbone),
-        blobs,
-        s3,
-        leptos_options,
-        auth,
-        jobs: Arc::new(state::Workers::default()),
-        hosting: Arc::new(inference::Hosting::default()),
-        node: Arc::new(node),
-    };
-    if role.runs_jobs() {
-        let waiting = work::start_workers(&state).await?;
-        if waiting > 0 {
-            tracing::info!(waiting, "background jobs recorded before this start will run (interrupted ones once their lease runs out)");
-        }
-    }
-    models::usage::start_flusher(state.clone());
-    if role.runs_jobs() {
-        let rehosted = models::hosting::restore(&state).await?;
-        if rehosted > 0 {
-            tracing::info!(rehosted, "hosting the models that were hosted before the restart");
-        }
-    }
-    models::hosting::spawn_sync(state.clone());
-    Ok(state)
+    built
 }
 
 /// The console's routes, generated once per process. Generating them runs the app with resource loading

@@ -22,7 +22,7 @@ pub fn SignInPage() -> impl IntoView {
             </header>
             // One field per row, each label above its input.
             <form class="card signin-form" method="post" action="/auth/signin">
-                <input type="hidden" name="next" prop:value=next/>
+                <input type="hidden" name="next" value=next/>
                 <div class="signin-field">
                     <label for="signin-name">"User name"</label>
                     <input id="signin-name" name="name" type="text" autocomplete="username" required autofocus/>

@@ -99,9 +99,9 @@ fn median_of(bins: &[u64]) -> Option<f64> {
     for (i, &c) in bins.iter().enumerate() {
         let c = c as f64;
         if c > 0.0 && below + c >= half {
-            let lo = SCORE_Z_MIN as f64 + (i as f64 - 1.0) * SCORE_BIN_WIDTH as f64;
+            // Bin i ≥ 1 starts at SCORE_Z_MIN + (i − 1) widths; the open bins (first, last) count as that edge.
+            let lo = SCORE_Z_MIN as f64 + (i.max(1) - 1) as f64 * SCORE_BIN_WIDTH as f64;
             let within = if i == 0 || i == bins.len() - 1 { 0.0 } else { (half - below) / c };
-            let lo = if i == 0 { SCORE_Z_MIN as f64 } else { lo };
             return Some(lo + within * SCORE_BIN_WIDTH as f64);
         }
         below += c;

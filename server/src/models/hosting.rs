@@ -158,7 +158,7 @@ async fn load_units(state: &crate::state::AppState, m: &super::ModelVersion) -> 
     let model = Arc::new(super::artifacts::load(state, m).await?);
     let backbone = state.backbone.clone();
     let threshold = m.threshold.or(m.trained_threshold);
-    let (min, max) = (m.min_inference_units.unwrap_or(1).max(1) as usize, m.max_inference_units.unwrap_or(0).max(0) as usize);
+    let (min, max) = units_of(m);
     let per_unit = state.config.detect_queue_per_unit;
     let (id, project_id, version) = (m.id.clone(), m.project_id.clone(), m.version);
     tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Hosted>> {
@@ -171,9 +171,15 @@ async fn load_units(state: &crate::state::AppState, m: &super::ModelVersion) -> 
                 .map_err(|e| anyhow::anyhow!("the model could not run ({e})"))?;
         }
         let t = threshold.map(|t| t as f32).unwrap_or_else(|| model.threshold());
-        Ok(Hosted::start((&id, &project_id, version), model, backbone, t, min, max.max(min), per_unit))
+        Ok(Hosted::start((&id, &project_id, version), model, backbone, t, min, max, per_unit))
     })
     .await?
+}
+
+/// The (min, max) inference units a version is hosted with, as `Hosted::units` reports them.
+fn units_of(m: &super::ModelVersion) -> (usize, usize) {
+    let min = m.min_inference_units.unwrap_or(1).max(1) as usize;
+    (min, (m.max_inference_units.unwrap_or(0).max(0) as usize).max(min))
 }
 
 /// Stops hosting a model version and settles it `TRAINED` (from `STOPPING_HOSTING`, or at once from any hosting
@@ -218,17 +224,16 @@ pub async fn ensure_loaded(state: &crate::state::AppState, m: &super::ModelVersi
 /// saved thresholds and unit changes, and (on API replicas) loads the hosted versions not loaded yet, in the
 /// background. Returns how many it loaded and unloaded.
 pub async fn reconcile(state: &crate::state::AppState) -> Result<(usize, usize), sqlx::Error> {
-    let hosted = {
+    let (stuck, hosted): (Vec<_>, Vec<_>) = {
         let mut conn = state.db.pool.acquire().await?;
-        super::with_status(&mut conn, &[super::HOSTED, super::STARTING_HOSTING]).await?
-    };
+        super::with_status(&mut conn, &[super::HOSTED, super::STARTING_HOSTING, super::STOPPING_HOSTING]).await?
+    }
+    .into_iter()
+    .partition(|m| m.status == super::STOPPING_HOSTING);
     let wanted: std::collections::HashMap<&str, &super::ModelVersion> = hosted.iter().map(|m| (m.id.as_str(), m)).collect();
     let mut unloaded = 0;
     for h in state.hosting.all() {
-        let keep = wanted.get(h.model_id.as_str()).filter(|m| {
-            let units = (m.min_inference_units.unwrap_or(1).max(1) as usize, m.max_inference_units.unwrap_or(0).max(0) as usize);
-            h.units() == (units.0, units.1.max(units.0))
-        });
+        let keep = wanted.get(h.model_id.as_str()).filter(|m| h.units() == units_of(m));
         match keep {
             Some(m) => state.hosting.set_threshold(&h.model_id, m.threshold.or(m.trained_threshold)),
             None => {
@@ -239,10 +244,6 @@ pub async fn reconcile(state: &crate::state::AppState) -> Result<(usize, usize),
         }
     }
     // A stop whose replica died between marking it and settling it is settled here.
-    let stuck = {
-        let mut conn = state.db.pool.acquire().await?;
-        super::with_status(&mut conn, &[super::STOPPING_HOSTING]).await?
-    };
     for m in stuck.iter().filter(|m| crate::db::now_ms() - m.updated_at > 30_000) {
         let mut conn = state.db.pool.acquire().await?;
         stop(state, &mut conn, &m.id).await?;
