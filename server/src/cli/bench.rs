@@ -91,8 +91,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 "image_auroc": ev.image_auroc,
                 "average_precision": ev.average_precision,
                 "f1": ev.f1,
+                "best_f1": best_test_f1(&ev).map(|b| b.1),
+                "confidence": &model.header.training.confidence,
+                "confident_right": confident_right(&ev).0,
+                "confident_n": confident_right(&ev).1,
+                "precision": ev.precision,
+                "recall": ev.recall,
                 "test_pixel_auroc": ev.pixel_auroc,
                 "fit_seconds": fit,
+                "stage_seconds": &model.header.training.stage_seconds,
+                "peak_rss_mib": peak_rss_mib(),
                 "options": &opts,
             }));
             continue;
@@ -111,6 +119,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "image_auroc": ev.image_auroc,
             "average_precision": ev.average_precision,
             "f1": ev.f1,
+            "best_f1": best_test_f1(&ev).map(|b| b.1),
+            "stage_seconds": &model.header.training.stage_seconds,
             "precision": ev.precision,
             "recall": ev.recall,
             "n_normal": ev.n_normal,
@@ -200,6 +210,29 @@ fn print_model(model: &Model, ev: &Evaluation, train_wall: f64) {
         println!("  bank flips {}, turns {} (as set)", t.bank_flips, t.bank_turns);
     }
     println!("  fit {fit:.2}s (train() with evaluation {train_wall:.2}s)");
+    let stages: Vec<String> = t.stage_seconds.iter().map(|(s, secs)| format!("{s} {secs:.1}")).collect();
+    println!("  stages (s): {}", stages.join(", "));
+    if let Some((best_t, best)) = best_test_f1(ev) {
+        println!("  threshold on the test images: F1 {:.4} at the trained threshold {:.4}, best F1 {best:.4} at {best_t:.4} (gap {:.4})", ev.f1, ev.threshold, best - ev.f1);
+    }
+    let (right, n) = confident_right(ev);
+    println!("  confidence ({}): verdicts with confidence ≥ 0.9: {n}, right {right:?}", t.confidence.as_deref().unwrap_or("normal_spread"));
+}
+
+/// How often the verdicts with `Confidence` ≥ 0.9 are right on the evaluation's images, and how many there are
+/// (a calibrated confidence is right at least 90 % of the time there).
+fn confident_right(ev: &Evaluation) -> (Option<f64>, usize) {
+    let sure: Vec<bool> = ev.images.iter().filter(|i| i.confidence >= 0.9).map(|i| i.predicted_anomalous == i.anomalous).collect();
+    let right = sure.iter().filter(|&&r| r).count();
+    ((!sure.is_empty()).then(|| right as f64 / sure.len() as f64), sure.len())
+}
+
+/// The best F1 any threshold reaches on the evaluation's images, and that threshold (what the trained one could
+/// at most have given).
+fn best_test_f1(ev: &Evaluation) -> Option<(f32, f64)> {
+    let scores: Vec<f32> = ev.images.iter().map(|i| i.score).collect();
+    let labels: Vec<bool> = ev.images.iter().map(|i| i.anomalous).collect();
+    engine::threshold::f1_optimal(&scores, &labels)
 }
 
 /// Pixel AUROC (heat map and segmentation head) and per-label IoU and F1 by 4-fold over the training images

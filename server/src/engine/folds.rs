@@ -12,7 +12,7 @@ use super::gaussian::{self, Gaussian, NormalScale};
 use super::header::MirrorTest;
 use super::metrics;
 use super::samples::Sample;
-use super::options::{Progress, Stage, TrainOptions};
+use super::options::{Progress, Stage, StageClock, TrainOptions};
 use super::patchcore::MemoryBank;
 use super::pca::{self, Pca};
 use super::scores::{pooled_features, BLEND_WEIGHTS};
@@ -173,6 +173,31 @@ pub(super) fn fit_pca(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64) ->
 /// Builds a coreset memory bank from embeddings `(D, h, w)` of normal images (in PCA space when given). The
 /// candidates are a seeded sample of at most `max_candidates` patch rows, gathered image by image.
 pub(super) fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64, pca: Option<&Pca>) -> Result<MemoryBank> {
+    Ok(build_bank_rows(embeddings, opts, seed, pca)?.0)
+}
+
+/// [`build_bank`], and for each bank row the embedding it came from (an index into `embeddings`).
+pub(super) fn build_bank_with_sources(
+    embeddings: &[&Tensor],
+    opts: &TrainOptions,
+    seed: u64,
+    pca: Option<&Pca>,
+) -> Result<(MemoryBank, Vec<usize>)> {
+    let (bank, rows) = build_bank_rows(embeddings, opts, seed, pca)?;
+    // The embeddings' rows joined: embedding `e` holds rows `starts[e] .. starts[e + 1]`.
+    let mut starts = vec![0usize];
+    for e in embeddings {
+        let s = e.size();
+        starts.push(starts.last().copied().unwrap_or(0) + (s[1] * s[2]) as usize);
+    }
+    let total = starts.pop().unwrap_or(0);
+    let candidates = pca::sample_row_indices(total, opts.max_candidates.max(1), seed);
+    let sources = rows.iter().map(|&r| starts.partition_point(|&st| st <= candidates[r]) - 1).collect();
+    Ok((bank, sources))
+}
+
+/// The bank and, per bank row, its index among the candidate rows (`pca::sample_rows`' order).
+fn build_bank_rows(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64, pca: Option<&Pca>) -> Result<(MemoryBank, Vec<usize>)> {
     tch::no_grad(|| {
         let all = pca::sample_rows(embeddings, opts.max_candidates.max(1), seed, pca)?;
         let n = all.size()[0] as usize;
@@ -186,7 +211,7 @@ pub(super) fn build_bank(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64,
             coreset::greedy_k_center(&projected, k, rng.below(n))?
         };
         let bank = all.f_index_select(0, &Tensor::f_from_slice(&picks)?)?;
-        MemoryBank::new(bank, pca.cloned())
+        Ok((MemoryBank::new(bank, pca.cloned())?, picks.iter().map(|&p| p as usize).collect()))
     })
 }
 
@@ -216,17 +241,20 @@ pub(super) fn features_at_best_size(
     labelled: bool,
     opts: &TrainOptions,
     progress: &mut dyn FnMut(Progress),
+    clock: &mut StageClock,
 ) -> Result<(OutOfFold, Vec<((u32, u32), Option<f64>)>, BankSymmetries)> {
     let dims: Vec<(u32, u32)> = samples.iter().map(|s| s.image.dimensions()).collect::<Result<_>>()?;
     let base = choose_input_size_for(&dims, opts.input_long_side)?;
+    clock.lap("image sizes");
     let bank = bank_symmetries(backbone, samples, labels, base, opts)?;
-    let mut oof = out_of_fold(backbone, samples, labels, base, &bank, opts, progress)?;
+    clock.lap("mirror test");
+    let mut oof = out_of_fold(backbone, samples, labels, base, &bank, opts, progress, clock)?;
     let mut size_aurocs = vec![(base, oof.best_auroc(labels))];
     if opts.input_long_side.is_none() && opts.size_search && labelled && size_aurocs[0].1.is_some_and(|a| a < 0.99) {
         let long = base.0.max(base.1);
         let bigger = choose_input_size_for(&dims, Some(((long as f64 * 1.5) as u32).min(MAX_SEARCHED_LONG_SIDE)))?;
         if bigger.0.max(bigger.1) > long {
-            let other = out_of_fold(backbone, samples, labels, bigger, &bank, opts, progress)?;
+            let other = out_of_fold(backbone, samples, labels, bigger, &bank, opts, progress, clock)?;
             let a = other.best_auroc(labels);
             size_aurocs.push((bigger, a));
             // The larger input costs (1.5)² = 2.25× per detection: kept only for a clear gain.
@@ -334,6 +362,8 @@ pub(super) struct OutOfFold {
     /// The Gaussian score could be fitted in every fold.
     pub(super) g_ok: bool,
     pub(super) oof_maps: Vec<Option<Tensor>>,
+    /// The memory bank of every normal image (and its views) at this size: the final model's.
+    pub(super) bank: MemoryBank,
 }
 
 impl OutOfFold {
@@ -353,6 +383,7 @@ impl OutOfFold {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn out_of_fold(
     backbone: &Backbone,
     samples: &[&Sample],
@@ -361,6 +392,7 @@ fn out_of_fold(
     symmetries: &BankSymmetries,
     opts: &TrainOptions,
     progress: &mut dyn FnMut(Progress),
+    clock: &mut StageClock,
 ) -> Result<OutOfFold> {
     let started = Instant::now();
     let n_norm = labels.iter().filter(|&&y| !y).count();
@@ -376,6 +408,7 @@ fn out_of_fold(
         progress(Progress { stage: Stage::Features, done, total })
     })?;
     tracing::debug!(secs = started.elapsed().as_secs_f64(), width, height, "features extracted");
+    clock.lap(&format!("features {width}×{height}"));
     // Both taps weighed alike, by the normal images' patch energy (a normalisation, like the input's).
     let tap_weights = if opts.equal_taps {
         let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).map(|i| &items[i].embedding).collect();
@@ -394,45 +427,84 @@ fn out_of_fold(
         None => items,
     };
 
-    // 2. Out-of-fold scores: each fold's PCA and memory bank come from the other folds' normals only.
+    // 2. Out-of-fold scores. PatchCore: one PCA and memory bank from every normal image and its views — the
+    // final model's own — scores each normal image against the rows that came from the other images only (leave
+    // one out) and each anomaly against all of them: the scores a new image gets from the final model. (Banks
+    // fitted per fold on three quarters of the normals scored higher than the final model does, so thresholds
+    // chosen on them sat too high for new images.) The Gaussian: fitted without each of up to
+    // `GAUSSIAN_FOLDS` folds of the normals for them, on every normal for the anomalies.
     let k = opts.folds.clamp(2, n_norm);
-    let folds = assign_folds(&labels, k, opts.seed);
-    let mut oof_pc = vec![0f32; total];
-    let mut oof_g = vec![0f32; total];
-    let mut g_ok = opts.gaussian;
-    let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
-    let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
-    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
-    for f in 0..k {
-        progress(Progress { stage: Stage::CrossValidation, done: f, total: k });
-        let tr: Vec<usize> = (0..total).filter(|&i| folds[i] != f && !labels[i]).collect();
-        let normals: Vec<&Tensor> = tr.iter().flat_map(|&i| items[i].bank_views()).collect();
-        let fold_seed = opts.seed.wrapping_add(f as u64 + 1);
-        let pca = fit_pca(&normals, opts, fold_seed)?;
-        let bank = build_bank(&normals, opts, fold_seed, pca.as_ref())?;
-        // The Gaussian needs at least 2 normals per fold (and is pointless with fewer than 4).
-        g_ok &= tr.len() >= 4;
-        if g_ok {
-            let te: Vec<usize> = (0..total).filter(|&i| folds[i] == f).collect();
-            let (g, _) = Gaussian::fit(&pooled.f_index_select(0, &index(&tr)?)?)?;
-            let s = f32_values(&g.scores(&pooled.f_index_select(0, &index(&te)?)?)?)?;
-            for (j, &i) in te.iter().enumerate() {
-                oof_g[i] = s[j];
-            }
-        }
-        for i in (0..total).filter(|&i| folds[i] == f) {
-            let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
-            let map = bank.score_maps(&e)?; // (1, h, w)
-            let flat = map.f_view([-1])?;
-            let at = flat.f_argmax(0, false)?.int64_value(&[]);
-            let d = flat.f_double_value(&[at])? as f32;
-            oof_pc[i] = bank.reweighted(d, opts.reweight_neighbours, || embedding::patch_row(&e, at as usize))?;
-            oof_maps[i] = Some(map.f_squeeze_dim(0)?);
+    let folds = assign_folds(labels, k, opts.seed);
+    let normal_idx: Vec<usize> = (0..total).filter(|&i| !labels[i]).collect();
+    let (mut normals, mut owners) = (Vec::new(), Vec::new());
+    for &i in &normal_idx {
+        for e in items[i].bank_views() {
+            normals.push(e);
+            owners.push(i);
         }
     }
-    progress(Progress { stage: Stage::CrossValidation, done: k, total: k });
+    progress(Progress { stage: Stage::CrossValidation, done: 0, total: 2 });
+    let pca = fit_pca(&normals, opts, opts.seed)?;
+    let (bank, sources) = build_bank_with_sources(&normals, opts, opts.seed, pca.as_ref())?;
+    let bank_owner: Vec<usize> = sources.iter().map(|&e| owners[e]).collect();
+    drop(normals);
+    progress(Progress { stage: Stage::CrossValidation, done: 1, total: 2 });
+    let mut oof_pc = vec![0f32; total];
+    let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
+    for i in 0..total {
+        let own: Vec<i64> = if labels[i] { Vec::new() } else { (0..bank_owner.len()).filter(|&r| bank_owner[r] == i).map(|r| r as i64).collect() };
+        let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
+        let map = bank.score_maps_excluding(&e, &own)?; // (1, h, w)
+        let flat = map.f_view([-1])?;
+        let at = flat.f_argmax(0, false)?.int64_value(&[]);
+        let d = flat.f_double_value(&[at])? as f32;
+        oof_pc[i] = bank.reweighted(d, opts.reweight_neighbours, || embedding::patch_row(&e, at as usize))?;
+        oof_maps[i] = Some(map.f_squeeze_dim(0)?);
+    }
+    let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
+    let (oof_g, g_ok) = if opts.gaussian { gaussian_out_of_fold(&pooled, labels, opts.seed)? } else { (vec![0f32; total], false) };
+    progress(Progress { stage: Stage::CrossValidation, done: 2, total: 2 });
+    clock.lap(&format!("folds {width}×{height}"));
     tracing::debug!(secs = started.elapsed().as_secs_f64(), auroc = ?metrics::auroc(&oof_pc, labels), width, height, "out-of-fold scores");
-    Ok(OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps })
+    Ok(OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps, bank })
+}
+
+/// Folds of the normal images for the Gaussian's out-of-fold scores (each fit leaves out a tenth).
+const GAUSSIAN_FOLDS: usize = 10;
+
+/// Out-of-fold Gaussian scores of `pooled: (N, 264)` features: a normal image's from a fit on the normals of the
+/// other folds (up to [`GAUSSIAN_FOLDS`]), an anomaly's from the fit on every normal (the final model's). The
+/// flag is false when a fold leaves fewer than 4 normals to fit (the scores are then zeros).
+fn gaussian_out_of_fold(pooled: &Tensor, labels: &[bool], seed: u64) -> Result<(Vec<f32>, bool)> {
+    let total = labels.len();
+    let normal_idx: Vec<usize> = (0..total).filter(|&i| !labels[i]).collect();
+    let n = normal_idx.len();
+    let gk = n.min(GAUSSIAN_FOLDS).max(2);
+    let mut out = vec![0f32; total];
+    if n - n.div_ceil(gk) < 4 {
+        return Ok((out, false));
+    }
+    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let mut score = |fit: &[usize], scored: &[usize]| -> Result<()> {
+        if scored.is_empty() {
+            return Ok(());
+        }
+        let (g, _) = Gaussian::fit(&pooled.f_index_select(0, &index(fit)?)?)?;
+        let s = f32_values(&g.scores(&pooled.f_index_select(0, &index(scored)?)?)?)?;
+        for (j, &i) in scored.iter().enumerate() {
+            out[i] = s[j];
+        }
+        Ok(())
+    };
+    let fold = assign_folds(&vec![false; n], gk, seed ^ 0x6A55);
+    for f in 0..gk {
+        let fit: Vec<usize> = (0..n).filter(|&j| fold[j] != f).map(|j| normal_idx[j]).collect();
+        let scored: Vec<usize> = (0..n).filter(|&j| fold[j] == f).map(|j| normal_idx[j]).collect();
+        score(&fit, &scored)?;
+    }
+    let anomalies: Vec<usize> = (0..total).filter(|&i| labels[i]).collect();
+    score(&normal_idx, &anomalies)?;
+    Ok((out, true))
 }
 
 #[cfg(test)]

@@ -145,6 +145,15 @@ pub struct TrainingSummary {
     pub bank_turns: bool,
     pub fit_seconds: f64,
     pub options: Option<TrainOptions>,
+    /// Seconds per training stage (`options::StageClock`): mirror test, features, folds, heads, segmentation,
+    /// final bank, evaluation.
+    #[serde(default)]
+    pub stage_seconds: Vec<(String, f64)>,
+    /// How `confidence_scale` was set: `calibrated` (fitted to out-of-fold scores of labelled normal and
+    /// anomalous images: the estimated probability that the verdict is right) or `normal_spread` (the median
+    /// normal image at 0.95). `None`: models trained before it was recorded (`normal_spread`).
+    #[serde(default)]
+    pub confidence: Option<String>,
 }
 
 

@@ -42,6 +42,7 @@ pub mod gaussian;
 pub mod header;
 pub mod image_io;
 pub mod input_size;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 mod model_file;
@@ -62,6 +63,7 @@ pub use header::ModelHeader;
 pub use model::{Anomaly, DetectOptions, Detection, Evaluation, ImageResult, LabelMetrics, Model, PixelAnomaly};
 pub use samples::{AnomalyLabel, ImageSource, Sample, TrainSet};
 pub use options::{Progress, Stage, TrainOptions};
+pub use memory::release_memory;
 pub use train::train;
 
 /// Sets libtorch's intra-op thread count; call once per process, before the first forward pass. Two

@@ -97,6 +97,34 @@ impl Default for TrainOptions {
     }
 }
 
+/// Seconds spent per training stage, in the order the stages first ran (a stage that runs twice, such as the
+/// features at a second input size, adds up under its name). Recorded in the model
+/// (`training.stage_seconds`); `vigil bench` prints it.
+#[derive(Debug)]
+pub struct StageClock {
+    last: std::time::Instant,
+    pub spent: Vec<(String, f64)>,
+}
+
+impl Default for StageClock {
+    fn default() -> Self {
+        StageClock { last: std::time::Instant::now(), spent: Vec::new() }
+    }
+}
+
+impl StageClock {
+    /// Books the time since the last lap (or the start) to `stage`.
+    pub fn lap(&mut self, stage: &str) {
+        let now = std::time::Instant::now();
+        let secs = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        match self.spent.iter_mut().find(|(s, _)| s == stage) {
+            Some((_, t)) => *t += secs,
+            None => self.spent.push((stage.to_string(), secs)),
+        }
+    }
+}
+
 /// Training progress, for progress bars.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {

@@ -132,6 +132,12 @@ impl MemoryBank {
     /// (`|q|² + |m|² − 2 q·mᵀ`, clamped at 0), chunked over queries to bound memory.
     /// `queries: (N, D)` → `(N,)`.
     pub fn nearest_distances(&self, queries: &Tensor) -> Result<Tensor> {
+        self.nearest_distances_to(queries, &self.sq)
+    }
+
+    /// [`MemoryBank::nearest_distances`] with the bank's squared row norms `sq: (1, M)` given: a row whose norm
+    /// is infinite is never the nearest (see [`MemoryBank::score_maps_excluding`]).
+    fn nearest_distances_to(&self, queries: &Tensor, sq: &Tensor) -> Result<Tensor> {
         let s = queries.size();
         let d = self.pca.as_ref().map_or(self.bank.size()[1], |p| p.input_dim());
         if s.len() != 2 || s[1] != d {
@@ -151,7 +157,7 @@ impl MemoryBank {
                 let qc = q.f_narrow(0, start, len)?;
                 let qsq = qc.f_mul(&qc)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?; // (n,)
                 // |m|² − 2 q·m in one pass; |q|² is the same for every m, so it is added after the min.
-                let part = self.sq.f_addmm(&qc, &self.neg2_t)?; // (n, M)
+                let part = sq.f_addmm(&qc, &self.neg2_t)?; // (n, M)
                 let (min, _) = part.f_min_dim(1, false)?;
                 outs.push(min.f_add(&qsq)?.f_clamp_min(0.0)?.f_sqrt()?);
                 start += len;
@@ -348,6 +354,24 @@ impl MemoryBank {
     }
 }
 
+impl MemoryBank {
+    /// [`MemoryBank::score_maps`] against the bank without the rows `excluded` (training's leave-one-out
+    /// scores: a normal training image against the rows that came from the other images). `(B, D, h, w)` →
+    /// `(B, h, w)`.
+    pub fn score_maps_excluding(&self, embedding: &Tensor, excluded: &[i64]) -> Result<Tensor> {
+        if excluded.is_empty() {
+            return self.score_maps(embedding);
+        }
+        if excluded.len() as i64 >= self.len() {
+            return Err(Error::Shape("every row of the memory bank is excluded".into()));
+        }
+        let s = embedding.size();
+        let sq = self.sq.f_index_fill(1, &Tensor::f_from_slice(excluded)?, f64::INFINITY)?;
+        let d = self.nearest_distances_to(&to_rows(embedding)?, &sq)?;
+        Ok(d.f_view([s[0], s[2], s[3]])?)
+    }
+}
+
 /// Image scores from patch score maps: the largest patch score of each image. `(B, h, w)` → `(B,)`.
 pub fn image_scores(maps: &Tensor) -> Result<Tensor> {
     let s = maps.size();
@@ -387,6 +411,19 @@ mod tests {
         assert!((d - 45f64.sqrt()).abs() < 1e-2, "{d}");
         assert!(Pca::fit(&rows, 4).is_err());
         assert!(MemoryBank::new(Tensor::zeros([2, 2], (Kind::Float, tch::Device::Cpu)), Some(p)).is_err());
+    }
+
+    #[test]
+    fn excluded_rows_are_never_the_nearest() {
+        // Bank rows 0..4 on a line at 0, 1, 2, 3; a 1×1 "image" at 1.1 (D = 1).
+        let bank = MemoryBank::new(Tensor::from_slice(&[0f32, 1.0, 2.0, 3.0]).view([4, 1]), None).unwrap();
+        let e = Tensor::from_slice(&[1.1f32]).view([1, 1, 1, 1]);
+        let d = |ex: &[i64]| bank.score_maps_excluding(&e, ex).unwrap().double_value(&[0, 0, 0]);
+        assert!((d(&[]) - 0.1).abs() < 1e-5);
+        assert!((d(&[1]) - 0.9).abs() < 1e-5);
+        assert!((d(&[1, 2]) - 1.1).abs() < 1e-5);
+        assert!((d(&[0, 1, 2]) - 1.9).abs() < 1e-5);
+        assert!(bank.score_maps_excluding(&e, &[0, 1, 2, 3]).is_err());
     }
 
     #[test]

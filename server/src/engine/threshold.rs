@@ -10,7 +10,9 @@
 //!   and MAD of the log scores), which no single image can drag.
 //! - `Confidence` follows LFV's meaning, confidence *in the verdict*: a logistic function of the distance to
 //!   the threshold, exactly 0.5 at the threshold, increasing with the score above it (anomalous verdict) and
-//!   decreasing with the score below it (normal verdict).
+//!   decreasing with the score below it (normal verdict). With labelled anomalies its scale is fitted to the
+//!   out-of-fold scores ([`calibrated_confidence_scale`]): the estimated probability that the verdict is right.
+//!   Without them it is set by the normal scores alone ([`confidence_scale`]: the median normal image at 0.95).
 
 use serde::{Deserialize, Serialize};
 
@@ -167,6 +169,55 @@ pub fn confidence_scale(threshold: f32, normal_scores: &[f32]) -> f32 {
     }
 }
 
+/// The confidence scale fitted to out-of-fold scores of labelled normal and anomalous images: Platt scaling
+/// (Platt, 1999) with its midpoint held at the threshold, `P(anomalous | x) = σ((x − threshold) / scale)`, the
+/// one parameter by maximum likelihood with each class weighted alike (a line where good and defective parts
+/// are equally common) and Platt's smoothed targets (`(n₊ + 1) / (n₊ + 2)` and `1 / (n₋ + 2)`, which keep the
+/// scale finite when the classes are separated). So `Confidence` is the estimated probability that the verdict
+/// is right, whatever the score's own scale: comparable across models and retrains. `None` without both
+/// classes or when higher scores are not more often anomalous.
+pub fn calibrated_confidence_scale(threshold: f32, scores: &[f32], labels: &[bool]) -> Option<f32> {
+    let pairs: Vec<(f64, bool)> =
+        scores.iter().zip(labels).filter(|(s, _)| s.is_finite()).map(|(&s, &y)| ((s - threshold) as f64, y)).collect();
+    let pos = pairs.iter().filter(|p| p.1).count();
+    let neg = pairs.len() - pos;
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    let (t_pos, t_neg) = ((pos as f64 + 1.0) / (pos as f64 + 2.0), 1.0 / (neg as f64 + 2.0));
+    let (w_pos, w_neg) = (1.0 / pos as f64, 1.0 / neg as f64);
+    // The log-likelihood is concave in the slope `a`: its derivative Σ w d (t − σ(a d)) falls as `a` grows.
+    let slope = |a: f64| -> f64 {
+        pairs
+            .iter()
+            .map(|&(d, y)| {
+                let (t, w) = if y { (t_pos, w_pos) } else { (t_neg, w_neg) };
+                w * d * (t - 1.0 / (1.0 + (-a * d).exp()))
+            })
+            .sum()
+    };
+    let mut mags: Vec<f64> = pairs.iter().map(|p| p.0.abs()).filter(|&d| d > 0.0).collect();
+    mags.sort_by(f64::total_cmp);
+    let typical = *mags.get(mags.len() / 2)?;
+    let (mut lo, mut hi) = ((1e-4 / typical).ln(), (1e4 / typical).ln());
+    if slope(lo.exp()) <= 0.0 {
+        return None;
+    }
+    if slope(hi.exp()) > 0.0 {
+        return Some((1.0 / hi.exp()) as f32);
+    }
+    for _ in 0..80 {
+        let mid = (lo + hi) / 2.0;
+        if slope(mid.exp()) > 0.0 {
+            lo = mid
+        } else {
+            hi = mid
+        }
+    }
+    let s = 1.0 / ((lo + hi) / 2.0).exp();
+    (s.is_finite() && s > 0.0).then_some(s as f32)
+}
+
 /// `(is_anomalous, confidence)` for a score: anomalous iff `score >= threshold`; confidence in that verdict
 /// is `σ(|score - threshold| / scale)`, so exactly 0.5 at the threshold and in (0.5, 1] elsewhere.
 pub fn verdict(score: f32, threshold: f32, scale: f32) -> (bool, f32) {
@@ -306,6 +357,31 @@ mod tests {
         // Median normal at 0.95.
         let scale = confidence_scale(2.0, &[1.0, 1.0, 1.0]);
         assert!((verdict(1.0, 2.0, scale).1 - 0.95).abs() < 1e-6);
+    }
+
+    #[test]
+    fn calibrated_confidence_matches_the_frequencies() {
+        // Scores drawn so that P(anomalous | x) = σ((x − 1) / 0.5) exactly, on a grid: at each x, 1,000 images
+        // of which round(1,000 · p) are anomalous, with as many of each class in all (a balanced line).
+        let (mut scores, mut labels) = (Vec::new(), Vec::new());
+        for i in -40..=40 {
+            let x = 1.0 + i as f32 * 0.05;
+            let p = 1.0 / (1.0 + (-(x - 1.0) as f64 / 0.5).exp());
+            let n_anom = (1000.0 * p).round() as usize;
+            for j in 0..1000 {
+                scores.push(x);
+                labels.push(j < n_anom);
+            }
+        }
+        let s = calibrated_confidence_scale(1.0, &scores, &labels).unwrap();
+        assert!((s - 0.5).abs() < 0.01, "{s}");
+        // Separated classes: finite, and steeper the farther apart they are.
+        let near = calibrated_confidence_scale(0.0, &[-1.0, -0.5, 0.5, 1.0], &[false, false, true, true]).unwrap();
+        let far = calibrated_confidence_scale(0.0, &[-1.0, -0.5, 0.5, 1.0].map(|x| x * 10.0), &[false, false, true, true]).unwrap();
+        assert!(near.is_finite() && near > 0.0 && (far / near - 10.0).abs() < 1e-3, "{near} {far}");
+        // No anomalies, or scores that say the opposite: no fit.
+        assert!(calibrated_confidence_scale(0.0, &[1.0, 2.0], &[false, false]).is_none());
+        assert!(calibrated_confidence_scale(0.0, &[1.0, 2.0, -1.0, -2.0], &[false, false, true, true]).is_none());
     }
 
     #[test]

@@ -36,9 +36,9 @@ use super::model::{Evaluation, ImageResult, Model};
 use super::scores::{blend, choose_blend, image_logit, BLEND_WEIGHTS};
 use super::tensors::f32_values;
 use super::samples::{AnomalyLabel, Sample, TrainSet};
-use super::options::{Progress, Stage, TrainOptions};
+use super::options::{Progress, Stage, StageClock, TrainOptions};
 use super::embedding::EMBED_DIM;
-use super::folds::{assign_folds, build_bank, features_at_best_size, fit_pca, Item, OutOfFold};
+use super::folds::{assign_folds, features_at_best_size, Item, OutOfFold};
 use super::gaussian::{self, Gaussian, NormalScale};
 use super::patchcore::MemoryBank;
 use super::segmentation::{self, FitOptions, LinearHead};
@@ -94,14 +94,27 @@ fn split_samples<'a>(set: &'a TrainSet, opts: &TrainOptions) -> Split<'a> {
 }
 
 /// Trains a model. Synchronous and CPU-bound: call it on a blocking thread. `progress` is called often with
-/// the current stage. Returns the model and its evaluation.
+/// the current stage. Returns the model and its evaluation; the memory training took is handed back to the
+/// system before it returns (`memory::release_memory`), whether it succeeded or not.
 pub fn train(
     backbone: &Backbone,
     set: &TrainSet,
     opts: &TrainOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Model, Evaluation)> {
+    let out = fit(backbone, set, opts, progress);
+    super::memory::release_memory();
+    out
+}
+
+fn fit(
+    backbone: &Backbone,
+    set: &TrainSet,
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Model, Evaluation)> {
     let started = Instant::now();
+    let mut clock = StageClock::default();
     check_label_colors(set)?;
     let Split { train: train_samples, test: test_samples, kind: split, held_out } = split_samples(set, opts);
     let labels: Vec<bool> = train_samples.iter().map(|s| s.anomalous).collect();
@@ -113,8 +126,8 @@ pub fn train(
 
     let labelled = n_anom >= MIN_LABELLED && n_norm >= MIN_LABELLED;
     let total = train_samples.len();
-    let (oof, size_aurocs, symmetries) = features_at_best_size(backbone, &train_samples, &labels, labelled, opts, progress)?;
-    let OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps } = oof;
+    let (oof, size_aurocs, symmetries) = features_at_best_size(backbone, &train_samples, &labels, labelled, opts, progress, &mut clock)?;
+    let OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps, bank } = oof;
     let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
     let normal_oof: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| oof_pc[i]).collect();
     let pc_norm = {
@@ -186,11 +199,13 @@ pub fn train(
         }
     }
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "supervised image score");
+    clock.lap("image heads");
 
     // 4. Threshold.
     let final_normal: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| final_oof[i]).collect();
     let (thr, rule, target_fpr) = choose_threshold(&final_oof, &labels, opts.normal_fpr);
-    let conf_scale = threshold::confidence_scale(thr, &final_normal);
+    let (conf_scale, confidence) = confidence_scale(thr, rule, &final_oof, &labels, &final_normal);
+    summary.confidence = Some(confidence.into());
 
     // 5. Segmentation head.
     let label_colors: Vec<[u8; 3]> = set.labels.iter().filter_map(|l| segmentation::parse_hex_color(&l.color)).collect();
@@ -202,14 +217,16 @@ pub fn train(
     };
     progress(Progress { stage: Stage::Heads, done: 2, total: 2 });
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "segmentation head");
+    clock.lap("threshold and segmentation head");
 
     // 6. Final PCA and memory bank from every training normal.
     progress(Progress { stage: Stage::MemoryBank, done: 0, total: 1 });
     let uses_gaussian = score_spec.gaussian_weight.is_some() || score_spec.head_stats;
-    let (bank, gaussian) = final_bank(&items, &labels, &pooled, uses_gaussian, opts, &mut summary)?;
+    let gaussian = final_gaussian(&labels, &pooled, uses_gaussian, &mut summary)?;
     drop(items);
     progress(Progress { stage: Stage::MemoryBank, done: 1, total: 1 });
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "final memory bank");
+    clock.lap("final bank");
 
     let segmentation_model = seg_head.is_some();
     let header = ModelHeader {
@@ -240,7 +257,19 @@ pub fn train(
         let test: Vec<Sample> = test_samples.iter().map(|s| (*s).clone()).collect();
         model.evaluate_as(backbone, &test, split, &mut |done, total| progress(Progress { stage: Stage::Evaluation, done, total }))?
     };
+    clock.lap("evaluation");
+    model.header.training.stage_seconds = clock.spent;
     Ok((model, evaluation))
+}
+
+/// The confidence scale and how it was set: fitted to the out-of-fold scores when the threshold was chosen with
+/// labelled anomalies (`calibrated`), else from the normal scores' spread (`normal_spread`).
+fn confidence_scale(thr: f32, rule: ThresholdRule, oof: &[f32], labels: &[bool], normal: &[f32]) -> (f32, &'static str) {
+    let calibrated = if rule == ThresholdRule::F1Optimal { threshold::calibrated_confidence_scale(thr, oof, labels) } else { None };
+    match calibrated {
+        Some(s) => (s, "calibrated"),
+        None => (threshold::confidence_scale(thr, normal), "normal_spread"),
+    }
 }
 
 /// Refuses a label whose colour is not `#RRGGBB`.
@@ -253,31 +282,16 @@ fn check_label_colors(set: &TrainSet) -> Result<()> {
     Ok(())
 }
 
-/// Step 6 of training: the final PCA and memory bank from every training normal (and its views), and with
-/// `uses_gaussian` the Gaussian model of the normals' pooled features `pooled: (N, 264)` (its shrinkage into
-/// `summary`).
-fn final_bank(
-    items: &[Item],
-    labels: &[bool],
-    pooled: &Tensor,
-    uses_gaussian: bool,
-    opts: &TrainOptions,
-    summary: &mut TrainingSummary,
-) -> Result<(MemoryBank, Option<Gaussian>)> {
-    let total = labels.len();
-    let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
-    let normals: Vec<&Tensor> = (0..total).filter(|&i| !labels[i]).flat_map(|i| items[i].bank_views()).collect();
-    let pca = fit_pca(&normals, opts, opts.seed)?;
-    let bank = build_bank(&normals, opts, opts.seed, pca.as_ref())?;
-    let gaussian = if uses_gaussian {
-        let idx: Vec<usize> = (0..total).filter(|&i| !labels[i]).collect();
-        let (g, delta) = Gaussian::fit(&pooled.f_index_select(0, &index(&idx)?)?)?;
-        summary.gaussian_shrinkage = Some(delta);
-        Some(g)
-    } else {
-        None
-    };
-    Ok((bank, gaussian))
+/// Step 6 of training: with `uses_gaussian` the Gaussian model of the normals' pooled features `pooled: (N, 264)`
+/// (its shrinkage into `summary`). The final PCA and memory bank are the ones the out-of-fold scores came from.
+fn final_gaussian(labels: &[bool], pooled: &Tensor, uses_gaussian: bool, summary: &mut TrainingSummary) -> Result<Option<Gaussian>> {
+    if !uses_gaussian {
+        return Ok(None);
+    }
+    let idx: Vec<i64> = (0..labels.len()).filter(|&i| !labels[i]).map(|i| i as i64).collect();
+    let (g, delta) = Gaussian::fit(&pooled.f_index_select(0, &Tensor::f_from_slice(&idx)?)?)?;
+    summary.gaussian_shrinkage = Some(delta);
+    Ok(Some(g))
 }
 
 /// The backbone a new model records: its id, taps and the SHA-256 of its file.

@@ -104,8 +104,13 @@ pub fn start_flusher(state: AppState) {
         loop {
             tick.tick().await;
             state.hosting.close_lanes(super::hosting::LANE_IDLE, None);
+            let unloaded = state.hosting.has_retired();
             if let Err(e) = flush(&state).await {
                 tracing::warn!(error = %e, "could not write detection counts (kept for the next try)");
+            }
+            // The flush dropped the last references to the models no longer served: their memory goes back.
+            if unloaded {
+                let _ = tokio::task::spawn_blocking(crate::engine::release_memory).await;
             }
         }
     });
