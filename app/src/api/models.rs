@@ -79,6 +79,9 @@ pub struct EvalView {
     pub pr: Vec<(f64, f64)>,
     pub images: Vec<EvalImage>,
     pub labels: Vec<LabelRow>,
+    /// Where the model rests on thin evidence, and what would help (the engine's `evidence_notes`).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// Everything the model page shows.

@@ -56,6 +56,11 @@ pub fn Performance(
                 "held_out_split" => "Measured on 20 % of the training images held out from training.",
                 _ => "Measured by cross-validation over the training images (no test dataset).",
             }}</p>
+            {(!ev.notes.is_empty()).then(|| view! {
+                <ul class="evidence" data-testid="evidence-notes">
+                    {ev.notes.iter().map(|n| view! { <li>{n.clone()}</li> }).collect_view()}
+                </ul>
+            })}
             <div class="metrics" data-testid="metrics">
                 {move || { let (tp, fp, _tn, fn_) = counts.get(); let (p, r, f) = prf(tp, fp, fn_); view! {
                     <div><span class="metric-label">"Precision"</span><span class="metric" data-testid="precision">{format!("{:.1} %", p * 100.0)}</span></div>

@@ -100,6 +100,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 "test_pixel_auroc": ev.pixel_auroc,
                 "fit_seconds": fit,
                 "stage_seconds": &model.header.training.stage_seconds,
+                "sizes": &model.header.training.oof_auroc_by_input_size,
                 "peak_rss_mib": peak_rss_mib(),
                 "options": &opts,
             }));
@@ -210,6 +211,7 @@ fn print_model(model: &Model, ev: &Evaluation, train_wall: f64) {
         println!("  bank flips {}, turns {} (as set)", t.bank_flips, t.bank_turns);
     }
     println!("  fit {fit:.2}s (train() with evaluation {train_wall:.2}s)");
+    println!("  input sizes tried (out-of-fold AUROC): {:?}", t.oof_auroc_by_input_size);
     let stages: Vec<String> = t.stage_seconds.iter().map(|(s, secs)| format!("{s} {secs:.1}")).collect();
     println!("  stages (s): {}", stages.join(", "));
     if let Some((best_t, best)) = best_test_f1(ev) {

@@ -145,6 +145,7 @@ fn eval_view(raw: &[u8]) -> Option<EvalView> {
         pr: curve(&ev["pr"]),
         images,
         labels,
+        notes: ev["notes"].as_array().map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect()).unwrap_or_default(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Evaluation of a trained [`Model`] on labelled images: LFV's figures, curves, per-image results and, where
 //! masks exist, pixel AUROC and per-label segmentation figures.
 
+use super::threshold::ThresholdRule;
 use super::metrics::{self, Confusion};
 use super::model::{Evaluation, ImageResult, LabelMetrics, Model};
 use super::tensors::f32_values;
@@ -129,6 +130,70 @@ impl Evaluation {
             segmentation_pixel_auroc: None,
             labels: Vec::new(),
             mean_iou: None,
+            notes: Vec::new(),
         }
+    }
+}
+
+/// Normal training images below which a model is noticeably weaker (the README's few-image curve).
+pub const FEW_NORMALS: usize = 20;
+
+/// Labelled anomalies below which the F1-optimal threshold rests on too few to trust its recall.
+pub const FEW_ANOMALIES: usize = 10;
+
+/// Plain-language notes on a trained model's evidence: too few normal images (and how many more would likely
+/// help), a threshold chosen on few labelled anomalies, or a false-alarm rate extrapolated rather than observed.
+pub fn evidence_notes(train_normal: usize, train_anomaly: usize, rule: ThresholdRule, target_fpr: Option<f64>) -> Vec<String> {
+    let mut notes = Vec::new();
+    if train_normal < FEW_NORMALS {
+        notes.push(format!(
+            "Trained on {train_normal} normal images: add at least {} more. Models from fewer than {FEW_NORMALS} normal images were clearly weaker on every data set measured (see the README's few-image curve), and each image added helped most at this size.",
+            FEW_NORMALS - train_normal
+        ));
+    }
+    match rule {
+        ThresholdRule::F1Optimal if train_anomaly < FEW_ANOMALIES => notes.push(format!(
+            "The threshold was chosen on only {train_anomaly} labelled anomalous images: precision and recall on new parts may differ from these figures. Label at least {} more anomalous images, or add a test dataset to check it.",
+            FEW_ANOMALIES - train_anomaly
+        )),
+        ThresholdRule::NormalQuantile => {
+            let fpr = target_fpr.unwrap_or(0.01);
+            let needed = (1.0 / fpr).ceil() as usize;
+            if train_normal < needed {
+                notes.push(format!(
+                    "No labelled anomalies: the threshold aims at {:.0} % false alarms on normal parts, extrapolated from {train_normal} normal images by a fitted curve rather than observed ({needed} normal images make it an observed quantile). Label some anomalous images to check recall.",
+                    fpr * 100.0
+                ));
+            } else {
+                notes.push(format!(
+                    "No labelled anomalies: the threshold holds {:.0} % false alarms on normal parts; how many defects it catches is not measured until anomalous images are labelled.",
+                    fpr * 100.0
+                ));
+            }
+        }
+        _ => {}
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_say_what_evidence_is_thin_and_what_would_help() {
+        // Few normals and no anomalies: both the count and the extrapolated false-alarm rate are named.
+        let n = evidence_notes(5, 0, ThresholdRule::NormalQuantile, Some(0.01));
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert!(n[0].contains("5 normal images") && n[0].contains("at least 15 more"), "{}", n[0]);
+        assert!(n[1].contains("extrapolated from 5 normal images") && n[1].contains("100 normal images"), "{}", n[1]);
+        // Enough normals, no anomalies: the false-alarm rate is observed, recall is not measured.
+        let n = evidence_notes(150, 0, ThresholdRule::NormalQuantile, Some(0.01));
+        assert_eq!(n.len(), 1);
+        assert!(n[0].contains("not measured"), "{}", n[0]);
+        // An F1 threshold on few anomalies is flagged; on enough, nothing is said.
+        let n = evidence_notes(40, 4, ThresholdRule::F1Optimal, None);
+        assert!(n.len() == 1 && n[0].contains("only 4 labelled anomalous") && n[0].contains("at least 6 more"), "{n:?}");
+        assert!(evidence_notes(40, 20, ThresholdRule::F1Optimal, None).is_empty());
     }
 }

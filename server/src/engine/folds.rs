@@ -3,7 +3,7 @@
 //! each of k stratified folds a PCA, a coreset memory bank and a Gaussian model fitted on the *other* folds'
 //! normals score the fold's images. Nothing about an image is seen before it is scored, so the out-of-fold
 //! figures that choose the weights and the threshold are honest. With labelled anomalies a larger input is
-//! tried too ([`features_at_best_size`]).
+//! tried too (`size_search`).
 
 use super::backbone::Backbone;
 use super::coreset::{self, SplitMix64};
@@ -17,19 +17,13 @@ use super::patchcore::MemoryBank;
 use super::pca::{self, Pca};
 use super::scores::{pooled_features, BLEND_WEIGHTS};
 use super::tensors::f32_values;
-use super::input_size::{choose_input_size_for, RESIZE};
+use super::input_size::RESIZE;
 use super::error::Result;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
 /// Rows of the PCA fit (a seeded sample of the normal patches).
 const PCA_ROWS: usize = 50_000;
-
-/// The input size search tries a long side up to this (px).
-const MAX_SEARCHED_LONG_SIDE: u32 = 960;
-
-/// Out-of-fold AUROC the larger input must gain to be kept.
-const SIZE_MARGIN: f64 = 0.02;
 
 /// Features of one training image kept during training.
 pub(super) struct Item {
@@ -229,44 +223,6 @@ pub(super) fn assign_folds(labels: &[bool], k: usize, seed: u64) -> Vec<usize> {
     fold
 }
 
-/// Features and out-of-fold scores at the input size chosen from every training image's size; with labelled
-/// anomalies and no size given, a 1.5× larger input is tried too and kept when its out-of-fold AUROC is better
-/// by more than [`SIZE_MARGIN`] (small defects on large images). Also returns the sizes tried and their AUROCs,
-/// and the views of normal images the banks hold (decided once, at the first size).
-#[allow(clippy::type_complexity)]
-pub(super) fn features_at_best_size(
-    backbone: &Backbone,
-    samples: &[&Sample],
-    labels: &[bool],
-    labelled: bool,
-    opts: &TrainOptions,
-    progress: &mut dyn FnMut(Progress),
-    clock: &mut StageClock,
-) -> Result<(OutOfFold, Vec<((u32, u32), Option<f64>)>, BankSymmetries)> {
-    let dims: Vec<(u32, u32)> = samples.iter().map(|s| s.image.dimensions()).collect::<Result<_>>()?;
-    let base = choose_input_size_for(&dims, opts.input_long_side)?;
-    clock.lap("image sizes");
-    let bank = bank_symmetries(backbone, samples, labels, base, opts)?;
-    clock.lap("mirror test");
-    let mut oof = out_of_fold(backbone, samples, labels, base, &bank, opts, progress, clock)?;
-    let mut size_aurocs = vec![(base, oof.best_auroc(labels))];
-    if opts.input_long_side.is_none() && opts.size_search && labelled && size_aurocs[0].1.is_some_and(|a| a < 0.99) {
-        let long = base.0.max(base.1);
-        let bigger = choose_input_size_for(&dims, Some(((long as f64 * 1.5) as u32).min(MAX_SEARCHED_LONG_SIDE)))?;
-        if bigger.0.max(bigger.1) > long {
-            let other = out_of_fold(backbone, samples, labels, bigger, &bank, opts, progress, clock)?;
-            let a = other.best_auroc(labels);
-            size_aurocs.push((bigger, a));
-            // The larger input costs (1.5)² = 2.25× per detection: kept only for a clear gain.
-            if a.unwrap_or(0.0) > size_aurocs[0].1.unwrap_or(0.0) + SIZE_MARGIN {
-                oof = other;
-            }
-        }
-        tracing::debug!(?size_aurocs, chosen = ?(oof.width, oof.height), "input size search");
-    }
-    Ok((oof, size_aurocs, bank))
-}
-
 /// Normal training images the mirror test probes at most (half in its bank, half probed).
 const MIRROR_IMAGES: usize = 48;
 
@@ -282,7 +238,7 @@ pub(super) struct BankSymmetries {
 
 /// Which views of the normal images the memory banks get: the options' where set, else the mirror test's
 /// verdict (with fewer than [`MIRROR_MIN_IMAGES`] normals: none).
-fn bank_symmetries(
+pub(super) fn bank_symmetries(
     backbone: &Backbone,
     samples: &[&Sample],
     labels: &[bool],
@@ -368,7 +324,7 @@ pub(super) struct OutOfFold {
 
 impl OutOfFold {
     /// The best out-of-fold AUROC of the unsupervised scores (PatchCore, and its fusions with the Gaussian).
-    fn best_auroc(&self, labels: &[bool]) -> Option<f64> {
+    pub(super) fn best_auroc(&self, labels: &[bool]) -> Option<f64> {
         let normals = |v: &[f32]| -> Vec<f32> { (0..v.len()).filter(|&i| !labels[i]).map(|i| v[i]).collect() };
         let mut best = metrics::auroc(&self.oof_pc, labels);
         if let (true, Some(ps), Some(gs)) = (self.g_ok, NormalScale::new(&normals(&self.oof_pc)), NormalScale::new(&normals(&self.oof_g))) {
@@ -384,7 +340,7 @@ impl OutOfFold {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn out_of_fold(
+pub(super) fn out_of_fold(
     backbone: &Backbone,
     samples: &[&Sample],
     labels: &[bool],

@@ -53,6 +53,7 @@ pub mod resize;
 pub mod samples;
 pub mod scores;
 pub mod segmentation;
+pub mod size_search;
 mod tensors;
 pub mod threshold;
 pub mod train;

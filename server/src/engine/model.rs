@@ -113,6 +113,10 @@ pub struct Evaluation {
     pub segmentation_pixel_auroc: Option<f64>,
     pub labels: Vec<LabelMetrics>,
     pub mean_iou: Option<f64>,
+    /// Where the model rests on thin evidence, in plain words, with what would help (`evaluate::evidence_notes`);
+    /// the model page shows them above its figures.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// A trained model.

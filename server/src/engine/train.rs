@@ -38,7 +38,8 @@ use super::tensors::f32_values;
 use super::samples::{AnomalyLabel, Sample, TrainSet};
 use super::options::{Progress, Stage, StageClock, TrainOptions};
 use super::embedding::EMBED_DIM;
-use super::folds::{assign_folds, features_at_best_size, Item, OutOfFold};
+use super::folds::{assign_folds, Item, OutOfFold};
+use super::size_search::features_at_best_size;
 use super::gaussian::{self, Gaussian, NormalScale};
 use super::patchcore::MemoryBank;
 use super::segmentation::{self, FitOptions, LinearHead};
@@ -250,7 +251,7 @@ fn fit(
     model.header.training.fit_seconds = started.elapsed().as_secs_f64();
 
     // Evaluation.
-    let evaluation = if test_samples.is_empty() {
+    let mut evaluation = if test_samples.is_empty() {
         let ids: Vec<&str> = train_samples.iter().map(|s| s.id.as_str()).collect();
         cross_validated(&ids, &labels, &final_oof, thr, conf_scale)
     } else {
@@ -258,6 +259,7 @@ fn fit(
         model.evaluate_as(backbone, &test, split, &mut |done, total| progress(Progress { stage: Stage::Evaluation, done, total }))?
     };
     clock.lap("evaluation");
+    evaluation.notes = super::evaluate::evidence_notes(n_norm, n_anom, rule, target_fpr);
     model.header.training.stage_seconds = clock.spent;
     Ok((model, evaluation))
 }
