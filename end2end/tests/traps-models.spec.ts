@@ -176,6 +176,10 @@ test("trap 10: ROC and PR mark the threshold and follow the slider; the histogra
   await open(page, `/projects/${name}/models/1`);
   const roc = page.getByTestId("chart-roc-curve");
   const pr = page.getByTestId("chart-precision-recall-curve");
+  // Thin evidence is said, with what would help: the model rests on 8 normal and 4 anomalous training images.
+  const notes = page.getByTestId("evidence-notes");
+  await expect(notes).toContainText("Trained on 8 normal images: add at least 12 more");
+  await expect(notes).toContainText("chosen on only 4 labelled anomalous images");
   await expect(roc.getByTestId("threshold-marker")).toBeVisible();
   await expect(pr.getByTestId("threshold-marker")).toBeVisible();
 

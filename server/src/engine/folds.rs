@@ -103,7 +103,18 @@ fn sample_views(views: &[View], per_image: usize, g: usize) -> Vec<View> {
     views.iter().enumerate().filter(|&(k, _)| (k + views.len() - start) % views.len() < per_image).map(|(_, &v)| v).collect()
 }
 
-/// Every sample through the backbone (batches of `batch`): its embedding and pooled features, and for normal
+/// Input pixels per backbone pass while training: eight 320×256 images. The backbone's activations grow with
+/// the batch's pixels (at 960×640 a batch of eight held about a gigabyte), its speed per image hardly does.
+const BATCH_PIXELS: u64 = 8 * 320 * 256;
+
+/// Images per backbone pass at `width × height`: `batch`, fewer where their pixels exceed [`BATCH_PIXELS`] (at
+/// least one).
+fn batch_for(batch: usize, width: u32, height: u32) -> usize {
+    let fit = BATCH_PIXELS / (width as u64 * height as u64).max(1);
+    (fit as usize).clamp(1, batch.max(1))
+}
+
+/// Every sample through the backbone (batches of `batch`, at most [`BATCH_PIXELS`] a pass): its embedding and pooled features, and for normal
 /// samples `per_image` of `views` (the `g`-th sample gets views `g · per_image, …` modulo their number, so that
 /// consecutive images get different ones), in `views`' order, unturned before turned.
 fn extract(
@@ -114,7 +125,7 @@ fn extract(
     (views, per_image): (&[View], usize),
     mut tick: impl FnMut(usize),
 ) -> Result<Vec<Item>> {
-    let batch = batch.max(1);
+    let batch = batch_for(batch, width, height);
     let per_image = per_image.min(views.len());
     let mut out = Vec::with_capacity(samples.len());
     for chunk in samples.chunks(batch) {
@@ -510,6 +521,16 @@ mod tests {
         }
         assert_eq!(sample_views(&views, views.len(), 3), views);
         assert!(sample_views(&[], 2, 1).is_empty());
+    }
+
+    #[test]
+    fn batches_keep_the_pixel_budget() {
+        assert_eq!(batch_for(8, 256, 256), 8);
+        assert_eq!(batch_for(8, 320, 256), 8);
+        assert_eq!(batch_for(8, 512, 192), 6);
+        assert_eq!(batch_for(8, 640, 416), 2);
+        assert_eq!(batch_for(8, 960, 640), 1);
+        assert_eq!(batch_for(0, 64, 64), 1);
     }
 
     #[test]

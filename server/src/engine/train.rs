@@ -148,19 +148,7 @@ fn fit(
 
     // 3. Supervised image score.
     progress(Progress { stage: Stage::Heads, done: 0, total: 2 });
-    let mut summary = TrainingSummary {
-        train_normal: n_norm,
-        train_anomaly: n_anom,
-        test_normal: test_samples.iter().filter(|s| !s.anomalous).count(),
-        test_anomaly: test_samples.iter().filter(|s| s.anomalous).count(),
-        split: split.into(),
-        held_out,
-        folds: k,
-        seed: opts.seed,
-        oof_auroc_patchcore: auroc_pc,
-        options: Some(opts.clone()),
-        ..Default::default()
-    };
+    let mut summary = new_summary((n_norm, n_anom), &test_samples, (split, held_out), k, auroc_pc, opts);
     let mut image_heads = Vec::new();
     let mut score_spec = ScoreSpec {
         kind: if fusion_w > 0.0 { "fused".into() } else { "patchcore".into() },
@@ -262,6 +250,30 @@ fn fit(
     evaluation.notes = super::evaluate::evidence_notes(n_norm, n_anom, rule, target_fpr);
     model.header.training.stage_seconds = clock.spent;
     Ok((model, evaluation))
+}
+
+/// A new model's training summary: its image counts, split, folds and options.
+fn new_summary(
+    (n_norm, n_anom): (usize, usize),
+    test: &[&Sample],
+    (split, held_out): (&str, Vec<String>),
+    folds: usize,
+    auroc_pc: Option<f64>,
+    opts: &TrainOptions,
+) -> TrainingSummary {
+    TrainingSummary {
+        train_normal: n_norm,
+        train_anomaly: n_anom,
+        test_normal: test.iter().filter(|s| !s.anomalous).count(),
+        test_anomaly: test.iter().filter(|s| s.anomalous).count(),
+        split: split.into(),
+        held_out,
+        folds,
+        seed: opts.seed,
+        oof_auroc_patchcore: auroc_pc,
+        options: Some(opts.clone()),
+        ..Default::default()
+    }
 }
 
 /// The confidence scale and how it was set: fitted to the out-of-fold scores when the threshold was chosen with
