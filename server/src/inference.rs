@@ -523,12 +523,12 @@ impl Hosting {
         }
     }
 
-    /// Models and lanes stopped since the last call.
     /// Models or lanes were retired since the last [`Hosting::take_retired`].
     pub fn has_retired(&self) -> bool {
         self.retired.lock().map(|r| !r.is_empty()).unwrap_or(false)
     }
 
+    /// Models and lanes stopped since the last call.
     pub fn take_retired(&self) -> Vec<Arc<Hosted>> {
         self.retired.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
     }

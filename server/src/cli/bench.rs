@@ -84,6 +84,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let pixel = if masks && !a.accuracy_only && !a.no_pixel_folds { pixel_folds(&b, &set, &opts)? } else { serde_json::Value::Null };
 
         if a.accuracy_only {
+            let (confident_right, confident_n) = confident_right(&ev);
             report.push(serde_json::json!({
                 "dataset": name,
                 "input": [w, h],
@@ -93,8 +94,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 "f1": ev.f1,
                 "best_f1": best_test_f1(&ev).map(|b| b.1),
                 "confidence": &model.header.training.confidence,
-                "confident_right": confident_right(&ev).0,
-                "confident_n": confident_right(&ev).1,
+                "confident_right": confident_right,
+                "confident_n": confident_n,
                 "precision": ev.precision,
                 "recall": ev.recall,
                 "test_pixel_auroc": ev.pixel_auroc,

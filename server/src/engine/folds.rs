@@ -1,9 +1,11 @@
 //! The training images' features and their out-of-fold scores (steps 1–2 of training, `train.rs`): every training
-//! image through the backbone once (normal images also mirrored or turned for the bank when asked), then for
-//! each of k stratified folds a PCA, a coreset memory bank and a Gaussian model fitted on the *other* folds'
-//! normals score the fold's images. Nothing about an image is seen before it is scored, so the out-of-fold
-//! figures that choose the weights and the threshold are honest. With labelled anomalies a larger input is
-//! tried too (`size_search`).
+//! image through the backbone once (normal images also mirrored or turned for the bank when asked), then one
+//! PCA and coreset memory bank from every normal image — the final model's — scores each normal image without
+//! the rows that came from itself (leave one out) and each anomaly against all of it; a Gaussian model fitted
+//! without each tenth of the normals scores them, the one fitted on every normal the anomalies. Nothing about an
+//! image goes into its own score, so the out-of-fold figures that choose the weights and the threshold are
+//! honest, and they are the final model's scores of new images. With labelled anomalies a larger input is tried
+//! too (`size_search`).
 
 use super::backbone::Backbone;
 use super::coreset::{self, SplitMix64};
@@ -33,7 +35,7 @@ pub(super) struct Item {
     pub(super) pooled: Tensor,
     /// The embeddings of the image's mirrored and turned views (normal images with `bank_flips` or
     /// `bank_turns`), each `(D, h, w)` or, turned by 90°, `(D, w, h)`, f16.
-    flips: Vec<Tensor>,
+    pub(super) flips: Vec<Tensor>,
 }
 
 impl Item {
@@ -46,8 +48,8 @@ impl Item {
 /// A view of an input `(1, 3, H, W)`: mirrored along some of the (H, W) axes (2, 3), after turning by 90°
 /// (which makes it `(1, 3, W, H)`) or not.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct View {
-    turned: bool,
+pub(super) struct View {
+    pub(super) turned: bool,
     mirror: &'static [i64],
 }
 
@@ -61,7 +63,7 @@ impl View {
 /// The extra views of normal images in the memory bank: mirrored (left–right, top–bottom, both — the last is
 /// the half turn) with `flips`; turned by 90°, 180° and 270° with `turns`; all eight symmetries of the square
 /// with both. Views of one shape come together (they share backbone passes).
-fn bank_view_set(flips: bool, turns: bool) -> Vec<View> {
+pub(super) fn bank_view_set(flips: bool, turns: bool) -> Vec<View> {
     let v = |turned, mirror| View { turned, mirror };
     let mut out = Vec::new();
     if flips || turns {
@@ -117,7 +119,7 @@ fn batch_for(batch: usize, width: u32, height: u32) -> usize {
 /// Every sample through the backbone (batches of `batch`, at most [`BATCH_PIXELS`] a pass): its embedding and pooled features, and for normal
 /// samples `per_image` of `views` (the `g`-th sample gets views `g · per_image, …` modulo their number, so that
 /// consecutive images get different ones), in `views`' order, unturned before turned.
-fn extract(
+pub(super) fn extract(
     backbone: &Backbone,
     samples: &[&Sample],
     (width, height): (u32, u32),
@@ -234,35 +236,11 @@ pub(super) fn assign_folds(labels: &[bool], k: usize, seed: u64) -> Vec<usize> {
     fold
 }
 
-/// Normal training images the mirror test probes at most (half in its bank, half probed).
-const MIRROR_IMAGES: usize = 48;
-
-/// Normal training images the mirror test needs.
-const MIRROR_MIN_IMAGES: usize = 8;
-
 /// The views of normal images in the memory banks, and why.
 pub(super) struct BankSymmetries {
     pub(super) flips: bool,
     pub(super) turns: bool,
     pub(super) test: Option<MirrorTest>,
-}
-
-/// Which views of the normal images the memory banks get: the options' where set, else the mirror test's
-/// verdict (with fewer than [`MIRROR_MIN_IMAGES`] normals: none).
-pub(super) fn bank_symmetries(
-    backbone: &Backbone,
-    samples: &[&Sample],
-    labels: &[bool],
-    size: (u32, u32),
-    opts: &TrainOptions,
-) -> Result<BankSymmetries> {
-    let normals: Vec<&Sample> = samples.iter().zip(labels).filter(|(_, &y)| !y).map(|(s, _)| *s).collect();
-    let undecided = opts.bank_flips.is_none() || opts.bank_turns.is_none();
-    let test = if undecided && normals.len() >= MIRROR_MIN_IMAGES { Some(mirror_test(backbone, &normals, size, opts)?) } else { None };
-    let flips = opts.bank_flips.unwrap_or_else(|| test.as_ref().is_some_and(|t| t.flips_pass()));
-    let turns = opts.bank_turns.unwrap_or_else(|| test.as_ref().is_some_and(|t| t.turns_pass()));
-    tracing::debug!(?test, flips, turns, "bank symmetries");
-    Ok(BankSymmetries { flips, turns, test })
 }
 
 /// The AUROC of two groups of `a` and `b` scores that chance exceeds with about 16 % probability: 0.5 plus one
@@ -273,54 +251,13 @@ pub fn chance_limit(a: usize, b: usize) -> f64 {
     0.5 + ((a + b + 1.0) / (12.0 * a * b)).sqrt()
 }
 
-/// The mirror test (see [`MirrorTest`]): a memory bank from half of up to [`MIRROR_IMAGES`] normal images (a
-/// seeded choice) scores the other half as they are, mirrored (left–right, top–bottom, both) and turned (90°,
-/// 270°); each kind of view's scores are ranked against the plain images' scores.
-pub(super) fn mirror_test(backbone: &Backbone, normals: &[&Sample], size: (u32, u32), opts: &TrainOptions) -> Result<MirrorTest> {
-    let mut idx: Vec<usize> = (0..normals.len()).collect();
-    SplitMix64::new(opts.seed ^ 0x3177).shuffle(&mut idx);
-    idx.truncate(MIRROR_IMAGES);
-    let (in_bank, probed) = idx.split_at(idx.len() / 2);
-    let pick = |ix: &[usize]| -> Vec<&Sample> { ix.iter().map(|&i| normals[i]).collect() };
-    let bank_items = extract(backbone, &pick(in_bank), size, opts.batch_size, (&[], 0), |_| {})?;
-    let flips = bank_view_set(true, false);
-    let quarter: Vec<View> = bank_view_set(false, true).into_iter().filter(|v| v.turned).collect();
-    let views: Vec<View> = flips.iter().chain(&quarter).copied().collect();
-    let probe_items = extract(backbone, &pick(probed), size, opts.batch_size, (&views, views.len()), |_| {})?;
-    let embeddings: Vec<&Tensor> = bank_items.iter().map(|it| &it.embedding).collect();
-    let seed = opts.seed ^ 0x3177;
-    let pca = fit_pca(&embeddings, opts, seed)?;
-    let bank = build_bank(&embeddings, opts, seed, pca.as_ref())?;
-    let score = |e: &Tensor| -> Result<f32> { bank.max_nearest_distance(&embedding::to_rows(&e.f_to_kind(Kind::Float)?.f_unsqueeze(0)?)?) };
-    let plain: Vec<f32> = probe_items.iter().map(|it| score(&it.embedding)).collect::<Result<_>>()?;
-    // Every view kind against the plain scores: views first in `extract`'s order (unturned, then turned).
-    let auroc_of = |range: std::ops::Range<usize>| -> Result<Option<f64>> {
-        let mut scores = plain.clone();
-        let mut labels = vec![false; plain.len()];
-        for it in &probe_items {
-            for e in &it.flips[range.clone()] {
-                scores.push(score(e)?);
-                labels.push(true);
-            }
-        }
-        Ok(metrics::auroc(&scores, &labels))
-    };
-    let n = probed.len();
-    Ok(MirrorTest {
-        bank_images: in_bank.len(),
-        probed_images: n,
-        flip_auroc: auroc_of(0..flips.len())?,
-        turn_auroc: auroc_of(flips.len()..views.len())?,
-        flip_limit: chance_limit(n, n * flips.len()),
-        turn_limit: chance_limit(n, n * quarter.len()),
-    })
-}
-
 /// Features of every training image at one input size and their out-of-fold PatchCore and Gaussian scores.
 pub(super) struct OutOfFold {
     pub(super) width: u32,
     pub(super) height: u32,
     pub(super) items: Vec<Item>,
+    /// The images' labels (anomalous), in `items`' order.
+    pub(super) labels: Vec<bool>,
     pub(super) tap_weights: Option<Vec<f32>>,
     pub(super) k: usize,
     pub(super) folds: Vec<usize>,
@@ -328,12 +265,30 @@ pub(super) struct OutOfFold {
     pub(super) oof_g: Vec<f32>,
     /// The Gaussian score could be fitted in every fold.
     pub(super) g_ok: bool,
+    /// The Gaussian model of every normal image's pooled features and its shrinkage (when `g_ok`): the final
+    /// model's.
+    pub(super) gaussian: Option<(Gaussian, f64)>,
     pub(super) oof_maps: Vec<Option<Tensor>>,
     /// The memory bank of every normal image (and its views) at this size: the final model's.
     pub(super) bank: MemoryBank,
 }
 
 impl OutOfFold {
+    /// The out-of-fold scores of the images `idx` alone (their features as they are; a bank, PCA and Gaussian
+    /// of their own): the size search's probe compares sizes on a subset without a second backbone pass.
+    pub(super) fn subset(&self, idx: &[usize], opts: &TrainOptions, progress: &mut dyn FnMut(Progress)) -> Result<(OutOfFold, Vec<bool>)> {
+        let items: Vec<Item> = idx
+            .iter()
+            .map(|&i| {
+                let it = &self.items[i];
+                Item { embedding: it.embedding.shallow_clone(), pooled: it.pooled.shallow_clone(), flips: it.flips.iter().map(|f| f.shallow_clone()).collect() }
+            })
+            .collect();
+        let labels: Vec<bool> = idx.iter().map(|&i| self.labels[i]).collect();
+        let oof = score_items(items, &labels, (self.width, self.height), self.tap_weights.clone(), opts, progress)?;
+        Ok((oof, labels))
+    }
+
     /// The best out-of-fold AUROC of the unsupervised scores (PatchCore, and its fusions with the Gaussian).
     pub(super) fn best_auroc(&self, labels: &[bool]) -> Option<f64> {
         let normals = |v: &[f32]| -> Vec<f32> { (0..v.len()).filter(|&i| !labels[i]).map(|i| v[i]).collect() };
@@ -394,17 +349,33 @@ pub(super) fn out_of_fold(
         None => items,
     };
 
-    // 2. Out-of-fold scores. PatchCore: one PCA and memory bank from every normal image and its views — the
-    // final model's own — scores each normal image against the rows that came from the other images only (leave
-    // one out) and each anomaly against all of them: the scores a new image gets from the final model. (Banks
-    // fitted per fold on three quarters of the normals scored higher than the final model does, so thresholds
-    // chosen on them sat too high for new images.) The Gaussian: fitted without each of up to
-    // `GAUSSIAN_FOLDS` folds of the normals for them, on every normal for the anomalies.
-    let k = opts.folds.clamp(2, n_norm);
+    let oof = score_items(items, labels, (width, height), tap_weights, opts, progress)?;
+    clock.lap(&format!("folds {width}×{height}"));
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), auroc = ?metrics::auroc(&oof.oof_pc, labels), width, height, "out-of-fold scores");
+    Ok(oof)
+}
+
+/// Step 2 of [`out_of_fold`]: the out-of-fold scores of images whose features are known.
+///
+/// PatchCore: one PCA and memory bank from every normal image and its views — the final model's own — scores
+/// each normal image against the rows that came from the other images only (leave one out) and each anomaly
+/// against all of them: the scores a new image gets from the final model. (Banks fitted per fold on three
+/// quarters of the normals scored higher than the final model does, so thresholds chosen on them sat too high
+/// for new images.) The Gaussian: see [`gaussian_out_of_fold`]. The folds are the supervised heads'.
+fn score_items(
+    items: Vec<Item>,
+    labels: &[bool],
+    (width, height): (u32, u32),
+    tap_weights: Option<Vec<f32>>,
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<OutOfFold> {
+    let total = labels.len();
+    let n_norm = labels.iter().filter(|&&y| !y).count();
+    let k = opts.folds.clamp(2, n_norm.max(2));
     let folds = assign_folds(labels, k, opts.seed);
-    let normal_idx: Vec<usize> = (0..total).filter(|&i| !labels[i]).collect();
     let (mut normals, mut owners) = (Vec::new(), Vec::new());
-    for &i in &normal_idx {
+    for i in (0..total).filter(|&i| !labels[i]) {
         for e in items[i].bank_views() {
             normals.push(e);
             owners.push(i);
@@ -413,15 +384,18 @@ pub(super) fn out_of_fold(
     progress(Progress { stage: Stage::CrossValidation, done: 0, total: 2 });
     let pca = fit_pca(&normals, opts, opts.seed)?;
     let (bank, sources) = build_bank_with_sources(&normals, opts, opts.seed, pca.as_ref())?;
-    let bank_owner: Vec<usize> = sources.iter().map(|&e| owners[e]).collect();
     drop(normals);
+    // Each image's own bank rows (none for anomalies: they are not in the bank).
+    let mut own: Vec<Vec<i64>> = vec![Vec::new(); total];
+    for (row, &e) in sources.iter().enumerate() {
+        own[owners[e]].push(row as i64);
+    }
     progress(Progress { stage: Stage::CrossValidation, done: 1, total: 2 });
     let mut oof_pc = vec![0f32; total];
     let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
     for i in 0..total {
-        let own: Vec<i64> = if labels[i] { Vec::new() } else { (0..bank_owner.len()).filter(|&r| bank_owner[r] == i).map(|r| r as i64).collect() };
         let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
-        let map = bank.score_maps_excluding(&e, &own)?; // (1, h, w)
+        let map = bank.score_maps_excluding(&e, &own[i])?; // (1, h, w)
         let flat = map.f_view([-1])?;
         let at = flat.f_argmax(0, false)?.int64_value(&[]);
         let d = flat.f_double_value(&[at])? as f32;
@@ -429,39 +403,38 @@ pub(super) fn out_of_fold(
         oof_maps[i] = Some(map.f_squeeze_dim(0)?);
     }
     let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
-    let (oof_g, g_ok) = if opts.gaussian { gaussian_out_of_fold(&pooled, labels, opts.seed)? } else { (vec![0f32; total], false) };
+    let (oof_g, gaussian) = if opts.gaussian { gaussian_out_of_fold(&pooled, labels, opts.seed)? } else { (vec![0f32; total], None) };
     progress(Progress { stage: Stage::CrossValidation, done: 2, total: 2 });
-    clock.lap(&format!("folds {width}×{height}"));
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), auroc = ?metrics::auroc(&oof_pc, labels), width, height, "out-of-fold scores");
-    Ok(OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps, bank })
+    let g_ok = gaussian.is_some();
+    Ok(OutOfFold { width, height, items, labels: labels.to_vec(), tap_weights, k, folds, oof_pc, oof_g, g_ok, gaussian, oof_maps, bank })
 }
 
 /// Folds of the normal images for the Gaussian's out-of-fold scores (each fit leaves out a tenth).
 const GAUSSIAN_FOLDS: usize = 10;
 
 /// Out-of-fold Gaussian scores of `pooled: (N, 264)` features: a normal image's from a fit on the normals of the
-/// other folds (up to [`GAUSSIAN_FOLDS`]), an anomaly's from the fit on every normal (the final model's). The
-/// flag is false when a fold leaves fewer than 4 normals to fit (the scores are then zeros).
-fn gaussian_out_of_fold(pooled: &Tensor, labels: &[bool], seed: u64) -> Result<(Vec<f32>, bool)> {
+/// other folds (up to [`GAUSSIAN_FOLDS`]), an anomaly's from the fit on every normal, which is returned with its
+/// shrinkage (the final model's). `None` when a fold leaves fewer than 4 normals to fit (the scores are then
+/// zeros).
+fn gaussian_out_of_fold(pooled: &Tensor, labels: &[bool], seed: u64) -> Result<(Vec<f32>, Option<(Gaussian, f64)>)> {
     let total = labels.len();
     let normal_idx: Vec<usize> = (0..total).filter(|&i| !labels[i]).collect();
     let n = normal_idx.len();
     let gk = n.min(GAUSSIAN_FOLDS).max(2);
     let mut out = vec![0f32; total];
     if n - n.div_ceil(gk) < 4 {
-        return Ok((out, false));
+        return Ok((out, None));
     }
     let index = |v: &[usize]| Tensor::f_from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>());
-    let mut score = |fit: &[usize], scored: &[usize]| -> Result<()> {
-        if scored.is_empty() {
-            return Ok(());
+    let mut score = |fit: &[usize], scored: &[usize]| -> Result<(Gaussian, f64)> {
+        let (g, delta) = Gaussian::fit(&pooled.f_index_select(0, &index(fit)?)?)?;
+        if !scored.is_empty() {
+            let s = f32_values(&g.scores(&pooled.f_index_select(0, &index(scored)?)?)?)?;
+            for (j, &i) in scored.iter().enumerate() {
+                out[i] = s[j];
+            }
         }
-        let (g, _) = Gaussian::fit(&pooled.f_index_select(0, &index(fit)?)?)?;
-        let s = f32_values(&g.scores(&pooled.f_index_select(0, &index(scored)?)?)?)?;
-        for (j, &i) in scored.iter().enumerate() {
-            out[i] = s[j];
-        }
-        Ok(())
+        Ok((g, delta))
     };
     let fold = assign_folds(&vec![false; n], gk, seed ^ 0x6A55);
     for f in 0..gk {
@@ -470,8 +443,8 @@ fn gaussian_out_of_fold(pooled: &Tensor, labels: &[bool], seed: u64) -> Result<(
         score(&fit, &scored)?;
     }
     let anomalies: Vec<usize> = (0..total).filter(|&i| labels[i]).collect();
-    score(&normal_idx, &anomalies)?;
-    Ok((out, true))
+    let full = score(&normal_idx, &anomalies)?;
+    Ok((out, Some(full)))
 }
 
 #[cfg(test)]

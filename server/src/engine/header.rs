@@ -135,7 +135,7 @@ pub struct TrainingSummary {
     /// Ledoit–Wolf shrinkage of the final Gaussian model.
     #[serde(default)]
     pub gaussian_shrinkage: Option<f64>,
-    /// The mirror test's figures, when it ran (`folds::mirror_test`).
+    /// The mirror test's figures, when it ran (`mirror::mirror_test`).
     #[serde(default)]
     pub mirror_test: Option<MirrorTest>,
     /// The memory banks also hold the normal images mirrored (`bank_flips`) and turned (`bank_turns`).

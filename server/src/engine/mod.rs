@@ -44,6 +44,7 @@ pub mod image_io;
 pub mod input_size;
 pub mod memory;
 pub mod metrics;
+pub mod mirror;
 pub mod model;
 mod model_file;
 pub mod options;

@@ -56,7 +56,7 @@ pub struct TrainOptions {
     pub batch_size: usize,
     /// Also give the memory bank the patches of every normal training image mirrored left–right, top–bottom and
     /// both (for surfaces with no orientation); in the folds' banks too, so the threshold sees its effect.
-    /// `None`: decided by the mirror test (`folds::mirror_test`: on when mirrored normals look normal).
+    /// `None`: decided by the mirror test (`mirror::mirror_test`: on when mirrored normals look normal).
     pub bank_flips: Option<bool>,
     /// Also give the memory bank every normal training image turned by 90°, 180° and 270° (with `bank_flips`:
     /// all eight symmetries of the square), for surfaces with no orientation at all. `None`: decided by the

@@ -352,9 +352,7 @@ impl MemoryBank {
         let d = self.nearest_distances(&rows)?;
         Ok(d.f_view([s[0], s[2], s[3]])?)
     }
-}
 
-impl MemoryBank {
     /// [`MemoryBank::score_maps`] against the bank without the rows `excluded` (training's leave-one-out
     /// scores: a normal training image against the rows that came from the other images). `(B, D, h, w)` →
     /// `(B, h, w)`.

@@ -5,7 +5,8 @@
 use super::backbone::Backbone;
 use super::coreset::SplitMix64;
 use super::error::Result;
-use super::folds::{bank_symmetries, out_of_fold, BankSymmetries, OutOfFold};
+use super::folds::{out_of_fold, BankSymmetries, OutOfFold};
+use super::mirror::bank_symmetries;
 use super::input_size::choose_input_size_for;
 use super::options::{Progress, StageClock, TrainOptions};
 use super::samples::Sample;
@@ -40,30 +41,33 @@ pub(super) fn features_at_best_size(
     if opts.input_long_side.is_none() && opts.size_search && labelled && size_aurocs[0].1.is_some_and(|a| a < 0.99) {
         let long = base.0.max(base.1);
         let bigger = choose_input_size_for(&dims, Some(((long as f64 * 1.5) as u32).min(MAX_SEARCHED_LONG_SIDE)))?;
-        // A large set first compares both sizes on a seeded subset: most sets keep their size, and the subset
-        // costs a fraction of the larger size's features for every image.
-        let probe = size_probe(labels, opts.seed);
-        let worth = match &probe {
-            Some(idx) => {
-                let (sub, sub_labels): (Vec<&Sample>, Vec<bool>) = idx.iter().map(|&i| (samples[i], labels[i])).unzip();
-                let small = out_of_fold(backbone, &sub, &sub_labels, base, &bank, opts, progress, clock)?.best_auroc(&sub_labels);
-                let large = out_of_fold(backbone, &sub, &sub_labels, bigger, &bank, opts, progress, clock)?.best_auroc(&sub_labels);
-                tracing::debug!(?small, ?large, images = idx.len(), "input size probe");
-                let worth = large.unwrap_or(0.0) > small.unwrap_or(0.0) + SIZE_MARGIN;
-                if !worth {
-                    size_aurocs.push((bigger, large));
+        if bigger.0.max(bigger.1) > long {
+            // A large set first compares both sizes on a seeded subset (the base size's features reused): most
+            // sets keep their size, and the subset costs a fraction of the larger size's features for every image.
+            let worth = match size_probe(labels, opts.seed) {
+                Some(idx) => {
+                    let (small, sub_labels) = oof.subset(&idx, opts, progress)?;
+                    clock.lap("size probe at the base size");
+                    let sub: Vec<&Sample> = idx.iter().map(|&i| samples[i]).collect();
+                    let large = out_of_fold(backbone, &sub, &sub_labels, bigger, &bank, opts, progress, clock)?.best_auroc(&sub_labels);
+                    let small = small.best_auroc(&sub_labels);
+                    tracing::debug!(?small, ?large, images = idx.len(), "input size probe");
+                    let worth = large.unwrap_or(0.0) > small.unwrap_or(0.0) + SIZE_MARGIN;
+                    if !worth {
+                        size_aurocs.push((bigger, large));
+                    }
+                    worth
                 }
-                worth
-            }
-            None => bigger.0.max(bigger.1) > long,
-        };
-        if worth && bigger.0.max(bigger.1) > long {
-            let other = out_of_fold(backbone, samples, labels, bigger, &bank, opts, progress, clock)?;
-            let a = other.best_auroc(labels);
-            size_aurocs.push((bigger, a));
-            // The larger input costs (1.5)² = 2.25× per detection: kept only for a clear gain.
-            if a.unwrap_or(0.0) > size_aurocs[0].1.unwrap_or(0.0) + SIZE_MARGIN {
-                oof = other;
+                None => true,
+            };
+            if worth {
+                let other = out_of_fold(backbone, samples, labels, bigger, &bank, opts, progress, clock)?;
+                let a = other.best_auroc(labels);
+                size_aurocs.push((bigger, a));
+                // The larger input costs (1.5)² = 2.25× per detection: kept only for a clear gain.
+                if a.unwrap_or(0.0) > size_aurocs[0].1.unwrap_or(0.0) + SIZE_MARGIN {
+                    oof = other;
+                }
             }
         }
         tracing::debug!(?size_aurocs, chosen = ?(oof.width, oof.height), "input size search");

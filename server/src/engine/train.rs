@@ -5,11 +5,12 @@
 //!    training image (PatchCore embedding, kept as f16, and pooled backbone features for the supervised score),
 //!    and of the normal images' mirrored and turned views where the mirror test finds the surface without
 //!    orientation (`folds`).
-//! 2. Stratified k-fold over the training images: for each fold, a PCA and a coreset memory bank fitted on the
-//!    *other* folds' normals score the fold's images → out-of-fold (OOF) image scores and patch maps. Nothing
-//!    about a fold's images is seen before they are scored, so OOF figures are honest.
-//!    The same folds fit a Gaussian model of pooled normal features (`gaussian`) → OOF Gaussian scores. With
-//!    ≥ 10 labelled anomalies a 1.5× larger input is tried too and kept when its OOF AUROC is better by 0.02.
+//! 2. Out-of-fold (OOF) image scores and patch maps (`folds`): one PCA and coreset memory bank from every normal
+//!    image — the final model's — scores each normal image without the rows that came from itself and each
+//!    anomaly against all of it; a Gaussian model of pooled normal features (`gaussian`) fitted without each
+//!    tenth of the normals scores them, the one fitted on every normal the anomalies. Nothing about an image
+//!    goes into its own score, so OOF figures are honest and on the final model's scale. With ≥ 10 labelled
+//!    anomalies a 1.5× larger input is tried too and kept when its OOF AUROC is better by 0.02 (`size_search`).
 //! 2b. The unsupervised score: PatchCore's, or its fusion with the Gaussian's on their OOF normal scales (the
 //!    weight chosen by OOF AUROC with labelled anomalies, else `DEFAULT_GAUSSIAN_WEIGHT`).
 //! 3. Supervised image score (with ≥ 10 anomalies and ≥ 10 normals): one logistic regression per fold over
@@ -20,8 +21,8 @@
 //! 4. Threshold on OOF scores: F1-optimal with ≥ 3 anomalies, else the normal-quantile rule holding
 //!    `normal_fpr` (see `threshold`); confidence scale.
 //! 5. Segmentation head (when anomalies carry masks) on OOF patch maps + embeddings.
-//! 6. Final PCA and memory bank from all training normals; evaluation on the test images (explicit test set,
-//!    or a seeded stratified split when the set is large enough, else the OOF results).
+//! 6. The model: step 2's PCA, memory bank and Gaussian; evaluation on the test images (explicit test set, or
+//!    a seeded stratified split when the set is large enough, else the OOF results).
 //!
 //! Memory: the f16 embeddings of every training image (`2 · 152 · (W/8) · (H/8)` bytes each: 0.73 MB at
 //! 640×384, so 0.73 GB for 1,000 such images), plus at most `max_candidates` coreset candidates as f32
@@ -40,7 +41,7 @@ use super::options::{Progress, Stage, StageClock, TrainOptions};
 use super::embedding::EMBED_DIM;
 use super::folds::{assign_folds, Item, OutOfFold};
 use super::size_search::features_at_best_size;
-use super::gaussian::{self, Gaussian, NormalScale};
+use super::gaussian::{self, NormalScale};
 use super::patchcore::MemoryBank;
 use super::segmentation::{self, FitOptions, LinearHead};
 use super::threshold::{self, RankScale, ThresholdRule};
@@ -128,7 +129,7 @@ fn fit(
     let labelled = n_anom >= MIN_LABELLED && n_norm >= MIN_LABELLED;
     let total = train_samples.len();
     let (oof, size_aurocs, symmetries) = features_at_best_size(backbone, &train_samples, &labels, labelled, opts, progress, &mut clock)?;
-    let OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, oof_maps, bank } = oof;
+    let OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, gaussian: full_gaussian, oof_maps, bank, .. } = oof;
     let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
     let normal_oof: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| oof_pc[i]).collect();
     let pc_norm = {
@@ -208,14 +209,14 @@ fn fit(
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "segmentation head");
     clock.lap("threshold and segmentation head");
 
-    // 6. Final PCA and memory bank from every training normal.
-    progress(Progress { stage: Stage::MemoryBank, done: 0, total: 1 });
-    let uses_gaussian = score_spec.gaussian_weight.is_some() || score_spec.head_stats;
-    let gaussian = final_gaussian(&labels, &pooled, uses_gaussian, &mut summary)?;
-    drop(items);
+    // 6. The model's PCA, memory bank and Gaussian are step 2's.
     progress(Progress { stage: Stage::MemoryBank, done: 1, total: 1 });
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), "final memory bank");
-    clock.lap("final bank");
+    let uses_gaussian = score_spec.gaussian_weight.is_some() || score_spec.head_stats;
+    let gaussian = full_gaussian.filter(|_| uses_gaussian).map(|(g, delta)| {
+        summary.gaussian_shrinkage = Some(delta);
+        g
+    });
+    drop(items);
 
     let segmentation_model = seg_head.is_some();
     let header = ModelHeader {
@@ -294,18 +295,6 @@ fn check_label_colors(set: &TrainSet) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Step 6 of training: with `uses_gaussian` the Gaussian model of the normals' pooled features `pooled: (N, 264)`
-/// (its shrinkage into `summary`). The final PCA and memory bank are the ones the out-of-fold scores came from.
-fn final_gaussian(labels: &[bool], pooled: &Tensor, uses_gaussian: bool, summary: &mut TrainingSummary) -> Result<Option<Gaussian>> {
-    if !uses_gaussian {
-        return Ok(None);
-    }
-    let idx: Vec<i64> = (0..labels.len()).filter(|&i| !labels[i]).map(|i| i as i64).collect();
-    let (g, delta) = Gaussian::fit(&pooled.f_index_select(0, &Tensor::f_from_slice(&idx)?)?)?;
-    summary.gaussian_shrinkage = Some(delta);
-    Ok(Some(g))
 }
 
 /// The backbone a new model records: its id, taps and the SHA-256 of its file.
