@@ -89,6 +89,39 @@ pub fn greedy_k_center(points: &Tensor, k: usize, start: usize) -> Result<Vec<i6
     })
 }
 
+/// Picks per group of [`grouped_k_center`]: the largest selection run over all candidates at once.
+pub const GROUP_PICKS: usize = 2048;
+
+/// Greedy k-center over contiguous groups of the rows (the candidates come image by image, so a group is a run
+/// of images): `ceil(k / per_group)` groups, each picking its share of `k` in proportion to its rows. One
+/// global selection costs `k` passes over all `N` rows; the groups together cost `k · N / groups`, so a bank
+/// eight times larger costs what one selection did. Each group covers its own rows as densely as one
+/// selection of the same share would, so the union covers every row about as well as a global selection.
+/// Returns `min(k, N)` distinct row indices.
+pub fn grouped_k_center(points: &Tensor, k: usize, per_group: usize, rng: &mut SplitMix64) -> Result<Vec<i64>> {
+    let n = points.size().first().copied().unwrap_or(0).max(0) as usize;
+    let k = k.min(n);
+    let groups = k.div_ceil(per_group.max(1)).max(1);
+    if groups == 1 {
+        return greedy_k_center(points, k, rng.below(n.max(1)));
+    }
+    let mut picks = Vec::with_capacity(k);
+    let (mut start, mut taken) = (0usize, 0usize);
+    for g in 0..groups {
+        let end = n * (g + 1) / groups;
+        let len = end - start;
+        // This group's share, so that the shares add up to k exactly.
+        let share = (k * end / n - taken).min(len);
+        taken += share;
+        if share > 0 {
+            let part = points.f_narrow(0, start as i64, len as i64)?;
+            picks.extend(greedy_k_center(&part, share, rng.below(len))?.into_iter().map(|i| i + start as i64));
+        }
+        start = end;
+    }
+    Ok(picks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +136,27 @@ mod tests {
         assert_eq!(picks, vec![0, 4, 2, 1]);
         assert_eq!(greedy_k_center(&pts, 10, 0).unwrap().len(), 5);
         assert!(greedy_k_center(&Tensor::from_slice(&[1f32]), 1, 0).is_err());
+    }
+
+    #[test]
+    fn groups_split_the_picks_and_cover_every_group() {
+        // Two clusters far apart, 6 rows each: with groups of at most 2 picks, k = 4 takes 2 from each half.
+        let v: Vec<f32> = (0..6).map(|i| i as f32).chain((0..6).map(|i| 100.0 + i as f32)).collect();
+        let pts = Tensor::from_slice(&v).view([12, 1]);
+        let mut rng = SplitMix64::new(3);
+        let picks = grouped_k_center(&pts, 4, 2, &mut rng).unwrap();
+        assert_eq!(picks.len(), 4);
+        assert_eq!(picks.iter().filter(|&&i| i < 6).count(), 2);
+        let mut d = picks.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), 4);
+        // One group: the same as a single selection from the same start.
+        let mut r1 = SplitMix64::new(9);
+        let mut r2 = SplitMix64::new(9);
+        assert_eq!(grouped_k_center(&pts, 3, 8, &mut r1).unwrap(), greedy_k_center(&pts, 3, r2.below(12)).unwrap());
+        // k larger than the rows: every row once.
+        assert_eq!(grouped_k_center(&pts, 50, 2, &mut rng).unwrap().len(), 12);
     }
 
     #[test]

@@ -215,7 +215,7 @@ fn build_bank_rows(embeddings: &[&Tensor], opts: &TrainOptions, seed: u64, pca: 
         } else {
             let proj = coreset::random_projection(all.size()[1], opts.projection_dim.max(1), seed ^ 0x5EED)?;
             let projected = all.f_matmul(&proj)?;
-            coreset::greedy_k_center(&projected, k, rng.below(n))?
+            coreset::grouped_k_center(&projected, k, coreset::GROUP_PICKS, &mut rng)?
         };
         let bank = all.f_index_select(0, &Tensor::f_from_slice(&picks)?)?;
         Ok((MemoryBank::new(bank, pca.cloned())?, picks.iter().map(|&p| p as usize).collect()))
