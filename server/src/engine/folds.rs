@@ -123,11 +123,12 @@ pub(super) fn extract(
     backbone: &Backbone,
     samples: &[&Sample],
     (width, height): (u32, u32),
-    batch: usize,
+    opts: &TrainOptions,
     (views, per_image): (&[View], usize),
     mut tick: impl FnMut(usize),
 ) -> Result<Vec<Item>> {
-    let batch = batch_for(batch, width, height);
+    let batch = batch_for(opts.batch_size, width, height);
+    let zero_pad = opts.pool_zero_pad;
     let per_image = per_image.min(views.len());
     let mut out = Vec::with_capacity(samples.len());
     for chunk in samples.chunks(batch) {
@@ -139,7 +140,7 @@ pub(super) fn extract(
         }
         let x = Tensor::f_cat(&inputs, 0)?;
         let f = backbone.forward(&x)?;
-        let e = embedding::embed(&f)?.f_to_kind(Kind::Half)?;
+        let e = embedding::embed(&f, zero_pad)?.f_to_kind(Kind::Half)?;
         let p = pooled_features(&f)?;
         // The normal images' views, by shape (unturned, turned), in passes of at most `batch` images.
         let mut extra: Vec<Vec<Tensor>> = (0..chunk.len()).map(|_| Vec::new()).collect();
@@ -150,7 +151,7 @@ pub(super) fn extract(
                 .collect();
             for part in jobs.chunks(batch) {
                 let xs = part.iter().map(|(i, v)| v.apply(&inputs[*i])).collect::<Result<Vec<_>>>()?;
-                let ev = embedding::embed(&backbone.forward(&Tensor::f_cat(&xs, 0)?)?)?.f_to_kind(Kind::Half)?;
+                let ev = embedding::embed(&backbone.forward(&Tensor::f_cat(&xs, 0)?)?, zero_pad)?.f_to_kind(Kind::Half)?;
                 for (j, (i, _)) in part.iter().enumerate() {
                     extra[*i].push(ev.f_get(j as i64)?);
                 }
@@ -326,7 +327,7 @@ pub(super) fn out_of_fold(
     let views = bank_view_set(symmetries.flips, symmetries.turns);
     // An f16 embedding: EMBED_DIM channels on the stride-8 grid.
     let per_image = views_per_image(n_norm, views.len(), 2 * EMBED_DIM as usize * (width as usize / 8) * (height as usize / 8));
-    let items = extract(backbone, samples, (width, height), opts.batch_size, (&views, per_image), |done| {
+    let items = extract(backbone, samples, (width, height), opts, (&views, per_image), |done| {
         progress(Progress { stage: Stage::Features, done, total })
     })?;
     tracing::debug!(secs = started.elapsed().as_secs_f64(), width, height, "features extracted");

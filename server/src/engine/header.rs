@@ -65,6 +65,10 @@ pub struct PatchCoreSpec {
     #[serde(default)]
     pub pca_residual: bool,
     pub pool_kernel: i64,
+    /// The 3×3 pooling counts the zero padding at the edges (`embedding::embed`); absent (older models): edge
+    /// cells averaged over the valid cells only.
+    #[serde(default)]
+    pub pool_zero_pad: bool,
     /// Per-channel weights applied to every embedding (`embedding::tap_weights`); absent: unweighted.
     #[serde(default)]
     pub tap_weights: Option<Vec<f32>>,

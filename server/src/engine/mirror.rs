@@ -45,11 +45,11 @@ pub(super) fn mirror_test(backbone: &Backbone, normals: &[&Sample], size: (u32, 
     idx.truncate(MIRROR_IMAGES);
     let (in_bank, probed) = idx.split_at(idx.len() / 2);
     let pick = |ix: &[usize]| -> Vec<&Sample> { ix.iter().map(|&i| normals[i]).collect() };
-    let bank_items = extract(backbone, &pick(in_bank), size, opts.batch_size, (&[], 0), |_| {})?;
+    let bank_items = extract(backbone, &pick(in_bank), size, opts, (&[], 0), |_| {})?;
     let flips = bank_view_set(true, false);
     let quarter: Vec<View> = bank_view_set(false, true).into_iter().filter(|v| v.turned).collect();
     let views: Vec<View> = flips.iter().chain(&quarter).copied().collect();
-    let probe_items = extract(backbone, &pick(probed), size, opts.batch_size, (&views, views.len()), |_| {})?;
+    let probe_items = extract(backbone, &pick(probed), size, opts, (&views, views.len()), |_| {})?;
     let embeddings: Vec<&Tensor> = bank_items.iter().map(|it| &it.embedding).collect();
     let seed = opts.seed ^ 0x3177;
     let pca = fit_pca(&embeddings, opts, seed)?;

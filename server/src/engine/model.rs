@@ -195,7 +195,7 @@ impl Model {
             let t1 = Instant::now();
             let f = backbone.forward(&x)?;
             let t2 = Instant::now();
-            let e = embedding::embed(&f)?;
+            let e = embedding::embed(&f, self.header.patchcore.pool_zero_pad)?;
             let e = match &self.header.patchcore.tap_weights {
                 Some(w) => embedding::weigh(&e, w)?,
                 None => e,

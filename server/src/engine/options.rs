@@ -65,6 +65,8 @@ pub struct TrainOptions {
     /// PatchCore's reweighting of the image score (paper §3.3) by the neighbourhood of this many bank rows
     /// around the nearest row of the worst patch (`patchcore::MemoryBank::reweight`); 0 or 1: off.
     pub reweight_neighbours: usize,
+    /// The patch features' 3×3 pooling counts the zero padding at the edges (see `embedding::embed`).
+    pub pool_zero_pad: bool,
 }
 
 impl Default for TrainOptions {
@@ -93,6 +95,7 @@ impl Default for TrainOptions {
             bank_flips: None,
             bank_turns: None,
             reweight_neighbours: 0,
+            pool_zero_pad: true,
         }
     }
 }

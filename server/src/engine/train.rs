@@ -326,6 +326,7 @@ fn patchcore_spec(bank: &MemoryBank, tap_weights: Option<Vec<f32>>, opts: &Train
         knn_dim: bank.pca.as_ref().map(|p| p.components_kept()),
         pca_residual: bank.pca.as_ref().is_some_and(|p| p.residual),
         pool_kernel: 3,
+        pool_zero_pad: opts.pool_zero_pad,
         tap_weights,
         bank_size: bank.len(),
         reweight_neighbours: if opts.reweight_neighbours >= 2 { opts.reweight_neighbours } else { 0 },
