@@ -8,7 +8,9 @@ export default defineConfig({
   expect: { timeout: 15_000 },
   fullyParallel: false,
   workers: 1,
-  retries: 0,
+  // One retry: on a loaded 2-core box the first fetch of the browser bundle has come back 404 (Leptos' file
+  // handler answers any non-200 as 404), leaving the page unhydrated; a real failure fails twice.
+  retries: 1,
   reporter: [["list"]],
   use: {
     baseURL: process.env.VIGIL_E2E_URL ?? "http://127.0.0.1:3000",
