@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engine import run_bench  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -122,18 +124,9 @@ def lay_out(split, out, labelled):
 
 
 def vigil_bench(vigil, sets, name, threads, extra=()):
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-        out = f.name
-    cmd = [vigil, "bench", "--datasets", str(sets), "--only", name, "--accuracy-only", "--json", out, "--torch-threads", str(threads)]
-    for kv in extra:
-        cmd += ["--set", kv]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        print(p.stdout[-2000:], p.stderr[-2000:], file=sys.stderr)
-        raise SystemExit(f"vigil bench failed on {name}")
-    rows = [r for r in json.loads(Path(out).read_text()) if r["dataset"] == name]
-    os.unlink(out)
-    return rows[0]
+    """`vigil bench --accuracy-only` on one set (bench_engine's runner), its row."""
+    rows, _ = run_bench(vigil, sets, name, list(extra), threads)
+    return [r for r in rows if r["dataset"] == name][0]
 
 
 # ---------------------------------------------------------------- anomalib
