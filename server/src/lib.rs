@@ -219,10 +219,36 @@ pub fn router(state: AppState) -> Router {
 /// 200 with its 404 page — so a browser revalidating a cached `vigil.wasm` (`If-Modified-Since`, `304`), or
 /// asking for part of it (`Range`, `206`: Chromium does for a large debug bundle it cached in part), got a 404
 /// and the page never hydrated. The conditional and range headers are dropped, so a file is always sent whole.
+/// The file is looked up here first: a file that is there but could not be read (an I/O error: `500` from
+/// `ServeDir`) is tried once more and then answered with its real status and logged, not hidden behind the
+/// 404 page; only a path with no file behind it gets the console's 404 page.
 async fn static_files(uri: axum::http::Uri, state: axum::extract::State<AppState>, mut req: axum::extract::Request) -> axum::response::Response {
-    use axum::http::header;
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
     for h in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_MATCH, header::IF_UNMODIFIED_SINCE, header::IF_RANGE, header::RANGE] {
         req.headers_mut().remove(h);
+    }
+    let root = state.leptos_options.site_root.to_string();
+    for attempt in 0..2 {
+        let mut file_req = axum::http::Request::builder().method(req.method().clone()).uri(uri.clone());
+        if let Some(v) = req.headers().get(header::ACCEPT_ENCODING) {
+            file_req = file_req.header(header::ACCEPT_ENCODING, v.clone());
+        }
+        let Ok(file_req) = file_req.body(axum::body::Body::empty()) else { break };
+        let res = match tower_http::services::ServeDir::new(&root).precompressed_gzip().precompressed_br().oneshot(file_req).await {
+            Ok(res) => res.into_response(),
+            Err(never) => match never {},
+        };
+        match res.status() {
+            StatusCode::OK => return res,
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => break,
+            status if attempt == 0 => tracing::warn!(path = %uri.path(), %status, "a static file could not be served; trying once more"),
+            status => {
+                tracing::error!(path = %uri.path(), %status, "a static file could not be served");
+                return res;
+            }
+        }
     }
     leptos_axum::file_and_error_handler::<AppState, _>(app::shell)(uri, state, req).await
 }
