@@ -269,7 +269,8 @@ pub(super) struct OutOfFold {
     /// The Gaussian model of every normal image's pooled features and its shrinkage (when `g_ok`): the final
     /// model's.
     pub(super) gaussian: Option<(Gaussian, f64)>,
-    pub(super) oof_maps: Vec<Option<Tensor>>,
+    /// Each image's own rows in `bank` (those of its views too; none for anomalies), left out of its scores.
+    pub(super) own_rows: Vec<Vec<i64>>,
     /// The memory bank of every normal image (and its views) at this size: the final model's.
     pub(super) bank: MemoryBank,
 }
@@ -392,22 +393,26 @@ fn score_items(
         own[owners[e]].push(row as i64);
     }
     progress(Progress { stage: Stage::CrossValidation, done: 1, total: 2 });
+    // Only the largest patch distance is needed here (the pruned search: a few percent of the patches searched
+    // in full); the heat maps, for the segmentation head alone, are computed there (`oof_map`).
     let mut oof_pc = vec![0f32; total];
-    let mut oof_maps: Vec<Option<Tensor>> = (0..total).map(|_| None).collect();
     for i in 0..total {
         let e = items[i].embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
-        let map = bank.score_maps_excluding(&e, &own[i])?; // (1, h, w)
-        let flat = map.f_view([-1])?;
-        let at = flat.f_argmax(0, false)?.int64_value(&[]);
-        let d = flat.f_double_value(&[at])? as f32;
-        oof_pc[i] = bank.reweighted(d, opts.reweight_neighbours, || embedding::patch_row(&e, at as usize))?;
-        oof_maps[i] = Some(map.f_squeeze_dim(0)?);
+        let (at, d) = bank.argmax_nearest_excluding(&embedding::to_rows(&e)?, &own[i])?;
+        oof_pc[i] = bank.reweighted(d, opts.reweight_neighbours, || embedding::patch_row(&e, at))?;
     }
     let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
     let (oof_g, gaussian) = if opts.gaussian { gaussian_out_of_fold(&pooled, labels, opts.seed)? } else { (vec![0f32; total], None) };
     progress(Progress { stage: Stage::CrossValidation, done: 2, total: 2 });
     let g_ok = gaussian.is_some();
-    Ok(OutOfFold { width, height, items, labels: labels.to_vec(), tap_weights, k, folds, oof_pc, oof_g, g_ok, gaussian, oof_maps, bank })
+    Ok(OutOfFold { width, height, items, labels: labels.to_vec(), tap_weights, k, folds, oof_pc, oof_g, g_ok, gaussian, own_rows: own, bank })
+}
+
+/// The out-of-fold patch score map `(h, w)` of an image's `embedding` `(D, h, w)`: against `bank` without the
+/// image's own rows `own` (see [`OutOfFold::own_rows`]).
+pub(super) fn oof_map(bank: &MemoryBank, embedding: &Tensor, own: &[i64]) -> Result<Tensor> {
+    let e = embedding.f_to_kind(Kind::Float)?.f_unsqueeze(0)?;
+    Ok(bank.score_maps_excluding(&e, own)?.f_squeeze_dim(0)?)
 }
 
 /// Folds of the normal images for the Gaussian's out-of-fold scores (each fit leaves out a tenth).

@@ -36,6 +36,8 @@ struct Cells {
     rows: Vec<f32>,
     /// `coarse × L`.
     sq: Vec<f32>,
+    /// `coarse × L`: the bank row each member is (for searches that leave rows out).
+    idx: Vec<i64>,
     dim: usize,
 }
 
@@ -100,11 +102,11 @@ impl MemoryBank {
             }
         }
         let idx: Vec<i64> = members.iter().flat_map(|v| (0..CELL_ROWS).map(move |i| v[i % v.len()])).collect();
-        let idx = Tensor::f_from_slice(&idx)?;
+        let at = Tensor::f_from_slice(&idx)?;
         let dim = bank.size()[1] as usize;
-        let rows: Vec<f32> = Vec::try_from(&bank.f_index_select(0, &idx)?.f_contiguous()?.f_view([-1])?)?;
-        let sq: Vec<f32> = Vec::try_from(&sq.f_squeeze_dim(0)?.f_index_select(0, &idx)?.f_contiguous()?)?;
-        Ok(Some(Cells { coarse, rows, sq, dim }))
+        let rows: Vec<f32> = Vec::try_from(&bank.f_index_select(0, &at)?.f_contiguous()?.f_view([-1])?)?;
+        let sq: Vec<f32> = Vec::try_from(&sq.f_squeeze_dim(0)?.f_index_select(0, &at)?.f_contiguous()?)?;
+        Ok(Some(Cells { coarse, rows, sq, idx, dim }))
     }
 
     /// The pruned search's cells, built at the first search that needs them (a hosted model's warm-up
@@ -182,6 +184,12 @@ impl MemoryBank {
     /// that need only some queries exactly. `None` when the bank has no cells (small banks) or there are
     /// fewer than 64 queries: the plain search is as fast there.
     pub fn bounds(&self, queries: &Tensor) -> Result<Option<Bounds<'_>>> {
+        self.bounds_with(queries, self.sq.shallow_clone(), &[])
+    }
+
+    /// [`MemoryBank::bounds`] against the bank without the rows `excluded` (sorted ascending), whose squared
+    /// norms in `sq` are infinite: they neither bound a query nor are its nearest neighbour.
+    fn bounds_with(&self, queries: &Tensor, sq: Tensor, excluded: &[i64]) -> Result<Option<Bounds<'_>>> {
         let s = queries.size();
         let d = self.pca.as_ref().map_or(self.bank.size()[1], |p| p.input_dim());
         if s.len() != 2 || s[1] != d || s[0] == 0 {
@@ -198,7 +206,7 @@ impl MemoryBank {
             }
             .f_contiguous()?;
             let qsq = q.f_mul(&q)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
-            let part = self.sq.f_narrow(1, 0, coarse)?.f_addmm(&q, &self.neg2_t.f_narrow(1, 0, coarse)?)?;
+            let part = sq.f_narrow(1, 0, coarse)?.f_addmm(&q, &self.neg2_t.f_narrow(1, 0, coarse)?)?;
             let (min, cell) = part.f_min_dim(1, false)?;
             // A tighter bound from the members of each query's nearest cell, where its nearest neighbour
             // usually is: |m|² − 2 q·m over the cell's rows (in plain Rust: no gathered copy of the rows).
@@ -214,13 +222,36 @@ impl MemoryBank {
                     let mut m = min[i];
                     for l in 0..CELL_ROWS {
                         let r = c * CELL_ROWS + l;
+                        if !excluded.is_empty() && excluded.binary_search(&cells.idx[r]).is_ok() {
+                            continue;
+                        }
                         m = m.min(cells.sq[r] - 2.0 * dot(&cells.rows[r * dim..(r + 1) * dim], qi));
                     }
                     (m + qsq_v[i]).max(0.0) // squared, ≥ the exact squared distance
                 })
                 .collect();
-            Ok(Some(Bounds { bank: self, q, qsq, upper_sq, coarse }))
+            Ok(Some(Bounds { bank: self, q, qsq, sq, upper_sq, coarse }))
         })
+    }
+
+    /// The query of `queries: (N, D)` farthest from its nearest bank row outside `excluded`, and that distance:
+    /// a training image's leave-one-out image score (its own rows excluded), when its heat map is not needed.
+    /// Exact: [`Bounds::argmax_from`]'s pruned search where the bank has cells, the full search otherwise.
+    pub fn argmax_nearest_excluding(&self, queries: &Tensor, excluded: &[i64]) -> Result<(usize, f32)> {
+        if excluded.len() as i64 >= self.len() {
+            return Err(Error::Shape("every row of the memory bank is excluded".into()));
+        }
+        let mut excluded = excluded.to_vec();
+        excluded.sort_unstable();
+        let sq = if excluded.is_empty() { self.sq.shallow_clone() } else { self.sq.f_index_fill(1, &Tensor::f_from_slice(&excluded)?, f64::INFINITY)? };
+        match self.bounds_with(queries, sq.shallow_clone(), &excluded)? {
+            Some(b) => b.argmax_from(None, f32::NEG_INFINITY),
+            None => {
+                let d = self.nearest_distances_to(queries, &sq)?;
+                let at = d.f_argmax(0, false)?.int64_value(&[]);
+                Ok((at as usize, d.f_double_value(&[at])? as f32))
+            }
+        }
     }
 }
 
@@ -234,6 +265,8 @@ pub struct Bounds<'a> {
     q: Tensor,
     /// `(N,)` their squared norms.
     qsq: Tensor,
+    /// `(1, M)` the bank rows' squared norms (infinite for rows left out of the search).
+    sq: Tensor,
     /// Squared upper bounds, one per query.
     pub upper_sq: Vec<f32>,
     coarse: i64,
@@ -253,7 +286,7 @@ impl Bounds<'_> {
             for part in idx.chunks(64) {
                 let idx = Tensor::f_from_slice(part)?;
                 let qc = self.q.f_index_select(0, &idx)?;
-                let full = self.bank.sq.f_addmm(&qc, &self.bank.neg2_t)?;
+                let full = self.sq.f_addmm(&qc, &self.bank.neg2_t)?;
                 let (mn, _) = full.f_min_dim(1, false)?;
                 let exact = mn.f_add(&self.qsq.f_index_select(0, &idx)?)?.f_clamp_min(0.0)?;
                 out.extend(Vec::<f32>::try_from(&exact)?);
@@ -422,6 +455,32 @@ mod tests {
         assert!((d(&[1, 2]) - 1.1).abs() < 1e-5);
         assert!((d(&[0, 1, 2]) - 1.9).abs() < 1e-5);
         assert!(bank.score_maps_excluding(&e, &[0, 1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn leave_one_out_image_score_equals_the_full_search() {
+        // A normal training image: its patches lie near bank rows 100..400, of which it "owns" 100..250 and,
+        // among the cells' coarse rows, 0..20; the pruned search without those rows must find the same
+        // largest distance and a patch that has it as the full search without them.
+        let mut rng = crate::engine::coreset::SplitMix64::new(9);
+        let mut randn = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
+        let d = 8;
+        let bank = MemoryBank::new(Tensor::from_slice(&randn(512 * d)).view([512, d as i64]), None).unwrap();
+        let near = bank.bank.narrow(0, 100, 300).f_add(&Tensor::from_slice(&randn(300 * d)).view([300, d as i64]).f_mul_scalar(0.05).unwrap()).unwrap();
+        let own: Vec<i64> = (0..20).chain(100..250).rev().collect(); // any order
+        for (q, excluded) in [(&near, own.clone()), (&near, vec![]), (&near.f_mul_scalar(3.0).unwrap(), own.clone())] {
+            let as_image = q.tr().view([1, d as i64, 300, 1]);
+            let full: Vec<f32> = Vec::try_from(&bank.score_maps_excluding(&as_image, &excluded).unwrap().view([-1])).unwrap();
+            let max = full.iter().copied().fold(f32::MIN, f32::max);
+            let (at, fast) = bank.argmax_nearest_excluding(q, &excluded).unwrap();
+            assert!((fast - max).abs() <= 1e-5 * max.max(1.0), "{max} vs {fast}");
+            assert!((full[at] - max).abs() <= 1e-5 * max.max(1.0));
+        }
+        // Without the rows it owns, the image scores higher than with them.
+        let (_, with) = bank.argmax_nearest_excluding(&near, &[]).unwrap();
+        let (_, without) = bank.argmax_nearest_excluding(&near, &own).unwrap();
+        assert!(without > with);
+        assert!(bank.argmax_nearest_excluding(&near, &(0..512).collect::<Vec<i64>>()).is_err());
     }
 
     #[test]

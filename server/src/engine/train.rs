@@ -39,7 +39,7 @@ use super::tensors::f32_values;
 use super::samples::{AnomalyLabel, Sample, TrainSet};
 use super::options::{Progress, Stage, StageClock, TrainOptions};
 use super::embedding::EMBED_DIM;
-use super::folds::{assign_folds, Item, OutOfFold};
+use super::folds::{assign_folds, oof_map, Item, OutOfFold};
 use super::size_search::features_at_best_size;
 use super::gaussian::{self, NormalScale};
 use super::patchcore::MemoryBank;
@@ -129,7 +129,7 @@ fn fit(
     let labelled = n_anom >= MIN_LABELLED && n_norm >= MIN_LABELLED;
     let total = train_samples.len();
     let (oof, size_aurocs, symmetries) = features_at_best_size(backbone, &train_samples, &labels, labelled, opts, progress, &mut clock)?;
-    let OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, gaussian: full_gaussian, oof_maps, bank, .. } = oof;
+    let OutOfFold { width, height, items, tap_weights, k, folds, oof_pc, oof_g, g_ok, gaussian: full_gaussian, own_rows, bank, .. } = oof;
     let pooled = Tensor::f_stack(&items.iter().map(|it| it.pooled.shallow_clone()).collect::<Vec<_>>(), 0)?;
     let normal_oof: Vec<f32> = (0..total).filter(|&i| !labels[i]).map(|i| oof_pc[i]).collect();
     let pc_norm = {
@@ -201,7 +201,8 @@ fn fit(
     let label_colors: Vec<[u8; 3]> = set.labels.iter().filter_map(|l| segmentation::parse_hex_color(&l.color)).collect();
     let has_masks = train_samples.iter().any(|s| s.anomalous && s.mask.is_some());
     let seg_head = if opts.segmentation && has_masks && !label_colors.is_empty() {
-        fit_segmentation_head(&train_samples, &items, &oof_maps, &label_colors, (width, height), pc_norm, opts.seed)?
+        let map_of = |i: usize| oof_map(&bank, &items[i].embedding, &own_rows[i]);
+        fit_segmentation_head(&train_samples, &items, &map_of, &label_colors, (width, height), pc_norm, opts.seed)?
     } else {
         None
     };
@@ -461,7 +462,7 @@ fn supervised_score(
 fn fit_segmentation_head(
     samples: &[&Sample],
     items: &[Item],
-    oof_maps: &[Option<Tensor>],
+    oof_map: &dyn Fn(usize) -> Result<Tensor>,
     label_colors: &[[u8; 3]],
     (width, height): (u32, u32),
     pc_norm: f32,
@@ -472,11 +473,10 @@ fn fit_segmentation_head(
     const MAX_ANOMALY_ROWS: usize = 8_192;
     let (mut anom_x, mut anom_y, mut bg_x) = (Vec::new(), Vec::new(), Vec::new());
     for (i, s) in samples.iter().enumerate() {
-        let Some(map) = &oof_maps[i] else { continue };
         if s.anomalous && s.mask.is_none() {
             continue;
         }
-        let x = segmentation::head_rows(&items[i].embedding, map, pc_norm)?;
+        let x = segmentation::head_rows(&items[i].embedding, &oof_map(i)?, pc_norm)?;
         match &s.mask {
             Some(m) if s.anomalous => {
                 let mask = m.load_mask()?;
