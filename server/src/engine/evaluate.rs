@@ -131,6 +131,7 @@ impl Evaluation {
             labels: Vec::new(),
             mean_iou: None,
             notes: Vec::new(),
+            reference_normal_scores: Vec::new(),
         }
     }
 }

@@ -117,7 +117,15 @@ pub struct Evaluation {
     /// the model page shows them above its figures.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// When `images` are other images than the training's (a test set or a held-out split): the training's normal
+    /// images' leave-one-out scores on the same scale (at most [`MAX_REFERENCE_SCORES`], evenly spread), which
+    /// drift monitoring adds to the evaluation's normal scores as its reference. Empty otherwise.
+    #[serde(default)]
+    pub reference_normal_scores: Vec<f32>,
 }
+
+/// The most training scores an evaluation carries for the drift reference.
+pub const MAX_REFERENCE_SCORES: usize = 2000;
 
 /// A trained model.
 pub struct Model {

@@ -250,6 +250,11 @@ fn fit(
     };
     clock.lap("evaluation");
     evaluation.notes = super::evaluate::evidence_notes(n_norm, n_anom, rule, target_fpr);
+    if !test_samples.is_empty() {
+        // Cross-validated evaluations hold these scores already; otherwise they enlarge drift's reference.
+        let step = final_normal.len().div_ceil(super::model::MAX_REFERENCE_SCORES).max(1);
+        evaluation.reference_normal_scores = final_normal.iter().step_by(step).copied().collect();
+    }
     model.header.training.stage_seconds = clock.spent;
     Ok((model, evaluation))
 }

@@ -1,7 +1,10 @@
 //! Drift: whether a hosted model's recent scores still look like its validation scores.
 //!
-//! When a version is hosted, its evaluation's normal images (at least 3) (the test set's, or the out-of-fold scores of the
-//! training images) give a reference: their median score and spread (`inference::ScoreScale`). Every
+//! When a version is hosted, its evaluation's normal images (at least 3) give a reference: their median score and
+//! spread (`inference::ScoreScale`). They are the test set's (or held-out split's) normal images and the training's
+//! normal images' leave-one-out scores (`Evaluation::reference_normal_scores`, the scores new normal images get;
+//! models trained before these were recorded have the test set's alone), or, for a cross-validated model, the
+//! out-of-fold scores of the training images. Every
 //! detection of the hosted model adds its score, in units of that spread from that median, to a histogram
 //! (0.25-wide bins from −6 to +10, and one bin below and one above), written per model and hour to
 //! `drift_bin` beside the detection counts (so several replicas add up).
@@ -53,7 +56,9 @@ pub fn reference(evaluation: &[u8]) -> Option<(ScoreScale, usize)> {
         .as_array()?
         .iter()
         .filter(|i| i["anomalous"] == serde_json::Value::Bool(false))
-        .filter_map(|i| i["score"].as_f64().map(|x| x as f32))
+        .filter_map(|i| i["score"].as_f64())
+        .chain(e["reference_normal_scores"].as_array().into_iter().flatten().filter_map(|x| x.as_f64()))
+        .map(|x| x as f32)
         .filter(|x| x.is_finite())
         .collect();
     if normal.len() < 3 {
@@ -213,5 +218,10 @@ mod tests {
         assert_eq!(s.median, 4.0);
         assert!((s.scale - 4.0 / 1.349).abs() < 1e-4, "{s:?}");
         assert!(reference(b"not json").is_none());
+        // The training's leave-one-out normal scores join the reference: 9 + 11 scores, median 5.
+        let mut with_oof = eval.clone();
+        with_oof["reference_normal_scores"] = serde_json::json!((0..11).map(|i| i as f32).collect::<Vec<_>>());
+        let (s, m) = reference(with_oof.to_string().as_bytes()).expect("a reference");
+        assert_eq!((m, s.median), (20, 4.5));
     }
 }
