@@ -122,8 +122,9 @@ def main():
                 shifts.append(d.get("vigil_drift_median_shift", 0.0))
             mean = sum(shifts) / len(shifts)
             sd = (sum((x - mean) ** 2 for x in shifts) / max(1, len(shifts) - 1)) ** 0.5
-            print(f"\n{name}: trained on {len(train)}, reference {len([p for p in test if 'normal' in p.lower()])} normal images, "
-                  f"unseen normal pool {len(live)}")
+            ref = db.execute("select normal_scores from drift_reference").fetchone()
+            print(f"\n{name}: trained on {len(train)}, {len([p for p in test if 'normal' in p.lower()])} normal test images, "
+                  f"reference {ref[0] if ref else '?'} scores (with the training's leave-one-out ones), unseen normal pool {len(live)}")
             print(f"  normal traffic: {alarms} of {args.windows} windows flagged ({alarms / args.windows:.1%}); median shift "
                   f"{mean:+.2f} ± {sd:.2f} spreads; the model called {fp / (args.windows * args.n):.1%} of these normal images anomalous")
             for kind in ("brighter x1.25", "blurred (radius 2)", "mirrored (variant)"):
