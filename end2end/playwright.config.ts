@@ -9,7 +9,8 @@ export default defineConfig({
   fullyParallel: false,
   workers: 1,
   // One retry: on a loaded 2-core box the first fetch of the browser bundle has come back 404 (Leptos' file
-  // handler answers any non-200 as 404), leaving the page unhydrated; a real failure fails twice.
+  // handler answered any non-200 as 404), leaving the page unhydrated; a real failure fails twice. The server
+  // now retries a file it could not read and logs why (lib.rs `static_files`): the log says if it recurs.
   retries: 1,
   reporter: [["list"]],
   use: {

@@ -242,12 +242,15 @@ async fn static_files(uri: axum::http::Uri, state: axum::extract::State<AppState
         };
         match res.status() {
             StatusCode::OK => return res,
-            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => break,
-            status if attempt == 0 => tracing::warn!(path = %uri.path(), %status, "a static file could not be served; trying once more"),
-            status => {
+            status if status.is_server_error() && attempt == 0 => {
+                tracing::warn!(path = %uri.path(), %status, "a static file could not be served; trying once more")
+            }
+            status if status.is_server_error() => {
                 tracing::error!(path = %uri.path(), %status, "a static file could not be served");
                 return res;
             }
+            // No file there (404), a folder's redirect, a method other than GET and HEAD: the console's page.
+            _ => break,
         }
     }
     leptos_axum::file_and_error_handler::<AppState, _>(app::shell)(uri, state, req).await

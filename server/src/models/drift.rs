@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(s.median, 4.0);
         assert!((s.scale - 4.0 / 1.349).abs() < 1e-4, "{s:?}");
         assert!(reference(b"not json").is_none());
-        // The training's leave-one-out normal scores join the reference: 9 + 11 scores, median 5.
+        // The training's leave-one-out normal scores join the reference: 9 + 11 scores, median 4.5.
         let mut with_oof = eval.clone();
         with_oof["reference_normal_scores"] = serde_json::json!((0..11).map(|i| i as f32).collect::<Vec<_>>());
         let (s, m) = reference(with_oof.to_string().as_bytes()).expect("a reference");
